@@ -1,0 +1,722 @@
+//! The HTTP/1.1 connection state machine, free of sockets and clocks.
+//!
+//! Responsible for: everything one connection does between bytes in and bytes out: parsing
+//! pipelined heads, the built-in operations routes, admission before the body, reading
+//! length-delimited and chunked bodies against the admitted limit, `100 Continue`, calling
+//! the handler (a panic becomes a `500`), writing responses in request order, deferred
+//! replies, stream replies with heartbeats, keep-alive and close decisions, and its deadlines
+//! (header read, idle, stalled writes). The loop passes `now` in; tests and fuzzers drive a
+//! [`Conn`] directly. Not responsible for: reading or writing sockets, timers (the loop asks
+//! [`Conn::deadline`] and calls [`Conn::on_timer`]), or buffer pooling.
+
+use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::app::{Admission, App, Reply, Request, StreamStart};
+use crate::chunked::ChunkedDecoder;
+use crate::metrics::{LoopStats, Metrics};
+use crate::parse::{header_slots, parse, Framing, Head, ParseError, Version};
+use crate::reply::{Letter, Mailbox, ReplyLink, StreamShared, Wake};
+use crate::request::{RequestHead, RequestId, RequestIds};
+use crate::response::{
+    write_chunk, write_head, write_response, HeadContext, Length, Response, LAST_CHUNK,
+};
+
+/// Output above this many unwritten bytes pauses parsing and stream pulls until it drains.
+pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Unprocessed input above this many bytes pauses reading.
+pub const READ_HIGH_WATER: usize = 64 * 1024;
+/// The comment frame written on open streams by the heartbeat timer.
+pub const HEARTBEAT: &[u8] = b": heartbeat\n\n";
+
+/// Timeouts of a connection, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the first byte of a head to its end; past it, `408` and close.
+    pub header_ms: u64,
+    /// Keep-alive idle time, body read time and stalled-write time; past it, close.
+    pub idle_ms: u64,
+}
+
+/// What a connection borrows from its loop for one call.
+pub struct Env<'a, A: App> {
+    /// The application.
+    pub app: &'a A,
+    /// The cached `Date` value.
+    pub date: &'a [u8],
+    /// Where deferred replies and stream notices for this loop are posted.
+    pub mailbox: &'a Arc<Mailbox>,
+    /// This connection's token (slab key and generation).
+    pub token: u64,
+    /// The loop's request id generator.
+    pub ids: &'a mut RequestIds,
+    /// The loop's counters.
+    pub stats: &'a LoopStats,
+    /// Every loop's counters, for `/metrics`.
+    pub metrics: &'a Metrics,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Milliseconds on the loop's monotonic clock.
+    pub now_ms: u64,
+    /// Microseconds on the same clock (latency figures).
+    pub now_us: u64,
+    /// The server is shutting down: no keep-alive, `/health/ready` is `503`.
+    pub draining: bool,
+}
+
+/// The request currently being answered.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    id: RequestId,
+    keep_alive: bool,
+    http10: bool,
+    head_only: bool,
+    started_us: u64,
+}
+
+enum BodyLeft {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+struct BodyState<C> {
+    head: RequestHead,
+    context: C,
+    body: Vec<u8>,
+    left: BodyLeft,
+    limit: u64,
+    since_ms: u64,
+}
+
+enum State<C> {
+    /// Waiting for (or parsing) a request head.
+    Head,
+    /// Reading an admitted request's body.
+    Body(Box<BodyState<C>>),
+    /// The handler deferred; waiting for its `Responder`.
+    Waiting,
+    /// A stream reply is open.
+    Streaming {
+        shared: Arc<StreamShared>,
+        chunked: bool,
+    },
+    /// No further request is read; close once the output is written.
+    Closing,
+}
+
+enum Builtin {
+    Live,
+    Ready,
+    Metrics,
+    WrongMethod,
+}
+
+enum Step {
+    Fail(ParseError),
+    Builtin(Builtin, Exchange),
+    App(Box<RequestHead>, Framing, bool, Exchange),
+}
+
+/// One HTTP/1.1 connection, driven by bytes and events.
+pub struct Conn<A: App> {
+    peer: IpAddr,
+    input: Vec<u8>,
+    in_pos: usize,
+    output: Vec<u8>,
+    out_pos: usize,
+    state: State<A::Context>,
+    ex: Exchange,
+    seq: u64,
+    head_since: Option<u64>,
+    last_active_ms: u64,
+    peer_closed: bool,
+    abort: bool,
+}
+
+impl<A: App> Conn<A> {
+    /// A new connection from `peer`, accepted at `now_ms`.
+    pub fn new(peer: IpAddr, now_ms: u64) -> Self {
+        Conn {
+            peer,
+            input: Vec::new(),
+            in_pos: 0,
+            output: Vec::new(),
+            out_pos: 0,
+            state: State::Head,
+            ex: Exchange {
+                id: RequestId::new(b""),
+                keep_alive: true,
+                http10: false,
+                head_only: false,
+                started_us: 0,
+            },
+            seq: 0,
+            head_since: None,
+            last_active_ms: now_ms,
+            peer_closed: false,
+            abort: false,
+        }
+    }
+
+    // ---- bytes in ----
+
+    /// Appends bytes read from the peer and processes them.
+    pub fn receive(&mut self, bytes: &[u8], env: &mut Env<'_, A>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        self.last_active_ms = env.now_ms;
+        self.advance(env);
+    }
+
+    /// The peer closed its side: finish what can be finished, then close.
+    pub fn on_eof(&mut self, env: &mut Env<'_, A>) {
+        self.peer_closed = true;
+        self.advance(env);
+        match &self.state {
+            State::Head => self.state = State::Closing,
+            State::Body(_) => self.abort = true,
+            State::Waiting => self.ex.keep_alive = false,
+            State::Streaming { .. } => self.abort = true,
+            State::Closing => {}
+        }
+    }
+
+    /// Whether the loop should read more from the socket now.
+    pub fn wants_read(&self) -> bool {
+        let buffered = self.input.len() - self.in_pos;
+        match self.state {
+            _ if self.abort => false,
+            State::Head | State::Body(_) => {
+                self.pending_output() <= WRITE_HIGH_WATER && buffered < READ_HIGH_WATER
+            }
+            // Keep reading to notice a client that goes away.
+            State::Waiting | State::Streaming { .. } => buffered < READ_HIGH_WATER,
+            State::Closing => false,
+        }
+    }
+
+    // ---- bytes out ----
+
+    /// Bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.output[self.out_pos..]
+    }
+
+    /// Number of bytes waiting to be written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.out_pos
+    }
+
+    /// Records that `n` bytes of [`output`](Self::output) were written, and resumes work
+    /// paused by the high-water mark.
+    pub fn consumed(&mut self, n: usize, env: &mut Env<'_, A>) {
+        if n == 0 {
+            return;
+        }
+        self.out_pos += n;
+        self.last_active_ms = env.now_ms;
+        if self.out_pos >= self.output.len() {
+            self.output.clear();
+            self.out_pos = 0;
+        }
+        if self.pending_output() <= WRITE_HIGH_WATER {
+            match self.state {
+                State::Streaming { .. } => self.pump_stream(env),
+                State::Head => self.advance(env),
+                _ => {}
+            }
+        }
+    }
+
+    /// True when the connection should be closed (everything written, or aborted).
+    pub fn is_done(&self) -> bool {
+        self.abort || (matches!(self.state, State::Closing) && self.pending_output() == 0)
+    }
+
+    /// True when the connection was cut short (error, timeout, client gone): close at once.
+    pub fn is_aborted(&self) -> bool {
+        self.abort
+    }
+
+    /// True once the peer closed its sending side.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// True while a stream reply is open (the loop keeps a heartbeat timer for it).
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming { .. })
+    }
+
+    /// The buffers, for the loop to lend an empty connection its pooled buffers and take
+    /// them back when they are empty again. Only buffers with nothing pending may be swapped.
+    pub fn buffers_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        (&mut self.input, &mut self.output)
+    }
+
+    // ---- events ----
+
+    /// A deferred reply completed or a stream has news.
+    pub fn on_letter(&mut self, letter: Letter, env: &mut Env<'_, A>) {
+        if letter.seq != self.seq {
+            return;
+        }
+        match (letter.wake, &self.state) {
+            (Wake::Complete(resp), State::Waiting) => {
+                self.respond(resp, env);
+                self.advance(env);
+            }
+            (Wake::Stream, State::Streaming { .. }) => self.pump_stream(env),
+            _ => {}
+        }
+    }
+
+    /// Writes a heartbeat comment if a stream is open.
+    pub fn heartbeat(&mut self) {
+        if let State::Streaming { chunked, .. } = self.state {
+            self.push_stream_bytes(HEARTBEAT, chunked);
+        }
+    }
+
+    /// When the connection next needs [`on_timer`](Self::on_timer), in loop milliseconds.
+    pub fn deadline(&self, t: Timeouts) -> Option<u64> {
+        if self.abort {
+            return None;
+        }
+        if self.pending_output() > 0 {
+            return Some(self.last_active_ms + t.idle_ms);
+        }
+        match &self.state {
+            State::Head => Some(match self.head_since {
+                Some(since) => since + t.header_ms,
+                None => self.last_active_ms + t.idle_ms,
+            }),
+            State::Body(b) => Some(b.since_ms + t.idle_ms),
+            State::Closing => Some(self.last_active_ms + t.idle_ms),
+            State::Waiting | State::Streaming { .. } => None,
+        }
+    }
+
+    /// Applies an expired deadline: `408` for a late head or body, else a silent close.
+    pub fn on_timer(&mut self, env: &mut Env<'_, A>) {
+        match self.deadline(env.timeouts) {
+            Some(d) if env.now_ms >= d => {}
+            _ => return,
+        }
+        env.stats.timeout();
+        let late_request = match self.state {
+            State::Head => self.head_since.is_some(),
+            State::Body(_) => true,
+            _ => false,
+        };
+        if late_request && self.pending_output() == 0 {
+            self.state = State::Head;
+            self.fail(
+                408,
+                "REQUEST_TIMEOUT",
+                "Request head or body not received in time",
+                env,
+            );
+            self.in_pos = self.input.len();
+        } else {
+            self.abort = true;
+        }
+    }
+
+    /// The server is shutting down: finish the request in flight without keep-alive, end
+    /// streams, close idle connections.
+    pub fn begin_shutdown(&mut self, env: &mut Env<'_, A>) {
+        self.ex.keep_alive = false;
+        match self.state {
+            State::Head => self.state = State::Closing,
+            State::Streaming { .. } => self.end_stream(true, env),
+            State::Body(_) | State::Waiting | State::Closing => {}
+        }
+    }
+
+    /// The loop is dropping the connection: tell a stream producer its client is gone.
+    pub fn on_close(&mut self, env: &mut Env<'_, A>) {
+        if let State::Streaming { shared, .. } = &self.state {
+            shared.set_gone();
+            env.stats.stream_opened(false);
+        }
+        self.state = State::Closing;
+        self.abort = true;
+    }
+
+    // ---- the state machine ----
+
+    fn advance(&mut self, env: &mut Env<'_, A>) {
+        loop {
+            let progressed = match self.state {
+                State::Head => self.pending_output() <= WRITE_HIGH_WATER && self.next_head(env),
+                State::Body(_) => self.read_body(env),
+                _ => false,
+            };
+            if !progressed {
+                break;
+            }
+        }
+        if self.in_pos == self.input.len() {
+            self.input.clear();
+            self.in_pos = 0;
+        } else if self.in_pos > 0 {
+            self.input.drain(..self.in_pos);
+            self.in_pos = 0;
+        }
+    }
+
+    /// Parses and answers (or admits) one head; true if another may follow at once.
+    fn next_head(&mut self, env: &mut Env<'_, A>) -> bool {
+        let avail = &self.input[self.in_pos..];
+        if avail.is_empty() {
+            self.head_since = None;
+            return false;
+        }
+        let mut slots = header_slots();
+        let (len, step) = match parse(avail, &mut slots) {
+            Ok(None) => {
+                self.head_since.get_or_insert(env.now_ms);
+                return false;
+            }
+            Err(e) => (avail.len(), Step::Fail(e)),
+            Ok(Some(head)) => {
+                let ex = exchange(&head, env);
+                (head.len, classify(&head, avail, ex, self.peer))
+            }
+        };
+        self.in_pos += len;
+        self.head_since = None;
+        match step {
+            Step::Fail(e) => {
+                env.stats.parse_error();
+                self.fail(e.status(), e.code(), &e.to_string(), env);
+                false
+            }
+            Step::Builtin(route, ex) => {
+                self.ex = ex;
+                let resp = builtin_response(route, env);
+                self.respond(resp, env)
+            }
+            Step::App(head, framing, expect, ex) => {
+                self.ex = ex;
+                self.admit(*head, framing, expect, env)
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        head: RequestHead,
+        framing: Framing,
+        expect_continue: bool,
+        env: &mut Env<'_, A>,
+    ) -> bool {
+        let has_body = framing != Framing::None;
+        let app = env.app;
+        let (body_limit, context) = match catch_unwind(AssertUnwindSafe(|| app.admit(&head))) {
+            Ok(Admission::Accept {
+                body_limit,
+                context,
+            }) => (body_limit, context),
+            Ok(Admission::Reject(resp)) => {
+                // The announced body is not read, so the connection cannot be reused.
+                self.ex.keep_alive &= !has_body;
+                return self.respond(resp, env);
+            }
+            Err(_) => {
+                env.stats.panicked();
+                self.ex.keep_alive &= !has_body;
+                return self.respond(internal_error(), env);
+            }
+        };
+        let left = match framing {
+            Framing::None => return self.dispatch(head, context, Vec::new(), env),
+            Framing::Length(n) if n > body_limit => {
+                self.ex.keep_alive = false;
+                return self.respond(too_large(body_limit), env);
+            }
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
+        };
+        if expect_continue && !self.ex.http10 && self.in_pos == self.input.len() {
+            self.output
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let capacity = match left {
+            BodyLeft::Length(n) => n.min(1 << 20) as usize,
+            BodyLeft::Chunked(_) => 0,
+        };
+        self.state = State::Body(Box::new(BodyState {
+            head,
+            context,
+            body: Vec::with_capacity(capacity),
+            left,
+            limit: body_limit,
+            since_ms: env.now_ms,
+        }));
+        true
+    }
+
+    /// Moves body bytes from the input; dispatches when the body is complete.
+    fn read_body(&mut self, env: &mut Env<'_, A>) -> bool {
+        let State::Body(b) = &mut self.state else {
+            return false;
+        };
+        let avail = &self.input[self.in_pos..];
+        let outcome = match &mut b.left {
+            BodyLeft::Length(left) => {
+                let take = (*left).min(avail.len() as u64) as usize;
+                b.body.extend_from_slice(&avail[..take]);
+                self.in_pos += take;
+                *left -= take as u64;
+                Ok(*left == 0)
+            }
+            BodyLeft::Chunked(dec) => match dec.decode(avail, &mut b.body) {
+                Ok(n) => {
+                    self.in_pos += n;
+                    Ok(dec.is_done())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let over_limit = b.body.len() as u64 > b.limit;
+        match outcome {
+            Err(e) => {
+                env.stats.parse_error();
+                self.fail(400, "BAD_REQUEST", &e.to_string(), env);
+                false
+            }
+            Ok(_) if over_limit => {
+                let limit = b.limit;
+                self.ex.keep_alive = false;
+                self.respond(too_large(limit), env)
+            }
+            Ok(false) => false,
+            Ok(true) => {
+                let State::Body(b) = std::mem::replace(&mut self.state, State::Head) else {
+                    return false;
+                };
+                let BodyState {
+                    head,
+                    context,
+                    body,
+                    ..
+                } = *b;
+                self.dispatch(head, context, body, env)
+            }
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        head: RequestHead,
+        context: A::Context,
+        body: Vec<u8>,
+        env: &mut Env<'_, A>,
+    ) -> bool {
+        self.seq += 1;
+        let link = ReplyLink {
+            mailbox: env.mailbox.clone(),
+            token: env.token,
+            seq: self.seq,
+        };
+        let request = Request::new(head, body, context, link);
+        let app = env.app;
+        match catch_unwind(AssertUnwindSafe(|| app.handle(request))) {
+            Ok(Reply::Now(resp)) => self.respond(resp, env),
+            Ok(Reply::Later(_)) => {
+                self.state = State::Waiting;
+                false
+            }
+            Ok(Reply::Stream(start)) => {
+                self.start_stream(start, env);
+                false
+            }
+            Err(_) => {
+                env.stats.panicked();
+                self.respond(internal_error(), env)
+            }
+        }
+    }
+
+    /// Writes the response of the current exchange; true if the connection goes on.
+    fn respond(&mut self, resp: Response, env: &mut Env<'_, A>) -> bool {
+        let keep = self.ex.keep_alive && !env.draining;
+        let cx = HeadContext {
+            date: env.date,
+            request_id: self.ex.id.as_bytes(),
+            keep_alive: keep,
+            http10: self.ex.http10,
+        };
+        write_response(&mut self.output, &resp, self.ex.head_only, &cx);
+        env.stats
+            .record(resp.status, env.now_us.saturating_sub(self.ex.started_us));
+        self.state = if keep { State::Head } else { State::Closing };
+        keep
+    }
+
+    /// Answers with an error envelope outside any admitted exchange, then closes.
+    fn fail(&mut self, status: u16, code: &str, message: &str, env: &mut Env<'_, A>) {
+        self.ex = Exchange {
+            id: env.ids.next_id(),
+            keep_alive: false,
+            http10: false,
+            head_only: false,
+            started_us: env.now_us,
+        };
+        self.respond(Response::error(status, code, message), env);
+    }
+
+    fn start_stream(&mut self, start: StreamStart, env: &mut Env<'_, A>) {
+        // HTTP/1.0 has no chunked coding: the stream ends with the connection.
+        let chunked = !self.ex.http10;
+        self.ex.keep_alive &= chunked && !env.draining;
+        let cx = HeadContext {
+            date: env.date,
+            request_id: self.ex.id.as_bytes(),
+            keep_alive: self.ex.keep_alive,
+            http10: self.ex.http10,
+        };
+        let length = if chunked {
+            Length::Chunked
+        } else {
+            Length::UntilClose
+        };
+        write_head(&mut self.output, &start.head, length, &cx);
+        env.stats.record(
+            start.head.status,
+            env.now_us.saturating_sub(self.ex.started_us),
+        );
+        env.stats.stream_opened(true);
+        self.state = State::Streaming {
+            shared: start.shared,
+            chunked,
+        };
+        self.pump_stream(env);
+    }
+
+    /// Moves queued stream frames to the output, unless the output is over its mark.
+    fn pump_stream(&mut self, env: &mut Env<'_, A>) {
+        if self.pending_output() > WRITE_HIGH_WATER {
+            return;
+        }
+        let State::Streaming { shared, chunked } = &self.state else {
+            return;
+        };
+        let chunked = *chunked;
+        let output = &mut self.output;
+        let closed = shared.drain(|bytes| {
+            if chunked {
+                write_chunk(output, bytes);
+            } else {
+                output.extend_from_slice(bytes);
+            }
+        });
+        if closed {
+            self.end_stream(false, env);
+        }
+    }
+
+    fn push_stream_bytes(&mut self, bytes: &[u8], chunked: bool) {
+        if chunked {
+            write_chunk(&mut self.output, bytes);
+        } else {
+            self.output.extend_from_slice(bytes);
+        }
+    }
+
+    /// Ends the open stream; `client_gone` tells the producer to stop.
+    fn end_stream(&mut self, client_gone: bool, env: &mut Env<'_, A>) {
+        let State::Streaming { shared, chunked } = std::mem::replace(&mut self.state, State::Head)
+        else {
+            return;
+        };
+        if client_gone {
+            shared.set_gone();
+        }
+        if chunked {
+            self.output.extend_from_slice(LAST_CHUNK);
+        }
+        env.stats.stream_opened(false);
+        let keep = self.ex.keep_alive && !env.draining;
+        self.state = if keep { State::Head } else { State::Closing };
+        if keep {
+            self.advance(env);
+        }
+    }
+}
+
+/// The exchange for a parsed head: its id, keep-alive, version, HEAD-ness, start time.
+fn exchange<A: App>(head: &Head<'_, '_>, env: &mut Env<'_, A>) -> Exchange {
+    let id = match head.request_id {
+        Some(id) => RequestId::new(id),
+        None => env.ids.next_id(),
+    };
+    Exchange {
+        id,
+        keep_alive: head.keep_alive,
+        http10: head.version == Version::Http10,
+        head_only: head.method == "HEAD",
+        started_us: env.now_us,
+    }
+}
+
+fn classify(head: &Head<'_, '_>, buf: &[u8], mut ex: Exchange, peer: IpAddr) -> Step {
+    let path = head.target.split('?').next().unwrap_or("");
+    let route = match path {
+        "/health/live" => Some(Builtin::Live),
+        "/health/ready" => Some(Builtin::Ready),
+        "/metrics" => Some(Builtin::Metrics),
+        _ => None,
+    };
+    match route {
+        Some(route) => {
+            // The built-in routes never read a body; one that was sent ends the connection.
+            ex.keep_alive &= head.framing == Framing::None;
+            let route = match head.method {
+                "GET" | "HEAD" => route,
+                _ => Builtin::WrongMethod,
+            };
+            Step::Builtin(route, ex)
+        }
+        None => {
+            let owned = RequestHead::from_parsed(head, buf, ex.id, peer);
+            Step::App(Box::new(owned), head.framing, head.expect_continue, ex)
+        }
+    }
+}
+
+fn builtin_response<A: App>(route: Builtin, env: &Env<'_, A>) -> Response {
+    match route {
+        Builtin::Live => Response::static_json(200, br#"{"status":"ok"}"#),
+        Builtin::Ready if env.draining => {
+            Response::error(503, "SERVICE_UNAVAILABLE", "Server is shutting down")
+        }
+        Builtin::Ready if env.app.ready() => Response::static_json(200, br#"{"status":"ready"}"#),
+        Builtin::Ready => Response::error(503, "SERVICE_UNAVAILABLE", "Storage is not ready"),
+        Builtin::Metrics => {
+            let mut text = String::with_capacity(4096);
+            env.metrics.render(&mut text);
+            env.app.write_metrics(&mut text);
+            let mut r = Response::empty(200);
+            r.content_type = Some("text/plain; version=0.0.4");
+            r.body = crate::response::Body::Owned(text.into_bytes());
+            r
+        }
+        Builtin::WrongMethod => Response::error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
+            .with_header("Allow", "GET, HEAD"),
+    }
+}
+
+fn internal_error() -> Response {
+    Response::error(500, "INTERNAL_ERROR", "Internal server error")
+}
+
+fn too_large(limit: u64) -> Response {
+    let msg = format!("Request body exceeds the limit of {limit} bytes");
+    Response::error(413, "PAYLOAD_TOO_LARGE", &msg)
+}

@@ -1,0 +1,36 @@
+//! `halyard-engine`: Halyard's HTTP/1.1 server engine.
+//!
+//! One `mio` event loop per core, each with its own `SO_REUSEPORT` listener and a slab of
+//! connections; HTTP/1.1 parsed with `httparse` plus the strict framing rules of Halyard's
+//! conventions; admission ([`App::admit`]) before any body byte is read; replies now,
+//! deferred (completed from any thread) or streamed (SSE frames from any thread); a timer
+//! wheel per loop for header, idle and heartbeat deadlines. The engine knows nothing about
+//! agents, tenants or storage: the application plugs in through [`App`].
+//!
+//! The connection state machine ([`conn::Conn`]), the parser ([`parse`]), the chunked
+//! decoder ([`chunked`]) and the wheel ([`wheel`]) do no I/O and read no clock, so tests and
+//! fuzzers drive them directly.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod chunked;
+pub mod conn;
+pub mod date;
+pub mod metrics;
+pub mod parse;
+pub mod reply;
+pub mod request;
+pub mod response;
+pub mod server;
+pub mod shutdown;
+pub mod wheel;
+mod worker;
+
+pub use app::{Admission, App, Reply, Request};
+pub use reply::{Responder, StreamError, StreamSender};
+pub use request::{Method, RequestHead};
+pub use response::{Body, Response};
+pub use server::{Config, Server};
+pub use shutdown::ShutdownHandle;

@@ -1,0 +1,221 @@
+//! Engine counters and their Prometheus text rendering.
+//!
+//! Responsible for: per-loop counters (each loop writes only its own, cache-line aligned,
+//! with relaxed atomics, so recording costs no contention) and summing them for `/metrics`.
+//! Not responsible for: application metrics (the app appends its own text).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds of the latency histogram, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+/// Counters written by one event loop.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct LoopStats {
+    by_class: [AtomicU64; 5],
+    latency: [AtomicU64; BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
+    open_conns: AtomicI64,
+    open_streams: AtomicI64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    bytes_in: AtomicU64,
+    parse_errors: AtomicU64,
+    timeouts: AtomicU64,
+    panics: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+impl LoopStats {
+    /// Records a response with `status`, `elapsed_us` after its head was parsed.
+    pub fn record(&self, status: u16, elapsed_us: u64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        bump(&self.by_class[class]);
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|&b| elapsed_us <= b)
+            .unwrap_or(BUCKETS_US.len());
+        bump(&self.latency[bucket]);
+        self.latency_sum_us.fetch_add(elapsed_us, Relaxed);
+    }
+
+    /// A connection was accepted (`true`) or closed (`false`).
+    pub fn conn_opened(&self, open: bool) {
+        if open {
+            bump(&self.accepted);
+        }
+        self.open_conns
+            .fetch_add(if open { 1 } else { -1 }, Relaxed);
+    }
+
+    /// A stream started (`true`) or ended (`false`).
+    pub fn stream_opened(&self, open: bool) {
+        self.open_streams
+            .fetch_add(if open { 1 } else { -1 }, Relaxed);
+    }
+
+    /// A connection was refused at accept (`--max-connections`).
+    pub fn refused(&self) {
+        bump(&self.refused);
+    }
+
+    /// `n` bytes were read from clients.
+    pub fn received(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A request head or body was refused as malformed.
+    pub fn parse_error(&self) {
+        bump(&self.parse_errors);
+    }
+
+    /// A connection timed out.
+    pub fn timeout(&self) {
+        bump(&self.timeouts);
+    }
+
+    /// A handler panicked.
+    pub fn panicked(&self) {
+        bump(&self.panics);
+    }
+}
+
+/// The counters of every loop of a server.
+#[derive(Debug)]
+pub struct Metrics {
+    loops: Box<[LoopStats]>,
+}
+
+impl Metrics {
+    /// Counters for `loops` event loops.
+    pub fn new(loops: usize) -> Self {
+        Metrics {
+            loops: (0..loops.max(1)).map(|_| LoopStats::default()).collect(),
+        }
+    }
+
+    /// The counters of loop `i` (the last one if out of range).
+    pub fn loop_stats(&self, i: usize) -> &LoopStats {
+        &self.loops[i.min(self.loops.len() - 1)]
+    }
+
+    fn sum(&self, f: impl Fn(&LoopStats) -> u64) -> u64 {
+        self.loops.iter().map(f).sum()
+    }
+
+    fn sum_i(&self, f: impl Fn(&LoopStats) -> i64) -> i64 {
+        self.loops.iter().map(f).sum()
+    }
+
+    /// Currently open connections across loops.
+    pub fn open_connections(&self) -> i64 {
+        self.sum_i(|l| l.open_conns.load(Relaxed))
+    }
+
+    /// Bytes received from clients across loops.
+    pub fn bytes_received(&self) -> u64 {
+        self.sum(|l| l.bytes_in.load(Relaxed))
+    }
+
+    /// Renders every counter in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let _ = self.render_inner(out);
+    }
+
+    fn render_inner(&self, out: &mut String) -> std::fmt::Result {
+        out.push_str("# TYPE halyard_http_requests_total counter\n");
+        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            let n = self.sum(|l| l.by_class[i].load(Relaxed));
+            writeln!(out, "halyard_http_requests_total{{class=\"{class}\"}} {n}")?;
+        }
+        out.push_str("# TYPE halyard_http_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.sum(|l| l.latency[i].load(Relaxed));
+            let le = *bound as f64 / 1e6;
+            writeln!(
+                out,
+                "halyard_http_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            )?;
+        }
+        cumulative += self.sum(|l| l.latency[BUCKETS_US.len()].load(Relaxed));
+        writeln!(
+            out,
+            "halyard_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        )?;
+        let sum = self.sum(|l| l.latency_sum_us.load(Relaxed)) as f64 / 1e6;
+        writeln!(out, "halyard_http_request_duration_seconds_sum {sum}")?;
+        writeln!(
+            out,
+            "halyard_http_request_duration_seconds_count {cumulative}"
+        )?;
+        let gauges = [
+            ("halyard_open_connections", self.open_connections()),
+            (
+                "halyard_open_streams",
+                self.sum_i(|l| l.open_streams.load(Relaxed)),
+            ),
+        ];
+        for (name, v) in gauges {
+            writeln!(out, "# TYPE {name} gauge\n{name} {v}")?;
+        }
+        let counters = [
+            (
+                "halyard_connections_accepted_total",
+                self.sum(|l| l.accepted.load(Relaxed)),
+            ),
+            (
+                "halyard_accept_refused_total",
+                self.sum(|l| l.refused.load(Relaxed)),
+            ),
+            ("halyard_received_bytes_total", self.bytes_received()),
+            (
+                "halyard_parse_errors_total",
+                self.sum(|l| l.parse_errors.load(Relaxed)),
+            ),
+            (
+                "halyard_timeouts_total",
+                self.sum(|l| l.timeouts.load(Relaxed)),
+            ),
+            (
+                "halyard_handler_panics_total",
+                self.sum(|l| l.panics.load(Relaxed)),
+            ),
+        ];
+        for (name, v) in counters {
+            writeln!(out, "# TYPE {name} counter\n{name} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_sums_across_loops() {
+        let m = Metrics::new(2);
+        m.loop_stats(0).record(200, 50);
+        m.loop_stats(1).record(404, 2_000);
+        m.loop_stats(1).record(500, 20_000_000);
+        m.loop_stats(0).conn_opened(true);
+        m.loop_stats(1).refused();
+        let mut s = String::new();
+        m.render(&mut s);
+        assert!(s.contains("halyard_http_requests_total{class=\"2xx\"} 1\n"));
+        assert!(s.contains("halyard_http_requests_total{class=\"4xx\"} 1\n"));
+        assert!(s.contains("halyard_http_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+        assert!(s.contains("halyard_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(s.contains("halyard_open_connections 1\n"));
+        assert!(s.contains("halyard_accept_refused_total 1\n"));
+    }
+}

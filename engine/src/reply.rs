@@ -1,0 +1,274 @@
+//! Replies completed off the event loop: deferred responses and streams.
+//!
+//! Responsible for: the [`Responder`] a handler keeps to answer later from any thread, the
+//! [`StreamSender`] that pushes stream frames from any thread into a bounded buffer, and the
+//! [`Mailbox`] through which both wake the connection's loop. Not responsible for: writing
+//! bytes (the loop pulls them, see `conn`) or framing SSE events (the application does).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::response::Response;
+
+/// What a mailbox message tells a connection.
+#[derive(Debug)]
+pub enum Wake {
+    /// The deferred response for request `seq`.
+    Complete(Response),
+    /// The stream has frames, or was closed.
+    Stream,
+}
+
+/// A message for the connection identified by `token`, about its request `seq`.
+#[derive(Debug)]
+pub struct Letter {
+    /// The connection token (slab key and generation).
+    pub token: u64,
+    /// The connection's request sequence number this is about.
+    pub seq: u64,
+    /// The news.
+    pub wake: Wake,
+}
+
+/// The inbox of one event loop: a channel plus the waker that interrupts its `poll`.
+#[derive(Debug)]
+pub struct Mailbox {
+    tx: crossbeam_channel::Sender<Letter>,
+    waker: Option<mio::Waker>,
+}
+
+impl Mailbox {
+    /// A mailbox posting to `tx` and waking `waker` (none in tests that poll by hand).
+    pub fn new(tx: crossbeam_channel::Sender<Letter>, waker: Option<mio::Waker>) -> Self {
+        Mailbox { tx, waker }
+    }
+
+    /// Interrupts the loop's `poll` without a letter (shutdown uses this).
+    pub fn wake(&self) {
+        if let Some(w) = &self.waker {
+            let _ = w.wake();
+        }
+    }
+
+    fn post(&self, letter: Letter) {
+        // The receiver lives as long as the loop; after it is gone nobody needs the news.
+        if self.tx.send(letter).is_ok() {
+            if let Some(w) = &self.waker {
+                // A failed wake means the loop is gone too.
+                let _ = w.wake();
+            }
+        }
+    }
+}
+
+/// Where a reply for one request goes.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplyLink {
+    pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) token: u64,
+    pub(crate) seq: u64,
+}
+
+impl ReplyLink {
+    fn post(&self, wake: Wake) {
+        self.mailbox.post(Letter {
+            token: self.token,
+            seq: self.seq,
+            wake,
+        });
+    }
+}
+
+/// Completes a deferred reply from any thread. Dropping it unanswered sends a `500`.
+#[derive(Debug)]
+pub struct Responder {
+    link: Option<ReplyLink>,
+}
+
+impl Responder {
+    pub(crate) fn new(link: ReplyLink) -> Self {
+        Responder { link: Some(link) }
+    }
+
+    /// Sends the response; the connection writes it in request order.
+    pub fn send(mut self, response: Response) {
+        if let Some(link) = self.link.take() {
+            link.post(Wake::Complete(response));
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            let resp = Response::error(500, "INTERNAL_ERROR", "Internal server error");
+            link.post(Wake::Complete(resp));
+        }
+    }
+}
+
+/// Why a stream frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamError {
+    /// The bounded buffer is full: the client reads more slowly than frames come.
+    Full,
+    /// The client went away (or the server is shutting down).
+    Gone,
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamError::Full => "stream buffer full",
+            StreamError::Gone => "stream client gone",
+        })
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Vec<u8>,
+    closed: bool,
+    notified: bool,
+}
+
+/// State shared by a stream's sender (any thread) and its connection (the loop).
+#[derive(Debug)]
+pub(crate) struct StreamShared {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    gone: AtomicBool,
+    link: ReplyLink,
+}
+
+impl StreamShared {
+    pub(crate) fn new(link: ReplyLink, capacity: usize) -> Arc<Self> {
+        Arc::new(StreamShared {
+            queue: Mutex::new(Queue::default()),
+            capacity,
+            gone: AtomicBool::new(false),
+            link,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves plain bytes behind; keep using them.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves queued bytes to `f` (called by the loop) and reports whether the sender closed.
+    pub(crate) fn drain(&self, f: impl FnOnce(&[u8])) -> bool {
+        let mut q = self.lock();
+        q.notified = false;
+        if !q.pending.is_empty() {
+            f(&q.pending);
+            q.pending.clear();
+        }
+        q.closed
+    }
+
+    /// Marks the client gone; the sender's next call fails.
+    pub(crate) fn set_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+    }
+
+    fn notify_locked(&self, q: &mut Queue) {
+        if !q.notified {
+            q.notified = true;
+            self.link.post(Wake::Stream);
+        }
+    }
+}
+
+/// Pushes frames of a stream reply from any thread. Dropping it closes the stream.
+#[derive(Debug)]
+pub struct StreamSender {
+    shared: Arc<StreamShared>,
+}
+
+impl StreamSender {
+    pub(crate) fn new(shared: Arc<StreamShared>) -> Self {
+        StreamSender { shared }
+    }
+
+    /// Queues `frame` (bytes written as they are, e.g. one SSE event). Fails with
+    /// [`StreamError::Full`] when the bounded buffer would overflow, and with
+    /// [`StreamError::Gone`] once the client has gone away.
+    pub fn send(&self, frame: &[u8]) -> Result<(), StreamError> {
+        if self.is_gone() {
+            return Err(StreamError::Gone);
+        }
+        let mut q = self.shared.lock();
+        if q.pending.len() + frame.len() > self.shared.capacity {
+            return Err(StreamError::Full);
+        }
+        q.pending.extend_from_slice(frame);
+        self.shared.notify_locked(&mut q);
+        Ok(())
+    }
+
+    /// Whether the client has gone away; a producer checks this to stop early.
+    pub fn is_gone(&self) -> bool {
+        self.shared.gone.load(Ordering::Acquire)
+    }
+
+    /// Ends the stream after the frames already queued.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        let mut q = self.shared.lock();
+        q.closed = true;
+        // Always post: the loop must learn of the close even if a notice is outstanding.
+        q.notified = false;
+        self.shared.notify_locked(&mut q);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> (ReplyLink, crossbeam_channel::Receiver<Letter>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let link = ReplyLink {
+            mailbox: Arc::new(Mailbox::new(tx, None)),
+            token: 7,
+            seq: 3,
+        };
+        (link, rx)
+    }
+
+    #[test]
+    fn dropped_responder_sends_500() {
+        let (l, rx) = link();
+        drop(Responder::new(l));
+        let letter = rx.try_recv().unwrap();
+        assert!(matches!(letter.wake, Wake::Complete(ref r) if r.status == 500));
+        assert_eq!((letter.token, letter.seq), (7, 3));
+    }
+
+    #[test]
+    fn stream_is_bounded_and_notifies_once() {
+        let (l, rx) = link();
+        let shared = StreamShared::new(l, 10);
+        let s = StreamSender::new(shared.clone());
+        s.send(b"12345").unwrap();
+        s.send(b"678").unwrap();
+        assert_eq!(s.send(b"abc"), Err(StreamError::Full));
+        assert_eq!(rx.try_iter().count(), 1);
+        let mut got = Vec::new();
+        assert!(!shared.drain(|b| got.extend_from_slice(b)));
+        assert_eq!(got, b"12345678");
+        s.send(b"abc").unwrap();
+        shared.set_gone();
+        assert_eq!(s.send(b"x"), Err(StreamError::Gone));
+        s.close();
+        assert!(shared.drain(|_| {}));
+    }
+}

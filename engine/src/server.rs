@@ -1,0 +1,198 @@
+//! The server: its listeners, its event loops and the state they share.
+//!
+//! Responsible for: binding one `SO_REUSEPORT` listener per loop on the same address (so the
+//! kernel spreads connections without a shared accept lock), starting the loops on their own
+//! threads, the global connection cap, and the shutdown flag every loop watches.
+//! Not responsible for: HTTP or timers (see `conn`, `worker`) or signals (see `shutdown`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::app::App;
+use crate::conn::Timeouts;
+use crate::metrics::Metrics;
+use crate::reply::Mailbox;
+use crate::shutdown::ShutdownHandle;
+use crate::worker::{LoopConfig, Worker};
+
+/// Engine settings (the engine's part of `halyard serve`'s flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Number of event loops (threads).
+    pub threads: usize,
+    /// Connections open at once across loops; more are closed at accept.
+    pub max_connections: usize,
+    /// Header-read timeout (`408`), in milliseconds.
+    pub header_timeout_ms: u64,
+    /// Keep-alive idle timeout, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Interval of `: heartbeat` comments on open streams, in milliseconds.
+    pub sse_heartbeat_ms: u64,
+    /// How long a graceful shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 100_000,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            sse_heartbeat_ms: 15_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// State shared by the loops of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
+    open: AtomicUsize,
+    max_connections: usize,
+    mailboxes: Mutex<Vec<Arc<Mailbox>>>,
+}
+
+impl Shared {
+    /// Counts a new connection; false when the cap is reached.
+    pub(crate) fn try_open_connection(&self) -> bool {
+        let prev = self.open.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.max_connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Counts a closed connection.
+    pub(crate) fn close_connection(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn add_mailbox(&self, mailbox: Arc<Mailbox>) {
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(mailbox);
+    }
+
+    /// Sets the shutdown flag and wakes every loop.
+    pub(crate) fn trigger_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for m in self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            m.wake();
+        }
+    }
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<std::net::TcpListener>,
+    local_addr: SocketAddr,
+    config: Config,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds `config.threads` listeners on `config.listen` (port 0 picks one port for all).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let threads = config.threads.max(1);
+        let first = listener(config.listen)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..threads {
+            listeners.push(listener(local_addr)?);
+        }
+        let shared = Arc::new(Shared {
+            shutdown: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new(threads)),
+            open: AtomicUsize::new(0),
+            max_connections: config.max_connections,
+            mailboxes: Mutex::new(Vec::new()),
+        });
+        Ok(Server {
+            listeners,
+            local_addr,
+            config,
+            shared,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The engine counters (also served at `/metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// A handle that starts a graceful shutdown from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(self.shared.clone())
+    }
+
+    /// Runs every loop on its own thread until a shutdown completes.
+    pub fn run<A: App>(self, app: Arc<A>) -> io::Result<()> {
+        let cfg = LoopConfig {
+            timeouts: Timeouts {
+                header_ms: self.config.header_timeout_ms,
+                idle_ms: self.config.idle_timeout_ms,
+            },
+            heartbeat_ms: self.config.sse_heartbeat_ms.max(1),
+            shutdown_ms: self.config.shutdown_timeout_ms,
+        };
+        let mut workers = Vec::with_capacity(self.listeners.len());
+        for (i, l) in self.listeners.into_iter().enumerate() {
+            workers.push(Worker::new(i, l, app.clone(), self.shared.clone(), cfg)?);
+        }
+        // A shutdown requested before the mailboxes existed must still reach every loop.
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            self.shared.trigger_shutdown();
+        }
+        let handles: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                std::thread::Builder::new()
+                    .name(format!("halyard-loop-{i}"))
+                    .spawn(move || w.run())
+            })
+            .collect::<io::Result<_>>()?;
+        let mut result = Ok(());
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("event loop panicked")),
+            }
+        }
+        result
+    }
+}
+
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,601 @@
+//! One event loop: a `mio::Poll`, its listener, its connections and its timer wheel.
+//!
+//! Responsible for: socket I/O (accept, non-blocking reads until `WouldBlock`, writes with
+//! partial-write and write-interest handling), pooling the read/write buffers so idle
+//! connections hold none, stale-token filtering (a token carries the slab key and a
+//! generation), timers (connection deadlines, heartbeats, lingering close), the mailbox of
+//! deferred replies and stream frames, and this loop's part of a graceful shutdown.
+//! Not responsible for: HTTP (see `conn`), or choosing how many loops run (see `server`).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::app::App;
+use crate::conn::{Conn, Env, Timeouts};
+use crate::date::DateCache;
+use crate::metrics::Metrics;
+use crate::reply::{Letter, Mailbox};
+use crate::request::RequestIds;
+use crate::server::Shared;
+use crate::wheel::{TimerKey, Wheel};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Wheel resolution.
+const TICK_MS: u64 = 10;
+/// How long a closing connection is drained so the client reads the last response.
+const LINGER_MS: u64 = 1_000;
+/// How much a lingering connection may still send before it is cut.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Pooled buffers larger than this are freed rather than kept.
+const POOL_MAX: usize = 1 << 20;
+/// Reads and writes done for one connection before the loop serves the others.
+const DRIVE_ROUNDS: usize = 32;
+
+/// Settings of a loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoopConfig {
+    pub timeouts: Timeouts,
+    pub heartbeat_ms: u64,
+    pub shutdown_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimerKind {
+    Deadline,
+    Heartbeat,
+    Linger,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TimerEntry {
+    key: usize,
+    gen: u32,
+    kind: TimerKind,
+}
+
+struct Slot<A: App> {
+    conn: Conn<A>,
+    socket: TcpStream,
+    gen: u32,
+    deadline: Option<(TimerKey, u64)>,
+    heartbeat: Option<TimerKey>,
+    read_ready: bool,
+    write_interest: bool,
+    lingering: Option<usize>,
+}
+
+/// What connections borrow from the loop, kept apart from the slab so both can be
+/// borrowed at once.
+struct Core<A: App> {
+    index: usize,
+    app: Arc<A>,
+    mailbox: Arc<Mailbox>,
+    metrics: Arc<Metrics>,
+    ids: RequestIds,
+    date: DateCache,
+    cfg: LoopConfig,
+    clock: Instant,
+    now_ms: u64,
+    now_us: u64,
+    draining: bool,
+}
+
+impl<A: App> Core<A> {
+    fn env(&mut self, token: u64) -> Env<'_, A> {
+        Env {
+            app: &self.app,
+            date: self.date.get(),
+            mailbox: &self.mailbox,
+            token,
+            ids: &mut self.ids,
+            stats: self.metrics.loop_stats(self.index),
+            metrics: &self.metrics,
+            timeouts: self.cfg.timeouts,
+            now_ms: self.now_ms,
+            now_us: self.now_us,
+            draining: self.draining,
+        }
+    }
+
+    fn tick(&mut self) {
+        let us = self.clock.elapsed().as_micros() as u64;
+        self.now_us = us;
+        self.now_ms = us / 1000;
+        self.date.refresh();
+    }
+}
+
+fn token_of(key: usize, gen: u32) -> u64 {
+    (key as u64) | (u64::from(gen) << 32)
+}
+
+/// One event loop.
+pub(crate) struct Worker<A: App> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    slots: Slab<Slot<A>>,
+    next_gen: u32,
+    wheel: Wheel<TimerEntry>,
+    letters: crossbeam_channel::Receiver<Letter>,
+    shared: Arc<Shared>,
+    core: Core<A>,
+    read_buf: Box<[u8]>,
+    spare_in: Vec<u8>,
+    spare_out: Vec<u8>,
+    drain_deadline: Option<u64>,
+    fired: Vec<TimerEntry>,
+}
+
+impl<A: App> Worker<A> {
+    /// A loop serving `listener`; its mailbox is registered in `shared` for shutdown.
+    pub(crate) fn new(
+        index: usize,
+        listener: std::net::TcpListener,
+        app: Arc<A>,
+        shared: Arc<Shared>,
+        cfg: LoopConfig,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mailbox = Arc::new(Mailbox::new(tx, Some(waker)));
+        shared.add_mailbox(mailbox.clone());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id() ^ nanos ^ ((index as u32) << 28);
+        Ok(Worker {
+            poll,
+            listener: Some(listener),
+            slots: Slab::with_capacity(1024),
+            next_gen: 0,
+            wheel: Wheel::new(TICK_MS, 0),
+            letters: rx,
+            shared: shared.clone(),
+            core: Core {
+                index,
+                app,
+                mailbox,
+                metrics: shared.metrics.clone(),
+                ids: RequestIds::new(seed.wrapping_mul(0x9e37_79b9)),
+                date: DateCache::new(),
+                cfg,
+                clock: Instant::now(),
+                now_ms: 0,
+                now_us: 0,
+                draining: false,
+            },
+            read_buf: vec![0; 64 * 1024].into_boxed_slice(),
+            spare_in: Vec::new(),
+            spare_out: Vec::new(),
+            drain_deadline: None,
+            fired: Vec::new(),
+        })
+    }
+}
+
+impl<A: App> Worker<A> {
+    /// Runs the loop until shutdown completes.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.core.tick();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => self.on_socket_event(t as u64),
+                }
+            }
+            self.deliver_letters();
+            self.fire_timers();
+            if self.check_shutdown() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = self.core.now_ms;
+        let wheel = self.wheel.next_timeout(now);
+        let drain = self.drain_deadline.map(|d| d.saturating_sub(now));
+        let ms = match (wheel, drain) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A shutdown request may arrive while sleeping: its waker interrupts the poll.
+        ms.map(Duration::from_millis)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit_socket(socket, peer.ip()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; the next
+                    // readiness edge retries.
+                    eprintln!("halyard: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit_socket(&mut self, mut socket: TcpStream, peer: std::net::IpAddr) {
+        let stats = self.core.metrics.loop_stats(self.core.index);
+        if !self.shared.try_open_connection() || self.core.draining {
+            stats.refused();
+            return;
+        }
+        let _ = socket.set_nodelay(true);
+        let entry = self.slots.vacant_entry();
+        let key = entry.key();
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let token = Token(token_of(key, gen) as usize);
+        if self
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+            .is_err()
+        {
+            self.shared.close_connection();
+            return;
+        }
+        entry.insert(Slot {
+            conn: Conn::new(peer, self.core.now_ms),
+            socket,
+            gen,
+            deadline: None,
+            heartbeat: None,
+            // Data may already be there: try a read at once (saves a poll round trip).
+            read_ready: true,
+            write_interest: false,
+            lingering: None,
+        });
+        stats.conn_opened(true);
+        self.drive(key);
+    }
+
+    fn slot_key(&self, token: u64) -> Option<usize> {
+        let key = (token & 0xffff_ffff) as usize;
+        let gen = (token >> 32) as u32;
+        match self.slots.get(key) {
+            Some(slot) if slot.gen == gen => Some(key),
+            _ => None,
+        }
+    }
+
+    fn on_socket_event(&mut self, token: u64) {
+        let Some(key) = self.slot_key(token) else {
+            return;
+        };
+        let slot = &mut self.slots[key];
+        // Readiness is a hint: mark and let the read result decide (errors, EOF included).
+        // A writable event needs no mark: `drive` always tries to flush pending output.
+        slot.read_ready = true;
+        if slot.lingering.is_some() {
+            self.linger_read(key);
+        } else {
+            self.drive(key);
+        }
+    }
+
+    /// Reads, processes and writes for one connection until it has nothing to do.
+    fn drive(&mut self, key: usize) {
+        self.lend_buffers(key);
+        for _ in 0..DRIVE_ROUNDS {
+            let wrote = self.flush(key);
+            let slot = &self.slots[key];
+            if slot.conn.is_done() {
+                break;
+            }
+            if slot.read_ready && slot.conn.wants_read() {
+                self.read(key);
+            } else if !wrote {
+                break;
+            }
+        }
+        if self.slots[key].conn.is_done() {
+            self.finish(key);
+        } else {
+            self.settle(key);
+        }
+    }
+
+    /// One read into the loop buffer, handed to the connection.
+    fn read(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let token = token_of(key, slot.gen);
+        match slot.socket.read(&mut self.read_buf) {
+            Ok(0) => {
+                slot.read_ready = false;
+                slot.conn.on_eof(&mut self.core.env(token));
+            }
+            Ok(n) => {
+                self.core.metrics.loop_stats(self.core.index).received(n);
+                slot.conn
+                    .receive(&self.read_buf[..n], &mut self.core.env(token));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.read_ready = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                slot.read_ready = false;
+                slot.conn.on_close(&mut self.core.env(token));
+            }
+        }
+    }
+
+    /// Writes pending output until done or `WouldBlock`; true if anything was written.
+    fn flush(&mut self, key: usize) -> bool {
+        let slot = &mut self.slots[key];
+        let token = token_of(key, slot.gen);
+        let mut wrote = false;
+        while slot.conn.pending_output() > 0 {
+            match slot.socket.write(slot.conn.output()) {
+                Ok(0) => {
+                    slot.conn.on_close(&mut self.core.env(token));
+                    break;
+                }
+                Ok(n) => {
+                    wrote = true;
+                    slot.conn.consumed(n, &mut self.core.env(token));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    slot.conn.on_close(&mut self.core.env(token));
+                    break;
+                }
+            }
+        }
+        wrote
+    }
+
+    /// Updates write interest, timers and buffer pooling after the connection settled.
+    fn settle(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let want_write = slot.conn.pending_output() > 0;
+        if want_write != slot.write_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(token_of(key, slot.gen) as usize);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut slot.socket, token, interest)
+                .is_ok()
+            {
+                slot.write_interest = want_write;
+            }
+        }
+        self.arm_timers(key);
+        self.reclaim_buffers(key);
+    }
+
+    fn arm_timers(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let entry = |kind| TimerEntry {
+            key,
+            gen: slot.gen,
+            kind,
+        };
+        if let Some(at) = slot.conn.deadline(self.core.cfg.timeouts) {
+            // Lazy re-arm: an entry that fires no later than the deadline re-checks then.
+            let keep = matches!(slot.deadline, Some((_, t)) if t <= at);
+            if !keep {
+                if let Some((k, _)) = slot.deadline.take() {
+                    self.wheel.cancel(k);
+                }
+                slot.deadline = Some((self.wheel.insert(at, entry(TimerKind::Deadline)), at));
+            }
+        }
+        if slot.conn.is_streaming() && slot.heartbeat.is_none() {
+            let at = self.core.now_ms + self.core.cfg.heartbeat_ms;
+            slot.heartbeat = Some(self.wheel.insert(at, entry(TimerKind::Heartbeat)));
+        }
+    }
+
+    fn lend_buffers(&mut self, key: usize) {
+        let (input, output) = self.slots[key].conn.buffers_mut();
+        if input.capacity() == 0 {
+            std::mem::swap(input, &mut self.spare_in);
+        }
+        if output.capacity() == 0 {
+            std::mem::swap(output, &mut self.spare_out);
+        }
+    }
+
+    fn reclaim_buffers(&mut self, key: usize) {
+        let (input, output) = self.slots[key].conn.buffers_mut();
+        for (buf, spare) in [(input, &mut self.spare_in), (output, &mut self.spare_out)] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                let taken = std::mem::take(buf);
+                if spare.capacity() == 0 && taken.capacity() <= POOL_MAX {
+                    *spare = taken;
+                }
+            }
+        }
+    }
+
+    /// The connection is done: linger so the client can read the last response, or drop.
+    fn finish(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let clean = !slot.conn.is_aborted() && !slot.conn.peer_closed();
+        if clean && slot.lingering.is_none() && slot.socket.shutdown(Shutdown::Write).is_ok() {
+            slot.lingering = Some(0);
+            let at = self.core.now_ms + LINGER_MS;
+            let gen = slot.gen;
+            self.wheel.insert(
+                at,
+                TimerEntry {
+                    key,
+                    gen,
+                    kind: TimerKind::Linger,
+                },
+            );
+            self.reclaim_buffers(key);
+            self.linger_read(key);
+            return;
+        }
+        self.remove(key);
+    }
+
+    /// Discards what a closing client still sends, until EOF or the byte budget.
+    fn linger_read(&mut self, key: usize) {
+        loop {
+            let slot = &mut self.slots[key];
+            match slot.socket.read(&mut self.read_buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let seen = slot.lingering.unwrap_or(0) + n;
+                    slot.lingering = Some(seen);
+                    if seen > LINGER_BYTES {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.remove(key);
+    }
+
+    fn remove(&mut self, key: usize) {
+        let mut slot = self.slots.remove(key);
+        slot.conn
+            .on_close(&mut self.core.env(token_of(key, slot.gen)));
+        if let Some((k, _)) = slot.deadline {
+            self.wheel.cancel(k);
+        }
+        if let Some(k) = slot.heartbeat {
+            self.wheel.cancel(k);
+        }
+        let _ = self.poll.registry().deregister(&mut slot.socket);
+        self.shared.close_connection();
+        self.core
+            .metrics
+            .loop_stats(self.core.index)
+            .conn_opened(false);
+    }
+
+    fn deliver_letters(&mut self) {
+        while let Ok(letter) = self.letters.try_recv() {
+            let Some(key) = self.slot_key(letter.token) else {
+                continue;
+            };
+            if self.slots[key].lingering.is_some() {
+                continue;
+            }
+            self.lend_buffers(key);
+            let token = letter.token;
+            self.slots[key]
+                .conn
+                .on_letter(letter, &mut self.core.env(token));
+            self.drive(key);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(self.core.now_ms, |e| fired.push(e));
+        for entry in fired.drain(..) {
+            self.on_timer(entry);
+        }
+        self.fired = fired;
+    }
+
+    fn on_timer(&mut self, entry: TimerEntry) {
+        let Some(key) = self.slot_key(token_of(entry.key, entry.gen)) else {
+            return;
+        };
+        let slot = &mut self.slots[key];
+        let token = token_of(key, slot.gen);
+        match entry.kind {
+            TimerKind::Linger => return self.remove(key),
+            _ if slot.lingering.is_some() => return,
+            TimerKind::Deadline => {
+                slot.deadline = None;
+                slot.conn.on_timer(&mut self.core.env(token));
+            }
+            TimerKind::Heartbeat => {
+                slot.heartbeat = None;
+                self.lend_buffers(key);
+                self.slots[key].conn.heartbeat();
+            }
+        }
+        self.drive(key);
+    }
+
+    /// Starts or completes this loop's part of a shutdown; true when the loop may exit.
+    fn check_shutdown(&mut self) -> bool {
+        if self.drain_deadline.is_none() && self.shared.shutdown.load(Ordering::Acquire) {
+            self.drain_deadline = Some(self.core.now_ms + self.core.cfg.shutdown_ms);
+            self.core.draining = true;
+            if let Some(mut listener) = self.listener.take() {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+            let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                if self.slots[key].lingering.is_some() {
+                    continue;
+                }
+                let token = token_of(key, self.slots[key].gen);
+                self.lend_buffers(key);
+                self.slots[key]
+                    .conn
+                    .begin_shutdown(&mut self.core.env(token));
+                self.drive(key);
+            }
+        }
+        match self.drain_deadline {
+            None => false,
+            Some(_) if self.slots.is_empty() => true,
+            Some(deadline) if self.core.now_ms >= deadline => {
+                let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    self.remove(key);
+                }
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,108 @@
+//! The command line: `halyard serve`, `halyard tenant create`, `halyard check`.
+//!
+//! Responsible for: flag names and help text exactly as ENDPOINTS.md section 10 writes them.
+//! Not responsible for: defaults or the config file (see `config`), or running anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Halyard: a self-hosted multi-tenant Agent Platform API server.
+#[derive(Debug, Parser)]
+#[command(name = "halyard", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API.
+    Serve(ServeArgs),
+    /// Manage tenants offline, on the data directory.
+    Tenant {
+        /// The tenant action.
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Verify the log of a data directory offline and report torn or corrupt records.
+    Check(CheckArgs),
+}
+
+/// `halyard serve` flags. Every one is optional here: unset flags fall back to the config
+/// file, then to the defaults.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./halyard-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Event loops (threads) [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Durability of writes: always, interval:MS or never [default: always].
+    #[arg(long)]
+    pub fsync: Option<String>,
+    /// Interval of SSE heartbeats in milliseconds [default: 15000].
+    #[arg(long)]
+    pub sse_heartbeat_ms: Option<u64>,
+    /// Delay per token of the echo provider in milliseconds [default: 0].
+    #[arg(long)]
+    pub echo_token_delay_ms: Option<u64>,
+    /// Lifetime of issued JWTs in seconds [default: 3600].
+    #[arg(long)]
+    pub jwt_ttl_secs: Option<u64>,
+    /// Keep-alive idle timeout in milliseconds [default: 60000].
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time allowed for a request head in milliseconds [default: 10000].
+    #[arg(long)]
+    pub header_timeout_ms: Option<u64>,
+    /// Connections open at once; more are closed at accept [default: 100000].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Time a graceful shutdown waits for in-flight requests in milliseconds [default: 10000].
+    #[arg(long)]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Seed a dev tenant, project and echo agent on an empty store and print a curl line.
+    #[arg(long)]
+    pub dev: bool,
+    /// A TOML config file with the same names as the flags.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `halyard tenant` actions.
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Create a tenant and print its owner API key.
+    Create {
+        /// The tenant's name.
+        name: String,
+        /// Data directory.
+        #[arg(long, default_value = "./halyard-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// `halyard check` flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Data directory to verify.
+    #[arg(long, default_value = "./halyard-data")]
+    pub data_dir: PathBuf,
+    /// Cut the log at the first corrupt record instead of only reporting it.
+    #[arg(long)]
+    pub repair: bool,
+}

@@ -1,0 +1,212 @@
+//! Settings of `halyard serve`: defaults, the TOML config file, and flags, in that order of
+//! precedence (a flag overrides the file, which overrides the default).
+//!
+//! Responsible for: one [`Settings`] value with every setting resolved and checked.
+//! Not responsible for: acting on the settings (see `serve`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// The config file: the flag names, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    threads: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    fsync: Option<String>,
+    sse_heartbeat_ms: Option<u64>,
+    echo_token_delay_ms: Option<u64>,
+    jwt_ttl_secs: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
+    dev: Option<bool>,
+}
+
+/// Why the settings could not be resolved.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The config file is not valid TOML or has unknown keys.
+    Parse(PathBuf, String),
+    /// A value is out of range.
+    Invalid(&'static str, String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read config file {}: {e}", p.display()),
+            ConfigError::Parse(p, e) => write!(f, "invalid config file {}: {e}", p.display()),
+            ConfigError::Invalid(name, why) => write!(f, "invalid --{name}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every setting of `halyard serve`, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The engine's settings.
+    pub engine: halyard_engine::Config,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// TLS certificate and key, when serving HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The fsync policy as written (`always`, `interval:MS`, `never`).
+    pub fsync: String,
+    /// Echo provider delay per token.
+    pub echo_token_delay_ms: u64,
+    /// JWT lifetime.
+    pub jwt_ttl_secs: u64,
+    /// Seed the dev tenant.
+    pub dev: bool,
+}
+
+impl Settings {
+    /// Resolves flags over the config file (if any) over defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = halyard_engine::Config::default();
+        let engine = halyard_engine::Config {
+            listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
+            threads: args.threads.or(file.threads).unwrap_or(defaults.threads),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
+            header_timeout_ms: args
+                .header_timeout_ms
+                .or(file.header_timeout_ms)
+                .unwrap_or(defaults.header_timeout_ms),
+            idle_timeout_ms: args
+                .idle_timeout_ms
+                .or(file.idle_timeout_ms)
+                .unwrap_or(defaults.idle_timeout_ms),
+            sse_heartbeat_ms: args
+                .sse_heartbeat_ms
+                .or(file.sse_heartbeat_ms)
+                .unwrap_or(defaults.sse_heartbeat_ms),
+            shutdown_timeout_ms: args
+                .shutdown_timeout_ms
+                .or(file.shutdown_timeout_ms)
+                .unwrap_or(defaults.shutdown_timeout_ms),
+        };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls-cert",
+                    "--tls-cert and --tls-key go together".into(),
+                ))
+            }
+        };
+        let settings = Settings {
+            engine,
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./halyard-data")),
+            tls,
+            fsync: args
+                .fsync
+                .clone()
+                .or(file.fsync)
+                .unwrap_or_else(|| "always".into()),
+            echo_token_delay_ms: args
+                .echo_token_delay_ms
+                .or(file.echo_token_delay_ms)
+                .unwrap_or(0),
+            jwt_ttl_secs: args.jwt_ttl_secs.or(file.jwt_ttl_secs).unwrap_or(3600),
+            dev: args.dev || file.dev.unwrap_or(false),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("threads", self.engine.threads as u64),
+            ("max-connections", self.engine.max_connections as u64),
+            ("header-timeout-ms", self.engine.header_timeout_ms),
+            ("idle-timeout-ms", self.engine.idle_timeout_ms),
+            ("sse-heartbeat-ms", self.engine.sse_heartbeat_ms),
+            ("jwt-ttl-secs", self.jwt_ttl_secs),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(name, "must be greater than 0".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_overrides_file_overrides_default() {
+        let dir = std::env::temp_dir().join(format!("halyard-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("halyard.toml");
+        std::fs::write(
+            &path,
+            "threads = 3\nidle-timeout-ms = 5000\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            threads: Some(1),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.engine.threads, 1);
+        assert_eq!(s.engine.idle_timeout_ms, 5000);
+        assert_eq!(s.engine.listen.port(), 9000);
+        assert_eq!(s.engine.header_timeout_ms, 10_000);
+        std::fs::write(&path, "no-such-key = 1\n").unwrap();
+        assert!(matches!(
+            Settings::resolve(&args),
+            Err(ConfigError::Parse(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn zero_is_refused() {
+        let args = ServeArgs {
+            threads: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            Settings::resolve(&args),
+            Err(ConfigError::Invalid("threads", _))
+        ));
+    }
+}

@@ -1,0 +1,162 @@
+//! The interface between the API and storage: the [`Backend`] trait.
+//!
+//! Responsible for: the whole set of calls the API layer makes (one commit method for every
+//! write, typed queries for reads, a health query), in terms of owned model values, so that
+//! a second backend (an external database) can implement it without the handlers changing.
+//! Not responsible for: any implementation (the embedded log is [`crate::Store`]).
+
+use crate::error::StoreError;
+use crate::model::{
+    Agent, ApiKey, Channel, Message, Project, PublicKey, Secret, Session, SessionStatus,
+    StreamEvent, Tenant, User,
+};
+use crate::mutation::Mutation;
+
+/// Called once a commit is durable (`Ok`) or has failed for good (`Err`). Runs on the
+/// writer thread: it must be quick (hand the result to a connection's loop and return).
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
+
+/// A page request (CONVENTIONS.md section 6); the API clamps `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: usize,
+    /// Items to return at most.
+    pub limit: usize,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            offset: 0,
+            limit: 50,
+        }
+    }
+}
+
+impl Page {
+    /// A page of everything (for internal callers).
+    pub const ALL: Page = Page {
+        offset: 0,
+        limit: usize::MAX,
+    };
+}
+
+/// One page of a list and the total number of items before paging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed<T> {
+    /// The page's items.
+    pub items: Vec<T>,
+    /// Total items matching.
+    pub total: usize,
+}
+
+/// Filters of the session list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFilter<'a> {
+    /// Only this status.
+    pub status: Option<SessionStatus>,
+    /// Only this channel.
+    pub channel: Option<Channel>,
+    /// Only sessions created by this SDK token id.
+    pub created_by_token: Option<&'a str>,
+}
+
+/// A stream's owner and the events after a given id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReplay {
+    /// Principal id of the stream's creator.
+    pub owner: String,
+    /// Events with an id greater than the one asked for, in order.
+    pub events: Vec<StreamEvent>,
+}
+
+/// What the API layer needs from storage. Lists are newest first (ties broken by id) unless
+/// said otherwise; every read sees every commit that returned `Ok` from `commit`, durable or
+/// not yet, and never waits for an fsync.
+pub trait Backend: Send + Sync {
+    /// True while writes are accepted: false after a failed write or fsync
+    /// (`/health/ready` answers 503).
+    fn is_healthy(&self) -> bool;
+
+    /// Validates `mutations` against the state and applies them, all or nothing, in the same
+    /// order as they reach the log. `Err` (409, 404, poisoned) means nothing was applied and
+    /// `done` is dropped uncalled. `Ok` means the reads see the change now, and `done` runs
+    /// once it is durable (or with the error that made it fail).
+    fn commit(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Completion,
+    ) -> Result<(), StoreError>;
+
+    /// A tenant.
+    fn tenant(&self, id: &str) -> Option<Tenant>;
+    /// All tenants, by creation time.
+    fn tenants(&self, page: Page) -> Listed<Tenant>;
+    /// A user.
+    fn user(&self, tenant: &str, id: &str) -> Option<User>;
+    /// The users with an email, with their tenant ids (login without a tenant id).
+    fn users_by_email(&self, email: &str) -> Vec<(String, User)>;
+    /// A tenant's users.
+    fn users(&self, tenant: &str, page: Page) -> Listed<User>;
+    /// An API key by the SHA-256 digest of the presented key, with its tenant id.
+    fn api_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, ApiKey)>;
+    /// An API key by id.
+    fn api_key(&self, tenant: &str, id: &str) -> Option<ApiKey>;
+    /// A tenant's API keys.
+    fn api_keys(&self, tenant: &str, page: Page) -> Listed<ApiKey>;
+    /// A project.
+    fn project(&self, tenant: &str, id: &str) -> Option<Project>;
+    /// A tenant's projects.
+    fn projects(&self, tenant: &str, page: Page) -> Listed<Project>;
+    /// An agent by id.
+    fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent>;
+    /// An agent by name within a project.
+    fn agent_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Agent>;
+    /// Agents of one project, or of all the tenant's projects.
+    fn agents(&self, tenant: &str, project_id: Option<&str>, page: Page) -> Listed<Agent>;
+    /// Agents with a name across the tenant's projects (`GET /api/agents/:name`).
+    fn agents_named(&self, tenant: &str, name: &str) -> Vec<Agent>;
+    /// A session.
+    fn session(&self, tenant: &str, project_id: &str, id: &str) -> Option<Session>;
+    /// Tenant and project of a session id.
+    fn locate_session(&self, id: &str) -> Option<(String, String)>;
+    /// Sessions of a project, newest first.
+    fn sessions(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        filter: &SessionFilter<'_>,
+        page: Page,
+    ) -> Listed<Session>;
+    /// Sessions of the tenant with status `Active`.
+    fn active_session_count(&self, tenant: &str) -> u64;
+    /// Messages of a session, oldest first; `None` if the session does not exist.
+    fn messages(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        session_id: &str,
+        page: Page,
+    ) -> Option<Listed<Message>>;
+    /// A secret by name.
+    fn secret(&self, tenant: &str, project_id: &str, name: &str) -> Option<Secret>;
+    /// Secrets of a project.
+    fn secrets(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Secret>;
+    /// A public key by digest, with its tenant id.
+    fn public_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, PublicKey)>;
+    /// Public keys of a project.
+    fn public_keys(&self, tenant: &str, project_id: &str) -> Vec<PublicKey>;
+    /// Whether some public key allows `origin` (CORS preflights).
+    fn origin_registered(&self, origin: &str) -> bool;
+    /// A stream's owner and its events after `after`.
+    fn stream_events_after(
+        &self,
+        tenant: &str,
+        stream_id: &str,
+        after: u64,
+    ) -> Option<StreamReplay>;
+    /// A server metadata value.
+    fn meta(&self, key: &str) -> Option<Vec<u8>>;
+}

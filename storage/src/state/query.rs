@@ -1,0 +1,323 @@
+//! Read queries over the in-memory state.
+//!
+//! Responsible for: answering the [`crate::Backend`] reads from `State` under read locks,
+//! copying out owned values, paging and ordering lists (newest first, ties broken by id, so
+//! the order is stable). Not responsible for: writes, or deciding who may read what (the API
+//! checks tenancy, scopes and `projectIds`).
+
+use super::tenant::{ProjectData, TenantState};
+use super::State;
+use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
+use crate::model::{Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, User};
+
+/// Sorts newest first by (created_at, id) and cuts one page.
+fn page_newest_first<T: Clone>(
+    mut items: Vec<&T>,
+    key: impl Fn(&T) -> (u64, &str),
+    page: Page,
+) -> Listed<T> {
+    items.sort_unstable_by(|a, b| key(b).cmp(&key(a)));
+    let total = items.len();
+    let items = items
+        .into_iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .cloned()
+        .collect();
+    Listed { items, total }
+}
+
+impl State {
+    fn with_project<R>(
+        &self,
+        tenant: &str,
+        pid: &str,
+        f: impl FnOnce(&ProjectData) -> R,
+    ) -> Option<R> {
+        self.with_tenant(tenant, |t| t.projects.get(pid).map(f))
+            .flatten()
+    }
+
+    /// A tenant.
+    pub fn tenant(&self, id: &str) -> Option<Tenant> {
+        self.with_tenant(id, |t| t.tenant.clone())
+    }
+
+    /// All tenants, newest first.
+    pub fn tenants(&self, page: Page) -> Listed<Tenant> {
+        let mut all = Vec::new();
+        self.for_each_tenant(|t| all.push(t.tenant.clone()));
+        page_newest_first(all.iter().collect(), |t| (t.created_at, &t.id), page)
+    }
+
+    /// A user.
+    pub fn user(&self, tenant: &str, id: &str) -> Option<User> {
+        self.with_tenant(tenant, |t| t.users.get(id).cloned())
+            .flatten()
+    }
+
+    /// Users with an email, with their tenants.
+    pub fn users_by_email(&self, email: &str) -> Vec<(String, User)> {
+        let owners = self
+            .index
+            .emails
+            .with(email, |v| v.cloned().unwrap_or_default());
+        owners
+            .into_iter()
+            .filter_map(|(t, id)| self.user(&t, &id).map(|u| (t, u)))
+            .collect()
+    }
+
+    /// A tenant's users.
+    pub fn users(&self, tenant: &str, page: Page) -> Listed<User> {
+        self.with_tenant(tenant, |t| {
+            page_newest_first(t.users.values().collect(), |u| (u.created_at, &u.id), page)
+        })
+        .unwrap_or(Listed {
+            items: Vec::new(),
+            total: 0,
+        })
+    }
+
+    /// An API key by digest.
+    pub fn api_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, ApiKey)> {
+        let loc = self.index.keys.with(digest, |l| l.cloned())?;
+        let key = self.api_key(&loc.tenant, &loc.key_id)?;
+        // The index may briefly point at a key being replaced; trust only an exact match.
+        (key.digest == *digest).then_some((loc.tenant, key))
+    }
+
+    /// An API key by id.
+    pub fn api_key(&self, tenant: &str, id: &str) -> Option<ApiKey> {
+        self.with_tenant(tenant, |t| t.keys.get(id).cloned())
+            .flatten()
+    }
+
+    /// A tenant's API keys.
+    pub fn api_keys(&self, tenant: &str, page: Page) -> Listed<ApiKey> {
+        self.with_tenant(tenant, |t| {
+            page_newest_first(t.keys.values().collect(), |k| (k.created_at, &k.id), page)
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// A project.
+    pub fn project(&self, tenant: &str, id: &str) -> Option<Project> {
+        self.with_project(tenant, id, |p| p.project.clone())
+    }
+
+    /// A tenant's projects.
+    pub fn projects(&self, tenant: &str, page: Page) -> Listed<Project> {
+        self.with_tenant(tenant, |t| {
+            let all = t.projects.values().map(|p| &p.project).collect();
+            page_newest_first(all, |p| (p.created_at, &p.id), page)
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// An agent by id.
+    pub fn agent(&self, tenant: &str, pid: &str, id: &str) -> Option<Agent> {
+        self.with_project(tenant, pid, |p| p.agents.get(id).cloned())
+            .flatten()
+    }
+
+    /// An agent by name.
+    pub fn agent_by_name(&self, tenant: &str, pid: &str, name: &str) -> Option<Agent> {
+        self.with_project(tenant, pid, |p| {
+            p.agent_names
+                .get(name)
+                .and_then(|id| p.agents.get(id))
+                .cloned()
+        })
+        .flatten()
+    }
+
+    /// Agents of a project or of the whole tenant.
+    pub fn agents(&self, tenant: &str, pid: Option<&str>, page: Page) -> Listed<Agent> {
+        self.with_tenant(tenant, |t| {
+            let all: Vec<&Agent> = match pid {
+                Some(pid) => t
+                    .projects
+                    .get(pid)
+                    .map(|p| p.agents.values().collect())
+                    .unwrap_or_default(),
+                None => t
+                    .projects
+                    .values()
+                    .flat_map(|p| p.agents.values())
+                    .collect(),
+            };
+            page_newest_first(all, |a| (a.created_at, &a.id), page)
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// Agents named `name` in any project of the tenant.
+    pub fn agents_named(&self, tenant: &str, name: &str) -> Vec<Agent> {
+        self.with_tenant(tenant, |t| {
+            let mut v: Vec<Agent> = t
+                .projects
+                .values()
+                .filter_map(|p| p.agent_names.get(name).and_then(|id| p.agents.get(id)))
+                .cloned()
+                .collect();
+            v.sort_by(|a, b| a.project_id.cmp(&b.project_id));
+            v
+        })
+        .unwrap_or_default()
+    }
+
+    /// A session.
+    pub fn session(&self, tenant: &str, pid: &str, id: &str) -> Option<Session> {
+        self.with_project(tenant, pid, |p| {
+            p.sessions.get(id).map(|s| s.session.clone())
+        })
+        .flatten()
+    }
+
+    /// Tenant and project of a session id.
+    pub fn locate_session(&self, id: &str) -> Option<(String, String)> {
+        self.index
+            .sessions
+            .with(id, |l| l.map(|l| (l.tenant.clone(), l.project_id.clone())))
+    }
+
+    /// Sessions of a project, newest first (creation order, which replay preserves).
+    pub fn sessions(
+        &self,
+        tenant: &str,
+        pid: &str,
+        filter: &SessionFilter<'_>,
+        page: Page,
+    ) -> Listed<Session> {
+        self.with_project(tenant, pid, |p| {
+            let matching = p
+                .session_order
+                .iter()
+                .rev()
+                .filter_map(|id| p.sessions.get(id))
+                .map(|s| &s.session)
+                .filter(|s| filter.status.is_none_or(|st| s.status == st))
+                .filter(|s| filter.channel.is_none_or(|c| s.channel == c))
+                .filter(|s| {
+                    filter
+                        .created_by_token
+                        .is_none_or(|t| s.created_by_token.as_deref() == Some(t))
+                });
+            let mut total = 0;
+            let mut items = Vec::new();
+            for s in matching {
+                if total >= page.offset && items.len() < page.limit {
+                    items.push(s.clone());
+                }
+                total += 1;
+            }
+            Listed { items, total }
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// Active sessions of a tenant.
+    pub fn active_session_count(&self, tenant: &str) -> u64 {
+        self.with_tenant(tenant, |t: &TenantState| t.active_sessions)
+            .unwrap_or(0)
+    }
+
+    /// Messages of a session, oldest first.
+    pub fn messages(
+        &self,
+        tenant: &str,
+        pid: &str,
+        sid: &str,
+        page: Page,
+    ) -> Option<Listed<Message>> {
+        self.with_project(tenant, pid, |p| {
+            let s = p.sessions.get(sid)?;
+            let items = s
+                .messages
+                .iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .filter_map(|m| m.decode().ok())
+                .collect();
+            Some(Listed {
+                items,
+                total: s.messages.len(),
+            })
+        })
+        .flatten()
+    }
+
+    /// A secret.
+    pub fn secret(&self, tenant: &str, pid: &str, name: &str) -> Option<Secret> {
+        self.with_project(tenant, pid, |p| p.secrets.get(name).cloned())
+            .flatten()
+    }
+
+    /// Secrets of a project.
+    pub fn secrets(&self, tenant: &str, pid: &str, page: Page) -> Listed<Secret> {
+        self.with_project(tenant, pid, |p| {
+            page_newest_first(
+                p.secrets.values().collect(),
+                |s| (s.created_at, &s.id),
+                page,
+            )
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// A public key by digest.
+    pub fn public_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, PublicKey)> {
+        let loc = self.index.public_keys.with(digest, |l| l.cloned())?;
+        let key = self
+            .with_project(&loc.tenant, &loc.project_id, |p| {
+                p.public_keys.get(&loc.key_id).cloned()
+            })
+            .flatten()?;
+        (key.digest == *digest).then_some((loc.tenant, key))
+    }
+
+    /// Public keys of a project, newest first.
+    pub fn public_keys(&self, tenant: &str, pid: &str) -> Vec<PublicKey> {
+        self.with_project(tenant, pid, |p| {
+            page_newest_first(
+                p.public_keys.values().collect(),
+                |k| (k.created_at, &k.id),
+                Page::ALL,
+            )
+            .items
+        })
+        .unwrap_or_default()
+    }
+
+    /// Whether some public key allows `origin`.
+    pub fn origin_registered(&self, origin: &str) -> bool {
+        self.index.origins.with(origin, |n| n.is_some())
+    }
+
+    /// A stream's owner and its events after `after`.
+    pub fn stream_events_after(
+        &self,
+        tenant: &str,
+        stream_id: &str,
+        after: u64,
+    ) -> Option<StreamReplay> {
+        self.with_tenant(tenant, |t| {
+            let s = t.streams.get(stream_id)?;
+            // Event ids increase, so the first event past `after` is found by binary search.
+            let start = s.events.partition_point(|e| e.id <= after);
+            Some(StreamReplay {
+                owner: s.owner.clone(),
+                events: s.events[start..].to_vec(),
+            })
+        })
+        .flatten()
+    }
+}
+
+fn empty<T>() -> Listed<T> {
+    Listed {
+        items: Vec::new(),
+        total: 0,
+    }
+}

@@ -1,0 +1,112 @@
+//! One tenant's in-memory data and its per-tenant indexes.
+//!
+//! Responsible for: holding a tenant's users, keys, projects (with their agents, sessions,
+//! messages, secrets and public keys) and streams, indexed by id and by the names that must
+//! be unique. Not responsible for: changing them (`apply`) or cross-tenant lookups (`index`).
+
+use std::collections::HashMap;
+
+use crate::model::{
+    Agent, ApiKey, Project, PublicKey, Secret, Session, SessionStatus, StoredMessage, StreamEvent,
+    Tenant, User,
+};
+
+/// A session and its messages, oldest first.
+#[derive(Debug, Clone)]
+pub struct SessionData {
+    /// The session.
+    pub session: Session,
+    /// Its messages in order, in compact form.
+    pub messages: Vec<StoredMessage>,
+}
+
+/// A project and everything that belongs to it.
+#[derive(Debug, Clone)]
+pub struct ProjectData {
+    /// The project.
+    pub project: Project,
+    /// Agents by id.
+    pub agents: HashMap<String, Agent>,
+    /// Agent name to id.
+    pub agent_names: HashMap<String, String>,
+    /// Sessions by id.
+    pub sessions: HashMap<String, SessionData>,
+    /// Session ids in creation order (oldest first): lists read it backwards.
+    pub session_order: Vec<String>,
+    /// Secrets by name.
+    pub secrets: HashMap<String, Secret>,
+    /// Public keys by id.
+    pub public_keys: HashMap<String, PublicKey>,
+}
+
+impl ProjectData {
+    /// An empty project.
+    pub fn new(project: Project) -> Self {
+        ProjectData {
+            project,
+            agents: HashMap::new(),
+            agent_names: HashMap::new(),
+            sessions: HashMap::new(),
+            session_order: Vec::new(),
+            secrets: HashMap::new(),
+            public_keys: HashMap::new(),
+        }
+    }
+
+    /// Active sessions of this project.
+    pub fn active_sessions(&self) -> u64 {
+        self.sessions
+            .values()
+            .filter(|s| s.session.status == SessionStatus::Active)
+            .count() as u64
+    }
+}
+
+/// A resumable stream.
+#[derive(Debug, Clone)]
+pub struct StreamData {
+    /// Principal id of its creator.
+    pub owner: String,
+    /// Events in order.
+    pub events: Vec<StreamEvent>,
+}
+
+/// Everything of one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    /// The tenant record.
+    pub tenant: Tenant,
+    /// Users by id.
+    pub users: HashMap<String, User>,
+    /// Email to user id.
+    pub user_emails: HashMap<String, String>,
+    /// API keys by id.
+    pub keys: HashMap<String, ApiKey>,
+    /// Name to id, for keys not revoked.
+    pub key_names: HashMap<String, String>,
+    /// Projects by id.
+    pub projects: HashMap<String, ProjectData>,
+    /// Slug to project id.
+    pub slugs: HashMap<String, String>,
+    /// Streams by id.
+    pub streams: HashMap<String, StreamData>,
+    /// Sessions with status `Active`, over all projects.
+    pub active_sessions: u64,
+}
+
+impl TenantState {
+    /// A tenant with nothing in it.
+    pub fn new(tenant: Tenant) -> Self {
+        TenantState {
+            tenant,
+            users: HashMap::new(),
+            user_emails: HashMap::new(),
+            keys: HashMap::new(),
+            key_names: HashMap::new(),
+            projects: HashMap::new(),
+            slugs: HashMap::new(),
+            streams: HashMap::new(),
+            active_sessions: 0,
+        }
+    }
+}

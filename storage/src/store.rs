@@ -1,0 +1,431 @@
+//! The embedded store: the log, its writer and compactor threads, and the state, behind the
+//! [`Backend`] interface.
+//!
+//! Responsible for: opening a data directory (recovery, then threads), the commit path
+//! (encode outside any lock; validate, apply and enqueue under the tenant's shard lock so
+//! that memory order equals log order; completion from the writer once durable), manual
+//! compaction, health and counters, and an orderly shutdown on drop (pending appends are
+//! written and synced). Not responsible for: the format, recovery rules or snapshot steps
+//! (their modules), or HTTP semantics.
+//!
+//! One process per data directory: the store takes no lock file, the binary must not be
+//! started twice on the same directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+use crate::backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
+use crate::codec::Encoder;
+use crate::error::{io_at, OpenError, StoreError};
+use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
+use crate::health::Health;
+use crate::model::{Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, User};
+use crate::mutation::{Mutation, Txn};
+use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::recovery::{self, RecoveryMode, RecoveryReport};
+use crate::segment::{self, DEFAULT_SEGMENT_SIZE};
+use crate::snapshot::{self, CompactReport, DEFAULT_SNAPSHOT_THRESHOLD};
+use crate::state::State;
+use crate::writer::{self, Request, WriterConfig, WriterStats};
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct Options {
+    /// Durability policy (`--fsync`).
+    pub fsync: FsyncPolicy,
+    /// Segment size past which a new segment starts.
+    pub segment_size: u64,
+    /// Closed-segment bytes past which a snapshot is taken; `u64::MAX` disables.
+    pub snapshot_threshold: u64,
+    /// Cut the log at corruption instead of refusing to open (`--repair`).
+    pub repair: bool,
+    /// The sync calls (tests inject counting or failing ones).
+    pub syncer: Arc<dyn Syncer>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fsync: FsyncPolicy::Always,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            snapshot_threshold: DEFAULT_SNAPSHOT_THRESHOLD,
+            repair: false,
+            syncer: Arc::new(OsSyncer),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("fsync", &self.fsync)
+            .field("segment_size", &self.segment_size)
+            .field("snapshot_threshold", &self.snapshot_threshold)
+            .field("repair", &self.repair)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LogStats {
+    /// Records appended since open.
+    pub appends: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Segment fdatasyncs.
+    pub fsyncs: u64,
+    /// Seconds spent in them.
+    pub fsync_seconds: f64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Snapshots written.
+    pub compactions: u64,
+}
+
+/// The embedded store. Share it with `Arc`; every method takes `&self`.
+pub struct Store {
+    dir: PathBuf,
+    state: State,
+    tx: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    compactor: Option<JoinHandle<()>>,
+    health: Arc<Health>,
+    stats: Arc<WriterStats>,
+    syncer: Arc<dyn Syncer>,
+    compaction_lock: Arc<Mutex<()>>,
+    compactions: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory `dir`, replays it, and starts the
+    /// writer. The report says what recovery found (print it: a torn tail is cut here).
+    pub fn open(
+        dir: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<(Store, RecoveryReport), OpenError> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let state = State::default();
+        let mode = RecoveryMode {
+            repair: opts.repair,
+            read_only: false,
+        };
+        let rec = recovery::recover(&dir, &state, mode, opts.syncer.as_ref())?;
+        let (file, number, len) = match rec.tail {
+            Some((n, len)) => {
+                let p = segment::path(&dir, n);
+                let f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&p)
+                    .map_err(io_at(&p))?;
+                (f, n, len)
+            }
+            None => {
+                let n = rec.next_segment;
+                let f = segment::create(&dir, n, opts.syncer.as_ref())
+                    .map_err(io_at(segment::path(&dir, n)))?;
+                (f, n, crate::header::HEADER_LEN as u64)
+            }
+        };
+        let health = Arc::new(Health::default());
+        let stats = Arc::new(WriterStats::default());
+        let compaction_lock = Arc::new(Mutex::new(()));
+        let compactions = Arc::new(AtomicU64::new(0));
+        let (ctx, crx) = bounded::<u64>(1);
+        let compactor = spawn_compactor(
+            dir.clone(),
+            opts.syncer.clone(),
+            health.clone(),
+            compaction_lock.clone(),
+            compactions.clone(),
+            crx,
+        )
+        .map_err(io_at(&dir))?;
+        let cfg = WriterConfig {
+            dir: dir.clone(),
+            file,
+            segment: number,
+            segment_len: len,
+            segment_size: opts.segment_size.max(crate::header::HEADER_LEN as u64 + 1),
+            policy: opts.fsync,
+            syncer: opts.syncer.clone(),
+            health: health.clone(),
+            stats: stats.clone(),
+            closed_bytes: rec.closed_bytes,
+            snapshot_threshold: opts.snapshot_threshold,
+            compact: Some(ctx),
+        };
+        let (tx, rx) = unbounded();
+        let writer = std::thread::Builder::new()
+            .name("halyard-log-writer".into())
+            .spawn(move || writer::run(cfg, rx))
+            .map_err(io_at(&dir))?;
+        let store = Store {
+            dir,
+            state,
+            tx: Some(tx),
+            writer: Some(writer),
+            compactor: Some(compactor),
+            health,
+            stats,
+            syncer: opts.syncer,
+            compaction_lock,
+            compactions,
+        };
+        Ok((store, rec.report))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The in-memory state, for zero-copy reads (`with_tenant`) beyond the [`Backend`]
+    /// queries.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The first write or fsync failure, if the log is poisoned.
+    pub fn failure(&self) -> Option<String> {
+        self.health.reason()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> LogStats {
+        let s = &self.stats;
+        LogStats {
+            appends: s.appends.load(Ordering::Relaxed),
+            batches: s.batches.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            fsync_seconds: s.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            bytes: s.bytes.load(Ordering::Relaxed),
+            compactions: self.compactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commits and blocks until the commit is durable (or failed). For offline tools,
+    /// tests and the `--dev` seeding; handlers use [`Backend::commit`] with a completion.
+    pub fn commit_wait(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        let (tx, rx) = bounded(1);
+        self.commit(
+            tenant,
+            mutations,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )?;
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Closes the active segment and snapshots everything before it, now (tests, operator
+    /// tooling). Runs on the calling thread.
+    pub fn compact_now(&self) -> Result<CompactReport, StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let (rtx, rrx) = bounded(1);
+        tx.send(Request::Roll { reply: rtx })
+            .map_err(|_| StoreError::Closed)?;
+        let closed = rrx.recv().unwrap_or(Err(StoreError::Closed))?;
+        let _g = self
+            .compaction_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let r = snapshot::compact(&self.dir, closed, self.syncer.as_ref(), None)
+            .map_err(|e| StoreError::Compaction(e.to_string()))?;
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Encodes a transaction as one framed record. Done before taking any lock: the
+    /// encoding and CRC are most of a commit's CPU and need no state.
+    fn encode(tenant: &str, mutations: &[Mutation]) -> Result<Vec<u8>, StoreError> {
+        let mut e = Encoder::with_buffer(vec![0u8; FRAME_HEADER_LEN]);
+        Txn::encode_parts(tenant, mutations, &mut e);
+        let mut rec = e.into_bytes();
+        if rec.len() - FRAME_HEADER_LEN > MAX_PAYLOAD_LEN {
+            return Err(StoreError::Invalid("transaction over 128 MiB".into()));
+        }
+        record::seal_in_place(RecordType::Txn, &mut rec, 0);
+        Ok(rec)
+    }
+}
+
+fn spawn_compactor(
+    dir: PathBuf,
+    syncer: Arc<dyn Syncer>,
+    health: Arc<Health>,
+    lock: Arc<Mutex<()>>,
+    count: Arc<AtomicU64>,
+    rx: Receiver<u64>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("halyard-log-compactor".into())
+        .spawn(move || {
+            while let Ok(upto) = rx.recv() {
+                let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                match snapshot::compact(&dir, upto, syncer.as_ref(), None) {
+                    Ok(_) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A failed snapshot may hide a failed fsync or a corrupt closed segment:
+                    // either way the operator must look, so readiness turns red.
+                    Err(e) => health.poison(format!("compaction: {e}")),
+                }
+            }
+        })
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Dropping the sender lets the writer drain, sync and exit; the writer owns the
+        // compactor's sender, so the compactor exits after it.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        if let Some(c) = self.compactor.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl Backend for Store {
+    fn is_healthy(&self) -> bool {
+        self.health.is_healthy()
+    }
+
+    fn commit(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Completion,
+    ) -> Result<(), StoreError> {
+        if !self.health.is_healthy() {
+            return Err(StoreError::Poisoned(
+                self.health.reason().unwrap_or_default(),
+            ));
+        }
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let record = Store::encode(tenant, &mutations)?;
+        let mut shard = self.state.write_shard(tenant);
+        shard.apply(tenant, mutations)?;
+        // Enqueued while the shard is still locked: the next commit on this shard cannot
+        // overtake this one on its way to the log.
+        if let Err(e) = tx.send(Request::Append { record, done }) {
+            self.health.poison("log writer stopped".into());
+            if let Request::Append { done, .. } = e.into_inner() {
+                done(Err(StoreError::Closed));
+            }
+        }
+        Ok(())
+    }
+
+    fn tenant(&self, id: &str) -> Option<Tenant> {
+        self.state.tenant(id)
+    }
+    fn tenants(&self, page: Page) -> Listed<Tenant> {
+        self.state.tenants(page)
+    }
+    fn user(&self, tenant: &str, id: &str) -> Option<User> {
+        self.state.user(tenant, id)
+    }
+    fn users_by_email(&self, email: &str) -> Vec<(String, User)> {
+        self.state.users_by_email(email)
+    }
+    fn users(&self, tenant: &str, page: Page) -> Listed<User> {
+        self.state.users(tenant, page)
+    }
+    fn api_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, ApiKey)> {
+        self.state.api_key_by_digest(digest)
+    }
+    fn api_key(&self, tenant: &str, id: &str) -> Option<ApiKey> {
+        self.state.api_key(tenant, id)
+    }
+    fn api_keys(&self, tenant: &str, page: Page) -> Listed<ApiKey> {
+        self.state.api_keys(tenant, page)
+    }
+    fn project(&self, tenant: &str, id: &str) -> Option<Project> {
+        self.state.project(tenant, id)
+    }
+    fn projects(&self, tenant: &str, page: Page) -> Listed<Project> {
+        self.state.projects(tenant, page)
+    }
+    fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent> {
+        self.state.agent(tenant, project_id, id)
+    }
+    fn agent_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Agent> {
+        self.state.agent_by_name(tenant, project_id, name)
+    }
+    fn agents(&self, tenant: &str, project_id: Option<&str>, page: Page) -> Listed<Agent> {
+        self.state.agents(tenant, project_id, page)
+    }
+    fn agents_named(&self, tenant: &str, name: &str) -> Vec<Agent> {
+        self.state.agents_named(tenant, name)
+    }
+    fn session(&self, tenant: &str, project_id: &str, id: &str) -> Option<Session> {
+        self.state.session(tenant, project_id, id)
+    }
+    fn locate_session(&self, id: &str) -> Option<(String, String)> {
+        self.state.locate_session(id)
+    }
+    fn sessions(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        filter: &SessionFilter<'_>,
+        page: Page,
+    ) -> Listed<Session> {
+        self.state.sessions(tenant, project_id, filter, page)
+    }
+    fn active_session_count(&self, tenant: &str) -> u64 {
+        self.state.active_session_count(tenant)
+    }
+    fn messages(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        session_id: &str,
+        page: Page,
+    ) -> Option<Listed<Message>> {
+        self.state.messages(tenant, project_id, session_id, page)
+    }
+    fn secret(&self, tenant: &str, project_id: &str, name: &str) -> Option<Secret> {
+        self.state.secret(tenant, project_id, name)
+    }
+    fn secrets(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Secret> {
+        self.state.secrets(tenant, project_id, page)
+    }
+    fn public_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, PublicKey)> {
+        self.state.public_key_by_digest(digest)
+    }
+    fn public_keys(&self, tenant: &str, project_id: &str) -> Vec<PublicKey> {
+        self.state.public_keys(tenant, project_id)
+    }
+    fn origin_registered(&self, origin: &str) -> bool {
+        self.state.origin_registered(origin)
+    }
+    fn stream_events_after(
+        &self,
+        tenant: &str,
+        stream_id: &str,
+        after: u64,
+    ) -> Option<StreamReplay> {
+        self.state.stream_events_after(tenant, stream_id, after)
+    }
+    fn meta(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.meta(key)
+    }
+}

@@ -1,0 +1,14 @@
+//! Test support shared by the black-box tests: a raw HTTP/1.1 client that shows exactly
+//! what went over the wire, and a guard that runs the `halyard` binary on a loopback port
+//! and stops it (by PID) when dropped.
+//!
+//! Not a general HTTP client: it reads one response at a time, understands
+//! `Content-Length`, chunked and close-delimited bodies, and fails loudly on anything else.
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod process;
+
+pub use client::{Client, Response};
+pub use process::{raise_fd_limit, temp_dir, Halyard};

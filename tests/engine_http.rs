@@ -1,0 +1,343 @@
+//! The engine's HTTP/1.1 behaviour, black-box: each test starts the real `halyard` binary on
+//! a loopback port, speaks raw HTTP to it, and stops it by PID (the guard's Drop).
+//! Every wait is bounded (see `halyard_testkit::client::TIMEOUT`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use halyard_testkit::{raise_fd_limit, Client, Halyard};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_halyard"))
+}
+
+fn start(args: &[&str]) -> Halyard {
+    Halyard::start(bin(), args)
+}
+
+fn assert_error(resp: &halyard_testkit::Response, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    let want = format!("\"code\":\"{code}\"");
+    assert!(resp.text().contains(&want), "{} lacks {want}", resp.text());
+    assert!(resp.text().starts_with("{\"success\":false,\"error\":{"));
+    assert!(resp.header("x-request-id").is_some());
+}
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    for _ in 0..50 {
+        let r = c.get("/health/live").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, br#"{"status":"ok"}"#);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(r
+            .header("date")
+            .is_some_and(|d| d.ends_with(" GMT") && d.len() == 29));
+        assert!(!r.closes());
+    }
+}
+
+#[test]
+fn hundred_pipelined_requests_in_one_write_answer_in_order() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        let path = if i % 3 == 0 {
+            "/missing"
+        } else {
+            "/health/live"
+        };
+        batch.extend_from_slice(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: r-{i}\r\n\r\n").as_bytes(),
+        );
+    }
+    c.send(&batch).unwrap();
+    for i in 0..100 {
+        let r = c.response().unwrap();
+        assert_eq!(r.header("x-request-id"), Some(format!("r-{i}").as_str()));
+        assert_eq!(r.status, if i % 3 == 0 { 404 } else { 200 });
+    }
+    assert_eq!(c.get("/health/live").unwrap().status, 200);
+}
+
+#[test]
+fn chunked_body_is_read_and_the_connection_reused() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(
+        b"POST /api/v1/none HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\n3;ext=1\r\n{\"a\r\n4\r\n\":1}\r\n0\r\nX-Trailer: t\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.response().unwrap();
+    assert_error(&r, 404, "NOT_FOUND");
+    assert!(!r.closes());
+    assert_eq!(c.get("/health/live").unwrap().status, 200);
+}
+
+#[test]
+fn framing_violations_are_400_and_close() {
+    let h = start(&["--threads", "1"]);
+    let cases: &[&[u8]] = &[
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /x HTTP/1.1\nHost: t\n\n",
+        b"GET /x HTTP/1.1\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+    ];
+    for case in cases {
+        let mut c = Client::connect(h.addr).unwrap();
+        c.send(case).unwrap();
+        let r = c.response().unwrap();
+        assert_error(&r, 400, "BAD_REQUEST");
+        assert!(r.closes(), "{}", String::from_utf8_lossy(case));
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "{}",
+            String::from_utf8_lossy(case)
+        );
+    }
+}
+
+#[test]
+fn earlier_pipelined_requests_are_answered_before_the_bad_one() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(
+        b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n\
+          GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(c.response().unwrap().status, 200);
+    assert_eq!(c.response().unwrap().status, 400);
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn long_request_line_is_414() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    let path = "a".repeat(9000);
+    c.send(format!("GET /{path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_error(&c.response().unwrap(), 414, "URI_TOO_LONG");
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn large_or_many_headers_are_431() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    let big = "v".repeat(17 * 1024);
+    c.send(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_error(&c.response().unwrap(), 431, "HEADERS_TOO_LARGE");
+    assert!(c.closed_within(Duration::from_secs(3)));
+
+    let mut c = Client::connect(h.addr).unwrap();
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..101 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    c.send(many.as_bytes()).unwrap();
+    assert_error(&c.response().unwrap(), 431, "HEADERS_TOO_LARGE");
+}
+
+#[test]
+fn slow_head_is_408_then_closed() {
+    let h = start(&["--threads", "1", "--header-timeout-ms", "300"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"GET /health/live HTTP/1.1\r\nHo").unwrap();
+    let started = std::time::Instant::now();
+    let r = c.response().unwrap();
+    assert_error(&r, 408, "REQUEST_TIMEOUT");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn expect_continue_accepted_then_body_read() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let interim = c.head().unwrap();
+    assert_eq!(interim.status, 100);
+    c.send(b"{}").unwrap();
+    assert_eq!(c.response().unwrap().status, 404);
+}
+
+#[test]
+fn expect_continue_rejected_gets_the_final_status_at_once() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    let too_big = 2 * 1024 * 1024;
+    c.send(format!("POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: {too_big}\r\nExpect: 100-continue\r\n\r\n").as_bytes())
+        .unwrap();
+    let r = c.response().unwrap();
+    assert_error(&r, 413, "PAYLOAD_TOO_LARGE");
+    assert!(r.closes());
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn one_byte_over_the_body_limit_is_413_before_the_body() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n")
+        .unwrap();
+    let r = c.response().unwrap();
+    assert_error(&r, 413, "PAYLOAD_TOO_LARGE");
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn head_has_length_but_no_body() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"HEAD /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = c.head().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("15"));
+    // The next response follows directly: no body bytes were sent for HEAD.
+    let next = c.get("/health/live").unwrap();
+    assert_eq!(next.status, 200);
+}
+
+#[test]
+fn wrong_method_on_a_known_path_is_405_with_allow() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"DELETE /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = c.response().unwrap();
+    assert_error(&r, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn http10_closes_unless_it_asks_for_keep_alive() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"GET /health/live HTTP/1.0\r\n\r\n").unwrap();
+    let r = c.response().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.closes());
+    assert!(c.closed_within(Duration::from_secs(3)));
+
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"GET /health/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let r = c.response().unwrap();
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    assert_eq!(c.get("/health/live").unwrap().status, 200);
+}
+
+#[test]
+fn request_id_is_echoed_when_sane_and_made_otherwise() {
+    let h = start(&["--threads", "1"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Request-Id: abc-123\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        c.response().unwrap().header("x-request-id"),
+        Some("abc-123")
+    );
+    c.send(b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Request-Id: <bad id>\r\n\r\n")
+        .unwrap();
+    let id = c
+        .response()
+        .unwrap()
+        .header("x-request-id")
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("req_"), "{id}");
+}
+
+#[test]
+fn a_thousand_concurrent_connections_are_served() {
+    raise_fd_limit();
+    let h = start(&["--threads", "2"]);
+    let mut clients: Vec<Client> = (0..1000)
+        .map(|_| Client::connect(h.addr).unwrap())
+        .collect();
+    for c in clients.iter_mut() {
+        c.send(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    for c in clients.iter_mut() {
+        assert_eq!(c.response().unwrap().status, 200);
+    }
+    let mut m = Client::connect(h.addr).unwrap();
+    let metrics = m.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("halyard_open_connections 1001"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_at_accept_and_counted() {
+    let h = start(&["--threads", "1", "--max-connections", "2"]);
+    let mut a = Client::connect(h.addr).unwrap();
+    let mut b = Client::connect(h.addr).unwrap();
+    assert_eq!(a.get("/health/live").unwrap().status, 200);
+    assert_eq!(b.get("/health/live").unwrap().status, 200);
+    let mut refused = Client::connect(h.addr).unwrap();
+    assert!(refused.closed_within(Duration::from_secs(3)));
+    let metrics = a.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("halyard_accept_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn graceful_shutdown_finishes_the_request_in_flight() {
+    let mut h = start(&["--threads", "1", "--shutdown-timeout-ms", "5000"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    h.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are no longer accepted: refused, or closed without an answer.
+    if let Ok(mut probe) = Client::connect(h.addr) {
+        let _ = probe.send(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(probe.closed_within(Duration::from_secs(2)));
+    }
+    c.send(b"56789").unwrap();
+    let r = c.response().unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.closes());
+    let status = h.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn shutdown_deadline_cuts_a_request_that_never_completes() {
+    let mut h = start(&["--threads", "1", "--shutdown-timeout-ms", "300"]);
+    let mut c = Client::connect(h.addr).unwrap();
+    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    h.signal(libc::SIGTERM);
+    let status = h
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits by the deadline");
+    assert!(status.success());
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
