@@ -57,6 +57,9 @@ impl std::error::Error for ConfigError {}
 
 /// Every setting of `halyard serve`, resolved.
 #[derive(Debug, Clone)]
+// Storage and the agent runtime read the fields the engine does not; until they are wired
+// into `serve`, the compiler sees them unread.
+#[allow(dead_code)]
 pub struct Settings {
     /// The engine's settings.
     pub engine: halyard_engine::Config,

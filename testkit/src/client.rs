@@ -66,6 +66,17 @@ impl Client {
         &mut self.stream
     }
 
+    /// Reads some body bytes: those already buffered first, else from the socket.
+    pub fn read_some(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            return self.stream.read(out);
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        Ok(n)
+    }
+
     /// Writes raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
