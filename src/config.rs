@@ -30,6 +30,7 @@ pub struct FileConfig {
     max_connections: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
     dev: Option<bool>,
+    root_key: Option<String>,
 }
 
 /// Why the settings could not be resolved.
@@ -57,9 +58,6 @@ impl std::error::Error for ConfigError {}
 
 /// Every setting of `halyard serve`, resolved.
 #[derive(Debug, Clone)]
-// Storage and the agent runtime read the fields the engine does not; until they are wired
-// into `serve`, the compiler sees them unread.
-#[allow(dead_code)]
 pub struct Settings {
     /// The engine's settings.
     pub engine: halyard_engine::Config,
@@ -67,14 +65,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// TLS certificate and key, when serving HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// The fsync policy as written (`always`, `interval:MS`, `never`).
-    pub fsync: String,
+    /// The fsync policy.
+    pub fsync: halyard_storage::FsyncPolicy,
     /// Echo provider delay per token.
     pub echo_token_delay_ms: u64,
     /// JWT lifetime.
     pub jwt_ttl_secs: u64,
     /// Seed the dev tenant.
     pub dev: bool,
+    /// The operator root key (`HALYARD_ROOT_KEY` wins over the config file).
+    pub root_key: Option<String>,
 }
 
 impl Settings {
@@ -130,17 +130,14 @@ impl Settings {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./halyard-data")),
             tls,
-            fsync: args
-                .fsync
-                .clone()
-                .or(file.fsync)
-                .unwrap_or_else(|| "always".into()),
+            fsync: parse_fsync(args.fsync.clone().or(file.fsync))?,
             echo_token_delay_ms: args
                 .echo_token_delay_ms
                 .or(file.echo_token_delay_ms)
                 .unwrap_or(0),
             jwt_ttl_secs: args.jwt_ttl_secs.or(file.jwt_ttl_secs).unwrap_or(3600),
             dev: args.dev || file.dev.unwrap_or(false),
+            root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
         };
         settings.check()?;
         Ok(settings)
@@ -161,6 +158,17 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+fn parse_fsync(text: Option<String>) -> Result<halyard_storage::FsyncPolicy, ConfigError> {
+    match text {
+        None => Ok(halyard_storage::FsyncPolicy::Always),
+        Some(t) => t
+            .parse()
+            .map_err(|e: halyard_storage::ParseFsyncPolicyError| {
+                ConfigError::Invalid("fsync", e.to_string())
+            }),
     }
 }
 

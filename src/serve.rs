@@ -1,32 +1,111 @@
 //! Wiring of the commands: open what they need, run, report.
 //!
-//! Responsible for: `serve` (bind the engine, build the API, handle signals, print where it
-//! listens), `tenant create` and `check`. Not responsible for: HTTP, routes or the log format.
+//! Responsible for: `serve` (open storage, load keys, seed `--dev`, bind the engine, run
+//! the API until a signal, print where it listens), `tenant create` and `check`.
+//! Not responsible for: HTTP, routes or the log format.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use halyard_api::{jwt::ExternalIssuer, seed, vault, Api, ApiConfig};
+use halyard_storage::{Backend, Mutation, Options, Store};
 
 use crate::cli::{CheckArgs, TenantAction};
 use crate::config::Settings;
+
+/// Server metadata key of the generated JWT secret.
+const JWT_SECRET_META: &str = "jwt_secret";
+
+fn open_store(dir: &Path, fsync: halyard_storage::FsyncPolicy) -> Result<Store, String> {
+    let opts = Options {
+        fsync,
+        ..Options::default()
+    };
+    let (store, report) = Store::open(dir, opts)
+        .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
+    eprint!("halyard: storage: {report}");
+    Ok(store)
+}
+
+/// `HALYARD_JWT_SECRET`, else the secret kept in storage, generated on first start.
+fn jwt_secret(store: &Store) -> Result<Vec<u8>, String> {
+    if let Ok(s) = std::env::var("HALYARD_JWT_SECRET") {
+        if s.len() < 32 {
+            return Err("HALYARD_JWT_SECRET must be at least 32 bytes".into());
+        }
+        return Ok(s.into_bytes());
+    }
+    if let Some(s) = store.meta(JWT_SECRET_META) {
+        return Ok(s);
+    }
+    let secret = halyard_api::tokens::random_bytes().to_vec();
+    let m = Mutation::SetMeta {
+        key: JWT_SECRET_META.into(),
+        value: secret.clone(),
+    };
+    store
+        .commit_wait("", vec![m])
+        .map_err(|e| format!("cannot store the JWT secret: {e}"))?;
+    Ok(secret)
+}
+
+/// An external JWT issuer from `HALYARD_JWT_ISSUER`, `HALYARD_JWT_AUDIENCE` and
+/// `HALYARD_JWT_PUBLIC_KEYS` (a PEM file), when all three are set.
+fn external_issuer() -> Result<Option<ExternalIssuer>, String> {
+    let vars = (
+        std::env::var("HALYARD_JWT_ISSUER"),
+        std::env::var("HALYARD_JWT_AUDIENCE"),
+        std::env::var("HALYARD_JWT_PUBLIC_KEYS"),
+    );
+    let (Ok(iss), Ok(aud), Ok(path)) = vars else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    ExternalIssuer::from_pem(&pem, iss, aud)
+        .map(Some)
+        .map_err(|e| format!("HALYARD_JWT_PUBLIC_KEYS {path}: {e}"))
+}
 
 /// Runs `halyard serve` until SIGTERM/SIGINT completes a graceful shutdown.
 pub fn run(settings: &Settings) -> Result<(), String> {
     if settings.tls.is_some() {
         return Err("TLS (--tls-cert/--tls-key) is not available in this build yet".into());
     }
+    let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
+    let cfg = ApiConfig {
+        jwt_secret: jwt_secret(&store)?,
+        jwt_ttl_secs: settings.jwt_ttl_secs,
+        external_jwt: external_issuer()?,
+        root_key: settings.root_key.clone(),
+        master_key: vault::load_master_key(
+            std::env::var("HALYARD_MASTER_KEY").ok().as_deref(),
+            &settings.data_dir,
+        )?,
+    };
+    let dev = if settings.dev {
+        Some(seed::dev(&*store, &settings.data_dir)?)
+    } else {
+        None
+    };
+    let app = Arc::new(Api::new(store.clone() as Arc<dyn Backend>, cfg)?);
     let server = halyard_engine::Server::bind(settings.engine.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", settings.engine.listen))?;
     let addr = server.local_addr();
-    let shutdown = server.shutdown_handle();
-    shutdown
+    server
+        .shutdown_handle()
         .on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let app = Arc::new(halyard_api::Api::new());
     println!(
-        "halyard listening on http://{addr} ({} event loops)",
-        settings.engine.threads
+        "halyard listening on http://{addr} ({} event loops, data in {})",
+        settings.engine.threads,
+        settings.data_dir.display()
     );
-    if settings.dev {
-        println!("try: curl -s http://{addr}/health/live");
+    if let Some(dev) = dev {
+        println!("dev tenant ready; try:");
+        println!(
+            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/api/agents/assistant",
+            dev.key
+        );
     }
     server.run(app).map_err(|e| format!("server failed: {e}"))?;
     println!("halyard stopped");
@@ -36,16 +115,27 @@ pub fn run(settings: &Settings) -> Result<(), String> {
 /// Runs `halyard tenant ...`.
 pub fn tenant(action: TenantAction) -> Result<(), String> {
     match action {
-        TenantAction::Create { name, .. } => Err(format!(
-            "cannot create tenant {name}: the storage layer is not wired in this build yet"
-        )),
+        TenantAction::Create { name, data_dir } => {
+            if name.trim().is_empty() || name.chars().count() > 128 {
+                return Err("the tenant name must be 1 to 128 characters".into());
+            }
+            let store = open_store(&data_dir, halyard_storage::FsyncPolicy::Always)?;
+            let (id, key) = seed::create_tenant(&store, &name)?;
+            println!("tenant {id} ({name}) created");
+            println!("owner API key (shown once): {key}");
+            Ok(())
+        }
     }
 }
 
 /// Runs `halyard check`.
 pub fn check(args: &CheckArgs) -> Result<(), String> {
-    Err(format!(
-        "cannot check {}: the storage layer is not wired in this build yet",
-        args.data_dir.display()
-    ))
+    let report = halyard_storage::check(&args.data_dir, args.repair)
+        .map_err(|e| format!("check of {} failed: {e}", args.data_dir.display()))?;
+    print!("{report}");
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(format!("{} has damage", args.data_dir.display()))
+    }
 }

@@ -1,55 +1,195 @@
 //! `halyard-api`: routes, authentication, admission and handlers of the v1 API.
 //!
-//! This first cut serves only the engine's contract: every request outside the engine's
-//! operations routes is admitted with the route's body limit (1 MiB, or 60 MiB for
-//! project import) and answered `404 NOT_FOUND` in the conventions' envelope. The
-//! resources, auth and tenancy come with the API issue.
+//! The engine calls [`Api::admit`](halyard_engine::App::admit) with the request head: the
+//! route is resolved, the credential verified and the route's guard checked there, before
+//! a byte of the body is read; the route decides the body limit. [`handle`] then runs the
+//! route's handler. Writes are acknowledged only once storage reports them durable: the
+//! handler defers its reply and the storage completion sends it.
+//!
+//! [`handle`]: halyard_engine::App::handle
 
-use halyard_engine::{Admission, App, Reply, Request, RequestHead, Response};
+#![warn(missing_docs)]
 
-/// Body limit of every route but import (CONVENTIONS section 3).
-pub const BODY_LIMIT: u64 = 1024 * 1024;
-/// Body limit of `POST /api/projects/:projectId/project-io/import`.
-pub const IMPORT_BODY_LIMIT: u64 = 60 * 1024 * 1024;
+pub mod auth;
+pub mod body;
+pub mod cors;
+pub mod error;
+mod handlers;
+pub mod jwt;
+pub mod openapi;
+pub mod password;
+pub mod query;
+pub mod reply;
+pub mod route;
+pub mod scope;
+pub mod sdk_token;
+pub mod seed;
+pub mod time;
+pub mod tokens;
+pub mod vault;
+pub mod view;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use halyard_engine::{Admission, App, Method, Reply, Request, RequestHead, Response};
+use halyard_storage::Backend;
+
+use crate::auth::{Principal, Verifiers};
+use crate::error::ApiError;
+use crate::jwt::{ExternalIssuer, Jwt};
+use crate::route::{Matched, Params, RouteDef};
+use crate::sdk_token::SdkSigner;
+use crate::vault::Vault;
+
+/// What the API needs besides storage.
+pub struct ApiConfig {
+    /// HS256 key of issued JWTs.
+    pub jwt_secret: Vec<u8>,
+    /// Lifetime of issued JWTs.
+    pub jwt_ttl_secs: u64,
+    /// An external JWT issuer, if configured.
+    pub external_jwt: Option<ExternalIssuer>,
+    /// The operator root key (`HALYARD_ROOT_KEY`), if set.
+    pub root_key: Option<String>,
+    /// The master key of secret encryption.
+    pub master_key: [u8; 32],
+}
 
 /// The API application.
-#[derive(Debug, Default)]
-pub struct Api {}
+pub struct Api {
+    store: Arc<dyn Backend>,
+    verifiers: Verifiers,
+    vault: Vault,
+    imports: Arc<Mutex<HashSet<String>>>,
+}
 
-impl Api {
-    /// A new API.
-    pub fn new() -> Self {
-        Api {}
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
     }
 }
 
-fn is_import(path: &str) -> bool {
-    path.strip_prefix("/api/projects/")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(_, tail)| tail == "project-io/import")
+/// Where an admitted request goes.
+#[derive(Debug)]
+pub enum Target {
+    /// A route of the table, with its captures.
+    Route(&'static RouteDef, Params),
+    /// A CORS preflight (`OPTIONS`) for a known path.
+    Preflight,
+}
+
+/// What `admit` hands to `handle`.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The route.
+    pub target: Target,
+    /// The authenticated principal (none on public routes).
+    pub principal: Option<Principal>,
+}
+
+impl Api {
+    /// An API over `store`.
+    pub fn new(store: Arc<dyn Backend>, cfg: ApiConfig) -> Result<Api, String> {
+        let sdk_key = tokens::digest(&format!(
+            "halyard-sdk-token-key:{}",
+            String::from_utf8_lossy(&cfg.jwt_secret)
+        ));
+        Ok(Api {
+            store,
+            verifiers: Verifiers {
+                jwt: Jwt::new(&cfg.jwt_secret, cfg.jwt_ttl_secs, cfg.external_jwt)?,
+                sdk: SdkSigner::new(&sdk_key),
+                root: cfg.root_key.as_deref().map(tokens::digest),
+            },
+            vault: Vault::new(&cfg.master_key),
+            imports: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn Backend {
+        &*self.store
+    }
+
+    fn admit_route(&self, head: &RequestHead) -> Result<(u64, Ctx), ApiError> {
+        if head.method() == Method::Options {
+            return match route::resolve(Method::Get, head.path()) {
+                Matched::NotFound => Err(ApiError::NotFound(not_found_message(head))),
+                _ => Ok((
+                    route::BODY_LIMIT,
+                    Ctx {
+                        target: Target::Preflight,
+                        principal: None,
+                    },
+                )),
+            };
+        }
+        let (def, params) = match route::resolve(head.method(), head.path()) {
+            Matched::Route(def, params) => (def, params),
+            Matched::WrongMethod(allow) => return Err(ApiError::MethodNotAllowed(allow)),
+            Matched::NotFound => return Err(ApiError::NotFound(not_found_message(head))),
+        };
+        let principal = auth::authenticate(
+            &self.verifiers,
+            &*self.store,
+            head,
+            def.guard,
+            time::now_ms(),
+        )?;
+        let limit = if def.id == route::RouteId::Import {
+            route::IMPORT_BODY_LIMIT
+        } else {
+            route::BODY_LIMIT
+        };
+        Ok((
+            limit,
+            Ctx {
+                target: Target::Route(def, params),
+                principal,
+            },
+        ))
+    }
+}
+
+fn not_found_message(head: &RequestHead) -> String {
+    let path: String = head.path().chars().take(200).collect();
+    format!("No route for {} {path}", head.method_str())
 }
 
 impl App for Api {
-    type Context = ();
+    type Context = Ctx;
 
-    fn admit(&self, head: &RequestHead) -> Admission<()> {
-        let body_limit = if is_import(head.path()) {
-            IMPORT_BODY_LIMIT
-        } else {
-            BODY_LIMIT
-        };
-        Admission::Accept {
-            body_limit,
-            context: (),
+    fn admit(&self, head: &RequestHead) -> Admission<Ctx> {
+        match self.admit_route(head) {
+            Ok((body_limit, context)) => Admission::Accept {
+                body_limit,
+                context,
+            },
+            Err(e) => Admission::Reject(e.into_response()),
         }
     }
 
-    fn handle(&self, request: Request<()>) -> Reply {
-        let msg = format!(
-            "No route for {} {}",
-            request.head.method_str(),
-            request.head.path()
-        );
-        Reply::Now(Response::error(404, "NOT_FOUND", &msg))
+    fn handle(&self, request: Request<Ctx>) -> Reply {
+        let cors = cors::allowed_origin(&request.head, request.context.principal.as_ref());
+        let finish = reply::Finish { cors };
+        let result = match &request.context.target {
+            Target::Preflight => Ok(Reply::Now(cors::preflight(&*self.store, &request.head))),
+            Target::Route(def, params) => handlers::dispatch(self, &request, def, *params, &finish),
+        };
+        match result {
+            Ok(Reply::Now(resp)) => Reply::Now(finish.apply(resp)),
+            Ok(other) => other,
+            Err(e) => Reply::Now(finish.apply(e.into_response())),
+        }
     }
+
+    fn ready(&self) -> bool {
+        self.store.is_healthy()
+    }
+}
+
+/// A response that says the request succeeded with no other content.
+pub fn success() -> Response {
+    Response::static_json(200, br#"{"success":true}"#)
 }

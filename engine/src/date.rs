@@ -79,8 +79,9 @@ fn two(dst: &mut [u8], v: u64) {
     dst[1] = b'0' + (v % 10) as u8;
 }
 
-/// Howard Hinnant's days-to-civil algorithm for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+/// Howard Hinnant's days-to-civil algorithm: (year, month 1-12, day 1-31) of a count of
+/// days since 1970-01-01.
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

@@ -138,15 +138,7 @@ fn apply_one(
             }
             let id = u.id.clone();
             let prev = put_user(ctx, t, u);
-            undo.push(move |c| {
-                restore(
-                    c,
-                    &tn,
-                    prev,
-                    |c, t, p| put_user(c, t, p),
-                    |c, t| del_user(c, t, &id),
-                )
-            });
+            undo.push(move |c| restore(c, &tn, prev, put_user, |c, t| del_user(c, t, &id)));
         }
         Mutation::DeleteUser { id } => {
             let prev = del_user(ctx, t, &id).ok_or_else(|| not_found("user", &id))?;
@@ -161,15 +153,7 @@ fn apply_one(
             }
             let id = k.id.clone();
             let prev = put_key(ctx, t, k);
-            undo.push(move |c| {
-                restore(
-                    c,
-                    &tn,
-                    prev,
-                    |c, t, p| put_key(c, t, p),
-                    |c, t| del_key(c, t, &id),
-                )
-            });
+            undo.push(move |c| restore(c, &tn, prev, put_key, |c, t| del_key(c, t, &id)));
         }
         Mutation::DeleteApiKey { id } => {
             tenant_mut(ctx.tenants, t)?;

@@ -1,0 +1,192 @@
+//! Route handlers: one module per resource family, plus the [`Call`] they all use.
+//!
+//! Responsible for: dispatching a route to its handler, and the shared steps (path
+//! captures, the principal, the body, the page, finding a visible project, committing
+//! writes and answering once they are durable). Not responsible for: authentication or
+//! routing (done in `admit`).
+
+mod admin;
+mod agents;
+mod identity;
+mod projects;
+mod sdk;
+mod secrets;
+mod sessions;
+mod transfer;
+
+use std::sync::{Arc, Mutex};
+
+use halyard_engine::{Reply, Request, Response};
+use halyard_storage::{Completion, Mutation, Page, Project};
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::reply::Finish;
+use crate::route::{Params, RouteDef, RouteId};
+use crate::{Api, Ctx};
+
+/// One request being handled.
+pub(crate) struct Call<'a> {
+    pub api: &'a Api,
+    pub req: &'a Request<Ctx>,
+    pub params: Params,
+    pub finish: &'a Finish,
+}
+
+impl<'a> Call<'a> {
+    /// Path capture `i`.
+    pub fn param(&self, i: usize) -> &'a str {
+        self.params.get(self.req.head.path(), i)
+    }
+
+    /// The principal (every guarded route has one).
+    pub fn principal(&self) -> ApiResult<&'a Principal> {
+        self.req
+            .context
+            .principal
+            .as_ref()
+            .ok_or(ApiError::Unauthorized("Missing or invalid credential"))
+    }
+
+    /// The principal's tenant id.
+    pub fn tenant(&self) -> ApiResult<&'a str> {
+        Ok(&self.principal()?.tenant)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> ApiResult<Value> {
+        crate::body::json(&self.req.head, &self.req.body)
+    }
+
+    /// The page asked for.
+    pub fn page(&self) -> ApiResult<Page> {
+        crate::query::page(self.req.head.query())
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<String> {
+        crate::query::param(self.req.head.query(), name)
+    }
+
+    /// The project of capture 0, if the principal may see it.
+    pub fn project(&self) -> ApiResult<Project> {
+        self.visible_project(self.param(0))
+    }
+
+    /// Project `id`, if the principal may see it; else the same `404` as a missing one.
+    pub fn visible_project(&self, id: &str) -> ApiResult<Project> {
+        let p = self.principal()?;
+        self.api
+            .store
+            .project(&p.tenant, id)
+            .filter(|_| p.sees_project(id))
+            .ok_or_else(|| ApiError::NotFound(format!("Project not found: {id}")))
+    }
+
+    /// Commits `mutations` for the principal's tenant and answers `resp` once durable.
+    pub fn commit(&self, mutations: Vec<Mutation>, resp: Response) -> ApiResult<Reply> {
+        let tenant = self.tenant()?.to_string();
+        self.commit_for(&tenant, mutations, resp, None)
+    }
+
+    /// Commits for `tenant`; `after` runs on the writer thread once the outcome is known.
+    pub fn commit_for(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        resp: Response,
+        after: Option<Box<dyn FnOnce() + Send>>,
+    ) -> ApiResult<Reply> {
+        let (reply, responder) = self.req.defer();
+        let slot = Arc::new(Mutex::new(Some(responder)));
+        let finish = self.finish.clone();
+        let in_done = slot.clone();
+        let after = Arc::new(Mutex::new(after));
+        let after_done = after.clone();
+        let done: Completion = Box::new(move |outcome| {
+            if let Some(f) = after_done.lock().ok().and_then(|mut a| a.take()) {
+                f();
+            }
+            let resp = match outcome {
+                Ok(()) => resp,
+                Err(e) => ApiError::from(e).into_response(),
+            };
+            if let Some(r) = in_done.lock().ok().and_then(|mut s| s.take()) {
+                r.send(finish.apply(resp));
+            }
+        });
+        if let Err(e) = self.api.store.commit(tenant, mutations, done) {
+            if let Some(f) = after.lock().ok().and_then(|mut a| a.take()) {
+                f();
+            }
+            if let Some(r) = slot.lock().ok().and_then(|mut s| s.take()) {
+                r.send(self.finish.apply(ApiError::from(e).into_response()));
+            }
+        }
+        Ok(reply)
+    }
+}
+
+/// Runs the handler of `def`.
+pub(crate) fn dispatch(
+    api: &Api,
+    req: &Request<Ctx>,
+    def: &'static RouteDef,
+    params: Params,
+    finish: &Finish,
+) -> ApiResult<Reply> {
+    let c = Call {
+        api,
+        req,
+        params,
+        finish,
+    };
+    let now = |r: ApiResult<Response>| r.map(Reply::Now);
+    match def.id {
+        RouteId::OpenApi => Ok(Reply::Now(crate::openapi::response())),
+        RouteId::AdminTenantCreate => admin::create(&c),
+        RouteId::AdminTenantList => now(admin::list(&c)),
+        RouteId::AdminTenantPatch => admin::patch(&c),
+        RouteId::Login => now(identity::login(&c)),
+        RouteId::Me => now(identity::me(&c)),
+        RouteId::UserCreate => identity::create_user(&c),
+        RouteId::UserList => now(identity::list_users(&c)),
+        RouteId::KeyCreate => identity::create_key(&c),
+        RouteId::KeyList => now(identity::list_keys(&c)),
+        RouteId::KeyDelete => identity::revoke_key(&c),
+        RouteId::ProjectList => now(projects::list(&c)),
+        RouteId::ProjectCreate => projects::create(&c),
+        RouteId::ProjectGet => now(projects::get(&c)),
+        RouteId::ProjectPatch => projects::patch(&c),
+        RouteId::ProjectDelete => projects::delete(&c),
+        RouteId::AgentList => now(agents::list(&c)),
+        RouteId::AgentCreate => agents::create(&c),
+        RouteId::AgentGet => now(agents::get(&c)),
+        RouteId::AgentPut => agents::replace(&c),
+        RouteId::AgentDsl => agents::set_dsl(&c),
+        RouteId::AgentDelete => agents::delete(&c),
+        RouteId::AgentDirectory => now(agents::directory(&c)),
+        RouteId::AgentByName => now(agents::by_name(&c)),
+        RouteId::SessionCreate => sessions::create(&c),
+        RouteId::SessionList => now(sessions::list(&c)),
+        RouteId::SessionGet => now(sessions::get(&c)),
+        RouteId::SessionEnd => sessions::end(&c),
+        RouteId::SessionReset => sessions::reset(&c),
+        RouteId::SessionMessages => now(sessions::messages(&c)),
+        RouteId::Transcript => now(sessions::transcript(&c)),
+        RouteId::PublicKeyCreate => sdk::create_key(&c),
+        RouteId::PublicKeyList => now(sdk::list_keys(&c)),
+        RouteId::PublicKeyDelete => sdk::delete_key(&c),
+        RouteId::SdkInit => now(sdk::init(&c)),
+        RouteId::SdkRefresh => now(sdk::refresh(&c)),
+        RouteId::SdkConfig => now(sdk::config(&c)),
+        RouteId::SecretCreate => secrets::create(&c),
+        RouteId::SecretList => now(secrets::list(&c)),
+        RouteId::SecretRotate => secrets::rotate(&c),
+        RouteId::SecretDelete => secrets::delete(&c),
+        RouteId::Export => now(transfer::export(&c)),
+        RouteId::ImportPreview => now(transfer::preview(&c)),
+        RouteId::Import => transfer::import(&c),
+    }
+}

@@ -1,0 +1,169 @@
+//! Widget SDK routes: public keys of a project, and `sdk/init`, `sdk/refresh`,
+//! `sdk/config` for pages embedding the widget.
+
+use halyard_engine::{Reply, Response};
+use halyard_storage::{ids, Mutation, Project, PublicKey};
+use serde_json::{json, Value};
+
+use super::Call;
+use crate::body::{is_origin, Fields};
+use crate::error::{ApiError, ApiResult};
+use crate::sdk_token::{Grant, TTL_SECS};
+use crate::{reply, time, tokens, view};
+
+/// `POST /api/projects/:pid/sdk-public-keys`.
+pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
+    let project = c.project()?;
+    let body = c.body()?;
+    let mut f = Fields::of(&body)?;
+    let name = f.req_str("name", 128);
+    let origins = f.opt_strings("allowedOrigins", 253, 50);
+    match &origins {
+        None if f.raw("allowedOrigins").is_none() => f.fail("allowedOrigins", "is required"),
+        Some(o) if o.is_empty() => f.fail("allowedOrigins", "must list 1 to 50 origins"),
+        Some(o) => {
+            if let Some(bad) = o.iter().find(|o| !is_origin(o)) {
+                f.fail(
+                    "allowedOrigins",
+                    format!("not an origin (scheme://host[:port]): {bad}"),
+                );
+            }
+        }
+        None => {}
+    }
+    f.finish()?;
+    let key = tokens::mint(tokens::PUBLIC_KEY);
+    let record = PublicKey {
+        id: ids::new_id(ids::PUBLIC_KEY),
+        project_id: project.id,
+        name: name.unwrap_or_default().to_string(),
+        prefix: tokens::visible_prefix(&key, tokens::PUBLIC_KEY),
+        digest: tokens::digest(&key),
+        allowed_origins: origins.unwrap_or_default(),
+        created_at: time::now_ms(),
+    };
+    let resp = reply::created(vec![
+        ("key", view::public_key(&record)),
+        ("publicKey", key.into()),
+    ]);
+    c.commit(vec![Mutation::PutPublicKey(record)], resp)
+}
+
+/// `GET /api/projects/:pid/sdk-public-keys`.
+pub fn list_keys(c: &Call<'_>) -> ApiResult<Response> {
+    let project = c.project()?;
+    let keys: Vec<Value> = c
+        .api
+        .store
+        .public_keys(c.tenant()?, &project.id)
+        .iter()
+        .map(view::public_key)
+        .collect();
+    Ok(reply::ok(vec![("keys", Value::Array(keys))]))
+}
+
+/// `DELETE /api/projects/:pid/sdk-public-keys/:keyId`: its SDK tokens stop working too.
+pub fn delete_key(c: &Call<'_>) -> ApiResult<Reply> {
+    let project = c.project()?;
+    let id = c.param(1);
+    let exists = c
+        .api
+        .store
+        .public_keys(c.tenant()?, &project.id)
+        .iter()
+        .any(|k| k.id == id);
+    if !exists {
+        return Err(ApiError::NotFound(format!("Public key not found: {id}")));
+    }
+    let m = Mutation::DeletePublicKey {
+        project_id: project.id,
+        id: id.to_string(),
+    };
+    c.commit(vec![m], crate::success())
+}
+
+fn widget_config(project: &Project) -> Value {
+    let agent_name = project.entry_agent_name.clone();
+    let greeting = match &agent_name {
+        Some(a) => format!("Hi! I'm {a}. How can I help?"),
+        None => "Hi! How can I help?".to_string(),
+    };
+    json!({
+        "projectId": project.id,
+        "projectName": project.name,
+        "agentName": agent_name,
+        "greeting": greeting,
+        "theme": {},
+        "features": {"chat": true, "voice": false},
+    })
+}
+
+fn token_reply(c: &Call<'_>, grant: &Grant, project: &Project) -> Response {
+    let token = c.api.verifiers.sdk.mint(grant);
+    reply::ok(vec![
+        ("token", token.into()),
+        ("expiresIn", TTL_SECS.into()),
+        ("tenantId", grant.tenant.clone().into()),
+        ("projectId", grant.project.clone().into()),
+        ("permissions", json!(["session:execute", "session:read"])),
+        ("widgetConfig", widget_config(project)),
+    ])
+}
+
+/// `POST /api/v1/sdk/init`: a public key and an allowed origin buy an SDK token.
+pub fn init(c: &Call<'_>) -> ApiResult<Response> {
+    let p = c.principal()?;
+    let pk = p
+        .public_key
+        .as_ref()
+        .ok_or(ApiError::Unauthorized("Missing or invalid credential"))?;
+    let body = c.body()?;
+    let mut f = Fields::of(&body)?;
+    let project_id = f.req_str("projectId", 64);
+    f.nested("userContext", |u| {
+        u.opt_str("userId", 256);
+    });
+    f.finish()?;
+    let project_id = project_id.unwrap_or_default();
+    if project_id != pk.project_id {
+        return Err(ApiError::NotFound(format!(
+            "Project not found: {project_id}"
+        )));
+    }
+    let project = c.visible_project(project_id)?;
+    let origin = c
+        .req
+        .head
+        .header_str("origin")
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let grant = Grant {
+        tenant: p.tenant.clone(),
+        project: project.id.clone(),
+        origin,
+        public_key: pk.id.clone(),
+        id: ids::new_id("tok_"),
+        exp: time::now_ms() / 1000 + TTL_SECS,
+    };
+    Ok(token_reply(c, &grant, &project))
+}
+
+/// `POST /api/v1/sdk/refresh`: a new token with the same grant; the old one stays valid
+/// until it expires.
+pub fn refresh(c: &Call<'_>) -> ApiResult<Response> {
+    let p = c.principal()?;
+    let mut grant = p
+        .sdk
+        .clone()
+        .ok_or(ApiError::Unauthorized("Missing or invalid credential"))?;
+    let project = c.visible_project(&grant.project.clone())?;
+    grant.exp = time::now_ms() / 1000 + TTL_SECS;
+    Ok(token_reply(c, &grant, &project))
+}
+
+/// `GET /api/v1/sdk/config/:projectId`.
+pub fn config(c: &Call<'_>) -> ApiResult<Response> {
+    let project = c.project()?;
+    Ok(reply::ok(vec![("config", widget_config(&project))]))
+}

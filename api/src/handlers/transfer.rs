@@ -1,0 +1,245 @@
+//! Project export and import (`/api/projects/:pid/project-io/...`).
+//!
+//! An import is one commit: every agent created or replaced, absent ones deleted only with
+//! `?prune=true`, the project's description and entry agent taken; all or nothing. A second
+//! import of the same project while one is in flight is `409`.
+
+use std::collections::HashSet;
+
+use halyard_engine::{Reply, Response};
+use halyard_storage::{Agent, Mutation, Page, Project};
+use serde_json::{json, Value};
+
+use super::agents::{read_agent, AgentInput};
+use super::Call;
+use crate::body::{is_agent_name, Fields, Patch};
+use crate::error::{ApiError, ApiResult};
+use crate::{reply, time, view};
+
+/// Version of the export document.
+pub const FORMAT_VERSION: u64 = 1;
+/// Most agents one document may hold.
+pub const MAX_AGENTS: usize = 10_000;
+
+/// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
+pub fn export(c: &Call<'_>) -> ApiResult<Response> {
+    let project = c.project()?;
+    let agents = c
+        .api
+        .store
+        .agents(c.tenant()?, Some(&project.id), Page::ALL)
+        .items;
+    let agents: Vec<Value> = agents
+        .iter()
+        .map(|a| {
+            let v = view::agent(a);
+            json!({
+                "name": v["name"],
+                "description": v["description"],
+                "instructions": v["instructions"],
+                "model": v["model"],
+                "dslContent": v["dslContent"],
+            })
+        })
+        .collect();
+    Ok(reply::ok(vec![
+        (
+            "manifest",
+            json!({
+                "project": {
+                    "name": project.name,
+                    "description": project.description,
+                    "entryAgentName": project.entry_agent_name,
+                },
+                "exportedAt": time::iso(time::now_ms()),
+                "version": FORMAT_VERSION,
+            }),
+        ),
+        ("agents", Value::Array(agents)),
+    ]))
+}
+
+/// A validated import document.
+struct Document {
+    description: Patch<String>,
+    entry_agent: Patch<String>,
+    agents: Vec<AgentInput>,
+}
+
+fn read_document(body: &Value) -> ApiResult<Document> {
+    let mut f = Fields::of(body)?;
+    let mut description = Patch::Absent;
+    let mut entry_agent = Patch::Absent;
+    f.nested("manifest", |m| {
+        m.opt_u64("version", 1, FORMAT_VERSION);
+        m.nested("project", |p| {
+            description = p.patch_str("description", 2000).map(String::from);
+            let e = p.patch_str("entryAgentName", 64);
+            if matches!(e, Patch::Set(n) if !is_agent_name(n)) {
+                p.fail("entryAgentName", "must match [a-z0-9-]{1,64}");
+            }
+            entry_agent = e.map(String::from);
+        });
+    });
+    let items = match f.raw("agents") {
+        Some(Value::Array(items)) if items.len() <= MAX_AGENTS => items.as_slice(),
+        Some(Value::Array(_)) => {
+            f.fail("agents", format!("must hold at most {MAX_AGENTS} agents"));
+            &[]
+        }
+        Some(_) => {
+            f.fail("agents", "must be an array");
+            &[]
+        }
+        None => {
+            f.fail("agents", "is required");
+            &[]
+        }
+    };
+    let mut agents = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("agents[{i}]");
+        let Value::Object(_) = item else {
+            f.fail(&field, "must be an object");
+            continue;
+        };
+        let mut af = Fields::of(item)?;
+        let input = read_agent(&mut af, true);
+        if let Err(ApiError::Validation(details)) = af.finish() {
+            for d in details {
+                f.fail(&format!("{field}.{}", d.field), d.message);
+            }
+            continue;
+        }
+        if let Some(name) = &input.name {
+            if !seen.insert(name.clone()) {
+                f.fail(
+                    &format!("{field}.name"),
+                    format!("duplicate agent name: {name}"),
+                );
+            }
+        }
+        agents.push(input);
+    }
+    f.finish()?;
+    Ok(Document {
+        description,
+        entry_agent,
+        agents,
+    })
+}
+
+/// What an import would do: agent names to create, update and delete.
+struct Plan {
+    create: Vec<String>,
+    update: Vec<String>,
+    delete: Vec<Agent>,
+}
+
+fn plan(existing: &[Agent], doc: &Document, prune: bool) -> Plan {
+    let incoming: HashSet<&str> = doc
+        .agents
+        .iter()
+        .filter_map(|a| a.name.as_deref())
+        .collect();
+    let (update, create) = doc
+        .agents
+        .iter()
+        .filter_map(|a| a.name.clone())
+        .partition(|n| existing.iter().any(|e| &e.name == n));
+    let delete = if prune {
+        existing
+            .iter()
+            .filter(|e| !incoming.contains(e.name.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Plan {
+        create,
+        update,
+        delete,
+    }
+}
+
+fn plan_json(p: &Plan) -> Value {
+    let deleted: Vec<&str> = p.delete.iter().map(|a| a.name.as_str()).collect();
+    json!({"create": p.create, "update": p.update, "delete": deleted})
+}
+
+fn load(c: &Call<'_>) -> ApiResult<(Project, Vec<Agent>, Document, bool)> {
+    let project = c.project()?;
+    let doc = read_document(&c.body()?)?;
+    let existing = c
+        .api
+        .store
+        .agents(c.tenant()?, Some(&project.id), Page::ALL)
+        .items;
+    let prune = c.query("prune").is_some_and(|v| v == "true" || v == "1");
+    Ok((project, existing, doc, prune))
+}
+
+/// `POST /api/projects/:pid/project-io/import/preview`.
+pub fn preview(c: &Call<'_>) -> ApiResult<Response> {
+    let (_, existing, doc, prune) = load(c)?;
+    Ok(reply::ok(vec![(
+        "preview",
+        plan_json(&plan(&existing, &doc, prune)),
+    )]))
+}
+
+/// `POST /api/projects/:pid/project-io/import`.
+pub fn import(c: &Call<'_>) -> ApiResult<Reply> {
+    let (mut project, existing, doc, prune) = load(c)?;
+    let plan = plan(&existing, &doc, prune);
+    let now = time::now_ms();
+    let mut mutations = Vec::with_capacity(doc.agents.len() + plan.delete.len() + 1);
+    for input in doc.agents {
+        let current = existing
+            .iter()
+            .find(|e| Some(&e.name) == input.name.as_ref());
+        mutations.push(Mutation::PutAgent(input.into_agent(
+            &project.id,
+            current,
+            now,
+        )));
+    }
+    for gone in &plan.delete {
+        mutations.push(Mutation::DeleteAgent {
+            project_id: project.id.clone(),
+            id: gone.id.clone(),
+        });
+    }
+    doc.description.apply_to(&mut project.description);
+    doc.entry_agent.apply_to(&mut project.entry_agent_name);
+    project.updated_at = now;
+    let project_id = project.id.clone();
+    mutations.push(Mutation::PutProject(project));
+    let key = format!("{}/{}", c.tenant()?, project_id);
+    let fresh = c
+        .api
+        .imports
+        .lock()
+        .map(|mut s| s.insert(key.clone()))
+        .unwrap_or(false);
+    if !fresh {
+        return Err(ApiError::Conflict(
+            "An import of this project is already running".into(),
+        ));
+    }
+    let resp = reply::ok(vec![("applied", {
+        let mut v = plan_json(&plan);
+        let obj = v.as_object_mut().map(std::mem::take).unwrap_or_default();
+        json!({"created": obj.get("create"), "updated": obj.get("update"), "deleted": obj.get("delete")})
+    })]);
+    let api_imports = c.api.imports.clone();
+    let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+        if let Ok(mut s) = api_imports.lock() {
+            s.remove(&key);
+        }
+    });
+    let tenant = c.tenant()?.to_string();
+    c.commit_for(&tenant, mutations, resp, Some(release))
+}

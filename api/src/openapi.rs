@@ -1,0 +1,190 @@
+//! The OpenAPI 3.1 document served at `GET /api/v1/openapi.json`, built from the route
+//! table so that it cannot miss a route.
+//!
+//! Responsible for: paths, operations, security schemes, parameters (path captures,
+//! pagination), request bodies and the response envelopes. Not responsible for: the
+//! engine's operations routes beyond listing them.
+
+use std::sync::OnceLock;
+
+use halyard_engine::{Method, Response};
+use serde_json::{json, Map, Value};
+
+use crate::route::{Guard, RouteDef, RouteId, ROUTES};
+
+/// The document, rendered once.
+pub fn document() -> &'static [u8] {
+    static DOC: OnceLock<Vec<u8>> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::to_vec(&build()).unwrap_or_default())
+}
+
+/// The response of `GET /api/v1/openapi.json`.
+pub fn response() -> Response {
+    Response::static_json(200, document())
+}
+
+fn openapi_path(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|seg| match seg.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => seg.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn security(guard: Guard) -> Value {
+    match guard {
+        Guard::Public => json!([]),
+        Guard::Root => json!([{"bearer": []}]),
+        Guard::Scope(_) => json!([{"bearer": []}, {"apiKey": []}, {"sdkToken": []}]),
+        Guard::PublicKey => json!([{"publicKey": []}, {"apiKey": []}]),
+        Guard::SdkToken => json!([{"sdkToken": []}]),
+    }
+}
+
+fn is_list(id: RouteId) -> bool {
+    use RouteId::*;
+    matches!(
+        id,
+        AdminTenantList
+            | UserList
+            | KeyList
+            | ProjectList
+            | AgentList
+            | AgentDirectory
+            | SessionList
+            | SessionMessages
+            | SecretList
+    )
+}
+
+fn has_body(def: &RouteDef) -> bool {
+    matches!(def.method, Method::Post | Method::Put | Method::Patch)
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn operation(def: &RouteDef) -> Value {
+    let mut params: Vec<Value> = def
+        .pattern
+        .split('/')
+        .filter_map(|s| s.strip_prefix(':'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}))
+        .collect();
+    if is_list(def.id) {
+        params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
+        params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
+    }
+    let success = json!({
+        "description": def.summary,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}},
+    });
+    let mut responses = Map::new();
+    responses.insert(def.success.to_string(), success);
+    for (code, what) in [
+        ("400", "Bad request or invalid fields"),
+        ("401", "No valid credential"),
+        ("403", "Not allowed"),
+        ("404", "Not found"),
+        ("409", "Conflict"),
+        ("413", "Body too large"),
+        ("415", "Body is not JSON"),
+        ("429", "Rate limited"),
+        ("503", "Backend unavailable"),
+    ] {
+        responses.insert(code.into(), error_response(what));
+    }
+    let mut op = json!({
+        "operationId": format!("{:?}", def.id),
+        "summary": def.summary,
+        "security": security(def.guard),
+        "parameters": params,
+        "responses": responses,
+    });
+    if has_body(def) {
+        op["requestBody"] = json!({
+            "required": false,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        });
+    }
+    op
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    for def in ROUTES {
+        let entry = paths
+            .entry(openapi_path(def.pattern))
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(ops) = entry {
+            ops.insert(def.method.as_str().to_ascii_lowercase(), operation(def));
+        }
+    }
+    for (path, summary) in [("/health/live", "Liveness"), ("/health/ready", "Readiness")] {
+        paths.insert(path.into(), json!({"get": {
+            "operationId": summary, "summary": summary, "security": [],
+            "responses": {
+                "200": {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": error_response("Not ready"),
+            }
+        }}));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Halyard Agent Platform API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "sdkToken": {"type": "apiKey", "in": "header", "name": "X-SDK-Token"},
+                "publicKey": {"type": "apiKey", "in": "header", "name": "X-Public-Key"},
+            },
+            "schemas": {
+                "Success": {"type": "object", "required": ["success"], "properties": {"success": {"const": true}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["success", "error"],
+                    "properties": {
+                        "success": {"const": false},
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "details": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                        "retryAfterMs": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_routed_path_and_method_is_documented() {
+        let doc: Value = serde_json::from_slice(document()).unwrap();
+        for def in ROUTES {
+            let path = openapi_path(def.pattern);
+            let method = def.method.as_str().to_ascii_lowercase();
+            assert!(
+                doc["paths"][&path][&method].is_object(),
+                "{} {} missing from the OpenAPI document",
+                def.method.as_str(),
+                def.pattern
+            );
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

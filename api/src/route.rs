@@ -1,0 +1,606 @@
+//! The route table: method and path pattern to a route, its guard and its body limit.
+//!
+//! Responsible for: every route of ENDPOINTS.md (sections 1 to 4, 6 to 8) with the
+//! credential it needs, resolved once per request in `admit`; `404` for unknown paths and
+//! versions, `405` with `Allow` for known paths. Not responsible for: authentication itself
+//! (see `auth`) or what a handler does.
+
+use halyard_engine::Method;
+
+use crate::scope::Scope;
+
+/// Body limit of every route but import (CONVENTIONS section 3).
+pub const BODY_LIMIT: u64 = 1024 * 1024;
+/// Body limit of `POST /api/projects/:projectId/project-io/import`.
+pub const IMPORT_BODY_LIMIT: u64 = 60 * 1024 * 1024;
+
+/// What credential a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// None.
+    Public,
+    /// The operator root key.
+    Root,
+    /// Any tenant credential (JWT, API key, SDK token) holding the scope, if one is named.
+    Scope(Option<Scope>),
+    /// A widget public key (`pk_`) and an allowed `Origin`.
+    PublicKey,
+    /// An SDK token and its `Origin`.
+    SdkToken,
+}
+
+/// Every route, by name.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    OpenApi,
+    AdminTenantCreate,
+    AdminTenantList,
+    AdminTenantPatch,
+    Login,
+    Me,
+    UserCreate,
+    UserList,
+    KeyCreate,
+    KeyList,
+    KeyDelete,
+    ProjectList,
+    ProjectCreate,
+    ProjectGet,
+    ProjectPatch,
+    ProjectDelete,
+    AgentList,
+    AgentCreate,
+    AgentGet,
+    AgentPut,
+    AgentDsl,
+    AgentDelete,
+    AgentDirectory,
+    AgentByName,
+    SessionCreate,
+    SessionList,
+    SessionGet,
+    SessionEnd,
+    SessionReset,
+    SessionMessages,
+    Transcript,
+    PublicKeyCreate,
+    PublicKeyList,
+    PublicKeyDelete,
+    SdkInit,
+    SdkRefresh,
+    SdkConfig,
+    SecretCreate,
+    SecretList,
+    SecretRotate,
+    SecretDelete,
+    Export,
+    ImportPreview,
+    Import,
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct RouteDef {
+    /// Method.
+    pub method: Method,
+    /// Path pattern; `:name` segments capture.
+    pub pattern: &'static str,
+    /// Which route.
+    pub id: RouteId,
+    /// Credential needed.
+    pub guard: Guard,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    /// Status of success.
+    pub success: u16,
+}
+
+const fn r(
+    method: Method,
+    pattern: &'static str,
+    id: RouteId,
+    guard: Guard,
+    summary: &'static str,
+    success: u16,
+) -> RouteDef {
+    RouteDef {
+        method,
+        pattern,
+        id,
+        guard,
+        summary,
+        success,
+    }
+}
+
+use Guard::{Public, PublicKey, Root, SdkToken};
+use Method::{Delete, Get, Patch, Post, Put};
+use RouteId as R;
+
+const fn s(scope: Scope) -> Guard {
+    Guard::Scope(Some(scope))
+}
+
+/// The table.
+pub static ROUTES: &[RouteDef] = &[
+    r(
+        Get,
+        "/api/v1/openapi.json",
+        R::OpenApi,
+        Public,
+        "OpenAPI document",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/admin/tenants",
+        R::AdminTenantCreate,
+        Root,
+        "Create a tenant",
+        201,
+    ),
+    r(
+        Get,
+        "/api/v1/admin/tenants",
+        R::AdminTenantList,
+        Root,
+        "List tenants",
+        200,
+    ),
+    r(
+        Patch,
+        "/api/v1/admin/tenants/:tenantId",
+        R::AdminTenantPatch,
+        Root,
+        "Update a tenant",
+        200,
+    ),
+    r(Post, "/api/v1/auth/login", R::Login, Public, "Log in", 200),
+    r(
+        Get,
+        "/api/v1/auth/me",
+        R::Me,
+        Guard::Scope(None),
+        "Who am I",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/users",
+        R::UserCreate,
+        s(Scope::KeyAdmin),
+        "Create a user",
+        201,
+    ),
+    r(
+        Get,
+        "/api/v1/users",
+        R::UserList,
+        s(Scope::KeyAdmin),
+        "List users",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/api-keys",
+        R::KeyCreate,
+        s(Scope::KeyAdmin),
+        "Create an API key",
+        201,
+    ),
+    r(
+        Get,
+        "/api/v1/api-keys",
+        R::KeyList,
+        s(Scope::KeyAdmin),
+        "List API keys",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/v1/api-keys/:keyId",
+        R::KeyDelete,
+        s(Scope::KeyAdmin),
+        "Revoke an API key",
+        200,
+    ),
+    r(
+        Get,
+        "/api/projects",
+        R::ProjectList,
+        s(Scope::ProjectRead),
+        "List projects",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects",
+        R::ProjectCreate,
+        s(Scope::ProjectWrite),
+        "Create a project",
+        201,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId",
+        R::ProjectGet,
+        s(Scope::ProjectRead),
+        "Get a project",
+        200,
+    ),
+    r(
+        Patch,
+        "/api/projects/:projectId",
+        R::ProjectPatch,
+        s(Scope::ProjectWrite),
+        "Update a project",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/projects/:projectId",
+        R::ProjectDelete,
+        s(Scope::ProjectWrite),
+        "Delete a project",
+        200,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/agents",
+        R::AgentList,
+        s(Scope::AgentRead),
+        "List agents",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/agents",
+        R::AgentCreate,
+        s(Scope::AgentWrite),
+        "Create an agent",
+        201,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/agents/:name",
+        R::AgentGet,
+        s(Scope::AgentRead),
+        "Get an agent",
+        200,
+    ),
+    r(
+        Put,
+        "/api/projects/:projectId/agents/:name",
+        R::AgentPut,
+        s(Scope::AgentWrite),
+        "Replace an agent",
+        200,
+    ),
+    r(
+        Put,
+        "/api/projects/:projectId/agents/:name/dsl",
+        R::AgentDsl,
+        s(Scope::AgentWrite),
+        "Replace an agent's DSL",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/projects/:projectId/agents/:name",
+        R::AgentDelete,
+        s(Scope::AgentWrite),
+        "Delete an agent",
+        200,
+    ),
+    r(
+        Get,
+        "/api/agents",
+        R::AgentDirectory,
+        s(Scope::AgentRead),
+        "List agents of all projects",
+        200,
+    ),
+    r(
+        Get,
+        "/api/agents/:name",
+        R::AgentByName,
+        s(Scope::AgentRead),
+        "Find an agent by name",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/sessions",
+        R::SessionCreate,
+        s(Scope::SessionExecute),
+        "Create a session",
+        201,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/sessions",
+        R::SessionList,
+        s(Scope::SessionRead),
+        "List sessions",
+        200,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/sessions/:sessionId",
+        R::SessionGet,
+        s(Scope::SessionRead),
+        "Get a session",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/projects/:projectId/sessions/:sessionId",
+        R::SessionEnd,
+        s(Scope::SessionExecute),
+        "End a session",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/sessions/:sessionId/reset",
+        R::SessionReset,
+        s(Scope::SessionExecute),
+        "Reset a session",
+        200,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/sessions/:sessionId/messages",
+        R::SessionMessages,
+        s(Scope::SessionRead),
+        "List a session's messages",
+        200,
+    ),
+    r(
+        Get,
+        "/api/v1/sessions/:sessionId/transcripts",
+        R::Transcript,
+        s(Scope::SessionRead),
+        "A session's whole conversation",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/sdk-public-keys",
+        R::PublicKeyCreate,
+        s(Scope::KeyAdmin),
+        "Create a widget public key",
+        201,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/sdk-public-keys",
+        R::PublicKeyList,
+        s(Scope::KeyAdmin),
+        "List widget public keys",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/projects/:projectId/sdk-public-keys/:keyId",
+        R::PublicKeyDelete,
+        s(Scope::KeyAdmin),
+        "Delete a widget public key",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/sdk/init",
+        R::SdkInit,
+        PublicKey,
+        "Start a widget session token",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/sdk/refresh",
+        R::SdkRefresh,
+        SdkToken,
+        "Refresh a widget session token",
+        200,
+    ),
+    r(
+        Get,
+        "/api/v1/sdk/config/:projectId",
+        R::SdkConfig,
+        PublicKey,
+        "Widget configuration",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/secrets",
+        R::SecretCreate,
+        s(Scope::SecretWrite),
+        "Create a secret",
+        201,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/secrets",
+        R::SecretList,
+        s(Scope::SecretWrite),
+        "List secrets (metadata only)",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/secrets/:name/rotate",
+        R::SecretRotate,
+        s(Scope::SecretWrite),
+        "Rotate a secret",
+        200,
+    ),
+    r(
+        Delete,
+        "/api/projects/:projectId/secrets/:name",
+        R::SecretDelete,
+        s(Scope::SecretWrite),
+        "Delete a secret",
+        200,
+    ),
+    r(
+        Get,
+        "/api/projects/:projectId/project-io/export",
+        R::Export,
+        s(Scope::ProjectExport),
+        "Export a project",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/project-io/import/preview",
+        R::ImportPreview,
+        s(Scope::ProjectImport),
+        "Preview an import",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/project-io/import",
+        R::Import,
+        s(Scope::ProjectImport),
+        "Import a project",
+        200,
+    ),
+];
+
+/// Captured path segments (at most three), as byte ranges of the path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Params {
+    ranges: [(u16, u16); 3],
+    len: u8,
+}
+
+impl Params {
+    /// Captured segment `i` of `path` (the same path that was matched).
+    pub fn get<'p>(&self, path: &'p str, i: usize) -> &'p str {
+        if i >= usize::from(self.len) {
+            return "";
+        }
+        let (a, b) = self.ranges[i];
+        path.get(usize::from(a)..usize::from(b)).unwrap_or("")
+    }
+}
+
+/// The outcome of matching.
+#[derive(Debug)]
+pub enum Matched {
+    /// A route and its captures.
+    Route(&'static RouteDef, Params),
+    /// The path is known; these methods are allowed.
+    WrongMethod(String),
+    /// No such path.
+    NotFound,
+}
+
+/// Matches a method and path against the table.
+pub fn resolve(method: Method, path: &str) -> Matched {
+    let method = if method == Method::Head {
+        Method::Get
+    } else {
+        method
+    };
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for def in ROUTES {
+        let Some(params) = match_pattern(def.pattern, path) else {
+            continue;
+        };
+        if def.method == method {
+            return Matched::Route(def, params);
+        }
+        if !allowed.contains(&def.method.as_str()) {
+            allowed.push(def.method.as_str());
+        }
+    }
+    if allowed.is_empty() {
+        return Matched::NotFound;
+    }
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    allowed.push("OPTIONS");
+    Matched::WrongMethod(allowed.join(", "))
+}
+
+fn match_pattern(pattern: &str, path: &str) -> Option<Params> {
+    if path.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let mut params = Params::default();
+    let mut pat = pattern.split('/');
+    let mut offset = 0usize;
+    for seg in path.split('/') {
+        let p = pat.next()?;
+        if let Some(_name) = p.strip_prefix(':') {
+            if seg.is_empty() || usize::from(params.len) == params.ranges.len() {
+                return None;
+            }
+            params.ranges[usize::from(params.len)] = (offset as u16, (offset + seg.len()) as u16);
+            params.len += 1;
+        } else if p != seg {
+            return None;
+        }
+        offset += seg.len() + 1;
+    }
+    pat.next().is_none().then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(method: Method, path: &str) -> Option<RouteId> {
+        match resolve(method, path) {
+            Matched::Route(d, _) => Some(d.id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn resolves_routes_and_params() {
+        let path = "/api/projects/proj_1/agents/bot/dsl";
+        match resolve(Put, path) {
+            Matched::Route(d, p) => {
+                assert_eq!(d.id, R::AgentDsl);
+                assert_eq!(p.get(path, 0), "proj_1");
+                assert_eq!(p.get(path, 1), "bot");
+                assert_eq!(p.get(path, 2), "");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(id(Get, "/api/agents/x"), Some(R::AgentByName));
+        assert_eq!(id(Method::Head, "/api/agents"), Some(R::AgentDirectory));
+        assert_eq!(id(Get, "/api/v2/auth/me"), None);
+        assert_eq!(id(Get, "/api/projects/"), None);
+        assert_eq!(id(Get, "/api/projects//agents"), None);
+    }
+
+    #[test]
+    fn wrong_method_lists_allowed() {
+        match resolve(Put, "/api/projects") {
+            Matched::WrongMethod(allow) => assert_eq!(allow, "GET, POST, HEAD, OPTIONS"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(resolve(Get, "/nope"), Matched::NotFound));
+    }
+
+    #[test]
+    fn patterns_are_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.pattern == b.pattern),
+                    "{}",
+                    a.pattern
+                );
+            }
+        }
+    }
+}

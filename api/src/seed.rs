@@ -1,0 +1,238 @@
+//! Creating tenants with their owner, outside and inside the API: the owner user and first
+//! key of a new tenant, `halyard tenant create`, and the `--dev` seed (tenant `dev`,
+//! project `demo`, echo agent `assistant`).
+//!
+//! Responsible for: what a new tenant starts with, and waiting for it to be durable when
+//! called outside a request. Not responsible for: HTTP.
+
+use std::path::Path;
+
+use halyard_storage::{
+    ids, Agent, ApiKey, Backend, KeyKind, Limits, ModelConfig, Mutation, Project, Role, Tenant,
+    User,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::scope::Scopes;
+use crate::tokens;
+
+/// The owner user and first key of a new tenant.
+#[derive(Debug)]
+pub struct Owner {
+    /// The owner user, when an email and password were given.
+    pub user: Option<User>,
+    /// The first API key, in clear (shown once).
+    pub key: String,
+    api_key: ApiKey,
+}
+
+impl Owner {
+    /// The mutations creating `tenant` with this owner.
+    pub fn mutations(self, tenant: Tenant) -> Vec<Mutation> {
+        let mut m = vec![Mutation::PutTenant(tenant)];
+        if let Some(u) = self.user {
+            m.push(Mutation::PutUser(u));
+        }
+        m.push(Mutation::PutApiKey(self.api_key));
+        m
+    }
+}
+
+/// A new API key record for `key` (in clear), with its digest, prefix and last four.
+pub fn key_record(
+    key: &str,
+    name: &str,
+    kind: KeyKind,
+    scopes: Scopes,
+    project_ids: Vec<String>,
+    expires_at: Option<u64>,
+    now: u64,
+) -> ApiKey {
+    let prefix = match kind {
+        KeyKind::User => tokens::USER_KEY,
+        KeyKind::Service => tokens::SERVICE_KEY,
+    };
+    ApiKey {
+        id: ids::new_id(ids::KEY),
+        name: name.to_string(),
+        digest: tokens::digest(key),
+        prefix: tokens::visible_prefix(key, prefix),
+        last4: tokens::last4(key),
+        kind,
+        scopes: scopes.names().into_iter().map(String::from).collect(),
+        project_ids,
+        expires_at,
+        revoked: false,
+        created_at: now,
+    }
+}
+
+/// The owner of a new tenant: a user if `login` is given, and a key holding every scope.
+pub fn owner(login: Option<(&str, &str)>, now: u64) -> ApiResult<Owner> {
+    let user = match login {
+        Some((email, password)) => Some(User {
+            id: ids::new_id(ids::USER),
+            email: email.to_ascii_lowercase(),
+            password_hash: crate::password::hash(password).ok_or(ApiError::Internal)?,
+            role: Role::Owner,
+            created_at: now,
+        }),
+        None => None,
+    };
+    let key = tokens::mint(tokens::USER_KEY);
+    let api_key = key_record(
+        &key,
+        "owner",
+        KeyKind::User,
+        Scopes::ALL,
+        Vec::new(),
+        None,
+        now,
+    );
+    Ok(Owner { user, key, api_key })
+}
+
+/// Commits and waits until durable (for commands run outside a request).
+pub fn commit_and_wait(
+    store: &dyn Backend,
+    tenant: &str,
+    mutations: Vec<Mutation>,
+) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store
+        .commit(
+            tenant,
+            mutations,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("storage closed before the write was durable".into()),
+    }
+}
+
+/// Creates tenant `name` with an owner key; returns (tenant id, key in clear).
+pub fn create_tenant(store: &dyn Backend, name: &str) -> Result<(String, String), String> {
+    let now = crate::time::now_ms();
+    let tenant = Tenant {
+        id: ids::new_id(ids::TENANT),
+        name: name.to_string(),
+        limits: Limits::default(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let owner = owner(None, now).map_err(|e| e.to_string())?;
+    let key = owner.key.clone();
+    let id = tenant.id.clone();
+    commit_and_wait(store, &id, owner.mutations(tenant))?;
+    Ok((id, key))
+}
+
+/// File in the data directory that keeps the dev key, so `--dev` can print it again.
+pub const DEV_KEY_FILE: &str = "dev-api-key";
+
+/// What `--dev` seeded or found.
+#[derive(Debug)]
+pub struct DevSeed {
+    /// The dev tenant's owner key.
+    pub key: String,
+    /// The demo project's id.
+    pub project_id: String,
+}
+
+/// Seeds tenant `dev`, project `demo` and echo agent `assistant` on a store without a
+/// `dev` tenant; on a seeded store, reads the key kept in the data directory.
+pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
+    let key_path = data_dir.join(DEV_KEY_FILE);
+    let existing = store
+        .tenants(halyard_storage::Page::ALL)
+        .items
+        .into_iter()
+        .find(|t| t.name == "dev");
+    if let Some(t) = existing {
+        let key = std::fs::read_to_string(&key_path).map_err(|e| {
+            format!(
+                "dev tenant exists but {} is unreadable: {e}",
+                key_path.display()
+            )
+        })?;
+        let project_id = store
+            .projects(&t.id, halyard_storage::Page::ALL)
+            .items
+            .into_iter()
+            .find(|p| p.slug == "demo")
+            .map(|p| p.id)
+            .unwrap_or_default();
+        return Ok(DevSeed {
+            key: key.trim().to_string(),
+            project_id,
+        });
+    }
+    let now = crate::time::now_ms();
+    let tenant = Tenant {
+        id: ids::new_id(ids::TENANT),
+        name: "dev".into(),
+        limits: Limits::default(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let owner = owner(None, now).map_err(|e| e.to_string())?;
+    let key = owner.key.clone();
+    let tid = tenant.id.clone();
+    let project = Project {
+        id: ids::new_id(ids::PROJECT),
+        name: "demo".into(),
+        slug: "demo".into(),
+        description: Some("Seeded by --dev".into()),
+        entry_agent_name: Some("assistant".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    let agent = Agent {
+        id: ids::new_id(ids::AGENT),
+        project_id: project.id.clone(),
+        name: "assistant".into(),
+        description: Some("Echoes what you say".into()),
+        instructions: Some("You are a helpful assistant.".into()),
+        model: ModelConfig {
+            provider: "echo".into(),
+            model: "echo".into(),
+            base_url: None,
+            api_key_secret: None,
+            temperature: None,
+            max_tokens: None,
+            pricing: None,
+        },
+        dsl_content: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let project_id = project.id.clone();
+    let mut m = owner.mutations(tenant);
+    m.push(Mutation::PutProject(project));
+    m.push(Mutation::PutAgent(agent));
+    write_private(&key_path, &key)?;
+    commit_and_wait(store, &tid, m)?;
+    Ok(DevSeed { key, project_id })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,157 @@
+//! Encryption of secret values at rest (ChaCha20-Poly1305 under the master key).
+//!
+//! Responsible for: the master key (from `HALYARD_MASTER_KEY`, or a key file created with
+//! mode 0600 in the data directory on first start), and sealing/opening values bound to
+//! their tenant, project and name (the AAD), so a ciphertext moved to another secret does
+//! not open. Not responsible for: storing ciphertexts (storage) or who may read them.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+/// Name of the key file in the data directory.
+pub const KEY_FILE: &str = "master.key";
+
+/// Seals and opens secret values.
+pub struct Vault {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault")
+    }
+}
+
+/// Reads the master key: `HALYARD_MASTER_KEY` (64 hex digits or base64 of 32 bytes) if set,
+/// else the key file in `data_dir`, created on first start.
+pub fn load_master_key(env: Option<&str>, data_dir: &Path) -> Result<[u8; 32], String> {
+    if let Some(text) = env {
+        return decode_key(text.trim()).ok_or_else(|| {
+            "HALYARD_MASTER_KEY must be 32 bytes as 64 hex digits or base64".to_string()
+        });
+    }
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode_key(text.trim())
+            .ok_or_else(|| format!("{} does not hold a 32-byte key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = crate::tokens::random_bytes();
+            write_key_file(&path, &key)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(STANDARD.encode(key).as_bytes())?;
+    f.sync_all()
+}
+
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        STANDARD.decode(text).ok()?
+    };
+    bytes.try_into().ok()
+}
+
+impl Vault {
+    /// A vault under `key`.
+    pub fn new(key: &[u8; 32]) -> Self {
+        Vault {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+        }
+    }
+
+    /// `nonce || ciphertext+tag` of `value`, bound to `aad`.
+    pub fn seal(&self, value: &[u8], aad: &str) -> Option<Vec<u8>> {
+        let nonce_bytes = crate::tokens::random_bytes();
+        let nonce = Nonce::from_slice(&nonce_bytes[..12]);
+        let ct = self
+            .cipher
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: value,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut out = nonce_bytes[..12].to_vec();
+        out.extend_from_slice(&ct);
+        Some(out)
+    }
+
+    /// The value of a sealed ciphertext, if it opens under `aad`.
+    pub fn open(&self, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {
+        if sealed.len() < 12 {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
+/// The associated data binding a secret's ciphertext to its place.
+pub fn aad(tenant: &str, project: &str, name: &str) -> String {
+    format!("{tenant}/{project}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_bind() {
+        let v = Vault::new(&[7; 32]);
+        let sealed = v.seal(b"sk-live-123", "t/p/A").unwrap();
+        assert!(!sealed.windows(11).any(|w| w == b"sk-live-123"));
+        assert_eq!(v.open(&sealed, "t/p/A").unwrap(), b"sk-live-123");
+        assert!(v.open(&sealed, "t/p/B").is_none());
+        assert!(Vault::new(&[8; 32]).open(&sealed, "t/p/A").is_none());
+    }
+
+    #[test]
+    fn key_sources() {
+        let dir = std::env::temp_dir().join(format!("halyard-vault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.join(KEY_FILE));
+        let a = load_master_key(None, &dir).unwrap();
+        let b = load_master_key(None, &dir).unwrap();
+        assert_eq!(a, b);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let hex = "00".repeat(32);
+        assert_eq!(load_master_key(Some(&hex), &dir).unwrap(), [0; 32]);
+        assert!(load_master_key(Some("short"), &dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

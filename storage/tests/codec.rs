@@ -1,0 +1,266 @@
+//! Property tests: payload and record round-trips, and the reader on arbitrary bytes.
+
+use halyard_storage::codec::{Decoder, Encoder};
+use halyard_storage::record::{self, Next, RecordType};
+use halyard_storage::*;
+use proptest::prelude::*;
+
+fn s() -> impl Strategy<Value = String> {
+    ".{0,24}"
+}
+
+fn opt_s() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(s())
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    (
+        s(),
+        0u8..3,
+        s(),
+        proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+        any::<u64>(),
+    )
+        .prop_map(|(id, role, content, usage, created_at)| Message {
+            id,
+            role: [
+                MessageRole::User,
+                MessageRole::Assistant,
+                MessageRole::System,
+            ][role as usize],
+            content,
+            usage: usage.map(|(i, o, t)| Usage {
+                input_tokens: i,
+                output_tokens: o,
+                total_tokens: t,
+            }),
+            created_at,
+        })
+}
+
+fn agent() -> impl Strategy<Value = Agent> {
+    (
+        (s(), s(), s(), opt_s(), opt_s()),
+        (
+            s(),
+            s(),
+            opt_s(),
+            opt_s(),
+            proptest::option::of(-1e9f64..1e9),
+        ),
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::option::of((0f64..100.0, 0f64..100.0)),
+        ),
+        (opt_s(), any::<u64>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (id, pid, name, desc, ins),
+                (prov, model, base, sec, temp),
+                (max, pr),
+                (dsl, c, u),
+            )| Agent {
+                id,
+                project_id: pid,
+                name,
+                description: desc,
+                instructions: ins,
+                model: ModelConfig {
+                    provider: prov,
+                    model,
+                    base_url: base,
+                    api_key_secret: sec,
+                    temperature: temp,
+                    max_tokens: max,
+                    pricing: pr.map(|(i, o)| Pricing {
+                        input_per_mtok: i,
+                        output_per_mtok: o,
+                    }),
+                },
+                dsl_content: dsl,
+                created_at: c,
+                updated_at: u,
+            },
+        )
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (s(), s(), any::<[u32; 4]>(), any::<bool>(), any::<u64>()).prop_map(
+            |(id, name, l, d, c)| {
+                Mutation::PutTenant(Tenant {
+                    id,
+                    name,
+                    limits: Limits {
+                        requests_per_second: l[0],
+                        burst: l[1],
+                        session_messages_per_minute: l[2],
+                        max_concurrent_sessions: l[3],
+                    },
+                    disabled: d,
+                    created_at: c,
+                    updated_at: c / 2,
+                })
+            }
+        ),
+        (s(), s(), s(), 0u8..3).prop_map(|(id, email, h, r)| Mutation::PutUser(User {
+            id,
+            email,
+            password_hash: h,
+            role: [Role::Owner, Role::Developer, Role::Viewer][r as usize],
+            created_at: 7,
+        })),
+        (
+            s(),
+            s(),
+            any::<[u8; 32]>(),
+            proptest::collection::vec(s(), 0..4),
+            proptest::option::of(any::<u64>()),
+            any::<bool>()
+        )
+            .prop_map(
+                |(id, name, digest, scopes, exp, rev)| Mutation::PutApiKey(ApiKey {
+                    id,
+                    name,
+                    digest,
+                    prefix: "abl_sk-".into(),
+                    last4: "abcd".into(),
+                    kind: if rev { KeyKind::Service } else { KeyKind::User },
+                    project_ids: scopes.clone(),
+                    scopes,
+                    expires_at: exp,
+                    revoked: rev,
+                    created_at: 3,
+                })
+            ),
+        (s(), s(), s(), opt_s(), opt_s()).prop_map(|(id, name, slug, d, e)| Mutation::PutProject(
+            Project {
+                id,
+                name,
+                slug,
+                description: d,
+                entry_agent_name: e,
+                created_at: 1,
+                updated_at: 2,
+            }
+        )),
+        agent().prop_map(Mutation::PutAgent),
+        (s(), s(), message()).prop_map(|(p, sid, m)| Mutation::append_message(&p, &sid, &m)),
+        (
+            s(),
+            s(),
+            any::<u32>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(id, name, v, ct, e)| Mutation::PutSecret(Secret {
+                id,
+                project_id: "p".into(),
+                name,
+                version: v,
+                ciphertext: ct,
+                created_at: 1,
+                updated_at: 1,
+                expires_at: e,
+            })),
+        (s(), any::<u64>(), s(), s()).prop_map(|(sid, id, ev, data)| Mutation::AppendStreamEvent {
+            stream_id: sid,
+            event: StreamEvent {
+                id,
+                event: ev,
+                data
+            },
+        }),
+        (s(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(key, value)| Mutation::SetMeta { key, value }),
+        (s(), s()).prop_map(|(project_id, id)| Mutation::DeleteAgent { project_id, id }),
+        s().prop_map(|id| Mutation::DeleteProject { id }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn txn_round_trips(tenant in s(), muts in proptest::collection::vec(mutation(), 0..8)) {
+        let txn = Txn { tenant, mutations: muts };
+        let mut e = Encoder::default();
+        txn.encode(&mut e);
+        let bytes = e.into_bytes();
+        prop_assert_eq!(Txn::decode(&bytes).unwrap(), txn);
+    }
+
+    #[test]
+    fn varints_round_trip(v in any::<u64>()) {
+        let mut e = Encoder::default();
+        e.varint(v);
+        let b = e.into_bytes();
+        let mut d = Decoder::new(&b);
+        prop_assert_eq!(d.varint().unwrap(), v);
+        prop_assert!(d.finish().is_ok());
+    }
+
+    #[test]
+    fn records_round_trip(payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..10)) {
+        let mut buf = Vec::new();
+        for p in &payloads {
+            record::encode(RecordType::Txn, p, &mut buf);
+        }
+        let (recs, end) = record::decode(&buf);
+        prop_assert_eq!(end, Next::End);
+        let got: Vec<&[u8]> = recs.iter().map(|r| r.payload).collect();
+        let want: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let (recs, _) = record::decode(&bytes);
+        for r in recs {
+            let _ = Txn::decode(r.payload);
+        }
+        let _ = recover_segment_bytes(&bytes);
+    }
+
+    #[test]
+    fn txn_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Txn::decode(&bytes);
+    }
+}
+
+#[test]
+fn fsync_policy_parses() {
+    use std::time::Duration;
+    assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+    assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+    assert_eq!(
+        "interval:250".parse(),
+        Ok(FsyncPolicy::Interval(Duration::from_millis(250)))
+    );
+    assert!(matches!(
+        "interval:x".parse::<FsyncPolicy>(),
+        Err(ParseFsyncPolicyError::BadInterval(_))
+    ));
+    assert!(matches!(
+        "interval:0".parse::<FsyncPolicy>(),
+        Err(ParseFsyncPolicyError::BadInterval(_))
+    ));
+    assert!(matches!(
+        "sometimes".parse::<FsyncPolicy>(),
+        Err(ParseFsyncPolicyError::Unknown(_))
+    ));
+    assert_eq!(
+        FsyncPolicy::Interval(Duration::from_millis(5)).to_string(),
+        "interval:5"
+    );
+}
+
+#[test]
+fn ids_are_prefixed_and_unique() {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        let id = ids::new_id(ids::SESSION);
+        assert!(id.starts_with("ses_") && id.len() == 24);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        assert!(seen.insert(id));
+    }
+}

@@ -1,0 +1,230 @@
+//! Recovery: torn tails cut at every offset, corruption detected and named, repair, check.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use halyard_storage::*;
+
+/// Writes `n` messages into a fresh store; returns the single segment's bytes and the file
+/// offset where the last record starts.
+fn build(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, Vec<u8>, usize) {
+    let o = Options {
+        segment_size: 1 << 20,
+        snapshot_threshold: u64::MAX,
+        ..Options::default()
+    };
+    let (store, _) = Store::open(dir, o).unwrap();
+    seed(&store);
+    store
+        .commit_wait(T, vec![Mutation::PutSession(session(P, "ses_1", 1))])
+        .unwrap();
+    for i in 0..n {
+        let m = message(&format!("msg_{i}"), &format!("content {i}"));
+        store
+            .commit_wait(T, vec![Mutation::append_message(P, "ses_1", &m)])
+            .unwrap();
+    }
+    drop(store);
+    let segs = segments(dir);
+    assert_eq!(segs.len(), 1);
+    let bytes = fs::read(&segs[0]).unwrap();
+    let (recs, end) = record::decode(&bytes[header::HEADER_LEN..]);
+    assert_eq!(end, record::Next::End);
+    let last = header::HEADER_LEN + recs.last().unwrap().offset;
+    (segs[0].clone(), bytes, last)
+}
+
+fn message_count(store: &Store) -> usize {
+    store
+        .messages(T, P, "ses_1", Page::ALL)
+        .map_or(0, |l| l.items.len())
+}
+
+#[test]
+fn torn_tail_cut_at_every_offset_of_the_last_record() {
+    let dir = TempDir::new("torn");
+    let (seg, bytes, last) = build(dir.path(), 5);
+    for cut in last..bytes.len() {
+        fs::write(&seg, &bytes[..cut]).unwrap();
+        let (store, report) = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(message_count(&store), 4, "cut at {cut}");
+        let s = store.session(T, P, "ses_1").unwrap();
+        assert_eq!(s.message_count, 4);
+        if cut > last {
+            let torn = report.torn.expect("torn tail reported");
+            assert_eq!(torn.offset, last as u64);
+            assert_eq!(torn.bytes_cut, (cut - last) as u64);
+        } else {
+            assert!(report.torn.is_none());
+        }
+        // The store appends after the cut and the result reopens cleanly.
+        store
+            .commit_wait(
+                T,
+                vec![Mutation::append_message(
+                    P,
+                    "ses_1",
+                    &message("msg_new", "n"),
+                )],
+            )
+            .unwrap();
+        drop(store);
+        let (store, report) = Store::open(dir.path(), opts()).unwrap();
+        assert!(report.torn.is_none(), "cut at {cut}: {report}");
+        assert_eq!(message_count(&store), 5);
+        drop(store);
+    }
+}
+
+#[test]
+fn zero_filled_tail_is_torn() {
+    let dir = TempDir::new("zeros");
+    let (seg, mut bytes, _) = build(dir.path(), 3);
+    bytes.extend_from_slice(&[0u8; 4096]);
+    fs::write(&seg, &bytes).unwrap();
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(message_count(&store), 3);
+    assert_eq!(report.torn.unwrap().bytes_cut, 4096);
+}
+
+#[test]
+fn flipped_bit_in_the_middle_is_detected_and_named() {
+    let dir = TempDir::new("flip");
+    let (seg, bytes, _) = build(dir.path(), 20);
+    // Every byte of a record in the middle: length, CRC, type and payload.
+    let (recs, _) = record::decode(&bytes[header::HEADER_LEN..]);
+    let mid = recs[recs.len() / 2];
+    let start = header::HEADER_LEN + mid.offset;
+    for pos in start..header::HEADER_LEN + mid.end() {
+        let mut damaged = bytes.clone();
+        damaged[pos] ^= 0x10;
+        fs::write(&seg, &damaged).unwrap();
+        match Store::open(dir.path(), opts()) {
+            Err(OpenError::Corrupt { file, offset, .. }) => {
+                assert_eq!(file, seg);
+                assert_eq!(offset, start as u64, "flip at {pos}");
+                let msg = OpenError::Corrupt {
+                    file,
+                    offset,
+                    damage: record::Damage::ChecksumMismatch,
+                }
+                .to_string();
+                assert!(msg.contains(".log") && msg.contains(&format!("offset {start}")));
+            }
+            other => panic!("flip at {pos}: expected corruption, got {other:?}"),
+        }
+    }
+    // check names it too and changes nothing.
+    let mut damaged = bytes.clone();
+    damaged[start + 12] ^= 1;
+    fs::write(&seg, &damaged).unwrap();
+    let report = check(dir.path(), false).unwrap();
+    assert!(!report.is_ok());
+    let text = report.to_string();
+    assert!(
+        text.contains("CORRUPT") && text.contains(&format!("offset {start}")),
+        "{text}"
+    );
+    assert_eq!(fs::read(&seg).unwrap(), damaged);
+}
+
+#[test]
+fn repair_cuts_at_the_corruption() {
+    let dir = TempDir::new("repair");
+    let (seg, mut bytes, _) = build(dir.path(), 20);
+    let (recs, _) = record::decode(&bytes[header::HEADER_LEN..]);
+    // records: seed, session, then messages; damage message 10.
+    let at = header::HEADER_LEN + recs[2 + 10].offset + 12;
+    bytes[at] ^= 0xff;
+    fs::write(&seg, &bytes).unwrap();
+    let report = check(dir.path(), true).unwrap();
+    assert!(report.is_ok());
+    assert!(report.to_string().contains("REPAIRED"), "{report}");
+    let (store, _) = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(message_count(&store), 10);
+}
+
+#[test]
+fn repair_option_on_open() {
+    let dir = TempDir::new("repair-open");
+    let (seg, mut bytes, _) = build(dir.path(), 6);
+    let (recs, _) = record::decode(&bytes[header::HEADER_LEN..]);
+    let at = header::HEADER_LEN + recs[4].offset + 2;
+    bytes[at] ^= 0x40;
+    fs::write(&seg, &bytes).unwrap();
+    assert!(Store::open(dir.path(), opts()).is_err());
+    let o = Options {
+        repair: true,
+        ..opts()
+    };
+    let (store, report) = Store::open(dir.path(), o).unwrap();
+    assert_eq!(report.repairs.len(), 1, "{report}");
+    assert_eq!(message_count(&store), 2);
+}
+
+#[test]
+fn damage_in_a_closed_segment_is_corruption_even_at_its_end() {
+    let dir = TempDir::new("closed");
+    let (store, _) = open(dir.path());
+    seed(&store);
+    store
+        .commit_wait(T, vec![Mutation::PutSession(session(P, "ses_1", 1))])
+        .unwrap();
+    for i in 0..200 {
+        let m = message(&format!("msg_{i}"), "some text to fill the 4 KiB segments");
+        store
+            .commit_wait(T, vec![Mutation::append_message(P, "ses_1", &m)])
+            .unwrap();
+    }
+    drop(store);
+    let segs = segments(dir.path());
+    assert!(segs.len() > 2);
+    let first = &segs[0];
+    let len = fs::metadata(first).unwrap().len();
+    let f = fs::OpenOptions::new().write(true).open(first).unwrap();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    match Store::open(dir.path(), opts()) {
+        Err(OpenError::Corrupt { file, .. }) => assert_eq!(&file, first),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn torn_segment_header_is_removed() {
+    let dir = TempDir::new("torn-header");
+    let (_, _, _) = build(dir.path(), 3);
+    // A crash while creating segment 2: only part of its header made it.
+    let p = dir.path().join(segment::file_name(2));
+    fs::write(&p, &header::encode(header::SEGMENT_MAGIC, 2)[..10]).unwrap();
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(report.torn.is_some());
+    assert_eq!(message_count(&store), 3);
+    store
+        .commit_wait(
+            T,
+            vec![Mutation::append_message(P, "ses_1", &message("m", "x"))],
+        )
+        .unwrap();
+    drop(store);
+    let (store, _) = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(message_count(&store), 4);
+}
+
+#[test]
+fn segment_scan_is_sans_io() {
+    let dir = TempDir::new("scan");
+    let (_, bytes, last) = build(dir.path(), 3);
+    let scan = recover_segment_bytes(&bytes);
+    assert_eq!(scan.records, 2 + 3 + 1 - 1);
+    assert_eq!(scan.end, segment::SegmentEnd::Clean);
+    let torn = recover_segment_bytes(&bytes[..last + 3]);
+    assert_eq!(torn.valid_end, last as u64);
+    assert!(matches!(torn.end, segment::SegmentEnd::Torn { .. }));
+    assert!(matches!(
+        recover_segment_bytes(b"garbage").end,
+        segment::SegmentEnd::BadHeader(_)
+    ));
+}
