@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Seed a dev tenant, project and echo agent on an empty store and print a curl line.
     #[arg(long)]
     pub dev: bool,
+    /// Switch rate and concurrency limits off (benchmarks; never in production).
+    #[arg(long)]
+    pub no_rate_limits: bool,
     /// A TOML config file with the same names as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,

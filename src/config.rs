@@ -31,6 +31,7 @@ pub struct FileConfig {
     shutdown_timeout_ms: Option<u64>,
     dev: Option<bool>,
     root_key: Option<String>,
+    rate_limits: Option<bool>,
 }
 
 /// Why the settings could not be resolved.
@@ -67,7 +68,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The fsync policy.
     pub fsync: halyard_storage::FsyncPolicy,
-    /// Echo provider delay per token.
+    /// Echo provider delay per token (read by the agent runtime of the chat routes).
+    #[allow(dead_code)]
     pub echo_token_delay_ms: u64,
     /// JWT lifetime.
     pub jwt_ttl_secs: u64,
@@ -75,6 +77,8 @@ pub struct Settings {
     pub dev: bool,
     /// The operator root key (`HALYARD_ROOT_KEY` wins over the config file).
     pub root_key: Option<String>,
+    /// Whether rate and concurrency limits are enforced.
+    pub rate_limits: bool,
 }
 
 impl Settings {
@@ -138,6 +142,7 @@ impl Settings {
             jwt_ttl_secs: args.jwt_ttl_secs.or(file.jwt_ttl_secs).unwrap_or(3600),
             dev: args.dev || file.dev.unwrap_or(false),
             root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
+            rate_limits: !args.no_rate_limits && file.rate_limits.unwrap_or(true),
         };
         settings.check()?;
         Ok(settings)

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use halyard_api::admission::LimitConfig;
 use halyard_api::{jwt::ExternalIssuer, seed, vault, Api, ApiConfig};
 use halyard_storage::{Backend, Mutation, Options, Store};
 
@@ -81,6 +82,10 @@ pub fn run(settings: &Settings) -> Result<(), String> {
             std::env::var("HALYARD_MASTER_KEY").ok().as_deref(),
             &settings.data_dir,
         )?,
+        limits: LimitConfig {
+            enabled: settings.rate_limits,
+            ..LimitConfig::default()
+        },
     };
     let dev = if settings.dev {
         Some(seed::dev(&*store, &settings.data_dir)?)

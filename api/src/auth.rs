@@ -8,7 +8,7 @@
 //! handlers ask [`Principal::sees_project`]) or rate limits.
 
 use halyard_engine::RequestHead;
-use halyard_storage::{Backend, KeyKind, PublicKey, Role};
+use halyard_storage::{Backend, KeyKind, Limits, PublicKey, Role};
 
 use crate::error::{ApiError, ApiResult};
 use crate::jwt::Jwt;
@@ -65,6 +65,8 @@ pub struct Principal {
     pub sdk: Option<Grant>,
     /// The public key used (`sdk/init`, `sdk/config`).
     pub public_key: Option<PublicKey>,
+    /// The tenant's limits (read with the tenant when authenticating).
+    pub limits: Limits,
 }
 
 impl Principal {
@@ -124,9 +126,9 @@ pub fn authenticate(
             }
             Ok(Some(p))
         }
-        Guard::PublicKey => public_key(store, head).map(Some),
+        Guard::PublicKey => with_tenant(store, public_key(store, head)?).map(Some),
         Guard::SdkToken => match head.header_str("x-sdk-token") {
-            Some(t) => sdk_token(v, store, head, t, now_ms).map(Some),
+            Some(t) => with_tenant(store, sdk_token(v, store, head, t, now_ms)?).map(Some),
             None => Err(ApiError::Unauthorized(MISSING)),
         },
     }
@@ -143,6 +145,7 @@ fn root(v: &Verifiers, head: &RequestHead) -> ApiResult<Principal> {
             projects: Vec::new(),
             sdk: None,
             public_key: None,
+            limits: Limits::default(),
         }),
         _ => Err(ApiError::Unauthorized(MISSING)),
     }
@@ -167,8 +170,16 @@ fn tenant_credential(
     } else {
         return Err(ApiError::Unauthorized(MISSING));
     };
+    with_tenant(store, p)
+}
+
+/// Checks the principal's tenant exists and is enabled, and reads its limits.
+fn with_tenant(store: &dyn Backend, mut p: Principal) -> ApiResult<Principal> {
     match store.tenant(&p.tenant) {
-        Some(t) if !t.disabled => Ok(p),
+        Some(t) if !t.disabled => {
+            p.limits = t.limits;
+            Ok(p)
+        }
         Some(_) => Err(ApiError::Forbidden("Tenant is disabled".into())),
         None => Err(ApiError::Unauthorized(MISSING)),
     }
@@ -191,6 +202,7 @@ fn jwt(v: &Verifiers, store: &dyn Backend, token: &str) -> ApiResult<Principal> 
         projects: Vec::new(),
         sdk: None,
         public_key: None,
+        limits: Limits::default(),
     })
 }
 
@@ -227,6 +239,7 @@ fn api_key(store: &dyn Backend, key: &str, now_ms: u64) -> ApiResult<Principal> 
         id: k.id,
         sdk: None,
         public_key: None,
+        limits: Limits::default(),
     })
 }
 
@@ -269,6 +282,7 @@ fn sdk_token(
         projects: vec![grant.project.clone()],
         sdk: Some(grant),
         public_key: None,
+        limits: Limits::default(),
     })
 }
 
@@ -298,5 +312,6 @@ fn public_key(store: &dyn Backend, head: &RequestHead) -> ApiResult<Principal> {
         projects: vec![pk.project_id.clone()],
         sdk: None,
         public_key: Some(pk),
+        limits: Limits::default(),
     })
 }

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod cors;
@@ -35,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use halyard_engine::{Admission, App, Method, Reply, Request, RequestHead, Response};
 use halyard_storage::Backend;
 
-use crate::auth::{Principal, Verifiers};
+use crate::admission::{LimitConfig, Limiter, RateHeaders};
+use crate::auth::{Kind, Principal, Verifiers};
 use crate::error::ApiError;
 use crate::jwt::{ExternalIssuer, Jwt};
 use crate::route::{Matched, Params, RouteDef};
@@ -54,6 +56,8 @@ pub struct ApiConfig {
     pub root_key: Option<String>,
     /// The master key of secret encryption.
     pub master_key: [u8; 32],
+    /// Rate-limit settings.
+    pub limits: LimitConfig,
 }
 
 /// The API application.
@@ -62,6 +66,7 @@ pub struct Api {
     verifiers: Verifiers,
     vault: Vault,
     imports: Arc<Mutex<HashSet<String>>>,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for Api {
@@ -86,6 +91,8 @@ pub struct Ctx {
     pub target: Target,
     /// The authenticated principal (none on public routes).
     pub principal: Option<Principal>,
+    /// The tenant bucket's state after this request was admitted.
+    pub rate: Option<RateHeaders>,
 }
 
 impl Api {
@@ -104,6 +111,7 @@ impl Api {
             },
             vault: Vault::new(&cfg.master_key),
             imports: Arc::new(Mutex::new(HashSet::new())),
+            limiter: Arc::new(Limiter::new(cfg.limits)),
         })
     }
 
@@ -112,31 +120,51 @@ impl Api {
         &*self.store
     }
 
-    fn admit_route(&self, head: &RequestHead) -> Result<(u64, Ctx), ApiError> {
+    fn admit_route(&self, head: &RequestHead) -> Result<(u64, Ctx), Response> {
+        let reject = |e: ApiError| e.into_response();
         if head.method() == Method::Options {
             return match route::resolve(Method::Get, head.path()) {
-                Matched::NotFound => Err(ApiError::NotFound(not_found_message(head))),
+                Matched::NotFound => Err(reject(ApiError::NotFound(not_found_message(head)))),
                 _ => Ok((
                     route::BODY_LIMIT,
                     Ctx {
                         target: Target::Preflight,
                         principal: None,
+                        rate: None,
                     },
                 )),
             };
         }
         let (def, params) = match route::resolve(head.method(), head.path()) {
             Matched::Route(def, params) => (def, params),
-            Matched::WrongMethod(allow) => return Err(ApiError::MethodNotAllowed(allow)),
-            Matched::NotFound => return Err(ApiError::NotFound(not_found_message(head))),
+            Matched::WrongMethod(allow) => return Err(reject(ApiError::MethodNotAllowed(allow))),
+            Matched::NotFound => return Err(reject(ApiError::NotFound(not_found_message(head)))),
         };
-        let principal = auth::authenticate(
+        // A client whose failed attempts spent its budget is refused before any
+        // credential is verified; logins are charged because they cost a password hash.
+        self.limiter.check_ip(head.peer).map_err(reject)?;
+        if def.id == route::RouteId::Login {
+            self.limiter.charge_ip(head.peer).map_err(reject)?;
+        }
+        let principal = match auth::authenticate(
             &self.verifiers,
             &*self.store,
             head,
             def.guard,
             time::now_ms(),
-        )?;
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                if e.status() == 401 {
+                    let _ = self.limiter.charge_ip(head.peer);
+                }
+                return Err(reject(e));
+            }
+        };
+        let rate = match &principal {
+            Some(p) if p.kind != Kind::Root => Some(self.take_tenant(head, p)?),
+            _ => None,
+        };
         let limit = if def.id == route::RouteId::Import {
             route::IMPORT_BODY_LIMIT
         } else {
@@ -147,8 +175,34 @@ impl Api {
             Ctx {
                 target: Target::Route(def, params),
                 principal,
+                rate,
             },
         ))
+    }
+
+    /// Takes the request from the tenant's bucket; a refusal carries the rate headers and,
+    /// for a widget, the CORS headers so that the page can read it.
+    fn take_tenant(&self, head: &RequestHead, p: &Principal) -> Result<RateHeaders, Response> {
+        self.limiter.take_tenant(&p.tenant, &p.limits).map_err(|e| {
+            let retry_secs = match &e {
+                ApiError::RateLimited(_, ms) => ms.div_ceil(1000),
+                _ => 1,
+            };
+            let finish = reply::Finish {
+                cors: cors::allowed_origin(head, Some(p)),
+                rate: Some(RateHeaders {
+                    limit: p.limits.burst,
+                    remaining: 0,
+                    reset: time::now_ms() / 1000 + retry_secs,
+                }),
+            };
+            finish.apply(e.into_response())
+        })
+    }
+
+    /// The limiter (session message rate and concurrent sessions are taken by handlers).
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 }
 
@@ -166,13 +220,16 @@ impl App for Api {
                 body_limit,
                 context,
             },
-            Err(e) => Admission::Reject(e.into_response()),
+            Err(resp) => Admission::Reject(resp),
         }
     }
 
     fn handle(&self, request: Request<Ctx>) -> Reply {
         let cors = cors::allowed_origin(&request.head, request.context.principal.as_ref());
-        let finish = reply::Finish { cors };
+        let finish = reply::Finish {
+            cors,
+            rate: request.context.rate,
+        };
         let result = match &request.context.target {
             Target::Preflight => Ok(Reply::Now(cors::preflight(&*self.store, &request.head))),
             Target::Route(def, params) => handlers::dispatch(self, &request, def, *params, &finish),

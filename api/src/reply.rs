@@ -49,11 +49,19 @@ pub fn list<T>(key: &str, listed: &Listed<T>, page: Page, view: impl Fn(&T) -> V
 pub struct Finish {
     /// The allowed widget origin to echo, if any.
     pub cors: Option<String>,
+    /// The tenant bucket's state (authenticated requests).
+    pub rate: Option<crate::admission::RateHeaders>,
 }
 
 impl Finish {
     /// Adds the finishing headers to `resp`.
-    pub fn apply(&self, resp: Response) -> Response {
+    pub fn apply(&self, mut resp: Response) -> Response {
+        if let Some(r) = &self.rate {
+            resp = resp
+                .with_header("X-RateLimit-Limit", r.limit.to_string())
+                .with_header("X-RateLimit-Remaining", r.remaining.to_string())
+                .with_header("X-RateLimit-Reset", r.reset.to_string());
+        }
         match &self.cors {
             Some(origin) => resp
                 .with_header("Access-Control-Allow-Origin", origin.clone())

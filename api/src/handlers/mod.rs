@@ -26,6 +26,9 @@ use crate::reply::Finish;
 use crate::route::{Params, RouteDef, RouteId};
 use crate::{Api, Ctx};
 
+/// Work to do once a commit's outcome is known (`true`: durable).
+pub(crate) type After = Box<dyn FnOnce(bool) + Send>;
+
 /// One request being handled.
 pub(crate) struct Call<'a> {
     pub api: &'a Api,
@@ -90,13 +93,14 @@ impl<'a> Call<'a> {
         self.commit_for(&tenant, mutations, resp, None)
     }
 
-    /// Commits for `tenant`; `after` runs on the writer thread once the outcome is known.
+    /// Commits for `tenant`; `after` runs once the outcome is known, with `true` when the
+    /// write is durable.
     pub fn commit_for(
         &self,
         tenant: &str,
         mutations: Vec<Mutation>,
         resp: Response,
-        after: Option<Box<dyn FnOnce() + Send>>,
+        after: Option<After>,
     ) -> ApiResult<Reply> {
         let (reply, responder) = self.req.defer();
         let slot = Arc::new(Mutex::new(Some(responder)));
@@ -106,7 +110,7 @@ impl<'a> Call<'a> {
         let after_done = after.clone();
         let done: Completion = Box::new(move |outcome| {
             if let Some(f) = after_done.lock().ok().and_then(|mut a| a.take()) {
-                f();
+                f(outcome.is_ok());
             }
             let resp = match outcome {
                 Ok(()) => resp,
@@ -118,7 +122,7 @@ impl<'a> Call<'a> {
         });
         if let Err(e) = self.api.store.commit(tenant, mutations, done) {
             if let Some(f) = after.lock().ok().and_then(|mut a| a.take()) {
-                f();
+                f(false);
             }
             if let Some(r) = slot.lock().ok().and_then(|mut s| s.take()) {
                 r.send(self.finish.apply(ApiError::from(e).into_response()));

@@ -82,7 +82,51 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
         created_by_token: p.sdk.as_ref().map(|g| g.id.clone()),
     };
     let resp = reply::created(vec![("session", view::session(&session))]);
-    c.commit(vec![Mutation::PutSession(session)], resp)
+    let after = reserve_slot(c, p, &session.id, now)?;
+    c.commit_for(&p.tenant, vec![Mutation::PutSession(session)], resp, after)
+}
+
+/// Reserves a concurrent-session slot for a new session; the returned hook frees it if
+/// the session is not stored after all.
+fn reserve_slot(
+    c: &Call<'_>,
+    p: &Principal,
+    session_id: &str,
+    now: u64,
+) -> ApiResult<Option<super::After>> {
+    let limiter = c.api.limiter();
+    if !limiter.enabled() {
+        return Ok(None);
+    }
+    let store = &c.api.store;
+    let load = || active_sessions(&**store, &p.tenant);
+    let max = p.limits.max_concurrent_sessions;
+    limiter
+        .sessions
+        .reserve(&p.tenant, session_id, max, now, load)
+        .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
+    let limiter = limiter.clone();
+    let (tenant, id) = (p.tenant.clone(), session_id.to_string());
+    Ok(Some(Box::new(move |durable| {
+        if !durable {
+            limiter.sessions.release(&tenant, &id);
+        }
+    })))
+}
+
+/// The tenant's active sessions with their last activity.
+pub fn active_sessions(store: &dyn halyard_storage::Backend, tenant: &str) -> Vec<(String, u64)> {
+    let filter = SessionFilter {
+        status: Some(SessionStatus::Active),
+        ..SessionFilter::default()
+    };
+    store
+        .projects(tenant, Page::ALL)
+        .items
+        .iter()
+        .flat_map(|proj| store.sessions(tenant, &proj.id, &filter, Page::ALL).items)
+        .map(|s| (s.id, s.last_activity_at))
+        .collect()
 }
 
 /// `GET /api/projects/:pid/sessions` (`status`, `channel` filters).
@@ -124,6 +168,8 @@ pub fn get(c: &Call<'_>) -> ApiResult<Response> {
 pub fn end(c: &Call<'_>) -> ApiResult<Reply> {
     let mut session = find(c)?;
     session.status = SessionStatus::Ended;
+    let tenant = c.tenant()?;
+    c.api.limiter().sessions.release(tenant, &session.id);
     c.commit(vec![Mutation::PutSession(session)], crate::success())
 }
 

@@ -235,7 +235,7 @@ pub fn import(c: &Call<'_>) -> ApiResult<Reply> {
         json!({"created": obj.get("create"), "updated": obj.get("update"), "deleted": obj.get("delete")})
     })]);
     let api_imports = c.api.imports.clone();
-    let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+    let release: super::After = Box::new(move |_| {
         if let Ok(mut s) = api_imports.lock() {
             s.remove(&key);
         }

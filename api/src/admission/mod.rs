@@ -1,0 +1,194 @@
+//! Admission limits (CONVENTIONS section 5): per-tenant request rate, per-IP rate of
+//! unauthenticated requests, per-session message rate, concurrent sessions per tenant.
+//!
+//! Responsible for: the decisions, lock-free on the per-request path (GCRA cells in
+//! pre-sized tables, see `gcra` and `table`), and the `X-RateLimit-*` values of an
+//! admitted request. Not responsible for: when to ask (the API's `admit` asks before the
+//! body is read) or the execution queue (the agent runtime owns it).
+
+pub mod gcra;
+pub mod sessions;
+pub mod table;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use halyard_storage::Limits;
+
+use crate::error::ApiError;
+use gcra::{Decision, Quota};
+use table::CellTable;
+
+/// Settings of the limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitConfig {
+    /// Whether limits are enforced at all (benchmarks compare with them off).
+    pub enabled: bool,
+    /// Requests per second allowed per client IP before it authenticates.
+    pub unauthenticated_per_second: u32,
+    /// Burst of the same.
+    pub unauthenticated_burst: u32,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            enabled: true,
+            unauthenticated_per_second: 20,
+            unauthenticated_burst: 40,
+        }
+    }
+}
+
+/// The `X-RateLimit-*` values of an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// Bucket capacity.
+    pub limit: u32,
+    /// Whole requests left now.
+    pub remaining: u32,
+    /// Unix seconds when the bucket is full again.
+    pub reset: u64,
+}
+
+/// The limiter of one server.
+#[derive(Debug)]
+pub struct Limiter {
+    cfg: LimitConfig,
+    epoch: Instant,
+    tenants: CellTable,
+    ips: CellTable,
+    session_rates: CellTable,
+    /// Concurrent sessions per tenant.
+    pub sessions: sessions::SessionSlots,
+}
+
+fn retry_ms(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000).max(1)
+}
+
+impl Limiter {
+    /// A limiter with `cfg`.
+    pub fn new(cfg: LimitConfig) -> Limiter {
+        Limiter {
+            cfg,
+            epoch: Instant::now(),
+            tenants: CellTable::new(16 * 1024),
+            ips: CellTable::new(16 * 1024),
+            session_rates: CellTable::new(64 * 1024),
+            sessions: sessions::SessionSlots::default(),
+        }
+    }
+
+    /// Whether limits are enforced.
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// Nanoseconds on the limiter's clock (never 0).
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn ip_quota(&self) -> Quota {
+        Quota::per_second(
+            self.cfg.unauthenticated_per_second,
+            self.cfg.unauthenticated_burst,
+        )
+    }
+
+    /// Refuses a client IP whose unauthenticated budget is spent (checked before any
+    /// credential is verified, so failing clients cost almost nothing).
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let cell = match self.ips.find(self.ips.key_of(&ip)) {
+            Some(c) => c,
+            None => return Ok(()),
+        };
+        match gcra::would_deny(cell, self.now(), self.ip_quota()) {
+            Some(ns) => Err(ip_limited(ns)),
+            None => Ok(()),
+        }
+    }
+
+    /// Charges one unauthenticated request (a failed credential, a login attempt).
+    pub fn charge_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let now = self.now();
+        let Some(cell) = self.ips.cell(self.ips.key_of(&ip), now) else {
+            return Ok(());
+        };
+        match gcra::take(cell, now, self.ip_quota()) {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny { retry_in } => Err(ip_limited(retry_in)),
+        }
+    }
+
+    /// Takes one request from tenant `id`'s bucket.
+    pub fn take_tenant(&self, id: &str, limits: &Limits) -> Result<RateHeaders, ApiError> {
+        let q = Quota::per_second(limits.requests_per_second, limits.burst);
+        if !self.cfg.enabled {
+            return Ok(RateHeaders {
+                limit: q.burst,
+                remaining: q.burst,
+                reset: unix_now(),
+            });
+        }
+        let now = self.now();
+        let cell = self
+            .tenants
+            .cell(self.tenants.key_of(id), now)
+            .ok_or_else(|| rate_limited("Tenant request rate limit exceeded", 1_000_000_000))?;
+        match gcra::take(cell, now, q) {
+            Decision::Allow { remaining, full_in } => Ok(RateHeaders {
+                limit: q.burst,
+                remaining,
+                reset: unix_now() + full_in.div_ceil(1_000_000_000),
+            }),
+            Decision::Deny { retry_in } => {
+                Err(rate_limited("Tenant request rate limit exceeded", retry_in))
+            }
+        }
+    }
+
+    /// Takes one message from session `id`'s per-minute budget.
+    pub fn take_session_message(&self, id: &str, per_minute: u32) -> Result<(), ApiError> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let q = Quota::per_period(per_minute, 60_000_000_000, per_minute);
+        let now = self.now();
+        let Some(cell) = self.session_rates.cell(self.session_rates.key_of(id), now) else {
+            return Err(rate_limited(
+                "Session message rate limit exceeded",
+                1_000_000_000,
+            ));
+        };
+        match gcra::take(cell, now, q) {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny { retry_in } => Err(rate_limited(
+                "Session message rate limit exceeded",
+                retry_in,
+            )),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    crate::time::now_ms() / 1000
+}
+
+fn rate_limited(message: &str, retry_ns: u64) -> ApiError {
+    ApiError::RateLimited(message.into(), retry_ms(retry_ns))
+}
+
+fn ip_limited(retry_ns: u64) -> ApiError {
+    rate_limited(
+        "Too many unauthenticated requests from this address",
+        retry_ns,
+    )
+}
