@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// Seed a dev tenant, project and echo agent on an empty store and print a curl line.
     #[arg(long)]
     pub dev: bool,
+    /// Agent worker threads [default: 16].
+    #[arg(long)]
+    pub agent_workers: Option<usize>,
+    /// Agent turns that may wait for a worker; more are 429 QUEUE_FULL [default: 1024].
+    #[arg(long)]
+    pub agent_queue: Option<usize>,
+    /// Time an upstream model provider has to answer, in milliseconds [default: 60000].
+    #[arg(long)]
+    pub provider_timeout_ms: Option<u64>,
     /// Switch rate and concurrency limits off (benchmarks; never in production).
     #[arg(long)]
     pub no_rate_limits: bool,

@@ -32,6 +32,9 @@ pub struct FileConfig {
     dev: Option<bool>,
     root_key: Option<String>,
     rate_limits: Option<bool>,
+    agent_workers: Option<usize>,
+    agent_queue: Option<usize>,
+    provider_timeout_ms: Option<u64>,
 }
 
 /// Why the settings could not be resolved.
@@ -68,9 +71,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The fsync policy.
     pub fsync: halyard_storage::FsyncPolicy,
-    /// Echo provider delay per token (read by the agent runtime of the chat routes).
-    #[allow(dead_code)]
-    pub echo_token_delay_ms: u64,
+    /// Agent runtime settings (echo delay, workers, queue, provider timeouts).
+    pub runtime: halyard_api::chat::runtime::RuntimeConfig,
     /// JWT lifetime.
     pub jwt_ttl_secs: u64,
     /// Seed the dev tenant.
@@ -88,6 +90,7 @@ impl Settings {
             Some(path) => load(path)?,
             None => FileConfig::default(),
         };
+        let runtime = runtime_config(args, &file);
         let defaults = halyard_engine::Config::default();
         let engine = halyard_engine::Config {
             listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
@@ -134,11 +137,8 @@ impl Settings {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./halyard-data")),
             tls,
-            fsync: parse_fsync(args.fsync.clone().or(file.fsync))?,
-            echo_token_delay_ms: args
-                .echo_token_delay_ms
-                .or(file.echo_token_delay_ms)
-                .unwrap_or(0),
+            fsync: parse_fsync(args.fsync.clone().or(file.fsync.clone()))?,
+            runtime,
             jwt_ttl_secs: args.jwt_ttl_secs.or(file.jwt_ttl_secs).unwrap_or(3600),
             dev: args.dev || file.dev.unwrap_or(false),
             root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
@@ -163,6 +163,35 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+fn runtime_config(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> halyard_api::chat::runtime::RuntimeConfig {
+    use std::time::Duration;
+    let d = halyard_api::chat::runtime::RuntimeConfig::default();
+    let delay = args
+        .echo_token_delay_ms
+        .or(file.echo_token_delay_ms)
+        .unwrap_or(0);
+    let read = args
+        .provider_timeout_ms
+        .or(file.provider_timeout_ms)
+        .map_or(d.timeouts.read, Duration::from_millis);
+    halyard_api::chat::runtime::RuntimeConfig {
+        workers: args
+            .agent_workers
+            .or(file.agent_workers)
+            .unwrap_or(d.workers),
+        queue: args.agent_queue.or(file.agent_queue).unwrap_or(d.queue),
+        echo_delay: Duration::from_millis(delay),
+        timeouts: halyard_api::chat::openai::Timeouts {
+            read,
+            connect: d.timeouts.connect.min(read),
+            ..d.timeouts
+        },
     }
 }
 

@@ -86,6 +86,7 @@ pub fn run(settings: &Settings) -> Result<(), String> {
             enabled: settings.rate_limits,
             ..LimitConfig::default()
         },
+        runtime: settings.runtime,
     };
     let dev = if settings.dev {
         Some(seed::dev(&*store, &settings.data_dir)?)

@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod auth;
 pub mod body;
+pub mod chat;
 pub mod cors;
 pub mod error;
 mod handlers;
@@ -38,6 +39,7 @@ use halyard_storage::Backend;
 
 use crate::admission::{LimitConfig, Limiter, RateHeaders};
 use crate::auth::{Kind, Principal, Verifiers};
+use crate::chat::runtime::{Runtime, RuntimeConfig};
 use crate::error::ApiError;
 use crate::jwt::{ExternalIssuer, Jwt};
 use crate::route::{Matched, Params, RouteDef};
@@ -58,15 +60,18 @@ pub struct ApiConfig {
     pub master_key: [u8; 32],
     /// Rate-limit settings.
     pub limits: LimitConfig,
+    /// Agent runtime settings.
+    pub runtime: RuntimeConfig,
 }
 
 /// The API application.
 pub struct Api {
     store: Arc<dyn Backend>,
     verifiers: Verifiers,
-    vault: Vault,
+    vault: Arc<Vault>,
     imports: Arc<Mutex<HashSet<String>>>,
     limiter: Arc<Limiter>,
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for Api {
@@ -102,6 +107,9 @@ impl Api {
             "halyard-sdk-token-key:{}",
             String::from_utf8_lossy(&cfg.jwt_secret)
         ));
+        let vault = Arc::new(Vault::new(&cfg.master_key));
+        let limiter = Arc::new(Limiter::new(cfg.limits));
+        let runtime = Runtime::start(cfg.runtime, store.clone(), vault.clone(), limiter.clone());
         Ok(Api {
             store,
             verifiers: Verifiers {
@@ -109,9 +117,10 @@ impl Api {
                 sdk: SdkSigner::new(&sdk_key),
                 root: cfg.root_key.as_deref().map(tokens::digest),
             },
-            vault: Vault::new(&cfg.master_key),
+            vault,
             imports: Arc::new(Mutex::new(HashSet::new())),
-            limiter: Arc::new(Limiter::new(cfg.limits)),
+            limiter,
+            runtime,
         })
     }
 
@@ -243,6 +252,14 @@ impl App for Api {
 
     fn ready(&self) -> bool {
         self.store.is_healthy()
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        out.push_str("# TYPE halyard_agent_queue_depth gauge\n");
+        out.push_str(&format!(
+            "halyard_agent_queue_depth {}\n",
+            self.runtime.queued()
+        ));
     }
 }
 

@@ -270,6 +270,7 @@ impl<A: App> Conn<A> {
                 self.advance(env);
             }
             (Wake::Stream, State::Streaming { .. }) => self.pump_stream(env),
+            (Wake::Start(start), State::Waiting) => self.start_stream(start, env),
             _ => {}
         }
     }

@@ -17,6 +17,8 @@ pub enum Wake {
     Complete(Response),
     /// The stream has frames, or was closed.
     Stream,
+    /// A deferred reply turned into a stream.
+    Start(crate::app::StreamStart),
 }
 
 /// A message for the connection identified by `token`, about its request `seq`.
@@ -95,6 +97,20 @@ impl Responder {
         if let Some(link) = self.link.take() {
             link.post(Wake::Complete(response));
         }
+    }
+
+    /// Answers with a stream after all (for instance once an upstream has answered): `head`
+    /// is written at once and the [`StreamSender`] pushes the body, at most `capacity`
+    /// bytes buffered at a time.
+    pub fn stream(mut self, head: Response, capacity: usize) -> StreamSender {
+        let link = self
+            .link
+            .take()
+            .unwrap_or_else(|| unreachable!("a Responder answers once"));
+        let shared = StreamShared::new(link.clone(), capacity);
+        let sender = StreamSender::new(shared.clone());
+        link.post(Wake::Start(crate::app::StreamStart { head, shared }));
+        sender
     }
 }
 
@@ -218,6 +234,16 @@ impl StreamSender {
     pub fn close(self) {
         drop(self);
     }
+
+    /// Ends the stream with a last frame queued even past the capacity (one frame of
+    /// overrun, so a producer can say why it stops, e.g. a slow consumer).
+    pub fn close_with(self, frame: &[u8]) {
+        if !self.is_gone() {
+            let mut q = self.shared.lock();
+            q.pending.extend_from_slice(frame);
+        }
+        drop(self);
+    }
 }
 
 impl Drop for StreamSender {
@@ -266,6 +292,10 @@ mod tests {
         assert!(!shared.drain(|b| got.extend_from_slice(b)));
         assert_eq!(got, b"12345678");
         s.send(b"abc").unwrap();
+        assert_eq!(s.send(b"1234567"), Err(StreamError::Full));
+        let mut got = Vec::new();
+        shared.drain(|b| got.extend_from_slice(b));
+        assert_eq!(got, b"abc");
         shared.set_gone();
         assert_eq!(s.send(b"x"), Err(StreamError::Gone));
         s.close();

@@ -74,6 +74,7 @@ fn fill(store: &Store) {
                         input_tokens: 10,
                         output_tokens: 20,
                         total_tokens: 30,
+                        latency_ms: 0,
                     }),
                     created_at: 1_700_000_000_000 + n,
                 };

@@ -248,6 +248,8 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Total tokens.
     pub total_tokens: u64,
+    /// Time the turn took, in milliseconds (0 when unknown).
+    pub latency_ms: u64,
 }
 
 /// A message of a session.
@@ -685,10 +687,11 @@ impl Message {
         e.str(&self.content);
         match self.usage {
             Some(u) => {
-                e.u8(1);
+                e.u8(2);
                 e.varint(u.input_tokens);
                 e.varint(u.output_tokens);
                 e.varint(u.total_tokens);
+                e.varint(u.latency_ms);
             }
             None => e.u8(0),
         }
@@ -708,14 +711,16 @@ impl<'a> MessageRef<'a> {
                 t => return Err(tag_err("message role", t)),
             },
             content: d.str()?,
-            usage: if d.bool()? {
-                Some(Usage {
+            usage: match d.u8()? {
+                0 => None,
+                // 1: without latency (format written before latency was recorded).
+                tag @ (1 | 2) => Some(Usage {
                     input_tokens: d.varint()?,
                     output_tokens: d.varint()?,
                     total_tokens: d.varint()?,
-                })
-            } else {
-                None
+                    latency_ms: if tag == 2 { d.varint()? } else { 0 },
+                }),
+                t => return Err(tag_err("message usage", t)),
             },
             created_at: d.varint()?,
         })

@@ -33,6 +33,7 @@ fn message() -> impl Strategy<Value = Message> {
                 input_tokens: i,
                 output_tokens: o,
                 total_tokens: t,
+                latency_ms: t / 2,
             }),
             created_at,
         })

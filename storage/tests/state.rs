@@ -258,6 +258,7 @@ fn queries_order_and_page() {
             input_tokens: 1,
             output_tokens: 1,
             total_tokens: 2,
+            latency_ms: 0,
         });
         m.created_at = 1000 + i;
         store

@@ -10,9 +10,6 @@ use crate::body::{is_agent_name, Fields};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time, view};
 
-/// Default base URL of the `openai` provider.
-pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-
 /// An agent's fields as sent in a body, validated.
 pub struct AgentInput {
     /// Name (absent allowed only where the path names the agent).
@@ -60,7 +57,7 @@ fn read_model(f: &mut Fields<'_>) -> ModelConfig {
             mf.fail("baseUrl", "must be an http:// or https:// URL");
         }
         if provider == "openai" && m.base_url.is_none() {
-            m.base_url = Some(OPENAI_BASE_URL.into());
+            m.base_url = Some(crate::chat::openai::DEFAULT_BASE_URL.into());
         }
         m.api_key_secret = mf.opt_str("apiKeySecret", 128).map(String::from);
         m.temperature = mf.opt_f64("temperature", 0.0, 2.0);

@@ -7,11 +7,12 @@
 
 mod admin;
 mod agents;
+mod chat;
 mod identity;
 mod projects;
 mod sdk;
 mod secrets;
-mod sessions;
+pub(crate) mod sessions;
 mod transfer;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use halyard_storage::{Completion, Mutation, Page, Project};
 use serde_json::Value;
 
 use crate::auth::Principal;
+use crate::chat::runtime::Style;
 use crate::error::{ApiError, ApiResult};
 use crate::reply::Finish;
 use crate::route::{Params, RouteDef, RouteId};
@@ -192,5 +194,12 @@ pub(crate) fn dispatch(
         RouteId::Export => now(transfer::export(&c)),
         RouteId::ImportPreview => now(transfer::preview(&c)),
         RouteId::Import => transfer::import(&c),
+        RouteId::ChatAgent => chat::agent(&c, Style::AgentSync),
+        RouteId::ChatAgentStream => chat::agent(&c, Style::AgentStream),
+        RouteId::ChatSend => chat::send(&c),
+        RouteId::ChatStream => chat::stream(&c),
+        RouteId::ChatResume => chat::resume(&c),
+        RouteId::ChatComplete => chat::complete(&c),
+        RouteId::ChatUsage => now(chat::usage(&c)),
     }
 }

@@ -37,6 +37,7 @@ pub fn turn(t: usize, k: u64) -> [Message; 2] {
                 input_tokens: 1,
                 output_tokens: 2,
                 total_tokens: 3,
+                latency_ms: 0,
             }),
             created_at: k,
         },

@@ -104,6 +104,7 @@ pub fn message(id: &str, content: &str) -> Message {
             input_tokens: 1,
             output_tokens: 2,
             total_tokens: 3,
+            latency_ms: 0,
         }),
         created_at: 40,
     }

@@ -1,0 +1,12 @@
+//! Chat: agent turns and direct model calls, answered as JSON or streamed as SSE, with
+//! resumable streams.
+//!
+//! Responsible for: the runtime that executes turns off the event loops ([`runtime`]), the
+//! providers ([`provider`], [`openai`]), SSE framing ([`sse`]) and the registry of live
+//! streams ([`hub`]). The HTTP glue of the chat routes lives with the other handlers.
+
+pub mod hub;
+pub mod openai;
+pub mod provider;
+pub mod runtime;
+pub mod sse;

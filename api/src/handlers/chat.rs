@@ -1,0 +1,445 @@
+//! Chat routes (`/api/v1/chat/...`): parse and authorize, take the session message rate,
+//! and queue the work on the agent runtime; the runtime answers.
+
+use std::time::Instant;
+
+use halyard_engine::{Reply, Response};
+use halyard_storage::{ids, Agent, Channel, Page, Project, Session, SessionStatus};
+use serde_json::{json, Value};
+
+use super::sessions::sees_session;
+use super::Call;
+use crate::auth::Kind;
+use crate::body::Fields;
+use crate::chat::provider::{Prompt, Speaker};
+use crate::chat::runtime::{cost, Direct, Job, Style, Turn, Work};
+use crate::chat::sse;
+use crate::error::{ApiError, ApiResult};
+use crate::{reply, time};
+
+/// Longest user message.
+pub const MAX_MESSAGE: usize = 100_000;
+
+fn session_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Session not found: {id}"))
+}
+
+/// The agent of a new session: `agentId`, else the project's entry agent.
+fn pick_agent(c: &Call<'_>, project: &Project, agent_id: Option<&str>) -> ApiResult<Agent> {
+    let tenant = c.tenant()?;
+    let store = &c.api.store;
+    let found = match (agent_id, project.entry_agent_name.as_deref()) {
+        (Some(id), _) => store
+            .agent(tenant, &project.id, id)
+            .or_else(|| store.agent_by_name(tenant, &project.id, id)),
+        (None, Some(name)) => store.agent_by_name(tenant, &project.id, name),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "agentId",
+                "is required: the project has no entry agent",
+            ))
+        }
+    };
+    found.ok_or_else(|| {
+        let which = agent_id
+            .or(project.entry_agent_name.as_deref())
+            .unwrap_or("");
+        ApiError::NotFound(format!("Agent not found: {which}"))
+    })
+}
+
+/// An existing session the principal may use, with its agent.
+fn existing_session(c: &Call<'_>, project_id: &str, id: &str) -> ApiResult<(Session, Agent)> {
+    let p = c.principal()?;
+    let session = c
+        .api
+        .store
+        .session(&p.tenant, project_id, id)
+        .filter(|s| sees_session(p, s))
+        .ok_or_else(|| session_not_found(id))?;
+    if session.status == SessionStatus::Ended {
+        return Err(ApiError::Conflict(format!("Session has ended: {id}")));
+    }
+    let agent = c
+        .api
+        .store
+        .agent(&p.tenant, project_id, &session.agent_id)
+        .ok_or_else(|| ApiError::NotFound(format!("Agent not found: {}", session.agent_name)))?;
+    Ok((session, agent))
+}
+
+/// A new session on `agent`, with its concurrency slot reserved.
+fn new_session(
+    c: &Call<'_>,
+    project: &Project,
+    agent: &Agent,
+    metadata: Option<String>,
+) -> ApiResult<Session> {
+    let p = c.principal()?;
+    let now = time::now_ms();
+    let id = ids::new_id(ids::SESSION);
+    let limiter = c.api.limiter();
+    if limiter.enabled() {
+        let store = &c.api.store;
+        limiter
+            .sessions
+            .reserve(
+                &p.tenant,
+                &id,
+                p.limits.max_concurrent_sessions,
+                now,
+                || super::sessions::active_sessions(&**store, &p.tenant),
+            )
+            .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
+    }
+    Ok(Session {
+        id,
+        project_id: project.id.clone(),
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        status: SessionStatus::Active,
+        channel: if p.sdk.is_some() {
+            Channel::Sdk
+        } else {
+            Channel::Api
+        },
+        message_count: 0,
+        token_count: 0,
+        created_at: now,
+        last_activity_at: now,
+        metadata: metadata.unwrap_or_else(|| "{}".into()),
+        created_by_token: p.sdk.as_ref().map(|g| g.id.clone()),
+    })
+}
+
+/// Queues a turn after the session message rate; gives a reserved slot back on refusal.
+fn queue_turn(c: &Call<'_>, turn: Turn, style: Style) -> ApiResult<Reply> {
+    let p = c.principal()?;
+    let release = |t: &Turn| {
+        if t.new_session {
+            c.api.limiter().sessions.release(&t.tenant, &t.session.id);
+        }
+    };
+    if let Err(e) = c
+        .api
+        .limiter()
+        .take_session_message(&turn.session.id, p.limits.session_messages_per_minute)
+    {
+        release(&turn);
+        return Err(e);
+    }
+    submit(c, Work::Turn(turn), style)
+}
+
+fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
+    let (reply, responder) = c.req.defer();
+    let job = Job {
+        work,
+        style,
+        responder,
+        finish: c.finish.clone(),
+        started: Instant::now(),
+    };
+    match c.api.runtime.submit(job) {
+        Ok(()) => Ok(reply),
+        Err(job) => {
+            if let Work::Turn(t) = &job.work {
+                if t.new_session {
+                    c.api.limiter().sessions.release(&t.tenant, &t.session.id);
+                }
+            }
+            let e = ApiError::QueueFull(1000);
+            job.responder.send(c.finish.apply(e.into_response()));
+            Ok(reply)
+        }
+    }
+}
+
+fn read_message<'a>(f: &mut Fields<'a>) -> Option<&'a str> {
+    f.req_str("message", MAX_MESSAGE)
+}
+
+/// `POST /api/v1/chat/agent` and `/chat/agent/stream`.
+pub fn agent(c: &Call<'_>, style: Style) -> ApiResult<Reply> {
+    let body = c.body()?;
+    let mut f = Fields::of(&body)?;
+    let project_id = f.req_str("projectId", 64);
+    let message = read_message(&mut f);
+    let session_id = f.opt_str("sessionId", 64);
+    let agent_id = f.opt_str("agentId", 64);
+    f.opt_object_text("metadata", 16 * 1024);
+    let session_meta = f.opt_object_text("sessionMetadata", 16 * 1024);
+    f.opt_strings("attachmentIds", 64, 100);
+    f.finish()?;
+    let project = c.visible_project(project_id.unwrap_or_default())?;
+    let (session, agent, new) = match session_id {
+        Some(id) => {
+            let (s, a) = existing_session(c, &project.id, id)?;
+            (s, a, false)
+        }
+        None => {
+            let agent = pick_agent(c, &project, agent_id)?;
+            let s = new_session(c, &project, &agent, session_meta)?;
+            (s, agent, true)
+        }
+    };
+    let p = c.principal()?;
+    let turn = Turn {
+        tenant: p.tenant.clone(),
+        session,
+        new_session: new,
+        agent,
+        message: message.unwrap_or_default().to_string(),
+        owner: p.id.clone(),
+    };
+    queue_turn(c, turn, style)
+}
+
+/// A turn on an existing session named by id alone (`/chat/send`, `/chat/stream`).
+fn session_turn(c: &Call<'_>, session_id: &str, message: &str, style: Style) -> ApiResult<Reply> {
+    let p = c.principal()?;
+    let (tenant, project_id) = c
+        .api
+        .store
+        .locate_session(session_id)
+        .filter(|(t, _)| *t == p.tenant)
+        .ok_or_else(|| session_not_found(session_id))?;
+    let project = c
+        .visible_project(&project_id)
+        .map_err(|_| session_not_found(session_id))?;
+    let (session, agent) = existing_session(c, &project.id, session_id)?;
+    let turn = Turn {
+        tenant,
+        session,
+        new_session: false,
+        agent,
+        message: message.to_string(),
+        owner: p.id.clone(),
+    };
+    queue_turn(c, turn, style)
+}
+
+/// `POST /api/v1/chat/send`.
+pub fn send(c: &Call<'_>) -> ApiResult<Reply> {
+    let body = c.body()?;
+    let mut f = Fields::of(&body)?;
+    let session_id = f.req_str("sessionId", 64);
+    let message = read_message(&mut f);
+    f.finish()?;
+    session_turn(
+        c,
+        session_id.unwrap_or_default(),
+        message.unwrap_or_default(),
+        Style::AgentSync,
+    )
+}
+
+/// The direct-call form: `{projectId, messages, agentId?, temperature?, maxTokens?}`.
+fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Direct> {
+    let mut f = Fields::of(body)?;
+    let project_id = f.req_str("projectId", 64);
+    let agent_id = f.opt_str("agentId", 64);
+    let temperature = f.opt_f64("temperature", 0.0, 2.0);
+    let max_tokens = f.opt_u64("maxTokens", 1, 1_000_000);
+    let model_id = if with_model_id {
+        f.opt_str("modelId", 128)
+    } else {
+        None
+    };
+    let mut messages = Vec::new();
+    match f.raw("messages") {
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= 1000 => {
+            for (i, m) in items.iter().enumerate() {
+                let role = match m["role"].as_str() {
+                    Some("system") => Some(Speaker::System),
+                    Some("user") => Some(Speaker::User),
+                    Some("assistant") => Some(Speaker::Assistant),
+                    _ => None,
+                };
+                match (role, m["content"].as_str()) {
+                    (Some(r), Some(text)) if text.chars().count() <= MAX_MESSAGE => {
+                        messages.push((r, text.to_string()))
+                    }
+                    _ => f.fail(
+                        &format!("messages[{i}]"),
+                        "must be {role: system|user|assistant, content: string}",
+                    ),
+                }
+            }
+        }
+        _ => f.fail(
+            "messages",
+            "must be a non-empty array of at most 1000 messages",
+        ),
+    }
+    f.finish()?;
+    let project = c.visible_project(project_id.unwrap_or_default())?;
+    let agent = pick_agent(c, &project, agent_id)?;
+    if let Some(sys) = agent.instructions.as_deref().filter(|s| !s.is_empty()) {
+        if !messages.iter().any(|(r, _)| *r == Speaker::System) {
+            messages.insert(0, (Speaker::System, sys.to_string()));
+        }
+    }
+    let p = c.principal()?;
+    Ok(Direct {
+        tenant: p.tenant.clone(),
+        prompt: Prompt {
+            messages,
+            model: model_id.map_or_else(|| agent.model.model.clone(), String::from),
+            temperature: temperature.or(agent.model.temperature),
+            max_tokens: max_tokens.or(agent.model.max_tokens),
+        },
+        agent,
+        owner: p.id.clone(),
+    })
+}
+
+/// `POST /api/v1/chat/stream`: a session turn or a direct model call.
+pub fn stream(c: &Call<'_>) -> ApiResult<Reply> {
+    let body = c.body()?;
+    if body.get("messages").is_some() || body.get("sessionId").is_none() {
+        let direct = read_direct(c, &body, false)?;
+        return submit(c, Work::Direct(direct), Style::ChatStream);
+    }
+    let mut f = Fields::of(&body)?;
+    let session_id = f.req_str("sessionId", 64);
+    let message = read_message(&mut f);
+    f.finish()?;
+    session_turn(
+        c,
+        session_id.unwrap_or_default(),
+        message.unwrap_or_default(),
+        Style::ChatStream,
+    )
+}
+
+/// `POST /api/v1/chat/complete` (JWT or API key only).
+pub fn complete(c: &Call<'_>) -> ApiResult<Reply> {
+    if c.principal()?.kind == Kind::Sdk {
+        return Err(ApiError::Forbidden(
+            "SDK tokens cannot call /chat/complete".into(),
+        ));
+    }
+    let body = c.body()?;
+    let direct = read_direct(c, &body, true)?;
+    submit(c, Work::Direct(direct), Style::Complete)
+}
+
+/// `GET /api/v1/chat/stream/:streamId` with `Last-Event-ID`: stored events after it, then
+/// the live ones.
+pub fn resume(c: &Call<'_>) -> ApiResult<Reply> {
+    let p = c.principal()?;
+    let stream_id = c.param(0).to_string();
+    let after = match c.req.head.header("last-event-id") {
+        None => 0,
+        Some(v) => sse::parse_last_event_id(v).ok_or_else(|| {
+            ApiError::BadRequest("Last-Event-ID must be a non-negative integer".into())
+        })?,
+    };
+    let not_found = || ApiError::NotFound(format!("Stream not found: {stream_id}"));
+    let store = c.api.store.clone();
+    let replay = store
+        .stream_events_after(&p.tenant, &stream_id, u64::MAX)
+        .filter(|r| r.owner == p.id)
+        .ok_or_else(not_found)?;
+    drop(replay);
+    let head = c.finish.apply(sse::head(&stream_id));
+    let (reply, sender) = c.req.stream(head, crate::chat::runtime::STREAM_BUFFER * 4);
+    let tenant = p.tenant.clone();
+    let sid = stream_id.clone();
+    c.api.runtime.hub().resume(&stream_id, sender, move || {
+        store
+            .stream_events_after(&tenant, &sid, after)
+            .map(|r| r.events)
+            .unwrap_or_default()
+    });
+    Ok(reply)
+}
+
+/// `GET /api/v1/chat/usage?projectId=&startDate=&endDate=&groupBy=model`.
+pub fn usage(c: &Call<'_>) -> ApiResult<Response> {
+    let p = c.principal()?;
+    let project_id = c
+        .query("projectId")
+        .ok_or_else(|| ApiError::BadRequest("Query parameter 'projectId' is required".into()))?;
+    let project = c.visible_project(&project_id)?;
+    let date = |name: &str| -> ApiResult<Option<u64>> {
+        match c.query(name) {
+            None => Ok(None),
+            Some(v) => time::parse(&v).map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!("Query parameter '{name}' must be an ISO date"))
+            }),
+        }
+    };
+    let from = date("startDate")?.unwrap_or(0);
+    // An end date without a time covers that whole day.
+    let to = match (date("endDate")?, c.query("endDate")) {
+        (Some(t), Some(raw)) if raw.len() == 10 => t + 86_400_000 - 1,
+        (Some(t), _) => t,
+        (None, _) => u64::MAX,
+    };
+    if let Some(g) = c.query("groupBy") {
+        if g != "model" {
+            return Err(ApiError::BadRequest("groupBy must be model".into()));
+        }
+    }
+    let store = &c.api.store;
+    let filter = halyard_storage::SessionFilter {
+        created_by_token: p.sdk.as_ref().map(|g| g.id.as_str()),
+        ..Default::default()
+    };
+    let mut by_model: Vec<(String, String, u64, f64, u64)> = Vec::new();
+    let (mut tokens, mut total_cost, mut requests, mut latency) = (0u64, 0f64, 0u64, 0u64);
+    for s in store
+        .sessions(&p.tenant, &project.id, &filter, Page::ALL)
+        .items
+    {
+        let agent = store.agent(&p.tenant, &project.id, &s.agent_id);
+        let (model, provider) = agent
+            .as_ref()
+            .map_or(("unknown".to_string(), "unknown".to_string()), |a| {
+                (a.model.model.clone(), a.model.provider.clone())
+            });
+        let messages = store.messages(&p.tenant, &project.id, &s.id, Page::ALL);
+        for m in messages.map(|l| l.items).unwrap_or_default() {
+            let Some(u) = m
+                .usage
+                .filter(|_| m.created_at >= from && m.created_at <= to)
+            else {
+                continue;
+            };
+            let price = agent.as_ref().and_then(|a| cost(a, &u)).unwrap_or(0.0);
+            tokens += u.total_tokens;
+            total_cost += price;
+            requests += 1;
+            latency += u.latency_ms;
+            match by_model
+                .iter_mut()
+                .find(|e| e.0 == model && e.1 == provider)
+            {
+                Some(e) => {
+                    e.2 += u.total_tokens;
+                    e.3 += price;
+                    e.4 += 1;
+                }
+                None => by_model.push((model.clone(), provider.clone(), u.total_tokens, price, 1)),
+            }
+        }
+    }
+    let by_model: Vec<Value> = by_model
+        .into_iter()
+        .map(|(m, p, t, cost, n)| json!({"modelId": m, "provider": p, "totalTokens": t, "totalCost": cost, "requestCount": n}))
+        .collect();
+    Ok(reply::ok(vec![
+        (
+            "summary",
+            json!({
+                "totalTokens": tokens,
+                "totalCost": total_cost,
+                "requestCount": requests,
+                "avgLatency": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 },
+            }),
+        ),
+        ("byModel", Value::Array(by_model)),
+    ]))
+}
