@@ -1,7 +1,8 @@
 //! Wiring of the commands: open what they need, run, report.
 //!
-//! Responsible for: `serve` (open storage, load keys, seed `--dev`, bind the engine, run
-//! the API until a signal, print where it listens), `tenant create` and `check`.
+//! Responsible for: `serve` (load the TLS certificate, open storage, load keys, seed
+//! `--dev`, bind the engine, run the API until a signal, reload the certificate on SIGHUP,
+//! print where it listens), `tenant create` and `check`.
 //! Not responsible for: HTTP, routes or the log format.
 
 use std::path::Path;
@@ -69,9 +70,19 @@ fn external_issuer() -> Result<Option<ExternalIssuer>, String> {
 
 /// Runs `halyard serve` until SIGTERM/SIGINT completes a graceful shutdown.
 pub fn run(settings: &Settings) -> Result<(), String> {
-    if settings.tls.is_some() {
-        return Err("TLS (--tls-cert/--tls-key) is not available in this build yet".into());
-    }
+    // The certificate is checked first: a bad one fails the start before anything opens.
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            let files = halyard_engine::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let acceptor =
+                halyard_engine::TlsAcceptor::load(files).map_err(|e| format!("TLS: {e}"))?;
+            Some(Arc::new(acceptor))
+        }
+        None => None,
+    };
     let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
     let cfg = ApiConfig {
         jwt_secret: jwt_secret(&store)?,
@@ -94,22 +105,36 @@ pub fn run(settings: &Settings) -> Result<(), String> {
         None
     };
     let app = Arc::new(Api::new(store.clone() as Arc<dyn Backend>, cfg)?);
-    let server = halyard_engine::Server::bind(settings.engine.clone())
+    let mut server = halyard_engine::Server::bind(settings.engine.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", settings.engine.listen))?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     let addr = server.local_addr();
     server
         .shutdown_handle()
         .on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(reload) = server.reload_handle() {
+        reload
+            .on_sighup()
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
+    let scheme = if server.is_tls() { "https" } else { "http" };
     println!(
-        "halyard listening on http://{addr} ({} event loops, data in {})",
+        "halyard listening on {scheme}://{addr} ({} event loops, data in {})",
         settings.engine.threads,
         settings.data_dir.display()
     );
     if let Some(dev) = dev {
+        // A self-signed certificate is trusted with --cacert (see README, "Running with TLS").
+        let cacert = match &settings.tls {
+            Some((cert, _)) => format!("--cacert {} ", cert.display()),
+            None => String::new(),
+        };
         println!("dev tenant ready; try:");
         println!(
-            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/api/agents/assistant",
+            "  curl -s {cacert}-H 'Authorization: Bearer {}' {scheme}://{addr}/api/agents/assistant",
             dev.key
         );
     }

@@ -11,9 +11,16 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_halyard"))
 }
 
+/// A server without rate limits: these tests send many requests without credentials.
 fn start(args: &[&str]) -> Halyard {
-    Halyard::start(bin(), args)
+    let mut all = vec!["--no-rate-limits"];
+    all.extend_from_slice(args);
+    Halyard::start(bin(), &all)
 }
+
+/// A route that takes a JSON body without a credential (an empty body is a validation
+/// error, which is all these tests need: the engine read the body and answered).
+const BODY_ROUTE: &str = "/api/v1/auth/login";
 
 fn assert_error(resp: &halyard_testkit::Response, status: u16, code: &str) {
     assert_eq!(resp.status, status, "{}", resp.text());
@@ -68,12 +75,12 @@ fn chunked_body_is_read_and_the_connection_reused() {
     let h = start(&["--threads", "1"]);
     let mut c = Client::connect(h.addr).unwrap();
     c.send(
-        b"POST /api/v1/none HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
           Transfer-Encoding: chunked\r\n\r\n3;ext=1\r\n{\"a\r\n4\r\n\":1}\r\n0\r\nX-Trailer: t\r\n\r\n",
     )
     .unwrap();
     let r = c.response().unwrap();
-    assert_error(&r, 404, "NOT_FOUND");
+    assert_error(&r, 400, "VALIDATION_ERROR");
     assert!(!r.closes());
     assert_eq!(c.get("/health/live").unwrap().status, 200);
 }
@@ -82,18 +89,18 @@ fn chunked_body_is_read_and_the_connection_reused() {
 fn framing_violations_are_400_and_close() {
     let h = start(&["--threads", "1"]);
     let cases: &[&[u8]] = &[
-        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
         b"GET /x HTTP/1.1\nHost: t\n\n",
         b"GET /x HTTP/1.1\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
     ];
     for case in cases {
         let mut c = Client::connect(h.addr).unwrap();
@@ -171,12 +178,12 @@ fn slow_head_is_408_then_closed() {
 fn expect_continue_accepted_then_body_read() {
     let h = start(&["--threads", "1"]);
     let mut c = Client::connect(h.addr).unwrap();
-    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    c.send(format!("POST {BODY_ROUTE} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n").as_bytes())
         .unwrap();
     let interim = c.head().unwrap();
     assert_eq!(interim.status, 100);
     c.send(b"{}").unwrap();
-    assert_eq!(c.response().unwrap().status, 404);
+    assert_error(&c.response().unwrap(), 400, "VALIDATION_ERROR");
 }
 
 #[test]
@@ -184,7 +191,7 @@ fn expect_continue_rejected_gets_the_final_status_at_once() {
     let h = start(&["--threads", "1"]);
     let mut c = Client::connect(h.addr).unwrap();
     let too_big = 2 * 1024 * 1024;
-    c.send(format!("POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: {too_big}\r\nExpect: 100-continue\r\n\r\n").as_bytes())
+    c.send(format!("POST {BODY_ROUTE} HTTP/1.1\r\nHost: t\r\nContent-Length: {too_big}\r\nExpect: 100-continue\r\n\r\n").as_bytes())
         .unwrap();
     let r = c.response().unwrap();
     assert_error(&r, 413, "PAYLOAD_TOO_LARGE");
@@ -196,8 +203,11 @@ fn expect_continue_rejected_gets_the_final_status_at_once() {
 fn one_byte_over_the_body_limit_is_413_before_the_body() {
     let h = start(&["--threads", "1"]);
     let mut c = Client::connect(h.addr).unwrap();
-    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n")
-        .unwrap();
+    c.send(
+        format!("POST {BODY_ROUTE} HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
     let r = c.response().unwrap();
     assert_error(&r, 413, "PAYLOAD_TOO_LARGE");
     assert!(c.closed_within(Duration::from_secs(3)));
@@ -309,7 +319,7 @@ fn connections_over_the_cap_are_closed_at_accept_and_counted() {
 fn graceful_shutdown_finishes_the_request_in_flight() {
     let mut h = start(&["--threads", "1", "--shutdown-timeout-ms", "5000"]);
     let mut c = Client::connect(h.addr).unwrap();
-    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+    c.send(format!("POST {BODY_ROUTE} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{{\"a\"").as_bytes())
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     h.signal(libc::SIGTERM);
@@ -319,9 +329,9 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
         let _ = probe.send(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n");
         assert!(probe.closed_within(Duration::from_secs(2)));
     }
-    c.send(b"56789").unwrap();
+    c.send(b":1234}").unwrap();
     let r = c.response().unwrap();
-    assert_eq!(r.status, 404);
+    assert_error(&r, 400, "VALIDATION_ERROR");
     assert!(r.closes());
     let status = h.wait_exit(Duration::from_secs(5)).expect("exits");
     assert!(status.success(), "{status:?}");
@@ -331,8 +341,10 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
 fn shutdown_deadline_cuts_a_request_that_never_completes() {
     let mut h = start(&["--threads", "1", "--shutdown-timeout-ms", "300"]);
     let mut c = Client::connect(h.addr).unwrap();
-    c.send(b"POST /api/v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01")
-        .unwrap();
+    c.send(
+        format!("POST {BODY_ROUTE} HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01").as_bytes(),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     h.signal(libc::SIGTERM);
     let status = h

@@ -5,7 +5,7 @@
 //! request's own `Origin`, once its public key or SDK token allowed it. Other routes send
 //! no CORS headers. Not responsible for: the origin check itself (see `auth`).
 
-use halyard_engine::{RequestHead, Response};
+use halyard_engine::{Method, RequestHead, Response};
 use halyard_storage::Backend;
 
 use crate::auth::{Kind, Principal};
@@ -32,11 +32,19 @@ pub fn allowed_origin(head: &RequestHead, principal: Option<&Principal>) -> Opti
     head.header_str("origin").map(|o| o.trim().to_string())
 }
 
+/// The methods `path` answers, as a `405` on it would list them in `Allow`.
+fn allow(path: &str) -> String {
+    match crate::route::resolve(Method::Options, path) {
+        crate::route::Matched::WrongMethod(allow) => allow,
+        _ => "OPTIONS".to_string(),
+    }
+}
+
 /// The answer to an `OPTIONS` request on a known path.
 pub fn preflight(store: &dyn Backend, head: &RequestHead) -> Response {
     let origin = head.header_str("origin").map(str::trim);
     if !is_widget_path(head.path()) {
-        return Response::empty(204).with_header("Allow", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+        return Response::empty(204).with_header("Allow", allow(head.path()));
     }
     match origin {
         Some(o) if store.origin_registered(o) => Response::empty(204)

@@ -149,9 +149,10 @@ impl Api {
             Matched::WrongMethod(allow) => return Err(reject(ApiError::MethodNotAllowed(allow))),
             Matched::NotFound => return Err(reject(ApiError::NotFound(not_found_message(head)))),
         };
-        // A client whose failed attempts spent its budget is refused before any
-        // credential is verified; logins are charged because they cost a password hash.
-        self.limiter.check_ip(head.peer).map_err(reject)?;
+        // Logins cost a password hash: each one is charged to the client's address first.
+        // Other requests are charged only when their credential fails, and a client whose
+        // failures spent the budget gets 429 instead of 401, so a flood of bad credentials
+        // stays cheap while valid credentials from the same address keep working.
         if def.id == route::RouteId::Login {
             self.limiter.charge_ip(head.peer).map_err(reject)?;
         }
@@ -163,12 +164,10 @@ impl Api {
             time::now_ms(),
         ) {
             Ok(p) => p,
-            Err(e) => {
-                if e.status() == 401 {
-                    let _ = self.limiter.charge_ip(head.peer);
-                }
-                return Err(reject(e));
+            Err(e) if e.status() == 401 => {
+                return Err(reject(self.limiter.charge_ip(head.peer).err().unwrap_or(e)));
             }
+            Err(e) => return Err(reject(e)),
         };
         let rate = match &principal {
             Some(p) if p.kind != Kind::Root => Some(self.take_tenant(head, p)?),

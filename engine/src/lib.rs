@@ -4,7 +4,8 @@
 //! connections; HTTP/1.1 parsed with `httparse` plus the strict framing rules of Halyard's
 //! conventions; admission ([`App::admit`]) before any body byte is read; replies now,
 //! deferred (completed from any thread) or streamed (SSE frames from any thread); a timer
-//! wheel per loop for header, idle and heartbeat deadlines. The engine knows nothing about
+//! wheel per loop for header, idle and heartbeat deadlines; optional TLS (rustls) on the same
+//! loops, with certificates reloadable at run time. The engine knows nothing about
 //! agents, tenants or storage: the application plugs in through [`App`].
 //!
 //! The connection state machine ([`conn::Conn`]), the parser ([`parse`]), the chunked
@@ -25,6 +26,9 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
+pub mod tls_reload;
+mod transport;
 pub mod wheel;
 mod worker;
 
@@ -34,3 +38,5 @@ pub use request::{Method, RequestHead};
 pub use response::{Body, Response};
 pub use server::{Config, Server};
 pub use shutdown::ShutdownHandle;
+pub use tls::{TlsAcceptor, TlsError, TlsFiles};
+pub use tls_reload::ReloadHandle;

@@ -5,7 +5,7 @@
 //! Not responsible for: application metrics (the app appends its own text).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// Upper bounds of the latency histogram, in microseconds.
 const BUCKETS_US: [u64; 14] = [
@@ -28,6 +28,29 @@ pub struct LoopStats {
     parse_errors: AtomicU64,
     timeouts: AtomicU64,
     panics: AtomicU64,
+    tls: TlsStats,
+}
+
+/// TLS handshake counters of one loop.
+#[derive(Debug, Default)]
+struct TlsStats {
+    handshakes: AtomicU64,
+    plain_http: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+/// How a TLS handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Completed.
+    Done,
+    /// The client spoke plain HTTP to the TLS port.
+    PlainHttp,
+    /// A TLS protocol error (malformed or unacceptable ClientHello, no common parameters).
+    Failed,
+    /// Not completed within the header timeout.
+    TimedOut,
 }
 
 fn bump(c: &AtomicU64) {
@@ -86,12 +109,25 @@ impl LoopStats {
     pub fn panicked(&self) {
         bump(&self.panics);
     }
+
+    /// A TLS handshake ended.
+    pub fn handshake(&self, how: Handshake) {
+        bump(match how {
+            Handshake::Done => &self.tls.handshakes,
+            Handshake::PlainHttp => &self.tls.plain_http,
+            Handshake::Failed => &self.tls.failures,
+            Handshake::TimedOut => &self.tls.timeouts,
+        });
+    }
 }
 
 /// The counters of every loop of a server.
 #[derive(Debug)]
 pub struct Metrics {
     loops: Box<[LoopStats]>,
+    tls_enabled: AtomicBool,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -99,7 +135,24 @@ impl Metrics {
     pub fn new(loops: usize) -> Self {
         Metrics {
             loops: (0..loops.max(1)).map(|_| LoopStats::default()).collect(),
+            tls_enabled: AtomicBool::new(false),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
         }
+    }
+
+    /// Renders the TLS counters too (the server serves HTTPS).
+    pub fn enable_tls(&self) {
+        self.tls_enabled.store(true, Relaxed);
+    }
+
+    /// A certificate reload succeeded (`true`) or kept the old certificate (`false`).
+    pub fn tls_reloaded(&self, ok: bool) {
+        bump(if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        });
     }
 
     /// The counters of loop `i` (the last one if out of range).
@@ -193,6 +246,41 @@ impl Metrics {
         for (name, v) in counters {
             writeln!(out, "# TYPE {name} counter\n{name} {v}")?;
         }
+        if self.tls_enabled.load(Relaxed) {
+            self.render_tls(out)?;
+        }
+        Ok(())
+    }
+
+    fn render_tls(&self, out: &mut String) -> std::fmt::Result {
+        let done = self.sum(|l| l.tls.handshakes.load(Relaxed));
+        writeln!(
+            out,
+            "# TYPE halyard_tls_handshakes_total counter\nhalyard_tls_handshakes_total {done}"
+        )?;
+        out.push_str("# TYPE halyard_tls_handshake_failures_total counter\n");
+        let plain = self.sum(|l| l.tls.plain_http.load(Relaxed));
+        let failed = self.sum(|l| l.tls.failures.load(Relaxed));
+        for (reason, n) in [("plain_http", plain), ("tls_error", failed)] {
+            writeln!(
+                out,
+                "halyard_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+            )?;
+        }
+        let timeouts = self.sum(|l| l.tls.timeouts.load(Relaxed));
+        writeln!(
+            out,
+            "# TYPE halyard_tls_handshake_timeouts_total counter\n\
+             halyard_tls_handshake_timeouts_total {timeouts}"
+        )?;
+        out.push_str("# TYPE halyard_tls_reloads_total counter\n");
+        let ok = self.reloads_ok.load(Relaxed);
+        let failed = self.reloads_failed.load(Relaxed);
+        writeln!(out, "halyard_tls_reloads_total{{result=\"ok\"}} {ok}")?;
+        writeln!(
+            out,
+            "halyard_tls_reloads_total{{result=\"failed\"}} {failed}"
+        )?;
         Ok(())
     }
 }
@@ -217,5 +305,24 @@ mod tests {
         assert!(s.contains("halyard_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(s.contains("halyard_open_connections 1\n"));
         assert!(s.contains("halyard_accept_refused_total 1\n"));
+        assert!(!s.contains("halyard_tls_"));
+    }
+
+    #[test]
+    fn renders_tls_counters_when_enabled() {
+        let m = Metrics::new(2);
+        m.enable_tls();
+        m.loop_stats(0).handshake(Handshake::Done);
+        m.loop_stats(1).handshake(Handshake::Done);
+        m.loop_stats(1).handshake(Handshake::PlainHttp);
+        m.loop_stats(0).handshake(Handshake::TimedOut);
+        m.tls_reloaded(false);
+        let mut s = String::new();
+        m.render(&mut s);
+        assert!(s.contains("halyard_tls_handshakes_total 2\n"));
+        assert!(s.contains("halyard_tls_handshake_failures_total{reason=\"plain_http\"} 1\n"));
+        assert!(s.contains("halyard_tls_handshake_failures_total{reason=\"tls_error\"} 0\n"));
+        assert!(s.contains("halyard_tls_handshake_timeouts_total 1\n"));
+        assert!(s.contains("halyard_tls_reloads_total{result=\"failed\"} 1\n"));
     }
 }

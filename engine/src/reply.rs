@@ -292,7 +292,7 @@ mod tests {
         assert!(!shared.drain(|b| got.extend_from_slice(b)));
         assert_eq!(got, b"12345678");
         s.send(b"abc").unwrap();
-        assert_eq!(s.send(b"1234567"), Err(StreamError::Full));
+        assert_eq!(s.send(b"12345678"), Err(StreamError::Full));
         let mut got = Vec::new();
         shared.drain(|b| got.extend_from_slice(b));
         assert_eq!(got, b"abc");
@@ -300,5 +300,17 @@ mod tests {
         assert_eq!(s.send(b"x"), Err(StreamError::Gone));
         s.close();
         assert!(shared.drain(|_| {}));
+    }
+
+    #[test]
+    fn close_with_overruns_the_capacity_once() {
+        let (l, _rx) = link();
+        let shared = StreamShared::new(l, 4);
+        let s = StreamSender::new(shared.clone());
+        s.send(b"1234").unwrap();
+        s.close_with(b"error frame");
+        let mut got = Vec::new();
+        assert!(shared.drain(|b| got.extend_from_slice(b)));
+        assert_eq!(got, b"1234error frame");
     }
 }

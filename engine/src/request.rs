@@ -194,6 +194,18 @@ impl RequestHead {
         }
     }
 
+    /// Parses a whole head from `buf` (for tests, benchmarks and fuzzers that need a head
+    /// without a connection); `Ok(None)` if `buf` holds no complete head.
+    pub fn from_bytes(
+        buf: &[u8],
+        id: RequestId,
+        peer: IpAddr,
+    ) -> Result<Option<RequestHead>, crate::parse::ParseError> {
+        let mut slots = crate::parse::header_slots();
+        let head = crate::parse::parse(buf, &mut slots)?;
+        Ok(head.map(|h| RequestHead::from_parsed(&h, buf, id, peer)))
+    }
+
     fn text(&self, r: &Range<usize>) -> &str {
         // The parser admitted only ASCII tokens and a UTF-8 target, so this cannot fail;
         // fall back to "" rather than panic on data from the network.

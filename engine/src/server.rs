@@ -2,8 +2,10 @@
 //!
 //! Responsible for: binding one `SO_REUSEPORT` listener per loop on the same address (so the
 //! kernel spreads connections without a shared accept lock), starting the loops on their own
-//! threads, the global connection cap, and the shutdown flag every loop watches.
-//! Not responsible for: HTTP or timers (see `conn`, `worker`) or signals (see `shutdown`).
+//! threads (serving HTTPS on every loop when a [`TlsAcceptor`] is set), the global
+//! connection cap, and the shutdown flag every loop watches.
+//! Not responsible for: HTTP or timers (see `conn`, `worker`), certificates (see `tls`) or
+//! signals (see `shutdown`, `tls_reload`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +19,8 @@ use crate::conn::Timeouts;
 use crate::metrics::Metrics;
 use crate::reply::Mailbox;
 use crate::shutdown::ShutdownHandle;
+use crate::tls::TlsAcceptor;
+use crate::tls_reload::ReloadHandle;
 use crate::worker::{LoopConfig, Worker};
 
 /// Engine settings (the engine's part of `halyard serve`'s flags).
@@ -105,6 +109,7 @@ pub struct Server {
     listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     config: Config,
+    tls: Option<Arc<TlsAcceptor>>,
     shared: Arc<Shared>,
 }
 
@@ -129,8 +134,21 @@ impl Server {
             listeners,
             local_addr,
             config,
+            tls: None,
             shared,
         })
+    }
+
+    /// Serves HTTPS with `tls` on every loop instead of plain HTTP.
+    pub fn with_tls(mut self, tls: Arc<TlsAcceptor>) -> Server {
+        self.shared.metrics.enable_tls();
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the server serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The bound address.
@@ -148,6 +166,13 @@ impl Server {
         ShutdownHandle::new(self.shared.clone())
     }
 
+    /// A handle that reloads the certificate and key from any thread (or on SIGHUP); `None`
+    /// for a plain HTTP server.
+    pub fn reload_handle(&self) -> Option<ReloadHandle> {
+        let tls = self.tls.clone()?;
+        Some(ReloadHandle::new(tls, self.shared.metrics.clone()))
+    }
+
     /// Runs every loop on its own thread until a shutdown completes.
     pub fn run<A: App>(self, app: Arc<A>) -> io::Result<()> {
         let cfg = LoopConfig {
@@ -160,7 +185,14 @@ impl Server {
         };
         let mut workers = Vec::with_capacity(self.listeners.len());
         for (i, l) in self.listeners.into_iter().enumerate() {
-            workers.push(Worker::new(i, l, app.clone(), self.shared.clone(), cfg)?);
+            workers.push(Worker::new(
+                i,
+                l,
+                self.tls.clone(),
+                app.clone(),
+                self.shared.clone(),
+                cfg,
+            )?);
         }
         // A shutdown requested before the mailboxes existed must still reach every loop.
         if self.shared.shutdown.load(Ordering::Acquire) {

@@ -1,14 +1,15 @@
 //! One event loop: a `mio::Poll`, its listener, its connections and its timer wheel.
 //!
 //! Responsible for: socket I/O (accept, non-blocking reads until `WouldBlock`, writes with
-//! partial-write and write-interest handling), pooling the read/write buffers so idle
-//! connections hold none, stale-token filtering (a token carries the slab key and a
-//! generation), timers (connection deadlines, heartbeats, lingering close), the mailbox of
-//! deferred replies and stream frames, and this loop's part of a graceful shutdown.
-//! Not responsible for: HTTP (see `conn`), or choosing how many loops run (see `server`).
+//! partial-write and write-interest handling) through each connection's transport (plain,
+//! or a TLS session started at accept), pooling the read/write buffers so idle connections
+//! hold none, stale-token filtering (a token carries the slab key and a generation), timers
+//! (connection deadlines, the TLS handshake deadline, heartbeats, lingering close), the
+//! mailbox of deferred replies and stream frames, and this loop's part of a graceful
+//! shutdown. Not responsible for: HTTP (see `conn`), TLS records (see `transport`), or
+//! choosing how many loops run (see `server`).
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +21,12 @@ use slab::Slab;
 use crate::app::App;
 use crate::conn::{Conn, Env, Timeouts};
 use crate::date::DateCache;
-use crate::metrics::Metrics;
+use crate::metrics::{Handshake, Metrics};
 use crate::reply::{Letter, Mailbox};
 use crate::request::RequestIds;
 use crate::server::Shared;
+use crate::tls::TlsAcceptor;
+use crate::transport::{Received, Transport};
 use crate::wheel::{TimerKey, Wheel};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -63,7 +66,9 @@ struct TimerEntry {
 
 struct Slot<A: App> {
     conn: Conn<A>,
-    socket: TcpStream,
+    io: Transport,
+    /// A TLS handshake not complete by then closes the connection (the header timeout).
+    handshake_by: u64,
     gen: u32,
     deadline: Option<(TimerKey, u64)>,
     heartbeat: Option<TimerKey>,
@@ -121,6 +126,7 @@ fn token_of(key: usize, gen: u32) -> u64 {
 pub(crate) struct Worker<A: App> {
     poll: Poll,
     listener: Option<TcpListener>,
+    tls: Option<Arc<TlsAcceptor>>,
     slots: Slab<Slot<A>>,
     next_gen: u32,
     wheel: Wheel<TimerEntry>,
@@ -135,10 +141,12 @@ pub(crate) struct Worker<A: App> {
 }
 
 impl<A: App> Worker<A> {
-    /// A loop serving `listener`; its mailbox is registered in `shared` for shutdown.
+    /// A loop serving `listener` (over TLS when `tls` is set); its mailbox is registered in
+    /// `shared` for shutdown.
     pub(crate) fn new(
         index: usize,
         listener: std::net::TcpListener,
+        tls: Option<Arc<TlsAcceptor>>,
         app: Arc<A>,
         shared: Arc<Shared>,
         cfg: LoopConfig,
@@ -159,6 +167,7 @@ impl<A: App> Worker<A> {
         Ok(Worker {
             poll,
             listener: Some(listener),
+            tls,
             slots: Slab::with_capacity(1024),
             next_gen: 0,
             wheel: Wheel::new(TICK_MS, 0),
@@ -252,6 +261,18 @@ impl<A: App> Worker<A> {
             return;
         }
         let _ = socket.set_nodelay(true);
+        let session = match &self.tls {
+            None => None,
+            Some(tls) => match tls.session() {
+                Ok(session) => Some(session),
+                Err(e) => {
+                    eprintln!("halyard: cannot start a TLS session: {e}");
+                    self.shared.close_connection();
+                    stats.refused();
+                    return;
+                }
+            },
+        };
         let entry = self.slots.vacant_entry();
         let key = entry.key();
         let gen = self.next_gen;
@@ -268,7 +289,11 @@ impl<A: App> Worker<A> {
         }
         entry.insert(Slot {
             conn: Conn::new(peer, self.core.now_ms),
-            socket,
+            io: match session {
+                Some(session) => Transport::tls(socket, session),
+                None => Transport::plain(socket),
+            },
+            handshake_by: self.core.now_ms + self.core.cfg.timeouts.header_ms,
             gen,
             deadline: None,
             heartbeat: None,
@@ -311,7 +336,7 @@ impl<A: App> Worker<A> {
         for _ in 0..DRIVE_ROUNDS {
             let wrote = self.flush(key);
             let slot = &self.slots[key];
-            if slot.conn.is_done() {
+            if slot.conn.is_done() || slot.io.is_failed() {
                 break;
             }
             if slot.read_ready && slot.conn.wants_read() {
@@ -320,47 +345,71 @@ impl<A: App> Worker<A> {
                 break;
             }
         }
-        if self.slots[key].conn.is_done() {
-            self.finish(key);
+        let slot = &mut self.slots[key];
+        if slot.io.is_failed() {
+            // A failed TLS session: write its alert, then linger so the client reads it.
+            let _ = slot.io.flush();
+            self.finish(key, true);
+        } else if slot.conn.is_done() {
+            let aborted = slot.conn.is_aborted();
+            // A clean close sends TLS close_notify first, and waits until it is written.
+            if aborted || slot.io.close_flushed() {
+                let graceful = !aborted && !slot.conn.peer_closed();
+                self.finish(key, graceful);
+            } else {
+                self.settle(key);
+            }
         } else {
             self.settle(key);
         }
     }
 
-    /// One read into the loop buffer, handed to the connection.
+    /// One read through the transport into the loop buffer, handed to the connection.
     fn read(&mut self, key: usize) {
         let slot = &mut self.slots[key];
         let token = token_of(key, slot.gen);
-        match slot.socket.read(&mut self.read_buf) {
-            Ok(0) => {
-                slot.read_ready = false;
-                slot.conn.on_eof(&mut self.core.env(token));
-            }
-            Ok(n) => {
-                self.core.metrics.loop_stats(self.core.index).received(n);
+        let stats = self.core.metrics.loop_stats(self.core.index);
+        match slot.io.read(&mut self.read_buf, stats) {
+            Received::Data(n) => {
                 slot.conn
                     .receive(&self.read_buf[..n], &mut self.core.env(token));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.read_ready = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
+            Received::Progress => {}
+            Received::WouldBlock | Received::Failed => slot.read_ready = false,
+            Received::PlainHttp => {
+                slot.read_ready = false;
+                slot.io.refuse_plain_http(self.core.ids.next_id());
+            }
+            Received::Eof => {
+                slot.read_ready = false;
+                slot.conn.on_eof(&mut self.core.env(token));
+            }
+            Received::Error => {
                 slot.read_ready = false;
                 slot.conn.on_close(&mut self.core.env(token));
             }
         }
     }
 
-    /// Writes pending output until done or `WouldBlock`; true if anything was written.
+    /// Hands pending output to the transport and writes until done or `WouldBlock`; true if
+    /// anything was written.
     fn flush(&mut self, key: usize) -> bool {
         let slot = &mut self.slots[key];
         let token = token_of(key, slot.gen);
         let mut wrote = false;
-        while slot.conn.pending_output() > 0 {
-            match slot.socket.write(slot.conn.output()) {
-                Ok(0) => {
+        loop {
+            // Encrypted bytes first, so that the TLS session has room for more plaintext.
+            match slot.io.flush() {
+                Ok(w) => wrote |= w,
+                Err(_) => {
                     slot.conn.on_close(&mut self.core.env(token));
                     break;
                 }
+            }
+            if slot.conn.pending_output() == 0 || slot.io.is_failed() {
+                break;
+            }
+            match slot.io.send(slot.conn.output()) {
                 Ok(n) => {
                     wrote = true;
                     slot.conn.consumed(n, &mut self.core.env(token));
@@ -379,7 +428,7 @@ impl<A: App> Worker<A> {
     /// Updates write interest, timers and buffer pooling after the connection settled.
     fn settle(&mut self, key: usize) {
         let slot = &mut self.slots[key];
-        let want_write = slot.conn.pending_output() > 0;
+        let want_write = slot.conn.pending_output() > 0 || slot.io.wants_write();
         if want_write != slot.write_interest {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -390,7 +439,7 @@ impl<A: App> Worker<A> {
             if self
                 .poll
                 .registry()
-                .reregister(&mut slot.socket, token, interest)
+                .reregister(slot.io.socket(), token, interest)
                 .is_ok()
             {
                 slot.write_interest = want_write;
@@ -407,7 +456,11 @@ impl<A: App> Worker<A> {
             gen: slot.gen,
             kind,
         };
-        if let Some(at) = slot.conn.deadline(self.core.cfg.timeouts) {
+        let mut deadline = slot.conn.deadline(self.core.cfg.timeouts);
+        if slot.io.is_handshaking() {
+            deadline = Some(deadline.map_or(slot.handshake_by, |d| d.min(slot.handshake_by)));
+        }
+        if let Some(at) = deadline {
             // Lazy re-arm: an entry that fires no later than the deadline re-checks then.
             let keep = matches!(slot.deadline, Some((_, t)) if t <= at);
             if !keep {
@@ -445,11 +498,11 @@ impl<A: App> Worker<A> {
         }
     }
 
-    /// The connection is done: linger so the client can read the last response, or drop.
-    fn finish(&mut self, key: usize) {
+    /// The connection is done: if `graceful`, linger so the client can read the last
+    /// response (or TLS alert); else drop it.
+    fn finish(&mut self, key: usize, graceful: bool) {
         let slot = &mut self.slots[key];
-        let clean = !slot.conn.is_aborted() && !slot.conn.peer_closed();
-        if clean && slot.lingering.is_none() && slot.socket.shutdown(Shutdown::Write).is_ok() {
+        if graceful && slot.lingering.is_none() && slot.io.shutdown_write().is_ok() {
             slot.lingering = Some(0);
             let at = self.core.now_ms + LINGER_MS;
             let gen = slot.gen;
@@ -472,7 +525,7 @@ impl<A: App> Worker<A> {
     fn linger_read(&mut self, key: usize) {
         loop {
             let slot = &mut self.slots[key];
-            match slot.socket.read(&mut self.read_buf) {
+            match slot.io.discard(&mut self.read_buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     let seen = slot.lingering.unwrap_or(0) + n;
@@ -499,7 +552,7 @@ impl<A: App> Worker<A> {
         if let Some(k) = slot.heartbeat {
             self.wheel.cancel(k);
         }
-        let _ = self.poll.registry().deregister(&mut slot.socket);
+        let _ = self.poll.registry().deregister(slot.io.socket());
         self.shared.close_connection();
         self.core
             .metrics
@@ -544,7 +597,15 @@ impl<A: App> Worker<A> {
             _ if slot.lingering.is_some() => return,
             TimerKind::Deadline => {
                 slot.deadline = None;
-                slot.conn.on_timer(&mut self.core.env(token));
+                if slot.io.is_handshaking() && self.core.now_ms >= slot.handshake_by {
+                    self.core
+                        .metrics
+                        .loop_stats(self.core.index)
+                        .handshake(Handshake::TimedOut);
+                    slot.conn.on_close(&mut self.core.env(token));
+                } else {
+                    slot.conn.on_timer(&mut self.core.env(token));
+                }
             }
             TimerKind::Heartbeat => {
                 slot.heartbeat = None;

@@ -2,9 +2,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A running `halyard serve`, stopped when dropped.
@@ -30,28 +32,148 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A server started by [`Halyard::start_shared`], alive until the test process exits.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory (removed at exit).
+    pub data_dir: PathBuf,
+    /// The process id.
+    pub pid: u32,
+}
+
+/// How to start a server: arguments, environment, and whether it dies with the test process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions<'a> {
+    /// Extra arguments after `serve --listen 127.0.0.1:0 --data-dir DIR`.
+    pub args: &'a [&'a str],
+    /// Environment variables set for the child (on top of the inherited ones).
+    pub env: &'a [(&'a str, &'a str)],
+    /// Ask the kernel to send SIGTERM to the child when the thread that spawned it exits
+    /// (`PR_SET_PDEATHSIG`): a backstop for servers kept in statics, which are never dropped.
+    pub die_with_parent: bool,
+}
+
 impl Halyard {
     /// Starts `bin serve --listen 127.0.0.1:0 --data-dir <fresh dir> <args>` and waits for
     /// its listening line.
     pub fn start(bin: &Path, args: &[&str]) -> Halyard {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for the child
+    /// (`HALYARD_ROOT_KEY`, `HALYARD_MASTER_KEY`, ...).
+    pub fn start_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Halyard {
         let dir = temp_dir("srv");
-        let mut h = Self::start_in(bin, &dir, args);
+        let mut h = Self::start_opts(
+            bin,
+            &dir,
+            StartOptions {
+                args,
+                env,
+                die_with_parent: false,
+            },
+        );
         h.owns_dir = true;
         h
     }
 
     /// Like [`start`](Self::start), on an existing data directory (kept on drop).
     pub fn start_in(bin: &Path, data_dir: &Path, args: &[&str]) -> Halyard {
-        let mut child = Command::new(bin)
-            .arg("serve")
+        Self::start_in_with_env(bin, data_dir, args, &[])
+    }
+
+    /// Like [`start_in`](Self::start_in), with extra environment variables for the child.
+    pub fn start_in_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Halyard {
+        Self::start_opts(
+            bin,
+            data_dir,
+            StartOptions {
+                args,
+                env,
+                die_with_parent: false,
+            },
+        )
+    }
+
+    /// Starts a server for the whole test process, to be kept in a static (statics are
+    /// never dropped). It is spawned from a thread that lives as long as the process, with
+    /// `PR_SET_PDEATHSIG`, so the kernel stops it even if the test process is killed; on a
+    /// normal exit an `atexit` hook sends it SIGTERM, waits for it (bounded) and removes its
+    /// fresh data directory.
+    pub fn start_shared(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Shared {
+        let bin = bin.to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("halyard-shared-parent".into())
+            .spawn(move || {
+                let dir = temp_dir("shared");
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let h = Halyard::start_opts(
+                    &bin,
+                    &dir,
+                    StartOptions {
+                        args: &args,
+                        env: &env,
+                        die_with_parent: true,
+                    },
+                );
+                register_exit_cleanup(h.pid(), dir.clone());
+                let _ = tx.send(Shared {
+                    addr: h.addr,
+                    data_dir: dir,
+                    pid: h.pid(),
+                });
+                // PR_SET_PDEATHSIG fires when the spawning thread exits: keep it alive,
+                // holding the guard (whose Drop never runs).
+                let _guard = h;
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn the shared-server thread");
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("shared halyard did not start")
+    }
+
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DATA_DIR` with `opts` (the
+    /// directory is kept on drop).
+    pub fn start_opts(bin: &Path, data_dir: &Path, opts: StartOptions<'_>) -> Halyard {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(args)
+            .args(opts.args)
+            .envs(opts.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn halyard");
+            .stderr(Stdio::inherit());
+        if opts.die_with_parent {
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // prctl(2), which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn halyard");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -68,7 +190,11 @@ impl Halyard {
                 let _ = child.kill();
                 panic!("halyard did not print its listening line in time");
             });
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = rest {
                 let addr = rest.split_whitespace().next().unwrap_or("");
                 break addr.parse().expect("listening address");
             }
@@ -159,5 +285,59 @@ pub fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// Servers started by [`Halyard::start_shared`]: pid and data directory, stopped at exit.
+static SHARED: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+
+fn register_exit_cleanup(pid: u32, dir: PathBuf) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if pid <= 0 {
+        return;
+    }
+    if let Ok(mut v) = SHARED.lock() {
+        v.push((pid, dir));
+    }
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn` with no captured state.
+        unsafe {
+            libc::atexit(stop_shared);
+        }
+    });
+}
+
+extern "C" fn stop_shared() {
+    let servers = match SHARED.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    for (pid, dir) in servers {
+        // SAFETY: kill(2)/waitpid(2) on the positive pid of our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut status = 0;
+            // SAFETY: as above; WNOHANG never blocks.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r != 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

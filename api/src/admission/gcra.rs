@@ -80,12 +80,6 @@ pub fn take(cell: &AtomicU64, now: u64, q: Quota) -> Decision {
     }
 }
 
-/// Whether a take at `now` would be denied, without taking (for the per-IP gate).
-pub fn would_deny(cell: &AtomicU64, now: u64, q: Quota) -> Option<u64> {
-    let tat = cell.load(Ordering::Acquire);
-    (tat != 0 && tat > now + q.tau).then(|| tat - q.tau - now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,8 +136,11 @@ mod tests {
                 },
             ]
         );
-        assert!(would_deny(&cell, now, q).is_some());
-        assert!(would_deny(&cell, now + 10 * MS, q).is_none());
+        assert!(matches!(take(&cell, now, q), Decision::Deny { .. }));
+        assert!(matches!(
+            take(&cell, now + 10 * MS, q),
+            Decision::Allow { remaining: 0, .. }
+        ));
     }
 
     #[test]

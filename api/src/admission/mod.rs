@@ -97,22 +97,6 @@ impl Limiter {
         )
     }
 
-    /// Refuses a client IP whose unauthenticated budget is spent (checked before any
-    /// credential is verified, so failing clients cost almost nothing).
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
-        if !self.cfg.enabled {
-            return Ok(());
-        }
-        let cell = match self.ips.find(self.ips.key_of(&ip)) {
-            Some(c) => c,
-            None => return Ok(()),
-        };
-        match gcra::would_deny(cell, self.now(), self.ip_quota()) {
-            Some(ns) => Err(ip_limited(ns)),
-            None => Ok(()),
-        }
-    }
-
     /// Charges one unauthenticated request (a failed credential, a login attempt).
     pub fn charge_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         if !self.cfg.enabled {

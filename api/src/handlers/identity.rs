@@ -1,11 +1,12 @@
 //! Identity routes: login, `me`, users and API keys.
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{ids, KeyKind, Mutation, Role, User};
+use halyard_storage::{ids, ApiKey, KeyKind, Mutation, Page, Role, User};
 use serde_json::json;
 
+use super::projects::page_of;
 use super::Call;
-use crate::auth::parse_role;
+use crate::auth::{parse_role, Principal};
 use crate::body::Fields;
 use crate::error::{ApiError, ApiResult};
 use crate::scope::{Scope, Scopes};
@@ -90,19 +91,59 @@ pub fn create_user(c: &Call<'_>) -> ApiResult<Reply> {
         f.fail("password", "must be at least 12 characters");
     }
     f.finish()?;
+    let role = role.unwrap_or(Role::Developer);
+    let p = c.principal()?;
+    // A user's JWT sees every project of the tenant with its role's scopes: only a
+    // credential that already holds as much may create one.
+    if !p.projects.is_empty() {
+        return Err(ApiError::Forbidden(
+            "A credential restricted to projects cannot create users".into(),
+        ));
+    }
+    if let Some(missing) = missing_scopes(p.scopes, Scopes::of_role(role)) {
+        return Err(ApiError::Forbidden(format!(
+            "Role {} holds scopes this credential does not: {missing}",
+            view::role(role)
+        )));
+    }
     let user = User {
         id: ids::new_id(ids::USER),
         email: email.unwrap_or_default().to_ascii_lowercase(),
         password_hash: password::hash(pw.unwrap_or_default()).ok_or(ApiError::Internal)?,
-        role: role.unwrap_or(Role::Developer),
+        role,
         created_at: time::now_ms(),
     };
     let resp = reply::created(vec![("user", view::user(&user))]);
     c.commit(vec![Mutation::PutUser(user)], resp)
 }
 
+/// The scopes of `wanted` that `held` lacks, by name, if any.
+fn missing_scopes(held: Scopes, wanted: Scopes) -> Option<String> {
+    let missing: Vec<&str> = crate::scope::ALL
+        .iter()
+        .filter(|(s, _)| wanted.has(*s) && !held.has(*s))
+        .map(|(_, n)| *n)
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// The scopes in both sets.
+fn common_scopes(a: Scopes, b: Scopes) -> Scopes {
+    let both: Vec<Scope> = crate::scope::ALL
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| a.has(*s) && b.has(*s))
+        .collect();
+    Scopes::of(&both)
+}
+
 /// `GET /api/v1/users`.
 pub fn list_users(c: &Call<'_>) -> ApiResult<Response> {
+    if !c.principal()?.projects.is_empty() {
+        return Err(ApiError::Forbidden(
+            "A credential restricted to projects cannot manage users".into(),
+        ));
+    }
     let page = c.page()?;
     let listed = c.api.store.users(c.tenant()?, page);
     Ok(reply::list("users", &listed, page, view::user))
@@ -126,11 +167,13 @@ pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
     if scopes.len() != scope_names.len() {
         f.fail("scopes", "has an unknown scope");
     }
-    let project_ids = f.opt_strings("projectIds", 64, 100).unwrap_or_default();
+    let mut project_ids = f.opt_strings("projectIds", 64, 100).unwrap_or_default();
+    let principal = c.principal()?;
     let tenant = c.tenant()?;
+    // A project the creator may not see is as unknown as one that does not exist.
     if let Some(bad) = project_ids
         .iter()
-        .find(|p| c.api.store.project(tenant, p).is_none())
+        .find(|p| !principal.sees_project(p) || c.api.store.project(tenant, p).is_none())
     {
         f.fail("projectIds", format!("unknown project: {bad}"));
     }
@@ -141,11 +184,22 @@ pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
     }
     f.finish()?;
     let kind = kind.unwrap_or(KeyKind::User);
+    // A new key never holds more than its creator: no scope it lacks, no project it
+    // cannot see.
     let scopes = if scope_names.is_empty() {
-        Scopes::default_for_key()
+        common_scopes(Scopes::default_for_key(), principal.scopes)
     } else {
-        Scopes::of(&scopes)
+        let wanted = Scopes::of(&scopes);
+        if let Some(missing) = missing_scopes(principal.scopes, wanted) {
+            return Err(ApiError::Forbidden(format!(
+                "Cannot grant scopes this credential does not hold: {missing}"
+            )));
+        }
+        wanted
     };
+    if project_ids.is_empty() {
+        project_ids = principal.projects.clone();
+    }
     let prefix = match kind {
         KeyKind::User => tokens::USER_KEY,
         KeyKind::Service => tokens::SERVICE_KEY,
@@ -162,19 +216,33 @@ pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
 
 /// `GET /api/v1/api-keys`.
 pub fn list_keys(c: &Call<'_>) -> ApiResult<Response> {
+    let p = c.principal()?;
     let page = c.page()?;
-    let listed = c.api.store.api_keys(c.tenant()?, page);
+    let listed = if p.projects.is_empty() {
+        c.api.store.api_keys(&p.tenant, page)
+    } else {
+        let all = c.api.store.api_keys(&p.tenant, Page::ALL).items;
+        page_of(all.into_iter().filter(|k| manages(p, k)).collect(), page)
+    };
     Ok(reply::list("apiKeys", &listed, page, view::api_key))
+}
+
+/// Whether `p` may see and revoke key `k`: any key for an unrestricted principal; for one
+/// restricted to projects, only keys restricted to a subset of its projects.
+fn manages(p: &Principal, k: &ApiKey) -> bool {
+    p.projects.is_empty()
+        || (!k.project_ids.is_empty() && k.project_ids.iter().all(|id| p.sees_project(id)))
 }
 
 /// `DELETE /api/v1/api-keys/:keyId`: revokes; the key is `401` from the next request on.
 pub fn revoke_key(c: &Call<'_>) -> ApiResult<Reply> {
     let id = c.param(0);
+    let p = c.principal()?;
     let mut key = c
         .api
         .store
-        .api_key(c.tenant()?, id)
-        .filter(|k| !k.revoked)
+        .api_key(&p.tenant, id)
+        .filter(|k| !k.revoked && manages(p, k))
         .ok_or_else(|| ApiError::NotFound(format!("API key not found: {id}")))?;
     key.revoked = true;
     c.commit(vec![Mutation::PutApiKey(key)], crate::success())

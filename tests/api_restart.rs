@@ -1,0 +1,363 @@
+//! Restarting the binary keeps every resource: the server is stopped with SIGTERM and
+//! started again on the same data directory (twice, with writes in between), and every
+//! list and credential answers as before.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use halyard_testkit::{temp_dir, Halyard};
+use serde_json::{json, Value};
+
+/// Removes the data directory when the test ends, however it ends.
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &Path) -> Halyard {
+    Halyard::start_in_with_env(bin(), dir, SERVE_ARGS, ENV)
+}
+
+fn stop(mut h: Halyard) {
+    h.signal(libc::SIGTERM);
+    let status = h
+        .wait_exit(Duration::from_secs(15))
+        .expect("halyard did not stop on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Everything a client can read back, as JSON, for before/after comparison.
+struct World {
+    owner: Tenant,
+    other: Tenant,
+    pid: String,
+    jwt: String,
+    viewer: (String, String),
+    service_key: String,
+    restricted_key: String,
+    revoked_key: String,
+    pk: String,
+    origin: String,
+    sdk_token: String,
+    sdk_session: String,
+    secret_values: Vec<String>,
+}
+
+fn build(addr: SocketAddr) -> World {
+    let owner = tenant_on(addr, true);
+    let other = tenant_on(addr, false);
+    ok(
+        &req("PATCH", &format!("/api/v1/admin/tenants/{}", other.id))
+            .bearer(ROOT_KEY)
+            .json(&json!({"name": "patched", "limits": {"sessionMessagesPerMinute": 7}}))
+            .send_to(addr),
+        200,
+    );
+    let pid = owner.project_with(
+        &json!({"name": "Durable", "description": "kept", "entryAgentName": "keeper"}),
+    );
+    owner.agent(&pid, "keeper");
+    ok(
+        &owner.post(
+            &format!("/api/projects/{pid}/agents"),
+            &json!({"name": "scribe", "model": {"provider": "openai", "model": "m", "baseUrl": "http://127.0.0.1:9/v1",
+                     "temperature": 0.3, "pricing": {"inputPerMTok": 1.5, "outputPerMTok": 3}}, "dslContent": "dsl"}),
+        ),
+        201,
+    );
+    let p2 = owner.project("Second");
+    let s1 = owner.session(&pid)["id"].as_str().unwrap().to_string();
+    let s2 = owner.session(&pid)["id"].as_str().unwrap().to_string();
+    ok(
+        &owner.delete(&format!("/api/projects/{pid}/sessions/{s2}")),
+        200,
+    );
+    let _ = s1;
+    let secret_values = vec![
+        format!("restart-secret-{}-one", unique("v")),
+        format!("restart-secret-{}-two", unique("v")),
+    ];
+    ok(
+        &owner.post(
+            &format!("/api/projects/{pid}/secrets"),
+            &json!({"name": "API_TOKEN", "value": secret_values[0]}),
+        ),
+        201,
+    );
+    ok(
+        &owner.post(
+            &format!("/api/projects/{pid}/secrets/API_TOKEN/rotate"),
+            &json!({"value": secret_values[1]}),
+        ),
+        200,
+    );
+    let viewer = owner.user("viewer");
+    let (service_key, _) =
+        owner.api_key(&json!({"name": "svc", "kind": "service", "scopes": ["project:read"]}));
+    let (restricted_key, _) = owner.api_key(&json!({"name": "restricted", "projectIds": [p2]}));
+    let (revoked_key, revoked_id) = owner.api_key(&json!({"name": "revoked"}));
+    ok(
+        &owner.delete(&format!("/api/v1/api-keys/{revoked_id}")),
+        200,
+    );
+    let origin = format!("https://{}.example", unique("restart"));
+    let (pk, _) = owner.public_key(&pid, &[&origin]);
+    let sdk_token = sdk_init(addr, &pk, &origin, &pid);
+    let sdk_session = ok(
+        &req("POST", &format!("/api/projects/{pid}/sessions"))
+            .header("X-SDK-Token", &sdk_token)
+            .header("Origin", &origin)
+            .json(&json!({"metadata": {"page": "/pricing"}}))
+            .send_to(addr),
+        201,
+    )["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwt = owner.login();
+    World {
+        owner,
+        other,
+        pid,
+        jwt,
+        viewer,
+        service_key,
+        restricted_key,
+        revoked_key,
+        pk,
+        origin,
+        sdk_token,
+        sdk_session,
+        secret_values,
+    }
+}
+
+/// What the world looks like through the API, at `addr`.
+fn observe(w: &World, addr: SocketAddr) -> Value {
+    let get = |path: &str| -> Value {
+        let r = req("GET", path).bearer(&w.owner.key).send_to(addr);
+        ok(&r, 200)
+    };
+    let pid = &w.pid;
+    let mut tenants = ok(
+        &req("GET", "/api/v1/admin/tenants?limit=200")
+            .bearer(ROOT_KEY)
+            .send_to(addr),
+        200,
+    )["tenants"]
+        .clone();
+    if let Some(list) = tenants.as_array_mut() {
+        list.retain(|t| t["id"] == json!(w.owner.id) || t["id"] == json!(w.other.id));
+    }
+    let mut export = get(&format!("/api/projects/{pid}/project-io/export"));
+    export["manifest"]["exportedAt"] = Value::Null;
+    json!({
+        "tenants": tenants,
+        "users": get("/api/v1/users"),
+        "apiKeys": get("/api/v1/api-keys"),
+        "projects": get("/api/projects"),
+        "project": get(&format!("/api/projects/{pid}")),
+        "agents": get(&format!("/api/projects/{pid}/agents")),
+        "directory": get("/api/agents"),
+        "agentByName": get("/api/agents/scribe"),
+        "sessions": get(&format!("/api/projects/{pid}/sessions")),
+        "messages": get(&format!("/api/projects/{pid}/sessions/{}/messages", w.sdk_session)),
+        "transcript": get(&format!("/api/v1/sessions/{}/transcripts", w.sdk_session)),
+        "secrets": get(&format!("/api/projects/{pid}/secrets")),
+        "publicKeys": get(&format!("/api/projects/{pid}/sdk-public-keys")),
+        "export": export,
+    })
+}
+
+/// Every credential still does what it did.
+fn credentials_work(w: &World, addr: SocketAddr) {
+    let me = |r: halyard_testkit::Response| ok(&r, 200)["data"]["kind"].clone();
+    assert_eq!(
+        me(req("GET", "/api/v1/auth/me").bearer(&w.jwt).send_to(addr)),
+        json!("jwt")
+    );
+    let (email, password) = w.owner.login.clone().unwrap();
+    login(addr, &email, &password);
+    let viewer = login(addr, &w.viewer.0, &w.viewer.1);
+    err(
+        &req("POST", "/api/projects")
+            .bearer(&viewer)
+            .json(&json!({"name": "x"}))
+            .send_to(addr),
+        403,
+        "FORBIDDEN",
+    );
+    assert_eq!(
+        me(req("GET", "/api/v1/auth/me")
+            .api_key(&w.service_key)
+            .send_to(addr)),
+        json!("service_key")
+    );
+    err(
+        &req("POST", "/api/projects")
+            .api_key(&w.service_key)
+            .json(&json!({"name": "x"}))
+            .send_to(addr),
+        403,
+        "FORBIDDEN",
+    );
+    err(
+        &req("GET", &format!("/api/projects/{}", w.pid))
+            .bearer(&w.restricted_key)
+            .send_to(addr),
+        404,
+        "NOT_FOUND",
+    );
+    err(
+        &req("GET", "/api/projects")
+            .bearer(&w.revoked_key)
+            .send_to(addr),
+        401,
+        "UNAUTHORIZED",
+    );
+    ok(
+        &req("GET", "/api/projects")
+            .bearer(&w.other.key)
+            .send_to(addr),
+        200,
+    );
+    // The public key and the SDK token issued before the restart.
+    ok(
+        &req("GET", &format!("/api/v1/sdk/config/{}", w.pid))
+            .api_key(&w.pk)
+            .header("Origin", &w.origin)
+            .send_to(addr),
+        200,
+    );
+    sdk_init(addr, &w.pk, &w.origin, &w.pid);
+    let v = ok(
+        &req("GET", &format!("/api/projects/{}/sessions", w.pid))
+            .header("X-SDK-Token", &w.sdk_token)
+            .header("Origin", &w.origin)
+            .send_to(addr),
+        200,
+    );
+    assert_eq!(ids(&v["sessions"]), std::slice::from_ref(&w.sdk_session));
+    // Preflights still know the registered origin.
+    let r = req("OPTIONS", "/api/v1/sdk/init")
+        .header("Origin", &w.origin)
+        .header("Access-Control-Request-Method", "POST")
+        .send_to(addr);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some(w.origin.as_str())
+    );
+}
+
+fn no_secret_in(dir: &Path, values: &[String]) {
+    let files = files_under(dir);
+    assert!(!files.is_empty(), "empty data dir");
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for v in values {
+            assert!(!contains(&bytes, v.as_bytes()), "{v} in {}", f.display());
+        }
+    }
+}
+
+#[test]
+fn restart_keeps_every_resource() {
+    let dir = temp_dir("restart");
+    let _guard = DirGuard(dir.clone());
+
+    let h = start(&dir);
+    let w = build(h.addr);
+    let before = observe(&w, h.addr);
+    credentials_work(&w, h.addr);
+    stop(h);
+    no_secret_in(&dir, &w.secret_values);
+
+    let h = start(&dir);
+    let after = observe(&w, h.addr);
+    assert_eq!(after, before, "first restart changed what the API shows");
+    credentials_work(&w, h.addr);
+    // Write more after a restart, then restart again (replay over what the first run left).
+    let extra = w.owner.clone();
+    let extra = Tenant {
+        addr: h.addr,
+        ..extra
+    };
+    let p3 = extra.project("After Restart");
+    extra.agent(&p3, "late");
+    ok(
+        &extra.send(
+            "PATCH",
+            &format!("/api/projects/{}", w.pid),
+            &json!({"description": "changed after restart"}),
+        ),
+        200,
+    );
+    let mut before2 = observe(&w, h.addr);
+    stop(h);
+
+    let h = start(&dir);
+    let after2 = observe(&w, h.addr);
+    assert_eq!(after2["projects"]["pagination"]["total"], json!(3));
+    assert_eq!(
+        after2["project"]["project"]["description"],
+        json!("changed after restart")
+    );
+    assert_eq!(
+        after2,
+        std::mem::take(&mut before2),
+        "second restart changed what the API shows"
+    );
+    ok(
+        &req("GET", "/api/agents/late")
+            .bearer(&w.owner.key)
+            .send_to(h.addr),
+        200,
+    );
+    credentials_work(&w, h.addr);
+    stop(h);
+    no_secret_in(&dir, &w.secret_values);
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = temp_dir("sigkill");
+    let _guard = DirGuard(dir.clone());
+    let mut h = start(&dir);
+    let t = tenant_on(h.addr, true);
+    let pid = t.project_with_agent("survivor");
+    let sid = t.session(&pid)["id"].as_str().unwrap().to_string();
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/secrets"),
+            &json!({"name": "KEPT", "value": "kept-value"}),
+        ),
+        201,
+    );
+    let (key, _) = t.api_key(&json!({"name": "k"}));
+    let before = ok(&t.get(&format!("/api/projects/{pid}/sessions")), 200);
+    // No graceful shutdown: whatever was acknowledged must already be on disk.
+    h.signal(libc::SIGKILL);
+    h.wait_exit(Duration::from_secs(10)).expect("killed");
+    let h = start(&dir);
+    let t = Tenant { addr: h.addr, ..t };
+    assert_eq!(
+        ok(&t.get(&format!("/api/projects/{pid}/sessions")), 200),
+        before
+    );
+    ok(&t.get(&format!("/api/projects/{pid}/sessions/{sid}")), 200);
+    ok(&t.get("/api/agents/survivor"), 200);
+    let v = ok(&t.get(&format!("/api/projects/{pid}/secrets")), 200);
+    assert_eq!(v["secrets"][0]["name"], json!("KEPT"));
+    ok(
+        &req("GET", "/api/projects").bearer(&key).send_to(h.addr),
+        200,
+    );
+    t.login();
+}
