@@ -91,6 +91,19 @@ pub fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
+/// The model settings of an agent on the built-in `echo` provider (the default).
+pub fn echo_model() -> halyard_storage::ModelConfig {
+    halyard_storage::ModelConfig {
+        provider: "echo".into(),
+        model: "echo".into(),
+        base_url: None,
+        api_key_secret: None,
+        temperature: None,
+        max_tokens: None,
+        pricing: None,
+    }
+}
+
 /// The built-in deterministic provider.
 #[derive(Debug, Clone, Copy)]
 pub struct Echo {

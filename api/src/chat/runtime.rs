@@ -254,6 +254,32 @@ impl Emitter<'_> {
 }
 
 impl Shared {
+    /// Turns the deferred reply into an event stream, registers it (stored, for resumes by
+    /// `owner`) and returns the emitter of its events.
+    fn open_stream<'a>(
+        &'a self,
+        tenant: &'a str,
+        owner: &str,
+        responder: Responder,
+        finish: &Finish,
+    ) -> Emitter<'a> {
+        let stream_id = ids::new_id("str_");
+        let sender = responder.stream(finish.apply(sse::head(&stream_id)), STREAM_BUFFER);
+        let start = Mutation::StartStream {
+            stream_id: stream_id.clone(),
+            owner: owner.to_string(),
+        };
+        // Without the start record the stream cannot be resumed, but it is still served.
+        let _ = self.store.commit(tenant, vec![start], Box::new(|_| {}));
+        self.hub.open(&stream_id, sender);
+        Emitter {
+            shared: self,
+            tenant,
+            stream_id,
+            next_id: 1,
+        }
+    }
+
     fn run(&self, job: Job) {
         let Job {
             work,
@@ -397,23 +423,7 @@ impl Shared {
         if style == Style::AgentSync {
             return self.turn_sync(&turn, ready, &prompt, responder, finish, started);
         }
-        let stream_id = ids::new_id("str_");
-        let sender = responder.stream(finish.apply(sse::head(&stream_id)), STREAM_BUFFER);
-        let _ = self.store.commit(
-            &tenant,
-            vec![Mutation::StartStream {
-                stream_id: stream_id.clone(),
-                owner: turn.owner.clone(),
-            }],
-            Box::new(|_| {}),
-        );
-        self.hub.open(&stream_id, sender);
-        let mut em = Emitter {
-            shared: self,
-            tenant: &tenant,
-            stream_id,
-            next_id: 1,
-        };
+        let mut em = self.open_stream(&tenant, &turn.owner, responder, finish);
         if style == Style::AgentStream {
             em.emit("session", json!({"sessionId": sid}));
         }
@@ -557,23 +567,7 @@ impl Shared {
             });
             return responder.send(finish.apply(json_response(&body)));
         }
-        let stream_id = ids::new_id("str_");
-        let sender = responder.stream(finish.apply(sse::head(&stream_id)), STREAM_BUFFER);
-        let _ = self.store.commit(
-            &d.tenant,
-            vec![Mutation::StartStream {
-                stream_id: stream_id.clone(),
-                owner: d.owner.clone(),
-            }],
-            Box::new(|_| {}),
-        );
-        self.hub.open(&stream_id, sender);
-        let mut em = Emitter {
-            shared: self,
-            tenant: &d.tenant,
-            stream_id,
-            next_id: 1,
-        };
+        let mut em = self.open_stream(&d.tenant, &d.owner, responder, finish);
         em.emit(
             "metadata",
             json!({"model": d.prompt.model, "provider": d.agent.model.provider}),

@@ -25,15 +25,7 @@ pub struct AgentInput {
 }
 
 fn read_model(f: &mut Fields<'_>) -> ModelConfig {
-    let mut m = ModelConfig {
-        provider: "echo".into(),
-        model: "echo".into(),
-        base_url: None,
-        api_key_secret: None,
-        temperature: None,
-        max_tokens: None,
-        pricing: None,
-    };
+    let mut m = crate::chat::provider::echo_model();
     f.nested("model", |mf| {
         let provider = mf.opt_str("provider", 16).unwrap_or("echo");
         if !matches!(provider, "echo" | "openai") {

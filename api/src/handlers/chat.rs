@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{ids, Agent, Channel, Page, Project, Session, SessionStatus};
+use halyard_storage::{Agent, Page, Session, SessionStatus};
 use serde_json::{json, Value};
 
-use super::sessions::sees_session;
+use super::sessions::{open_session, pick_agent, release_slot, sees_session};
 use super::Call;
 use crate::auth::Kind;
 use crate::body::Fields;
@@ -22,30 +22,6 @@ pub const MAX_MESSAGE: usize = 100_000;
 
 fn session_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Session not found: {id}"))
-}
-
-/// The agent of a new session: `agentId`, else the project's entry agent.
-fn pick_agent(c: &Call<'_>, project: &Project, agent_id: Option<&str>) -> ApiResult<Agent> {
-    let tenant = c.tenant()?;
-    let store = &c.api.store;
-    let found = match (agent_id, project.entry_agent_name.as_deref()) {
-        (Some(id), _) => store
-            .agent(tenant, &project.id, id)
-            .or_else(|| store.agent_by_name(tenant, &project.id, id)),
-        (None, Some(name)) => store.agent_by_name(tenant, &project.id, name),
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "agentId",
-                "is required: the project has no entry agent",
-            ))
-        }
-    };
-    found.ok_or_else(|| {
-        let which = agent_id
-            .or(project.entry_agent_name.as_deref())
-            .unwrap_or("");
-        ApiError::NotFound(format!("Agent not found: {which}"))
-    })
 }
 
 /// An existing session the principal may use, with its agent.
@@ -68,56 +44,12 @@ fn existing_session(c: &Call<'_>, project_id: &str, id: &str) -> ApiResult<(Sess
     Ok((session, agent))
 }
 
-/// A new session on `agent`, with its concurrency slot reserved.
-fn new_session(
-    c: &Call<'_>,
-    project: &Project,
-    agent: &Agent,
-    metadata: Option<String>,
-) -> ApiResult<Session> {
-    let p = c.principal()?;
-    let now = time::now_ms();
-    let id = ids::new_id(ids::SESSION);
-    let limiter = c.api.limiter();
-    if limiter.enabled() {
-        let store = &c.api.store;
-        limiter
-            .sessions
-            .reserve(
-                &p.tenant,
-                &id,
-                p.limits.max_concurrent_sessions,
-                now,
-                || super::sessions::active_sessions(&**store, &p.tenant),
-            )
-            .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
-    }
-    Ok(Session {
-        id,
-        project_id: project.id.clone(),
-        agent_id: agent.id.clone(),
-        agent_name: agent.name.clone(),
-        status: SessionStatus::Active,
-        channel: if p.sdk.is_some() {
-            Channel::Sdk
-        } else {
-            Channel::Api
-        },
-        message_count: 0,
-        token_count: 0,
-        created_at: now,
-        last_activity_at: now,
-        metadata: metadata.unwrap_or_else(|| "{}".into()),
-        created_by_token: p.sdk.as_ref().map(|g| g.id.clone()),
-    })
-}
-
 /// Queues a turn after the session message rate; gives a reserved slot back on refusal.
 fn queue_turn(c: &Call<'_>, turn: Turn, style: Style) -> ApiResult<Reply> {
     let p = c.principal()?;
     let release = |t: &Turn| {
         if t.new_session {
-            c.api.limiter().sessions.release(&t.tenant, &t.session.id);
+            release_slot(c, &t.tenant, &t.session.id);
         }
     };
     if let Err(e) = c
@@ -145,7 +77,7 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
         Err(job) => {
             if let Work::Turn(t) = &job.work {
                 if t.new_session {
-                    c.api.limiter().sessions.release(&t.tenant, &t.session.id);
+                    release_slot(c, &t.tenant, &t.session.id);
                 }
             }
             let e = ApiError::QueueFull(1000);
@@ -178,8 +110,8 @@ pub fn agent(c: &Call<'_>, style: Style) -> ApiResult<Reply> {
             (s, a, false)
         }
         None => {
-            let agent = pick_agent(c, &project, agent_id)?;
-            let s = new_session(c, &project, &agent, session_meta)?;
+            let agent = pick_agent(c, &project, agent_id, None)?;
+            let s = open_session(c, &project, &agent, session_meta)?;
             (s, agent, true)
         }
     };
@@ -274,7 +206,7 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
     }
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
-    let agent = pick_agent(c, &project, agent_id)?;
+    let agent = pick_agent(c, &project, agent_id, None)?;
     if let Some(sys) = agent.instructions.as_deref().filter(|s| !s.is_empty()) {
         if !messages.iter().any(|(r, _)| *r == Speaker::System) {
             messages.insert(0, (Speaker::System, sys.to_string()));

@@ -2,7 +2,9 @@
 //! An SDK token sees only the sessions it created; any other is a `404`.
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{ids, Channel, Mutation, Page, Session, SessionFilter, SessionStatus};
+use halyard_storage::{
+    ids, Agent, Channel, Mutation, Page, Project, Session, SessionFilter, SessionStatus,
+};
 use serde_json::Value;
 
 use super::Call;
@@ -35,39 +37,60 @@ fn find(c: &Call<'_>) -> ApiResult<Session> {
         .ok_or_else(|| not_found(id))
 }
 
-/// `POST /api/projects/:pid/sessions`.
-pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
-    let project = c.project()?;
-    let p = c.principal()?;
-    let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let agent_id = f.opt_str("agentId", 64);
-    let agent_name = f.opt_str("agentName", 64);
-    let metadata = f.opt_object_text("metadata", 16 * 1024);
-    f.finish()?;
+/// The agent a new session talks to: `agentId`, else `agentName`, else the project's
+/// entry agent.
+pub fn pick_agent(
+    c: &Call<'_>,
+    project: &Project,
+    agent_id: Option<&str>,
+    agent_name: Option<&str>,
+) -> ApiResult<Agent> {
+    let tenant = c.tenant()?;
     let store = &c.api.store;
-    let agent = match (agent_id, agent_name.or(project.entry_agent_name.as_deref())) {
-        (Some(id), _) => store.agent(&p.tenant, &project.id, id),
-        (None, Some(name)) => store.agent_by_name(&p.tenant, &project.id, name),
+    let name = agent_name.or(project.entry_agent_name.as_deref());
+    let found = match (agent_id, name) {
+        (Some(id), _) => store.agent(tenant, &project.id, id),
+        (None, Some(name)) => store.agent_by_name(tenant, &project.id, name),
         (None, None) => {
             return Err(ApiError::invalid(
                 "agentName",
                 "is required: the project has no entry agent",
             ))
         }
-    }
-    .ok_or_else(|| {
-        let which = agent_id
-            .or(agent_name)
-            .or(project.entry_agent_name.as_deref());
-        ApiError::NotFound(format!("Agent not found: {}", which.unwrap_or("")))
-    })?;
+    };
+    found.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "Agent not found: {}",
+            agent_id.or(name).unwrap_or("")
+        ))
+    })
+}
+
+/// A new active session of `agent` for the principal, with its concurrency slot reserved:
+/// whoever then fails to store it must free the slot ([`release_slot`]).
+pub fn open_session(
+    c: &Call<'_>,
+    project: &Project,
+    agent: &Agent,
+    metadata: Option<String>,
+) -> ApiResult<Session> {
+    let p = c.principal()?;
     let now = time::now_ms();
-    let session = Session {
-        id: ids::new_id(ids::SESSION),
-        project_id: project.id,
-        agent_id: agent.id,
-        agent_name: agent.name,
+    let id = ids::new_id(ids::SESSION);
+    let limiter = c.api.limiter();
+    if limiter.enabled() {
+        let store = &c.api.store;
+        let load = || active_sessions(&**store, &p.tenant);
+        limiter
+            .sessions
+            .reserve(&p.tenant, &id, p.limits.max_concurrent_sessions, now, load)
+            .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
+    }
+    Ok(Session {
+        id,
+        project_id: project.id.clone(),
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
         status: SessionStatus::Active,
         channel: if p.sdk.is_some() {
             Channel::Sdk
@@ -80,38 +103,40 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
         last_activity_at: now,
         metadata: metadata.unwrap_or_else(|| "{}".into()),
         created_by_token: p.sdk.as_ref().map(|g| g.id.clone()),
-    };
-    let resp = reply::created(vec![("session", view::session(&session))]);
-    let after = reserve_slot(c, p, &session.id, now)?;
-    c.commit_for(&p.tenant, vec![Mutation::PutSession(session)], resp, after)
+    })
 }
 
-/// Reserves a concurrent-session slot for a new session; the returned hook frees it if
-/// the session is not stored after all.
-fn reserve_slot(
-    c: &Call<'_>,
-    p: &Principal,
-    session_id: &str,
-    now: u64,
-) -> ApiResult<Option<super::After>> {
-    let limiter = c.api.limiter();
-    if !limiter.enabled() {
-        return Ok(None);
-    }
-    let store = &c.api.store;
-    let load = || active_sessions(&**store, &p.tenant);
-    let max = p.limits.max_concurrent_sessions;
-    limiter
-        .sessions
-        .reserve(&p.tenant, session_id, max, now, load)
-        .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
-    let limiter = limiter.clone();
-    let (tenant, id) = (p.tenant.clone(), session_id.to_string());
-    Ok(Some(Box::new(move |durable| {
+/// Frees the concurrency slot of a session that was not stored after all.
+pub fn release_slot(c: &Call<'_>, tenant: &str, session_id: &str) {
+    c.api.limiter().sessions.release(tenant, session_id);
+}
+
+/// `POST /api/projects/:pid/sessions`.
+pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
+    let project = c.project()?;
+    let body = c.body()?;
+    let mut f = Fields::of(&body)?;
+    let agent_id = f.opt_str("agentId", 64);
+    let agent_name = f.opt_str("agentName", 64);
+    let metadata = f.opt_object_text("metadata", 16 * 1024);
+    f.finish()?;
+    let agent = pick_agent(c, &project, agent_id, agent_name)?;
+    let session = open_session(c, &project, &agent, metadata)?;
+    let resp = reply::created(vec![("session", view::session(&session))]);
+    let tenant = c.tenant()?.to_string();
+    let limiter = c.api.limiter().clone();
+    let (t, id) = (tenant.clone(), session.id.clone());
+    let release: super::After = Box::new(move |durable| {
         if !durable {
-            limiter.sessions.release(&tenant, &id);
+            limiter.sessions.release(&t, &id);
         }
-    })))
+    });
+    c.commit_for(
+        &tenant,
+        vec![Mutation::PutSession(session)],
+        resp,
+        Some(release),
+    )
 }
 
 /// The tenant's active sessions with their last activity.
