@@ -6,6 +6,7 @@ use clap::Parser;
 
 mod cli;
 mod config;
+mod demo;
 mod serve;
 
 #[global_allocator]

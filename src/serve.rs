@@ -99,6 +99,11 @@ pub fn run(settings: &Settings) -> Result<(), String> {
         },
         runtime: settings.runtime,
     };
+    // The demo page's port must be known before its public key is seeded (see `demo`).
+    let demo = settings
+        .dev
+        .then(|| crate::demo::bind(settings.engine.listen))
+        .flatten();
     let dev = if settings.dev {
         Some(seed::dev(&*store, &settings.data_dir)?)
     } else {
@@ -137,6 +142,9 @@ pub fn run(settings: &Settings) -> Result<(), String> {
             "  curl -s {cacert}-H 'Authorization: Bearer {}' {scheme}://{addr}/api/agents/assistant",
             dev.key
         );
+        if let Some(demo) = demo {
+            demo.serve(&*store, &settings.data_dir, &dev, scheme, addr);
+        }
     }
     server.run(app).map_err(|e| format!("server failed: {e}"))?;
     println!("halyard stopped");

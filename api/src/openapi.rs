@@ -79,6 +79,9 @@ fn operation(def: &RouteDef) -> Value {
         params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
         params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
     }
+    if def.id == RouteId::Widget {
+        return widget_operation(def);
+    }
     let success = json!({
         "description": def.summary,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}},
@@ -112,6 +115,27 @@ fn operation(def: &RouteDef) -> Value {
         });
     }
     op
+}
+
+/// `GET /sdk/widget.js` answers JavaScript, not the JSON envelope.
+fn widget_operation(def: &RouteDef) -> Value {
+    json!({
+        "operationId": format!("{:?}", def.id),
+        "summary": def.summary,
+        "security": security(def.guard),
+        "parameters": [{"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {
+                "description": def.summary,
+                "headers": {
+                    "ETag": {"schema": {"type": "string"}},
+                    "Cache-Control": {"schema": {"type": "string"}},
+                },
+                "content": {"text/javascript": {"schema": {"type": "string"}}},
+            },
+            "304": {"description": "Not modified (the If-None-Match tag is current)"},
+        },
+    })
 }
 
 fn build() -> Value {

@@ -1,6 +1,7 @@
 //! The route table: method and path pattern to a route, its guard and its body limit.
 //!
-//! Responsible for: every route of ENDPOINTS.md (sections 1 to 4, 6 to 8) with the
+//! Responsible for: every route of ENDPOINTS.md (sections 1 to 4, 6 to 8) and the public
+//! widget script `GET /sdk/widget.js`, with the
 //! credential it needs, resolved once per request in `admit`; `404` for unknown paths and
 //! versions, `405` with `Allow` for known paths. Not responsible for: authentication itself
 //! (see `auth`) or what a handler does.
@@ -84,6 +85,7 @@ pub enum RouteId {
     ChatResume,
     ChatComplete,
     ChatUsage,
+    Widget,
 }
 
 /// One row of the table.
@@ -532,6 +534,14 @@ pub static ROUTES: &[RouteDef] = &[
         "Token usage and cost",
         200,
     ),
+    r(
+        Get,
+        "/sdk/widget.js",
+        R::Widget,
+        Public,
+        "The embeddable chat widget (JavaScript module)",
+        200,
+    ),
 ];
 
 /// Captured path segments (at most three), as byte ranges of the path.
@@ -643,6 +653,9 @@ mod tests {
         assert_eq!(id(Get, "/api/v2/auth/me"), None);
         assert_eq!(id(Get, "/api/projects/"), None);
         assert_eq!(id(Get, "/api/projects//agents"), None);
+        assert_eq!(id(Get, "/sdk/widget.js"), Some(R::Widget));
+        assert_eq!(id(Method::Head, "/sdk/widget.js"), Some(R::Widget));
+        assert_eq!(id(Get, "/sdk/widget.jsx"), None);
     }
 
     #[test]

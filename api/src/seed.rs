@@ -1,6 +1,6 @@
 //! Creating tenants with their owner, outside and inside the API: the owner user and first
 //! key of a new tenant, `halyard tenant create`, and the `--dev` seed (tenant `dev`,
-//! project `demo`, echo agent `assistant`).
+//! project `demo`, echo agent `assistant`, and the public key of the demo page).
 //!
 //! Responsible for: what a new tenant starts with, and waiting for it to be durable when
 //! called outside a request. Not responsible for: HTTP.
@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use halyard_storage::{
-    ids, Agent, ApiKey, Backend, KeyKind, Limits, ModelConfig, Mutation, Project, Role, Tenant,
-    User,
+    ids, Agent, ApiKey, Backend, KeyKind, Limits, ModelConfig, Mutation, Project, PublicKey, Role,
+    Tenant, User,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -141,8 +141,10 @@ pub const DEV_KEY_FILE: &str = "dev-api-key";
 pub struct DevSeed {
     /// The dev tenant's owner key.
     pub key: String,
-    /// The demo project's id.
+    /// The demo project's id (empty if the project was deleted since).
     pub project_id: String,
+    /// The dev tenant's id.
+    pub tenant_id: String,
 }
 
 /// Seeds tenant `dev`, project `demo` and echo agent `assistant` on a store without a
@@ -171,6 +173,7 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
         return Ok(DevSeed {
             key: key.trim().to_string(),
             project_id,
+            tenant_id: t.id,
         });
     }
     let now = crate::time::now_ms();
@@ -219,7 +222,64 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
     m.push(Mutation::PutAgent(agent));
     write_private(&key_path, &key)?;
     commit_and_wait(store, &tid, m)?;
-    Ok(DevSeed { key, project_id })
+    Ok(DevSeed {
+        key,
+        project_id,
+        tenant_id: tid,
+    })
+}
+
+/// File in the data directory that keeps the demo page's public key (`pk_...`).
+pub const DEV_PUBLIC_KEY_FILE: &str = "dev-public-key";
+
+/// Name of the public key `--dev` creates for its demo page.
+pub const DEV_PUBLIC_KEY_NAME: &str = "dev demo page";
+
+/// The public key of the `--dev` demo page: the one kept in the data directory when it
+/// still exists and allows every origin of `origins`; else a new key on the demo project
+/// allowing exactly `origins` (public keys cannot be edited), which replaces the old one.
+pub fn dev_public_key(
+    store: &dyn Backend,
+    data_dir: &Path,
+    seed: &DevSeed,
+    origins: &[String],
+) -> Result<String, String> {
+    if seed.project_id.is_empty() {
+        return Err("the dev tenant has no project `demo`".into());
+    }
+    let path = data_dir.join(DEV_PUBLIC_KEY_FILE);
+    let keys = store.public_keys(&seed.tenant_id, &seed.project_id);
+    let stored = std::fs::read_to_string(&path)
+        .ok()
+        .map(|k| k.trim().to_string())
+        .and_then(|k| {
+            let d = tokens::digest(&k);
+            let record = keys.iter().find(|r| tokens::same_digest(&r.digest, &d))?;
+            Some((k, record.clone()))
+        });
+    let mut m = Vec::new();
+    if let Some((key, record)) = stored {
+        if origins.iter().all(|o| record.allowed_origins.contains(o)) {
+            return Ok(key);
+        }
+        m.push(Mutation::DeletePublicKey {
+            project_id: record.project_id,
+            id: record.id,
+        });
+    }
+    let key = tokens::mint(tokens::PUBLIC_KEY);
+    m.push(Mutation::PutPublicKey(PublicKey {
+        id: ids::new_id(ids::PUBLIC_KEY),
+        project_id: seed.project_id.clone(),
+        name: DEV_PUBLIC_KEY_NAME.into(),
+        prefix: tokens::visible_prefix(&key, tokens::PUBLIC_KEY),
+        digest: tokens::digest(&key),
+        allowed_origins: origins.to_vec(),
+        created_at: crate::time::now_ms(),
+    }));
+    commit_and_wait(store, &seed.tenant_id, m)?;
+    write_private(&path, &key)?;
+    Ok(key)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
@@ -235,4 +295,45 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halyard_storage::{Options, Store};
+
+    #[test]
+    fn the_demo_key_is_kept_while_it_allows_the_origins_and_replaced_when_not() {
+        let dir = std::env::temp_dir().join(format!("halyard-seed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir, Options::default()).unwrap();
+        let seed = dev(&store, &dir).unwrap();
+        let a = vec!["http://127.0.0.1:9001".to_string()];
+        let b = vec!["http://127.0.0.1:9002".to_string()];
+
+        let k1 = dev_public_key(&store, &dir, &seed, &a).unwrap();
+        assert!(k1.starts_with("pk_"));
+        assert_eq!(dev_public_key(&store, &dir, &seed, &a).unwrap(), k1);
+        let keys = store.public_keys(&seed.tenant_id, &seed.project_id);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].allowed_origins, a);
+
+        let k2 = dev_public_key(&store, &dir, &seed, &b).unwrap();
+        assert_ne!(k2, k1);
+        let keys = store.public_keys(&seed.tenant_id, &seed.project_id);
+        assert_eq!(keys.len(), 1, "the old demo key is replaced");
+        assert_eq!(keys[0].allowed_origins, b);
+        assert!(store.public_key_by_digest(&tokens::digest(&k1)).is_none());
+        let kept = std::fs::read_to_string(dir.join(DEV_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(kept, k2);
+
+        // A seeded store found again by `dev` keeps the same tenant and project.
+        let again = dev(&store, &dir).unwrap();
+        assert_eq!(
+            (again.tenant_id, again.project_id),
+            (seed.tenant_id, seed.project_id)
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

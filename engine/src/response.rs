@@ -192,6 +192,8 @@ pub enum Length {
     Chunked,
     /// Neither: the body ends when the connection closes (streams to HTTP/1.0 clients).
     UntilClose,
+    /// No body by definition (`1xx`, `204`, `304`): no length header at all.
+    NoBody,
 }
 
 /// Writes the status line and header section of `resp` into `out`.
@@ -209,7 +211,7 @@ pub fn write_head(out: &mut Vec<u8>, resp: &Response, length: Length, cx: &HeadC
             out.extend_from_slice(num.format(n).as_bytes());
         }
         Length::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
-        Length::UntilClose => {}
+        Length::UntilClose | Length::NoBody => {}
     }
     if let Some(ct) = resp.content_type {
         out.extend_from_slice(b"\r\nContent-Type: ");
@@ -242,6 +244,11 @@ fn push_header_text(out: &mut Vec<u8>, s: &str) {
 
 /// Writes a whole response: head, then the body unless `head_only` (a `HEAD` request).
 pub fn write_response(out: &mut Vec<u8>, resp: &Response, head_only: bool, cx: &HeadContext<'_>) {
+    // RFC 9110 sections 8.6 and 15: 1xx, 204 and 304 carry no body and 204 no length.
+    if matches!(resp.status, 100..=199 | 204 | 304) {
+        write_head(out, resp, Length::NoBody, cx);
+        return;
+    }
     let body = resp.body.as_bytes();
     write_head(out, resp, Length::Fixed(body.len() as u64), cx);
     if !head_only {
@@ -333,6 +340,18 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("X-A: aSet-Cookie: x\r\n"));
+    }
+
+    #[test]
+    fn no_body_statuses_have_no_length() {
+        for status in [204, 304] {
+            let mut out = Vec::new();
+            let resp = Response::static_json(status, b"{}");
+            write_response(&mut out, &resp, false, &cx(true));
+            let s = String::from_utf8(out).unwrap();
+            assert!(!s.contains("Content-Length"), "{s}");
+            assert!(s.ends_with("\r\n\r\n"), "{s}");
+        }
     }
 
     #[test]

@@ -155,7 +155,8 @@ impl Client {
     /// Reads one whole response (a `HEAD` response must be read with [`head`](Self::head)).
     pub fn response(&mut self) -> io::Result<Response> {
         let mut resp = self.head()?;
-        if resp.status == 100 {
+        // These statuses never carry a body (RFC 9110 sections 15.3.5 and 15.4.5).
+        if matches!(resp.status, 100..=199 | 204 | 304) {
             return Ok(resp);
         }
         if resp.header("transfer-encoding").is_some() {

@@ -14,6 +14,7 @@ mod sdk;
 mod secrets;
 pub(crate) mod sessions;
 mod transfer;
+pub(crate) mod widget;
 
 use std::sync::{Arc, Mutex};
 
@@ -201,5 +202,6 @@ pub(crate) fn dispatch(
         RouteId::ChatResume => chat::resume(&c),
         RouteId::ChatComplete => chat::complete(&c),
         RouteId::ChatUsage => now(chat::usage(&c)),
+        RouteId::Widget => Ok(Reply::Now(widget::response(&req.head))),
     }
 }
