@@ -154,7 +154,9 @@ impl Api {
         // failures spent the budget gets 429 instead of 401, so a flood of bad credentials
         // stays cheap while valid credentials from the same address keep working.
         if def.id == route::RouteId::Login {
-            self.limiter.charge_ip(head.peer).map_err(reject)?;
+            self.limiter
+                .charge_ip(head.peer, head.received)
+                .map_err(reject)?;
         }
         let principal = match auth::authenticate(
             &self.verifiers,
@@ -165,7 +167,12 @@ impl Api {
         ) {
             Ok(p) => p,
             Err(e) if e.status() == 401 => {
-                return Err(reject(self.limiter.charge_ip(head.peer).err().unwrap_or(e)));
+                return Err(reject(
+                    self.limiter
+                        .charge_ip(head.peer, head.received)
+                        .err()
+                        .unwrap_or(e),
+                ));
             }
             Err(e) => return Err(reject(e)),
         };
@@ -191,21 +198,23 @@ impl Api {
     /// Takes the request from the tenant's bucket; a refusal carries the rate headers and,
     /// for a widget, the CORS headers so that the page can read it.
     fn take_tenant(&self, head: &RequestHead, p: &Principal) -> Result<RateHeaders, Response> {
-        self.limiter.take_tenant(&p.tenant, &p.limits).map_err(|e| {
-            let retry_secs = match &e {
-                ApiError::RateLimited(_, ms) => ms.div_ceil(1000),
-                _ => 1,
-            };
-            let finish = reply::Finish {
-                cors: cors::allowed_origin(head, Some(p)),
-                rate: Some(RateHeaders {
-                    limit: p.limits.burst,
-                    remaining: 0,
-                    reset: time::now_ms() / 1000 + retry_secs,
-                }),
-            };
-            finish.apply(e.into_response())
-        })
+        self.limiter
+            .take_tenant(&p.tenant, &p.limits, head.received)
+            .map_err(|e| {
+                let retry_secs = match &e {
+                    ApiError::RateLimited(_, ms) => ms.div_ceil(1000),
+                    _ => 1,
+                };
+                let finish = reply::Finish {
+                    cors: cors::allowed_origin(head, Some(p)),
+                    rate: Some(RateHeaders {
+                        limit: p.limits.burst,
+                        remaining: 0,
+                        reset: time::now_ms() / 1000 + retry_secs,
+                    }),
+                };
+                finish.apply(e.into_response())
+            })
     }
 
     /// The limiter (session message rate and concurrent sessions are taken by handlers).

@@ -61,6 +61,9 @@ pub struct Env<'a, A: App> {
     pub now_ms: u64,
     /// Microseconds on the same clock (latency figures).
     pub now_us: u64,
+    /// The same moment as an `Instant`, stamped on request heads (the application's own
+    /// clocks, such as rate limiters, then need no clock read per request).
+    pub now: std::time::Instant,
     /// The server is shutting down: no keep-alive, `/health/ready` is `503`.
     pub draining: bool,
 }
@@ -386,7 +389,7 @@ impl<A: App> Conn<A> {
             Err(e) => (avail.len(), Step::Fail(e)),
             Ok(Some(head)) => {
                 let ex = exchange(&head, env);
-                (head.len, classify(&head, avail, ex, self.peer))
+                (head.len, classify(&head, avail, ex, (self.peer, env.now)))
             }
         };
         self.in_pos += len;
@@ -666,7 +669,12 @@ fn exchange<A: App>(head: &Head<'_, '_>, env: &mut Env<'_, A>) -> Exchange {
     }
 }
 
-fn classify(head: &Head<'_, '_>, buf: &[u8], mut ex: Exchange, peer: IpAddr) -> Step {
+fn classify(
+    head: &Head<'_, '_>,
+    buf: &[u8],
+    mut ex: Exchange,
+    (peer, received): (IpAddr, std::time::Instant),
+) -> Step {
     let path = head.target.split('?').next().unwrap_or("");
     let route = match path {
         "/health/live" => Some(Builtin::Live),
@@ -685,7 +693,7 @@ fn classify(head: &Head<'_, '_>, buf: &[u8], mut ex: Exchange, peer: IpAddr) -> 
             Step::Builtin(route, ex)
         }
         None => {
-            let owned = RequestHead::from_parsed(head, buf, ex.id, peer);
+            let owned = RequestHead::from_parsed(head, buf, ex.id, peer, received);
             Step::App(Box::new(owned), head.framing, head.expect_continue, ex)
         }
     }

@@ -146,6 +146,8 @@ pub struct RequestHead {
     pub request_id: RequestId,
     /// The client's IP address.
     pub peer: IpAddr,
+    /// When the loop woke up to read this head (its cached clock: no read per request).
+    pub received: std::time::Instant,
 }
 
 impl RequestHead {
@@ -154,6 +156,7 @@ impl RequestHead {
         buf: &[u8],
         id: RequestId,
         peer: IpAddr,
+        received: std::time::Instant,
     ) -> Self {
         let raw: Box<[u8]> = buf[..head.len].into();
         let base = buf.as_ptr() as usize;
@@ -191,6 +194,7 @@ impl RequestHead {
             chunked,
             request_id: id,
             peer,
+            received,
         }
     }
 
@@ -203,7 +207,7 @@ impl RequestHead {
     ) -> Result<Option<RequestHead>, crate::parse::ParseError> {
         let mut slots = crate::parse::header_slots();
         let head = crate::parse::parse(buf, &mut slots)?;
-        Ok(head.map(|h| RequestHead::from_parsed(&h, buf, id, peer)))
+        Ok(head.map(|h| RequestHead::from_parsed(&h, buf, id, peer, std::time::Instant::now())))
     }
 
     fn text(&self, r: &Range<usize>) -> &str {
@@ -276,7 +280,13 @@ mod tests {
         let buf = b"PATCH /api/x?limit=5&a=b HTTP/1.1\r\nHost: h\r\nX-API-Key:  k1 \r\nx-api-key: k2\r\nContent-Length: 3\r\n\r\nabc";
         let mut slots = header_slots();
         let head = parse(buf, &mut slots).unwrap().unwrap();
-        let h = RequestHead::from_parsed(&head, buf, RequestId::new(b"id"), [127, 0, 0, 1].into());
+        let h = RequestHead::from_parsed(
+            &head,
+            buf,
+            RequestId::new(b"id"),
+            [127, 0, 0, 1].into(),
+            std::time::Instant::now(),
+        );
         assert_eq!(h.method(), Method::Patch);
         assert_eq!(h.method_str(), "PATCH");
         assert_eq!(h.path(), "/api/x");

@@ -90,6 +90,8 @@ struct Core<A: App> {
     clock: Instant,
     now_ms: u64,
     now_us: u64,
+    /// The instant of the last wake-up (what `now_ms` and `now_us` measure).
+    now: Instant,
     draining: bool,
 }
 
@@ -106,12 +108,15 @@ impl<A: App> Core<A> {
             timeouts: self.cfg.timeouts,
             now_ms: self.now_ms,
             now_us: self.now_us,
+            now: self.now,
             draining: self.draining,
         }
     }
 
     fn tick(&mut self) {
-        let us = self.clock.elapsed().as_micros() as u64;
+        let now = Instant::now();
+        self.now = now;
+        let us = now.saturating_duration_since(self.clock).as_micros() as u64;
         self.now_us = us;
         self.now_ms = us / 1000;
         self.date.refresh();
@@ -184,6 +189,7 @@ impl<A: App> Worker<A> {
                 clock: Instant::now(),
                 now_ms: 0,
                 now_us: 0,
+                now: Instant::now(),
                 draining: false,
             },
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),

@@ -85,9 +85,10 @@ impl Limiter {
         self.cfg.enabled
     }
 
-    /// Nanoseconds on the limiter's clock (never 0).
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64 + 1
+    /// Nanoseconds on the limiter's clock at `at` (never 0). Callers pass the instant the
+    /// engine stamped on the request head, so admission reads no clock of its own.
+    fn now(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
     }
 
     fn ip_quota(&self) -> Quota {
@@ -98,11 +99,11 @@ impl Limiter {
     }
 
     /// Charges one unauthenticated request (a failed credential, a login attempt).
-    pub fn charge_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn charge_ip(&self, ip: IpAddr, at: Instant) -> Result<(), ApiError> {
         if !self.cfg.enabled {
             return Ok(());
         }
-        let now = self.now();
+        let now = self.now(at);
         let Some(cell) = self.ips.cell(self.ips.key_of(&ip), now) else {
             return Ok(());
         };
@@ -113,7 +114,12 @@ impl Limiter {
     }
 
     /// Takes one request from tenant `id`'s bucket.
-    pub fn take_tenant(&self, id: &str, limits: &Limits) -> Result<RateHeaders, ApiError> {
+    pub fn take_tenant(
+        &self,
+        id: &str,
+        limits: &Limits,
+        at: Instant,
+    ) -> Result<RateHeaders, ApiError> {
         let q = Quota::per_second(limits.requests_per_second, limits.burst);
         if !self.cfg.enabled {
             return Ok(RateHeaders {
@@ -122,7 +128,7 @@ impl Limiter {
                 reset: unix_now(),
             });
         }
-        let now = self.now();
+        let now = self.now(at);
         let cell = self
             .tenants
             .cell(self.tenants.key_of(id), now)
@@ -140,12 +146,17 @@ impl Limiter {
     }
 
     /// Takes one message from session `id`'s per-minute budget.
-    pub fn take_session_message(&self, id: &str, per_minute: u32) -> Result<(), ApiError> {
+    pub fn take_session_message(
+        &self,
+        id: &str,
+        per_minute: u32,
+        at: Instant,
+    ) -> Result<(), ApiError> {
         if !self.cfg.enabled {
             return Ok(());
         }
         let q = Quota::per_period(per_minute, 60_000_000_000, per_minute);
-        let now = self.now();
+        let now = self.now(at);
         let Some(cell) = self.session_rates.cell(self.session_rates.key_of(id), now) else {
             return Err(rate_limited(
                 "Session message rate limit exceeded",

@@ -52,11 +52,11 @@ fn queue_turn(c: &Call<'_>, turn: Turn, style: Style) -> ApiResult<Reply> {
             release_slot(c, &t.tenant, &t.session.id);
         }
     };
-    if let Err(e) = c
-        .api
-        .limiter()
-        .take_session_message(&turn.session.id, p.limits.session_messages_per_minute)
-    {
+    if let Err(e) = c.api.limiter().take_session_message(
+        &turn.session.id,
+        p.limits.session_messages_per_minute,
+        c.req.head.received,
+    ) {
         release(&turn);
         return Err(e);
     }
