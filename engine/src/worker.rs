@@ -143,6 +143,8 @@ pub(crate) struct Worker<A: App> {
     spare_out: Vec<u8>,
     drain_deadline: Option<u64>,
     fired: Vec<TimerEntry>,
+    /// Connections to drive again before sleeping (they ran out of rounds).
+    again: Vec<(usize, u32)>,
 }
 
 impl<A: App> Worker<A> {
@@ -197,6 +199,7 @@ impl<A: App> Worker<A> {
             spare_out: Vec::new(),
             drain_deadline: None,
             fired: Vec::new(),
+            again: Vec::new(),
         })
     }
 }
@@ -223,6 +226,7 @@ impl<A: App> Worker<A> {
             }
             self.deliver_letters();
             self.fire_timers();
+            self.drive_again();
             if self.check_shutdown() {
                 return Ok(());
             }
@@ -230,6 +234,9 @@ impl<A: App> Worker<A> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let now = self.core.now_ms;
         let wheel = self.wheel.next_timeout(now);
         let drain = self.drain_deadline.map(|d| d.saturating_sub(now));
@@ -312,6 +319,20 @@ impl<A: App> Worker<A> {
         self.drive(key);
     }
 
+    /// Drives the connections that ran out of rounds in the last pass (fairness: each
+    /// gets its rounds again, after everyone else had theirs).
+    fn drive_again(&mut self) {
+        let mut again = std::mem::take(&mut self.again);
+        for (key, gen) in again.drain(..) {
+            if self.slot_key(token_of(key, gen)).is_some() && self.slots[key].lingering.is_none() {
+                self.drive(key);
+            }
+        }
+        if self.again.is_empty() {
+            self.again = again;
+        }
+    }
+
     fn slot_key(&self, token: u64) -> Option<usize> {
         let key = (token & 0xffff_ffff) as usize;
         let gen = (token >> 32) as u32;
@@ -339,17 +360,25 @@ impl<A: App> Worker<A> {
     /// Reads, processes and writes for one connection until it has nothing to do.
     fn drive(&mut self, key: usize) {
         self.lend_buffers(key);
+        // Readiness is edge-triggered: a connection that still has work after its rounds
+        // gets no new event, so it is queued to be driven again before the next sleep.
+        let mut more = true;
         for _ in 0..DRIVE_ROUNDS {
             let wrote = self.flush(key);
             let slot = &self.slots[key];
             if slot.conn.is_done() || slot.io.is_failed() {
+                more = false;
                 break;
             }
             if slot.read_ready && slot.conn.wants_read() {
                 self.read(key);
             } else if !wrote {
+                more = false;
                 break;
             }
+        }
+        if more {
+            self.again.push((key, self.slots[key].gen));
         }
         let slot = &mut self.slots[key];
         if slot.io.is_failed() {

@@ -62,8 +62,13 @@ impl App for TestApp {
         if head.path() == "/reject" {
             return Admission::Reject(Response::error(401, "UNAUTHORIZED", "no"));
         }
+        let body_limit = if head.path() == "/upload" {
+            64 << 20
+        } else {
+            1024
+        };
         Admission::Accept {
-            body_limit: 1024,
+            body_limit,
             context: (),
         }
     }
@@ -73,6 +78,7 @@ impl App for TestApp {
             "/panic" => panic!("handler panic (expected by the test)"),
             "/big" => Reply::Now(Response::json(200, vec![b'x'; BIG])),
             "/echo" => Reply::Now(Response::json(200, req.body.clone())),
+            "/upload" => Reply::Now(Response::json(200, req.body.len().to_string().into_bytes())),
             "/defer" => {
                 let (reply, responder) = req.defer();
                 std::thread::spawn(move || {
@@ -186,6 +192,27 @@ fn a_slow_reader_of_10_mib_gets_every_byte_and_does_not_stall_others() {
     }
     assert_eq!(got, BIG);
     assert_eq!(slow.get("/health/live").unwrap().status, 200);
+}
+
+#[test]
+fn a_large_upload_sent_in_one_go_is_read_to_the_end() {
+    // More than a loop reads for one connection in one pass: the rest must be read without
+    // waiting for a new readiness event (there is none while the client is blocked).
+    let srv = Running::start(Arc::default(), 15_000);
+    let mut c = Client::connect(srv.addr).unwrap();
+    let size = 24 << 20;
+    let head = format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n");
+    let mut all = head.into_bytes();
+    all.extend(std::iter::repeat_n(b'u', size));
+    let started = Instant::now();
+    c.send(&all).unwrap();
+    let r = c.response().unwrap();
+    assert_eq!(r.text(), size.to_string());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

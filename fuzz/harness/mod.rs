@@ -1,0 +1,938 @@
+//! The fuzz harness: one function per target, shared by the cargo-fuzz targets
+//! (`fuzz/fuzz_targets/*.rs`, each a one-line `fuzz_target!` over a function here) and the
+//! corpus replay test of the root package (`tests/fuzz_corpus.rs`), which feeds every file of
+//! `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` through the same function on
+//! stable Rust. Both include this file with `#[path]`, so there is one copy of the checks.
+//!
+//! A target fails by panicking: on a panic inside the code under test, and on a broken
+//! invariant checked here (a framing decision that depends on how the input was split, a
+//! credential accepted that was never issued, a record boundary past the end, ...).
+//!
+//! The credential and API targets need a store: [`fixture`] opens one in a fresh temporary
+//! directory once per process, seeds it with fixed ids and keys (so that seed files can hold
+//! valid credentials), and removes the directory at once (the open log file stays usable).
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use halyard_api::auth::{self, Kind, Verifiers};
+use halyard_api::body::{self, Fields};
+use halyard_api::jwt::Jwt;
+use halyard_api::route::{Guard, ROUTES};
+use halyard_api::sdk_token::{Grant, SdkSigner};
+use halyard_api::{scope, tokens, Api, ApiConfig};
+use halyard_engine::chunked::ChunkedDecoder;
+use halyard_engine::conn::{Conn, Env, Timeouts};
+use halyard_engine::metrics::Metrics;
+use halyard_engine::parse::{self, Framing, Version};
+use halyard_engine::reply::Mailbox;
+use halyard_engine::request::{RequestHead, RequestId, RequestIds};
+use halyard_engine::{App, Method};
+use halyard_storage::record::{self, Next, RecordType};
+use halyard_storage::state::State;
+use halyard_storage::{
+    ApiKey, Backend, KeyKind, Limits, Mutation, Options, Project, PublicKey, Role, Store, Tenant,
+    Txn, User,
+};
+
+/// A harness function: panics when the input breaks something.
+pub type Harness = fn(&[u8]);
+
+/// Every target, by the name of its `fuzz/fuzz_targets/` file and corpus directory.
+pub const TARGETS: &[(&str, Harness)] = &[
+    ("http_head", http_head),
+    ("chunked", chunked),
+    ("json_body", json_body),
+    ("credentials", credentials),
+    ("log_records", log_records),
+    ("last_event_id", last_event_id),
+    ("api_request", api_request),
+];
+
+/// The harness function of target `name`.
+pub fn target(name: &str) -> Option<Harness> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+// ---------------------------------------------------------------------------------------
+// http_head: the request-head parser and the framing rules (CONVENTIONS section 3)
+// ---------------------------------------------------------------------------------------
+
+/// Parses `data` as the front of a connection's input and checks the framing decision
+/// against the raw header lines; a complete head must parse the same when cut anywhere
+/// before its end (as "need more bytes") and when given alone.
+pub fn http_head(data: &[u8]) {
+    let mut slots = parse::header_slots();
+    let head = match parse::parse(data, &mut slots) {
+        Ok(Some(head)) => head,
+        Ok(None) => {
+            // Incomplete: every prefix is incomplete too (or already over a limit).
+            if !data.is_empty() {
+                let mut s = parse::header_slots();
+                let cut = data.len() / 2;
+                assert!(
+                    !matches!(parse::parse(&data[..cut], &mut s), Ok(Some(_))),
+                    "a prefix of an incomplete head parsed as complete"
+                );
+            }
+            return;
+        }
+        Err(e) => {
+            assert!(matches!(e.status(), 400 | 414 | 431), "{e:?}");
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    let len = head.len;
+    assert!(
+        len <= data.len() && len >= 4,
+        "head length {len} of {}",
+        data.len()
+    );
+    let raw = &data[..len];
+    assert!(raw.ends_with(b"\r\n\r\n"), "head must end in CRLF CRLF");
+    assert!(!raw.contains(&0), "NUL accepted in a head");
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF accepted at {i}");
+        }
+        if b == b'\r' {
+            assert!(raw.get(i + 1) == Some(&b'\n'), "bare CR accepted at {i}");
+        }
+    }
+    assert!(head.target.starts_with('/') || head.target == "*");
+    let request_line = raw.split(|&b| b == b'\n').next().unwrap_or(b"");
+    assert!(request_line.len() <= parse::MAX_REQUEST_LINE + 1);
+    assert!(head.headers.len() <= parse::MAX_HEADERS);
+
+    // The framing decision, recomputed from the header lines.
+    let mut lengths = Vec::new();
+    let mut te = Vec::new();
+    let mut hosts = 0;
+    for h in head.headers {
+        assert!(!h.name.is_empty());
+        assert!(
+            h.name.bytes().all(|b| b.is_ascii_graphic() && b != b':'),
+            "header name {:?}",
+            h.name
+        );
+        let value = parse::trim_ows(h.value);
+        if h.name.eq_ignore_ascii_case("content-length") {
+            lengths.push(value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te.push(value);
+        } else if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        }
+    }
+    assert!(lengths.len() <= 1, "several Content-Length accepted");
+    assert!(te.len() <= 1, "several Transfer-Encoding accepted");
+    assert!(
+        lengths.is_empty() || te.is_empty(),
+        "Content-Length with Transfer-Encoding accepted"
+    );
+    match head.version {
+        Version::Http11 => assert_eq!(hosts, 1, "HTTP/1.1 without exactly one Host"),
+        Version::Http10 => {
+            assert!(hosts <= 1);
+            assert!(te.is_empty(), "Transfer-Encoding accepted on HTTP/1.0");
+        }
+    }
+    match head.framing {
+        Framing::None => {
+            assert!(te.is_empty());
+            if let Some(v) = lengths.first() {
+                assert!(v.iter().all(u8::is_ascii_digit) && v.iter().all(|&b| b == b'0'));
+            }
+        }
+        Framing::Length(n) => {
+            assert!(n > 0);
+            let v = lengths.first().expect("a length without Content-Length");
+            assert!(!v.is_empty() && v.iter().all(u8::is_ascii_digit), "{v:?}");
+            let text = std::str::from_utf8(v).expect("digits");
+            assert_eq!(text.parse::<u64>().ok(), Some(n));
+        }
+        Framing::Chunked => {
+            let v = te.first().expect("chunked without Transfer-Encoding");
+            assert!(v.eq_ignore_ascii_case(b"chunked"), "{v:?}");
+        }
+    }
+    if let Some(id) = head.request_id {
+        assert!((1..=64).contains(&id.len()));
+    }
+    let (framing, keep_alive, target) = (head.framing, head.keep_alive, head.target.to_string());
+
+    // The same head alone, and cut before its end.
+    let mut s = parse::header_slots();
+    let alone = parse::parse(raw, &mut s)
+        .expect("the head alone")
+        .expect("complete");
+    assert_eq!(
+        (alone.len, alone.framing, alone.keep_alive),
+        (len, framing, keep_alive)
+    );
+    let cut = usize::from(data[0]) * (len - 1) / 255;
+    let mut s = parse::header_slots();
+    assert!(
+        matches!(parse::parse(&raw[..cut], &mut s), Ok(None)),
+        "a prefix of {cut} bytes of a valid head is not 'need more'"
+    );
+
+    // The owned head the application sees.
+    let owned = RequestHead::from_bytes(data, RequestId::new(b"fuzz"), PEER)
+        .expect("parses as before")
+        .expect("complete");
+    assert!(owned.path().starts_with('/') || owned.path() == "*");
+    let rebuilt = match owned.query() {
+        Some(q) => format!("{}?{q}", owned.path()),
+        None => owned.path().to_string(),
+    };
+    assert_eq!(rebuilt, target);
+    assert_eq!(owned.chunked, framing == Framing::Chunked);
+    for (name, value) in owned.headers() {
+        let first = owned.header(name).expect("a header it listed");
+        assert!(owned.headers_named(name).any(|v| v == first));
+        let _ = value;
+    }
+    let _ = (owned.method(), owned.method_str(), owned.has_body());
+}
+
+// ---------------------------------------------------------------------------------------
+// chunked: the chunked body decoder
+// ---------------------------------------------------------------------------------------
+
+/// Decodes `data[1..]` whole, then again split at an offset chosen by `data[0]` and again
+/// byte by byte: the body, the bytes consumed and the error must not depend on the split.
+pub fn chunked(data: &[u8]) {
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_in_pieces(input, &[input.len()]);
+    let cut = usize::from(seed) * input.len() / 255;
+    let split = decode_in_pieces(input, &[cut, input.len() - cut]);
+    assert_eq!(whole, split, "split at {cut} changed the outcome");
+    if input.len() <= 4096 {
+        let ones = vec![1; input.len()];
+        assert_eq!(whole, decode_in_pieces(input, &ones), "byte by byte");
+    }
+    let (body, consumed, done, err) = whole;
+    assert!(body.len() <= input.len(), "more body than input");
+    if err.is_none() {
+        assert!(consumed <= input.len());
+        assert!(body.len() <= consumed, "more body than input consumed");
+    }
+    if err.is_none() && !done {
+        assert_eq!(consumed, input.len(), "stopped early without being done");
+    }
+}
+
+type Decoded = (
+    Vec<u8>,
+    usize,
+    bool,
+    Option<halyard_engine::chunked::ChunkError>,
+);
+
+fn decode_in_pieces(input: &[u8], pieces: &[usize]) -> Decoded {
+    let mut d = ChunkedDecoder::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &n in pieces {
+        let piece = &input[at..at + n];
+        match d.decode(piece, &mut out) {
+            Ok(used) => {
+                assert!(used <= piece.len());
+                at += used;
+                if used < piece.len() {
+                    assert!(d.is_done(), "input left over before the end");
+                    break;
+                }
+            }
+            // How far the decoder got before the error is not reported: not compared.
+            Err(e) => return (out, usize::MAX, false, Some(e)),
+        }
+        if d.is_done() {
+            break;
+        }
+    }
+    (out, at, d.is_done(), None)
+}
+
+// ---------------------------------------------------------------------------------------
+// json_body: JSON body decoding and field validation
+// ---------------------------------------------------------------------------------------
+
+fn json_head() -> &'static RequestHead {
+    static HEAD: OnceLock<RequestHead> = OnceLock::new();
+    HEAD.get_or_init(|| {
+        RequestHead::from_bytes(
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\r\n",
+            RequestId::new(b"fuzz"),
+            PEER,
+        )
+        .expect("valid")
+        .expect("complete")
+    })
+}
+
+/// Decodes `data` with both JSON paths (serde_json for ordinary routes, simd-json for
+/// imports), renders the errors as responses, and runs the field readers over what parsed.
+pub fn json_body(data: &[u8]) {
+    let head = json_head();
+    let small = body::json(head, data);
+    let large = body::json_large(head, data);
+    for r in [&small, &large] {
+        if let Err(e) = r {
+            assert_eq!(e.status(), 400, "{e:?}");
+        }
+    }
+    // Both parsers accept the same documents: an import and a create must not disagree on
+    // what is JSON (depth is bounded at the same 128 levels on both paths).
+    assert_eq!(
+        small.is_ok(),
+        large.is_ok(),
+        "serde_json {:?} vs simd-json {:?}",
+        small.as_ref().err(),
+        large.as_ref().err()
+    );
+    if let (Ok(a), Ok(b)) = (&small, &large) {
+        assert!(
+            same_json(a, b),
+            "serde_json and simd-json read different values: {a} vs {b}"
+        );
+    }
+    for r in [small, large] {
+        match r {
+            Ok(v) => validate_fields(&v),
+            Err(e) => {
+                let resp = e.into_response();
+                assert_eq!(resp.status, 400);
+            }
+        }
+    }
+}
+
+/// Equal JSON values, numbers compared by value: `-0` reads as the float -0.0 in serde_json
+/// and as the integer 0 in simd-json (see fuzz/regressions/README.md).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as V;
+    match (a, b) {
+        (V::Number(x), V::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (V::Array(x), V::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (V::Object(x), V::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        }
+        _ => a == b,
+    }
+}
+
+/// The field readers of the request types, over any JSON value.
+fn validate_fields(v: &serde_json::Value) {
+    let Ok(mut f) = Fields::of(v) else {
+        assert!(!v.is_object());
+        return;
+    };
+    // Strings, with the limits the handlers use.
+    f.req_str("name", 64);
+    f.opt_str("description", 2000);
+    f.opt_str("instructions", 100_000);
+    f.patch_str("entryAgentName", 64);
+    f.opt_str("message", 100_000);
+    f.opt_bool("disabled");
+    f.opt_u64("maxTokens", 1, 1_000_000);
+    f.opt_u64("expiresIn", 60, 31_536_000);
+    f.opt_f64("temperature", 0.0, 2.0);
+    f.opt_strings("scopes", 32, 10);
+    f.opt_strings("allowedOrigins", 253, 100);
+    f.opt_object_text("metadata", 16 * 1024);
+    f.opt_time("expiresAt");
+    f.nested("model", |m| {
+        m.opt_str("provider", 16);
+        m.opt_str("baseUrl", 2048);
+        m.nested("pricing", |p| {
+            p.opt_f64("inputPerMTok", 0.0, 1e9);
+        });
+    });
+    f.nested("limits", |l| {
+        l.opt_u64("requestsPerSecond", 1, 1_000_000);
+        l.opt_u64("burst", 1, 10_000_000);
+    });
+    if let Some(serde_json::Value::Array(items)) = f.raw("agents") {
+        for item in items.iter().take(64) {
+            if let Ok(mut af) = Fields::of(item) {
+                af.req_str("name", 64).map(body::is_agent_name);
+                let _ = af.finish();
+            }
+        }
+    }
+    for s in ["name", "origin", "value"] {
+        if let Some(serde_json::Value::String(s)) = f.raw(s) {
+            body::is_agent_name(s);
+            body::is_secret_name(s);
+            body::is_origin(s);
+        }
+    }
+    match f.finish() {
+        Ok(()) => {}
+        Err(e) => {
+            assert_eq!(e.status(), 400);
+            let resp = e.into_response();
+            assert_eq!(resp.status, 400);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The store fixture (credentials and api_request)
+// ---------------------------------------------------------------------------------------
+
+/// Tenant of the fixture.
+pub const TENANT: &str = "ten_fuzz";
+/// Its owner user (JWT subject).
+pub const USER: &str = "usr_fuzz";
+/// Its project.
+pub const PROJECT: &str = "proj_fuzz";
+/// An owner API key (all scopes but key:admin).
+pub const USER_KEY: &str = "abl_sk-fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuz";
+/// A service key restricted to project:read on the fixture project.
+pub const SERVICE_KEY: &str = "ak_fuzzservicefuzzservicefuzzservicefuzzserv";
+/// A revoked user key.
+pub const REVOKED_KEY: &str = "abl_sk-revokedrevokedrevokedrevokedrevokedrevoke";
+/// An expired service key.
+pub const EXPIRED_KEY: &str = "ak_expiredexpiredexpiredexpiredexpiredexpire";
+/// A widget public key.
+pub const PUBLIC_KEY: &str = "pk_fuzzpublicfuzzpublicfuzzpublicfuzzpublicf";
+/// Its public key id.
+pub const PUBLIC_KEY_ID: &str = "pkey_fuzz";
+/// The origin its key allows.
+pub const ORIGIN: &str = "https://fuzz.example";
+/// The operator root key.
+pub const ROOT_KEY: &str = "fuzz-root-key-0123456789";
+/// The HS256 secret of issued JWTs.
+pub const JWT_SECRET: &[u8] = b"fuzz-jwt-secret-0123456789abcdef";
+/// The SDK token signing key.
+pub const SDK_KEY: &[u8] = b"fuzz-sdk-token-key";
+/// Issue time of the fixture's JWT, and its lifetime (100 years): seeds stay valid.
+const JWT_IAT: u64 = 1_700_000_000;
+const JWT_TTL: u64 = 100 * 365 * 86_400;
+/// Expiry of the fixture's SDK token (2100-01-01).
+const SDK_EXP: u64 = 4_102_444_800;
+
+/// The store, verifiers and API of the fixture.
+pub struct Fixture {
+    /// The seeded store.
+    pub store: Arc<Store>,
+    /// Verifiers with the fixture's secrets.
+    pub verifiers: Verifiers,
+    /// The whole API over the store (rate limits off).
+    pub api: Api,
+    /// Deferred replies and stream notices of `api_request`, discarded.
+    letters: Mutex<crossbeam_channel::Receiver<halyard_engine::reply::Letter>>,
+    mailbox: Arc<Mailbox>,
+    metrics: Metrics,
+}
+
+/// A valid JWT of the fixture's owner.
+pub fn fixture_jwt() -> String {
+    jwt()
+        .issue(USER, TENANT, "owner", JWT_IAT)
+        .expect("issue a JWT")
+}
+
+/// A valid SDK token for the fixture's project and origin.
+pub fn fixture_sdk_token() -> String {
+    SdkSigner::new(SDK_KEY).mint(&Grant {
+        tenant: TENANT.into(),
+        project: PROJECT.into(),
+        origin: ORIGIN.into(),
+        public_key: PUBLIC_KEY_ID.into(),
+        id: "sdkt_fuzz".into(),
+        exp: SDK_EXP,
+    })
+}
+
+fn jwt() -> Jwt {
+    Jwt::new(JWT_SECRET, JWT_TTL, None).expect("JWT settings")
+}
+
+/// The mutations that seed the fixture's tenant.
+pub fn fixture_mutations() -> Vec<Mutation> {
+    let now = 1_700_000_000_000;
+    let key = |id: &str, secret: &str, kind, scopes: &[&str], projects: &[&str]| ApiKey {
+        id: id.into(),
+        name: id.into(),
+        digest: tokens::digest(secret),
+        prefix: secret.chars().take(11).collect(),
+        last4: tokens::last4(secret),
+        kind,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        project_ids: projects.iter().map(|s| s.to_string()).collect(),
+        expires_at: None,
+        revoked: false,
+        created_at: now,
+    };
+    let all: Vec<&str> = scope::ALL
+        .iter()
+        .map(|(_, n)| *n)
+        .filter(|n| *n != "key:admin")
+        .collect();
+    let mut revoked = key("key_revoked", REVOKED_KEY, KeyKind::User, &all, &[]);
+    revoked.revoked = true;
+    let mut expired = key("key_expired", EXPIRED_KEY, KeyKind::Service, &all, &[]);
+    expired.expires_at = Some(1);
+    vec![
+        Mutation::PutTenant(Tenant {
+            id: TENANT.into(),
+            name: "fuzz".into(),
+            limits: Limits::default(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }),
+        Mutation::PutUser(User {
+            id: USER.into(),
+            email: "owner@fuzz.example".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+            role: Role::Owner,
+            created_at: now,
+        }),
+        Mutation::PutApiKey(key("key_owner", USER_KEY, KeyKind::User, &all, &[])),
+        Mutation::PutApiKey(key(
+            "key_service",
+            SERVICE_KEY,
+            KeyKind::Service,
+            &["project:read"],
+            &[PROJECT],
+        )),
+        Mutation::PutApiKey(revoked),
+        Mutation::PutApiKey(expired),
+        Mutation::PutProject(Project {
+            id: PROJECT.into(),
+            name: "fuzz".into(),
+            slug: "fuzz".into(),
+            description: None,
+            entry_agent_name: Some("assistant".into()),
+            created_at: now,
+            updated_at: now,
+        }),
+        Mutation::PutAgent(halyard_storage::Agent {
+            id: "agt_fuzz".into(),
+            project_id: PROJECT.into(),
+            name: "assistant".into(),
+            description: None,
+            instructions: None,
+            model: halyard_storage::ModelConfig {
+                provider: "echo".into(),
+                model: "echo".into(),
+                ..halyard_storage::ModelConfig::default()
+            },
+            dsl_content: None,
+            created_at: now,
+            updated_at: now,
+        }),
+        Mutation::PutPublicKey(PublicKey {
+            id: PUBLIC_KEY_ID.into(),
+            project_id: PROJECT.into(),
+            name: "fuzz widget".into(),
+            prefix: PUBLIC_KEY.chars().take(7).collect(),
+            digest: tokens::digest(PUBLIC_KEY),
+            allowed_origins: vec![ORIGIN.into()],
+            created_at: now,
+        }),
+    ]
+}
+
+/// The fixture, opened on first use.
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("halyard-fuzz-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = Options {
+            fsync: halyard_storage::FsyncPolicy::Never,
+            snapshot_threshold: u64::MAX,
+            ..Options::default()
+        };
+        let (store, _) = Store::open(&dir, opts).expect("open the fixture store");
+        store
+            .commit_wait(TENANT, fixture_mutations())
+            .expect("seed the fixture");
+        // The open segment stays writable after its directory is gone; nothing is left
+        // behind in the temp dir however the process ends.
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(store);
+        let api = Api::new(
+            store.clone() as Arc<dyn Backend>,
+            ApiConfig {
+                jwt_secret: JWT_SECRET.to_vec(),
+                jwt_ttl_secs: JWT_TTL,
+                external_jwt: None,
+                root_key: Some(ROOT_KEY.into()),
+                master_key: [7; 32],
+                limits: halyard_api::admission::LimitConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
+                runtime: halyard_api::chat::runtime::RuntimeConfig {
+                    workers: 1,
+                    queue: 16,
+                    ..Default::default()
+                },
+            },
+        )
+        .expect("API");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Fixture {
+            store,
+            verifiers: Verifiers {
+                jwt: jwt(),
+                sdk: SdkSigner::new(SDK_KEY),
+                root: Some(tokens::digest(ROOT_KEY)),
+            },
+            api,
+            letters: Mutex::new(rx),
+            mailbox: Arc::new(Mailbox::new(tx, None)),
+            metrics: Metrics::new(1),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// credentials: Authorization / X-API-Key / X-SDK-Token / X-Public-Key / JWT
+// ---------------------------------------------------------------------------------------
+
+/// Treats `data` as header lines of a request and authenticates it under every guard; also
+/// feeds the value-level verifiers directly. Only the fixture's own credentials may pass.
+pub fn credentials(data: &[u8]) {
+    let fx = fixture();
+    let now_ms = halyard_api::time::now_ms();
+    if let Ok(s) = std::str::from_utf8(data) {
+        let token = s.trim();
+        if let Some((claims, external)) = fx.verifiers.jwt.verify(token) {
+            assert!(!external);
+            assert_eq!((claims.sub.as_str(), claims.tid.as_str()), (USER, TENANT));
+        }
+        if let Some(grant) = fx.verifiers.sdk.verify(token, now_ms / 1000) {
+            assert_eq!(grant.tenant, TENANT, "an SDK token was forged");
+        }
+        let _ = tokens::digest(token);
+    }
+    let mut raw = b"GET /api/v1/auth/me HTTP/1.1\r\nHost: h\r\n".to_vec();
+    raw.extend_from_slice(data);
+    raw.extend_from_slice(b"\r\n\r\n");
+    let Ok(Some(head)) = RequestHead::from_bytes(&raw, RequestId::new(b"fuzz"), PEER) else {
+        return;
+    };
+    let mut guards = vec![
+        Guard::Public,
+        Guard::Root,
+        Guard::Scope(None),
+        Guard::PublicKey,
+        Guard::SdkToken,
+    ];
+    guards.extend(scope::ALL.iter().map(|(s, _)| Guard::Scope(Some(*s))));
+    let text = String::from_utf8_lossy(data);
+    for guard in guards {
+        let principal = match auth::authenticate(&fx.verifiers, &*fx.store, &head, guard, now_ms) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                assert!(matches!(guard, Guard::Public));
+                continue;
+            }
+            Err(e) => {
+                assert!(matches!(e.status(), 401 | 403), "{e:?}");
+                continue;
+            }
+        };
+        match principal.kind {
+            Kind::Root => {
+                assert!(matches!(guard, Guard::Root));
+                assert!(
+                    text.contains(ROOT_KEY),
+                    "root accepted without the root key"
+                );
+            }
+            Kind::UserKey => assert!(text.contains(USER_KEY), "user key forged"),
+            Kind::ServiceKey => assert!(text.contains(SERVICE_KEY), "service key forged"),
+            Kind::PublicKey => {
+                assert!(text.contains(PUBLIC_KEY) && text.contains(ORIGIN));
+            }
+            Kind::Sdk => assert!(text.contains(ORIGIN), "SDK token without its origin"),
+            Kind::Jwt => assert_eq!(principal.id, USER),
+        }
+        if principal.kind != Kind::Root {
+            assert_eq!(principal.tenant, TENANT);
+            assert!(principal.sees_project(PROJECT) || !principal.projects.is_empty());
+        }
+        if let Guard::Scope(Some(s)) = guard {
+            assert!(
+                principal.has(s),
+                "a principal without {s:?} passed its guard"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// log_records: the record decoder, segment recovery, Txn payloads and their replay
+// ---------------------------------------------------------------------------------------
+
+/// Walks `data` as records and as a segment (with and without a valid header in front),
+/// decodes every payload as a `Txn` (and `data` itself, so the fuzzer reaches the payload
+/// decoder without forging checksums) and replays what decodes into a fresh state.
+pub fn log_records(data: &[u8]) {
+    let (records, end) = record::decode(data);
+    let mut at = 0;
+    for r in &records {
+        assert_eq!(r.offset, at, "records are back to back");
+        assert!(r.end() <= data.len());
+        at = r.end();
+    }
+    match end {
+        Next::End => assert_eq!(at, data.len()),
+        Next::Torn { offset, .. } => assert_eq!(offset, at),
+        Next::Corrupt {
+            offset, next_valid, ..
+        } => {
+            assert_eq!(offset, at);
+            assert!(next_valid > offset && next_valid < data.len());
+            let (after, _) = record::decode(&data[next_valid..]);
+            assert!(!after.is_empty(), "next_valid is not a valid record");
+        }
+        Next::Record(_) => panic!("decode ended on a record"),
+    }
+    // The whole input as a segment, and behind a valid segment header.
+    let scan = halyard_storage::recover_segment_bytes(data);
+    assert!(scan.valid_end as usize <= data.len());
+    let mut seg =
+        halyard_storage::header::encode(halyard_storage::header::SEGMENT_MAGIC, 1).to_vec();
+    let header_len = seg.len();
+    seg.extend_from_slice(data);
+    let scan = halyard_storage::recover_segment_bytes(&seg);
+    assert_eq!(
+        scan.records,
+        records.len() as u64,
+        "segment scan disagrees with the reader"
+    );
+    assert_eq!(scan.valid_end as usize, header_len + at);
+
+    let state = State::default();
+    for r in &records {
+        if matches!(r.kind, RecordType::Txn | RecordType::SnapshotEntry) {
+            replay(&state, r.payload);
+        }
+    }
+    replay(&state, data);
+    // A payload the fuzzer wrote, framed with a valid checksum, read back.
+    let mut framed = Vec::new();
+    record::encode(RecordType::Txn, data, &mut framed);
+    let (again, end) = record::decode(&framed);
+    assert_eq!(end, Next::End);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].payload, data);
+}
+
+fn replay(state: &State, payload: &[u8]) {
+    let Ok(txn) = Txn::decode(payload) else {
+        return;
+    };
+    // Encoding is canonical for what decodes: decode(encode(t)) == t.
+    let mut e = halyard_storage::codec::Encoder::default();
+    txn.encode(&mut e);
+    let back = Txn::decode(&e.into_bytes()).expect("a re-encoded Txn decodes");
+    assert_eq!(back, txn);
+    let _ = state.apply(&txn.tenant, txn.mutations);
+}
+
+// ---------------------------------------------------------------------------------------
+// last_event_id: the SSE Last-Event-ID header
+// ---------------------------------------------------------------------------------------
+
+/// Parses `data` as a `Last-Event-ID` value, directly and through a request head, against a
+/// reference: optional SP/HTAB around plain ASCII digits that fit in a u64.
+pub fn last_event_id(data: &[u8]) {
+    let got = halyard_api::chat::sse::parse_last_event_id(data);
+    let trimmed = parse::trim_ows(data);
+    let want = if !trimmed.is_empty() && trimmed.iter().all(u8::is_ascii_digit) {
+        std::str::from_utf8(trimmed)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    } else {
+        None
+    };
+    assert_eq!(got, want, "{data:?}");
+    let mut raw = b"GET /api/v1/chat/stream/s HTTP/1.1\r\nHost: h\r\nLast-Event-ID: ".to_vec();
+    raw.extend_from_slice(data);
+    raw.extend_from_slice(b"\r\n\r\n");
+    // Through a head, when the value is one header line (a CR or LF would end it early).
+    if data.contains(&b'\r') || data.contains(&b'\n') {
+        return;
+    }
+    if let Ok(Some(head)) = RequestHead::from_bytes(&raw, RequestId::new(b"fuzz"), PEER) {
+        let value = head.header("last-event-id").unwrap_or(b"");
+        assert_eq!(halyard_api::chat::sse::parse_last_event_id(value), want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// api_request: one request of any route through the connection state machine and the API
+// ---------------------------------------------------------------------------------------
+
+/// `data[0]` picks a route of the table, `data[1]` how the credential is presented; the
+/// rest is the body (routes with a body) or the query string (others). The request goes
+/// through a `Conn` (head parser, admission with authentication, body reading, the route's
+/// handler with its JSON decoding and validation) like bytes from a socket; the response
+/// must be well-formed, and never a 500.
+pub fn api_request(data: &[u8]) {
+    let [route_byte, cred_byte, rest @ ..] = data else {
+        return;
+    };
+    let fx = fixture();
+    let def = &ROUTES[usize::from(*route_byte) % ROUTES.len()];
+    if def.id == halyard_api::route::RouteId::Login {
+        // A login costs an Argon2 hash by design (about 50 ms): too slow to fuzz here; its
+        // body is two strings, covered by json_body.
+        return;
+    }
+    let has_body = matches!(def.method, Method::Post | Method::Put | Method::Patch);
+    if has_body && names_openai(rest) {
+        // An agent with the openai provider would make the agent runtime call out to a
+        // model provider: this harness never leaves the process.
+        return;
+    }
+    // Deletions and tenant changes aim at ids that do not exist, so that the fixture's
+    // tenant, project, agent and keys stay for the next input.
+    let deleting = def.method == Method::Delete;
+    let last = def.pattern.rsplit('/').next().unwrap_or("");
+    let path: String = def
+        .pattern
+        .split('/')
+        .map(|seg| match seg {
+            ":projectId" if !(deleting && last == ":projectId") => PROJECT,
+            ":name" if !deleting => "assistant",
+            ":tenantId" => "ten_other",
+            s if s.starts_with(':') => "fuzz_id",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut target = path;
+    if !has_body && !rest.is_empty() {
+        target.push('?');
+        for &b in rest {
+            if b.is_ascii_alphanumeric() || b"-._~=&".contains(&b) {
+                target.push(char::from(b));
+            } else {
+                target.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let mut req = format!("{} {target} HTTP/1.1\r\nHost: h\r\n", def.method.as_str());
+    let credential = match (def.guard, cred_byte % 4) {
+        (_, 3) => String::new(),
+        (Guard::Root, _) => format!("Authorization: Bearer {ROOT_KEY}\r\n"),
+        (Guard::PublicKey, _) => format!("X-Public-Key: {PUBLIC_KEY}\r\nOrigin: {ORIGIN}\r\n"),
+        (Guard::SdkToken, _) => {
+            format!(
+                "X-SDK-Token: {}\r\nOrigin: {ORIGIN}\r\n",
+                fixture_sdk_token()
+            )
+        }
+        (_, 0) => format!("Authorization: Bearer {USER_KEY}\r\n"),
+        (_, 1) => format!("X-API-Key: {SERVICE_KEY}\r\n"),
+        (_, _) => format!("Authorization: Bearer {}\r\n", fixture_jwt()),
+    };
+    req.push_str(&credential);
+    let mut bytes = req.into_bytes();
+    if has_body {
+        bytes.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                rest.len()
+            )
+            .as_bytes(),
+        );
+        bytes.extend_from_slice(rest);
+    } else {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    let out = run_conn(fx, &bytes);
+    check_response(&out, def.pattern);
+}
+
+/// Whether `body` is JSON holding the string "openai" anywhere (after unescaping).
+fn names_openai(body: &[u8]) -> bool {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.eq_ignore_ascii_case("openai"),
+            serde_json::Value::Array(a) => a.iter().any(walk),
+            serde_json::Value::Object(o) => o.iter().any(|(k, v)| k == "openai" || walk(v)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| walk(&v))
+}
+
+/// Feeds `input` to a fresh connection over the fixture's API; returns what it wrote.
+fn run_conn(fx: &Fixture, input: &[u8]) -> Vec<u8> {
+    let mut ids = RequestIds::new(1);
+    let mut conn: Conn<Api> = Conn::new(PEER, 0);
+    let mut env = Env {
+        app: &fx.api,
+        date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+        mailbox: &fx.mailbox,
+        token: 1,
+        ids: &mut ids,
+        stats: fx.metrics.loop_stats(0),
+        metrics: &fx.metrics,
+        timeouts: Timeouts {
+            header_ms: 10_000,
+            idle_ms: 10_000,
+        },
+        now_ms: 1,
+        now_us: 1_000,
+        now: std::time::Instant::now(),
+        draining: false,
+    };
+    conn.receive(input, &mut env);
+    conn.on_eof(&mut env);
+    let out = conn.output().to_vec();
+    let n = conn.pending_output();
+    conn.consumed(n, &mut env);
+    conn.on_close(&mut env);
+    if let Ok(rx) = fx.letters.lock() {
+        while rx.try_recv().is_ok() {}
+    }
+    out
+}
+
+fn check_response(out: &[u8], what: &str) {
+    static DEBUG: OnceLock<bool> = OnceLock::new();
+    if *DEBUG.get_or_init(|| std::env::var_os("HALYARD_FUZZ_DEBUG").is_some()) {
+        let line = out.split(|&b| b == b'\r').next().unwrap_or(b"");
+        eprintln!("{what}: {}", String::from_utf8_lossy(line));
+    }
+    if out.is_empty() {
+        // Deferred (a write waiting for durability, a queued turn): answered later.
+        return;
+    }
+    let text = String::from_utf8_lossy(out);
+    assert!(text.starts_with("HTTP/1.1 "), "{what}: {text}");
+    let status: u16 = text[9..12].parse().unwrap_or(0);
+    assert!((100..600).contains(&status), "{what}: {text}");
+    assert_ne!(status, 500, "{what}: internal error: {text}");
+    assert!(text.contains("\r\nX-Request-Id: ") || text.contains("\r\nx-request-id: "));
+}
+
+/// The application trait is used through `Conn`; keep the import honest.
+fn _uses_app<A: App>() {}
