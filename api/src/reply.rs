@@ -44,6 +44,52 @@ pub fn list<T>(key: &str, listed: &Listed<T>, page: Page, view: impl Fn(&T) -> V
     ])
 }
 
+/// `{"success": true, "<key>": item}`, serialized straight from `item` (no `Value` tree:
+/// the hot read paths use this).
+pub fn ok_one<T: serde::Serialize>(key: &str, item: &T) -> Response {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"success\":true,");
+    push_key(&mut out, key);
+    let _ = serde_json::to_writer(&mut out, item);
+    out.push(b'}');
+    Response::json(200, out)
+}
+
+/// Serializes `v` into `out` (serialization of the views cannot fail).
+pub fn ser<V: serde::Serialize>(out: &mut Vec<u8>, v: &V) {
+    let _ = serde_json::to_writer(out, v);
+}
+
+/// A page of a list under `key`, each item written straight from its view by `write`.
+pub fn list_of<T>(
+    key: &str,
+    listed: &Listed<T>,
+    page: Page,
+    write: impl Fn(&mut Vec<u8>, &T),
+) -> Response {
+    let mut out = Vec::with_capacity(64 + 320 * listed.items.len());
+    out.extend_from_slice(b"{\"success\":true,");
+    push_key(&mut out, key);
+    out.push(b'[');
+    for (i, item) in listed.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(&mut out, item);
+    }
+    out.extend_from_slice(b"],\"pagination\":");
+    let pagination =
+        serde_json::json!({"total": listed.total, "limit": page.limit, "offset": page.offset});
+    let _ = serde_json::to_writer(&mut out, &pagination);
+    out.push(b'}');
+    Response::json(200, out)
+}
+
+fn push_key(out: &mut Vec<u8>, key: &str) {
+    halyard_engine::response::write_json_string(out, key);
+    out.push(b':');
+}
+
 /// Headers every response of one request gets.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {

@@ -573,6 +573,46 @@ pub enum Matched {
     NotFound,
 }
 
+/// One segment of a compiled pattern.
+#[derive(Debug)]
+enum Seg {
+    Lit(&'static str),
+    Param,
+}
+
+/// A route with its pattern split once, at first use.
+#[derive(Debug)]
+struct Compiled {
+    def: &'static RouteDef,
+    segs: Vec<Seg>,
+}
+
+/// Most segments a routed path has (the longest pattern has 7 with the leading empty one).
+const MAX_SEGMENTS: usize = 8;
+
+fn compiled() -> &'static [Compiled] {
+    static TABLE: std::sync::OnceLock<Vec<Compiled>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|def| Compiled {
+                def,
+                segs: def
+                    .pattern
+                    .split('/')
+                    .map(|p| {
+                        if p.starts_with(':') {
+                            Seg::Param
+                        } else {
+                            Seg::Lit(p)
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    })
+}
+
 /// Matches a method and path against the table.
 pub fn resolve(method: Method, path: &str) -> Matched {
     let method = if method == Method::Head {
@@ -580,16 +620,32 @@ pub fn resolve(method: Method, path: &str) -> Matched {
     } else {
         method
     };
+    // Split the path once: (start, end) of each segment.
+    let mut segs = [(0u16, 0u16); MAX_SEGMENTS];
+    let mut n = 0;
+    let mut start = 0usize;
+    if path.len() > usize::from(u16::MAX) {
+        return Matched::NotFound;
+    }
+    for seg in path.split('/') {
+        if n == MAX_SEGMENTS {
+            return Matched::NotFound;
+        }
+        segs[n] = (start as u16, (start + seg.len()) as u16);
+        n += 1;
+        start += seg.len() + 1;
+    }
+    let segs = &segs[..n];
     let mut allowed: Vec<&'static str> = Vec::new();
-    for def in ROUTES {
-        let Some(params) = match_pattern(def.pattern, path) else {
+    for c in compiled().iter().filter(|c| c.segs.len() == n) {
+        let Some(params) = match_segments(&c.segs, path, segs) else {
             continue;
         };
-        if def.method == method {
-            return Matched::Route(def, params);
+        if c.def.method == method {
+            return Matched::Route(c.def, params);
         }
-        if !allowed.contains(&def.method.as_str()) {
-            allowed.push(def.method.as_str());
+        if !allowed.contains(&c.def.method.as_str()) {
+            allowed.push(c.def.method.as_str());
         }
     }
     if allowed.is_empty() {
@@ -602,27 +658,20 @@ pub fn resolve(method: Method, path: &str) -> Matched {
     Matched::WrongMethod(allowed.join(", "))
 }
 
-fn match_pattern(pattern: &str, path: &str) -> Option<Params> {
-    if path.len() > usize::from(u16::MAX) {
-        return None;
-    }
+fn match_segments(pattern: &[Seg], path: &str, segs: &[(u16, u16)]) -> Option<Params> {
     let mut params = Params::default();
-    let mut pat = pattern.split('/');
-    let mut offset = 0usize;
-    for seg in path.split('/') {
-        let p = pat.next()?;
-        if let Some(_name) = p.strip_prefix(':') {
-            if seg.is_empty() || usize::from(params.len) == params.ranges.len() {
-                return None;
+    for (p, &(a, b)) in pattern.iter().zip(segs) {
+        let seg = &path[usize::from(a)..usize::from(b)];
+        match p {
+            Seg::Lit(lit) if *lit == seg => {}
+            Seg::Param if !seg.is_empty() && usize::from(params.len) < params.ranges.len() => {
+                params.ranges[usize::from(params.len)] = (a, b);
+                params.len += 1;
             }
-            params.ranges[usize::from(params.len)] = (offset as u16, (offset + seg.len()) as u16);
-            params.len += 1;
-        } else if p != seg {
-            return None;
+            _ => return None,
         }
-        offset += seg.len() + 1;
     }
-    pat.next().is_none().then_some(params)
+    Some(params)
 }
 
 #[cfg(test)]

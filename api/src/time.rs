@@ -17,16 +17,52 @@ pub fn now_ms() -> u64 {
 
 /// Renders `ms` as RFC 3339 UTC with milliseconds.
 pub fn iso(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, mo, d) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    Iso(ms).to_string()
+}
+
+/// A timestamp that renders as RFC 3339 UTC with milliseconds without allocating: in a
+/// response it serializes straight into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Iso(pub u64);
+
+impl Iso {
+    /// The 24 ASCII bytes `YYYY-MM-DDTHH:MM:SS.mmmZ` (years past 9999 are capped).
+    pub fn bytes(self) -> [u8; 24] {
+        let ms = self.0;
+        let secs = ms / 1000;
+        let (y, mo, d) = civil_from_days(secs / 86_400);
+        let rem = secs % 86_400;
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.min(9999));
+        put(5, 2, mo);
+        put(8, 2, d);
+        put(11, 2, rem / 3600);
+        put(14, 2, rem % 3600 / 60);
+        put(17, 2, rem % 60);
+        put(20, 3, ms % 1000);
+        out
+    }
+}
+
+impl std::fmt::Display for Iso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.bytes();
+        // The bytes are ASCII digits and separators.
+        f.write_str(std::str::from_utf8(&b).unwrap_or(""))
+    }
+}
+
+impl serde::Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.bytes();
+        s.serialize_str(std::str::from_utf8(&b).unwrap_or(""))
+    }
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm), for years >= 1970.

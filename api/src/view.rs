@@ -8,9 +8,11 @@ use halyard_storage::{
     Agent, ApiKey, Channel, KeyKind, Message, MessageRole, Project, PublicKey, Role, Secret,
     Session, SessionStatus, Tenant, Usage, User,
 };
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::time::iso;
+use crate::time::{iso, Iso};
 
 fn opt_time(ms: Option<u64>) -> Value {
     ms.map_or(Value::Null, |m| Value::String(iso(m)))
@@ -76,31 +78,74 @@ pub fn project(p: &Project) -> Value {
     })
 }
 
-/// An agent.
+/// An agent, serialized straight from the stored value.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView<'a> {
+    id: &'a str,
+    project_id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    instructions: Option<&'a str>,
+    model: ModelView<'a>,
+    dsl_content: Option<&'a str>,
+    created_at: Iso,
+    updated_at: Iso,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelView<'a> {
+    provider: &'a str,
+    model: &'a str,
+    base_url: Option<&'a str>,
+    api_key_secret: Option<&'a str>,
+    temperature: Option<f64>,
+    max_tokens: Option<u64>,
+    pricing: Option<PricingView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PricingView {
+    #[serde(rename = "inputPerMTok")]
+    input_per_mtok: f64,
+    #[serde(rename = "outputPerMTok")]
+    output_per_mtok: f64,
+}
+
+impl<'a> AgentView<'a> {
+    /// The view of `a`.
+    pub fn of(a: &'a Agent) -> Self {
+        let m = &a.model;
+        AgentView {
+            id: &a.id,
+            project_id: &a.project_id,
+            name: &a.name,
+            description: a.description.as_deref(),
+            instructions: a.instructions.as_deref(),
+            model: ModelView {
+                provider: &m.provider,
+                model: &m.model,
+                base_url: m.base_url.as_deref(),
+                api_key_secret: m.api_key_secret.as_deref(),
+                temperature: m.temperature,
+                max_tokens: m.max_tokens,
+                pricing: m.pricing.map(|p| PricingView {
+                    input_per_mtok: p.input_per_mtok,
+                    output_per_mtok: p.output_per_mtok,
+                }),
+            },
+            dsl_content: a.dsl_content.as_deref(),
+            created_at: Iso(a.created_at),
+            updated_at: Iso(a.updated_at),
+        }
+    }
+}
+
+/// An agent as a JSON value.
 pub fn agent(a: &Agent) -> Value {
-    let m = &a.model;
-    let pricing = m
-        .pricing
-        .map(|p| json!({"inputPerMTok": p.input_per_mtok, "outputPerMTok": p.output_per_mtok}));
-    json!({
-        "id": a.id,
-        "projectId": a.project_id,
-        "name": a.name,
-        "description": a.description,
-        "instructions": a.instructions,
-        "model": {
-            "provider": m.provider,
-            "model": m.model,
-            "baseUrl": m.base_url,
-            "apiKeySecret": m.api_key_secret,
-            "temperature": m.temperature,
-            "maxTokens": m.max_tokens,
-            "pricing": pricing,
-        },
-        "dslContent": a.dsl_content,
-        "createdAt": iso(a.created_at),
-        "updatedAt": iso(a.updated_at),
-    })
+    serde_json::to_value(AgentView::of(a)).unwrap_or(Value::Null)
 }
 
 fn status(s: SessionStatus) -> &'static str {
@@ -118,22 +163,46 @@ pub fn channel(c: Channel) -> &'static str {
     }
 }
 
-/// A session.
+/// A session, serialized straight from the stored value (its metadata is stored as JSON
+/// text and written out as it is).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView<'a> {
+    id: &'a str,
+    project_id: &'a str,
+    agent_id: &'a str,
+    agent_name: &'a str,
+    status: &'static str,
+    channel: &'static str,
+    message_count: u64,
+    token_count: u64,
+    metadata: Option<&'a RawValue>,
+    created_at: Iso,
+    last_activity_at: Iso,
+}
+
+impl<'a> SessionView<'a> {
+    /// The view of `s`.
+    pub fn of(s: &'a Session) -> Self {
+        SessionView {
+            id: &s.id,
+            project_id: &s.project_id,
+            agent_id: &s.agent_id,
+            agent_name: &s.agent_name,
+            status: status(s.status),
+            channel: channel(s.channel),
+            message_count: s.message_count,
+            token_count: s.token_count,
+            metadata: serde_json::from_str(&s.metadata).ok(),
+            created_at: Iso(s.created_at),
+            last_activity_at: Iso(s.last_activity_at),
+        }
+    }
+}
+
+/// A session as a JSON value.
 pub fn session(s: &Session) -> Value {
-    let metadata: Value = serde_json::from_str(&s.metadata).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": s.id,
-        "projectId": s.project_id,
-        "agentId": s.agent_id,
-        "agentName": s.agent_name,
-        "status": status(s.status),
-        "channel": channel(s.channel),
-        "messageCount": s.message_count,
-        "tokenCount": s.token_count,
-        "metadata": metadata,
-        "createdAt": iso(s.created_at),
-        "lastActivityAt": iso(s.last_activity_at),
-    })
+    serde_json::to_value(SessionView::of(s)).unwrap_or(Value::Null)
 }
 
 /// Token usage.

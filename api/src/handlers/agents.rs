@@ -121,7 +121,9 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
     let project = c.project()?;
     let page = c.page()?;
     let listed = c.api.store.agents(c.tenant()?, Some(&project.id), page);
-    Ok(reply::list("agents", &listed, page, view::agent))
+    Ok(reply::list_of("agents", &listed, page, |out, a| {
+        reply::ser(out, &view::AgentView::of(a))
+    }))
 }
 
 /// `POST /api/projects/:pid/agents`.
@@ -198,7 +200,9 @@ pub fn directory(c: &Call<'_>) -> ApiResult<Response> {
             page,
         )
     };
-    Ok(reply::list("agents", &listed, page, view::agent))
+    Ok(reply::list_of("agents", &listed, page, |out, a| {
+        reply::ser(out, &view::AgentView::of(a))
+    }))
 }
 
 /// `GET /api/agents/:name` (`?projectId=` when the name is in several projects).
@@ -223,6 +227,6 @@ pub fn by_name(c: &Call<'_>) -> ApiResult<Response> {
             )))
         }
     };
-    Ok(reply::ok(vec![("agent", view::agent(&agent))])
+    Ok(reply::ok_one("agent", &view::AgentView::of(&agent))
         .with_header("Cache-Control", "private, max-age=300"))
 }

@@ -181,7 +181,9 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
         created_by_token: p.sdk.as_ref().map(|g| g.id.as_str()),
     };
     let listed = c.api.store.sessions(&p.tenant, &project.id, &filter, page);
-    Ok(reply::list("sessions", &listed, page, view::session))
+    Ok(reply::list_of("sessions", &listed, page, |out, s| {
+        reply::ser(out, &view::SessionView::of(s))
+    }))
 }
 
 /// `GET /api/projects/:pid/sessions/:id`.
