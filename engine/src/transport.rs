@@ -79,6 +79,11 @@ impl Transport {
     }
 
     /// True while a TLS handshake is in progress.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// True while a TLS handshake is in progress.
     pub(crate) fn is_handshaking(&self) -> bool {
         self.tls
             .as_ref()

@@ -73,6 +73,8 @@ struct Slot<A: App> {
     deadline: Option<(TimerKey, u64)>,
     heartbeat: Option<TimerKey>,
     read_ready: bool,
+    /// The peer closed its side (or the socket failed): read until EOF, not a short read.
+    peer_hup: bool,
     write_interest: bool,
     lingering: Option<usize>,
 }
@@ -221,7 +223,9 @@ impl<A: App> Worker<A> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
-                    Token(t) => self.on_socket_event(t as u64),
+                    Token(t) => {
+                        self.on_socket_event(t as u64, event.is_read_closed() || event.is_error())
+                    }
                 }
             }
             self.deliver_letters();
@@ -312,6 +316,7 @@ impl<A: App> Worker<A> {
             heartbeat: None,
             // Data may already be there: try a read at once (saves a poll round trip).
             read_ready: true,
+            peer_hup: false,
             write_interest: false,
             lingering: None,
         });
@@ -342,7 +347,7 @@ impl<A: App> Worker<A> {
         }
     }
 
-    fn on_socket_event(&mut self, token: u64) {
+    fn on_socket_event(&mut self, token: u64, hup: bool) {
         let Some(key) = self.slot_key(token) else {
             return;
         };
@@ -350,6 +355,7 @@ impl<A: App> Worker<A> {
         // Readiness is a hint: mark and let the read result decide (errors, EOF included).
         // A writable event needs no mark: `drive` always tries to flush pending output.
         slot.read_ready = true;
+        slot.peer_hup |= hup;
         if slot.lingering.is_some() {
             self.linger_read(key);
         } else {
@@ -406,6 +412,13 @@ impl<A: App> Worker<A> {
         let stats = self.core.metrics.loop_stats(self.core.index);
         match slot.io.read(&mut self.read_buf, stats) {
             Received::Data(n) => {
+                // A short read drained the socket: edge-triggered readiness reports the next
+                // bytes, so another read would only return EAGAIN (one syscall per request
+                // saved). Not when the peer has closed (its EOF raises no further edge), nor
+                // under TLS, whose record layer may hold back decrypted bytes.
+                if n < self.read_buf.len() && slot.io.is_plain() && !slot.peer_hup {
+                    slot.read_ready = false;
+                }
                 slot.conn
                     .receive(&self.read_buf[..n], &mut self.core.env(token));
             }

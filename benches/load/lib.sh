@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+# Helpers shared by the load scripts (run.sh, api.sh, chat.sh): logging, stopping the
+# processes a script started (by PID), installing tools, ports and readiness, CPU and memory
+# of a server from /proc, wrk latency parsing, medians, ratios and target checks.
+#
+# The sourcing script defines WORK (its scratch directory) and PIDS (an array of the PIDs of
+# every long-running process it starts), sets LOG_TAG (the log prefix), and installs
+# `trap cleanup EXIT`. cpu_ticks/status_kib/server_pids read /proc only.
+
+log() { printf '[%s] %s\n' "${LOG_TAG:-load}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# stop_pid PID [GRACE_S]: lets PID exit by itself for GRACE_S seconds (default 0), then
+# sends SIGTERM, then SIGKILL after 5 s; reaps it and forgets it.
+stop_pid() {
+    local pid=$1 grace=${2:-0} i
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    wait "$pid" 2>/dev/null || true
+    local kept=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]+"${kept[@]}"}")
+}
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+    rm -rf "$WORK"
+}
+
+apt_install() {
+    [[ $(id -u) == 0 ]] || die "missing $*; install it (apt-get install $*) or run as root"
+    command -v apt-get >/dev/null || die "missing $* and no apt-get"
+    if [[ ! -f $WORK/.apt-updated ]]; then
+        apt-get update -qq >&2
+        touch "$WORK/.apt-updated"
+    fi
+    # Keep the package's own service (nginx on port 80) from starting.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || rc=$?
+    ((added_policy)) && rm -f "$policy"
+    return "$rc"
+}
+
+need() { # need COMMAND PACKAGE
+    command -v "$1" >/dev/null || apt_install "$2"
+    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Succeeds once GET /health/live on 127.0.0.1:PORT answers 200 (bash /dev/tcp, no curl).
+wait_ready() {
+    local port=$1 pid=$2 i status
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if { exec 9<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+            printf 'GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&9
+            status=$(timeout 2 head -c 12 <&9 || true)
+            exec 9<&- 9>&-
+            [[ $status == "HTTP/1.1 200" ]] && return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The server's processes: the PID itself, plus its children (nginx workers).
+server_pids() {
+    local root=$1 f line fields
+    echo "$root"
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        read -r -a fields <<<"${line##*) }"
+        if [[ ${fields[1]} == "$root" ]]; then f=${f#/proc/}; echo "${f%/stat}"; fi
+    done
+}
+
+# utime + stime (fields 14 and 15 of /proc/PID/stat), in ticks, summed over the server.
+cpu_ticks() {
+    local total=0 pid line fields
+    for pid in $(server_pids "$1"); do
+        { read -r line <"/proc/$pid/stat"; } 2>/dev/null || continue
+        read -r -a fields <<<"${line##*) }" # fields[0] is field 3 (state)
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# status_kib PID FIELD [max|sum]: a /proc/PID/status field (VmRSS, VmHWM) in KiB. For a
+# server with worker children (nginx) it is taken over the workers, not the master: the
+# largest (max, default) or their sum (sum).
+status_kib() {
+    local pids v total=0 best=0 pid
+    read -r -a pids <<<"$(server_pids "$1" | tr '\n' ' ')"
+    ((${#pids[@]} > 1)) && pids=("${pids[@]:1}")
+    for pid in "${pids[@]}"; do
+        v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        [[ -n $v ]] || continue
+        total=$((total + v))
+        ((v > best)) && best=$v
+    done
+    if [[ ${3:-max} == sum ]]; then echo "$total"; else echo "$best"; fi
+}
+
+# Latency text from wrk (e.g. 412.00us, 1.20ms, 2.00s) in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) x = v + 0; else if (v ~ /ms$/) x = v * 1000;
+        else if (v ~ /m$/) x = v * 60e6; else if (v ~ /s$/) x = v * 1e6; else x = v;
+        printf "%.0f", x }'
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# Busy ticks of the whole machine (user, nice, system, irq, softirq, steal).
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# check LABEL VALUE OP LIMIT
+check() {
+    local verdict
+    verdict=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {
+        ok = (op == ">=") ? (v >= l) : (v <= l); print (ok ? "met" : "MISSED") }')
+    printf -- '- %s: %s (target %s %s): **%s**\n' "$1" "$2" "$3" "$4" "$verdict"
+}

@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# Load test: Halyard against axum and nginx on `GET /health/live`, loaded with wrk.
+#
+# Starts each server on a loopback port and loads it with wrk (64 connections, with and
+# without 16-deep pipelining), REPEATS times per mode alternating servers, and prints the
+# medians of requests/s, p50, p99, server CPU seconds, requests per server CPU-second and
+# peak RSS, with the ratios Halyard/peer. Then measures Halyard's RSS right after start and
+# the memory per idle keep-alive connection (10,000 connections, one request each).
+#
+# Headline mode ("pinned"): every server on core 0 with one thread/worker, wrk on core 1.
+# `--unpinned`: no affinity, wrk with 2 threads, peers with their default 2 workers
+# (Halyard keeps `--threads 1` unless `--halyard-threads N`).
+#
+# Usage: benches/load/run.sh [--quick] [--unpinned] [--duration S] [--repeats N]
+#                            [--servers "halyard axum nginx"] [--halyard-threads N]
+#                            [--idle-conns N] [--no-idle] [--no-build] [--profile]
+#                            [--halyard-env VAR=VALUE]... [--nice N]
+#                            [--max-other-cpu S] [--noise-tries N]
+#   --quick      3 s runs (default 10 s)
+#   --nice N     run the servers and wrk at niceness N (e.g. -15 as root: a shared machine's
+#                other jobs then take less CPU from the measurement; their CPU is still
+#                reported in the "other CPU s" column)
+#   --max-other-cpu S, --noise-tries N  a run during which other processes used more than
+#                S CPU-seconds (default 5% of the machine over the run) is repeated, up to N
+#                tries in all (default 5; 1 keeps every run); the quietest try counts
+#   --halyard-env  set an environment variable for Halyard only (e.g.
+#                MIMALLOC_ARENA_EAGER_COMMIT=0 to try an allocator setting without a rebuild)
+#   --profile    also run `perf stat` and `perf record -g` on Halyard under both loads and
+#                print the top functions (installs linux-perf if missing)
+# Environment: HALYARD_BIN (skip building Halyard), PEER_TARGET_DIR (cargo target dir of
+# the axum peer, default benches/peers/axum/target), CARGO_TARGET_DIR (Halyard's).
+#
+# Installs wrk, nginx and python3 with apt-get when missing (as root). Everything listens on
+# 127.0.0.1 only; every process started here is stopped by PID on exit.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/benches/load"
+LOG_TAG=load
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+DURATION=10
+REPEATS=3
+CONNECTIONS=64
+DEPTH=16
+PINNED=1
+BUILD=1
+IDLE=1
+IDLE_CONNS=10000
+PROFILE=0
+SERVERS="halyard axum nginx"
+HALYARD_THREADS=1
+HALYARD_ENV=()
+NICE=0
+MAX_OTHER_CPU=""
+NOISE_TRIES=5
+SERVER_CORE=0
+WRK_CORE=1
+
+usage() {
+    sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    exit "${1:-0}"
+}
+
+while (($#)); do
+    case "$1" in
+        --quick) DURATION=3 ;;
+        --unpinned) PINNED=0 ;;
+        --duration) DURATION=$2; shift ;;
+        --repeats) REPEATS=$2; shift ;;
+        --servers) SERVERS=$2; shift ;;
+        --halyard-threads) HALYARD_THREADS=$2; shift ;;
+        --halyard-env) HALYARD_ENV+=("$2"); shift ;;
+        --nice) NICE=$2; shift ;;
+        --max-other-cpu) MAX_OTHER_CPU=$2; shift ;;
+        --noise-tries) NOISE_TRIES=$2; shift ;;
+        --idle-conns) IDLE_CONNS=$2; shift ;;
+        --no-idle) IDLE=0 ;;
+        --no-build) BUILD=0 ;;
+        --profile) PROFILE=1 ;;
+        -h | --help) usage 0 ;;
+        *) echo "unknown argument: $1" >&2; usage 2 ;;
+    esac
+    shift
+done
+
+# ---------------------------------------------------------------- cleanup
+
+WORK=$(mktemp -d -t halyard-load.XXXXXX)
+PIDS=() # every long-running process started here
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+
+need wrk wrk
+need python3 python3
+need taskset util-linux
+need getconf libc-bin
+if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    apt_install nginx-light || apt_install nginx || { log "nginx unavailable: skipped"; SERVERS=${SERVERS/nginx/}; }
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if ((PROFILE)) && ! command -v perf >/dev/null; then
+    apt_install linux-perf || { log "perf unavailable: no profile"; PROFILE=0; }
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+: "${MAX_OTHER_CPU:=$(awk -v n="$(nproc)" -v d="$DURATION" 'BEGIN { print 0.05 * n * d }')}"
+if ((PINNED)) && (($(nproc) < 2)); then
+    log "fewer than 2 cores: running unpinned"
+    PINNED=0
+fi
+
+# 10,000 idle connections need as many descriptors in the client and the servers.
+want_fds=$((IDLE_CONNS + 1024))
+if (($(ulimit -Hn) < want_fds)); then ulimit -Hn "$want_fds" 2>/dev/null || true; fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if ((IDLE && $(ulimit -n) < want_fds)); then
+    log "open-file limit $(ulimit -n) < $want_fds: idle connections reduced"
+    IDLE_CONNS=$(($(ulimit -n) - 1024))
+fi
+
+# ---------------------------------------------------------------- build
+
+if [[ -n ${HALYARD_BIN:-} ]]; then
+    [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
+else
+    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
+    if ((BUILD)); then
+        log "building halyard (release)"
+        (cd "$ROOT" && cargo build --release --bin halyard >&2)
+    fi
+fi
+PEER_TARGET_DIR=${PEER_TARGET_DIR:-$ROOT/benches/peers/axum/target}
+AXUM_BIN=$PEER_TARGET_DIR/release/halyard-peer-axum
+if [[ " $SERVERS " == *" axum "* ]] && ((BUILD)); then
+    log "building the axum peer (release)"
+    (cd "$ROOT/benches/peers/axum" && CARGO_TARGET_DIR=$PEER_TARGET_DIR cargo build --release >&2)
+fi
+
+# ---------------------------------------------------------------- servers
+
+NGINX_CONNECTIONS=1024 # per worker; raised for the idle-connection test
+nginx_conf() {         # nginx_conf DIR PORT WORKERS
+    local dir=$1
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $3;
+worker_rlimit_nofile $((NGINX_CONNECTIONS + 64));
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections $NGINX_CONNECTIONS;
+}
+http {
+    access_log off;
+    server_tokens off;
+    # Halyard does not cap requests per connection; nginx closes after 1000 by default.
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$2;
+        location = /health/live {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }
+    }
+}
+EOF
+}
+
+PIN_SERVER=()
+PIN_WRK=()
+WRK_THREADS=2
+PEER_THREADS=2
+set_pinning() {
+    PIN_SERVER=(nice -n "$NICE")
+    PIN_WRK=(nice -n "$NICE")
+    if ((PINNED)); then
+        PIN_SERVER+=(taskset -c "$SERVER_CORE")
+        PIN_WRK+=(taskset -c "$WRK_CORE")
+        WRK_THREADS=1
+        PEER_THREADS=1
+    else
+        WRK_THREADS=2
+        PEER_THREADS=2
+    fi
+}
+set_pinning
+
+declare -A PORT PID
+# start_server NAME [EXTRA HALYARD FLAGS...]: sets PORT[NAME] and PID[NAME].
+start_server() {
+    local name=$1 port dir
+    shift
+    port=$(free_port)
+    dir=$(mktemp -d "$WORK/$name.XXXX")
+    case "$name" in
+        halyard)
+            env "${HALYARD_ENV[@]+"${HALYARD_ENV[@]}"}" \
+                "${PIN_SERVER[@]}" "$HALYARD_BIN" serve --listen "127.0.0.1:$port" \
+                --threads "$HALYARD_THREADS" --data-dir "$dir/data" "$@" \
+                >"$dir/log" 2>&1 &
+            ;;
+        axum)
+            "${PIN_SERVER[@]}" "$AXUM_BIN" "$port" --threads "$PEER_THREADS" >"$dir/log" 2>&1 &
+            ;;
+        nginx)
+            nginx_conf "$dir" "$port" "$PEER_THREADS"
+            "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+            ;;
+        *) die "unknown server $name" ;;
+    esac
+    local pid=$!
+    PIDS+=("$pid")
+    PORT[$name]=$port
+    PID[$name]=$pid
+    wait_ready "$port" "$pid" || { cat "$dir/log" "$dir/error.log" 2>/dev/null >&2; die "$name did not start"; }
+}
+
+stop_server() { stop_pid "${PID[$1]}"; }
+
+# ---------------------------------------------------------------- measuring
+
+declare -A RESULT # RESULT[mode,server,metric] = one value per repeat, space-separated
+
+# wrk MODE SERVER SECONDS OUT: one wrk run against SERVER, its report in OUT.
+# wrk's own CPU seconds (user + system) go to OUT.time.
+wrk_run() {
+    local mode=$1 name=$2 secs=$3 out=$4 script=() rc=0 TIMEFORMAT='%U %S'
+    [[ $mode == pipelined ]] && script=(-s "$HERE/pipeline.lua")
+    { time "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
+        "${script[@]}" "http://127.0.0.1:${PORT[$name]}/health/live" -- "$DEPTH" \
+        >"$out" 2>&1; } 2>"$out.time" || rc=$?
+    ((rc == 0)) || { cat "$out" >&2; die "wrk failed against $name"; }
+}
+
+# run_wrk MODE SERVER: one measured run. Sets RUN (metric -> value: rps, p50, p99, cpu,
+# percpu, wrk, other) and prints it.
+declare -A RUN
+run_wrk() {
+    local mode=$1 name=$2 out=$WORK/wrk.out before after busy_before busy_after
+    busy_before=$(machine_ticks)
+    before=$(cpu_ticks "${PID[$name]}")
+    wrk_run "$mode" "$name" "$DURATION" "$out"
+    after=$(cpu_ticks "${PID[$name]}")
+    busy_after=$(machine_ticks)
+    if grep -qE 'Socket errors|Non-2xx' "$out"; then
+        log "WARNING $name $mode: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ';')"
+    fi
+    if ! grep -qE '^ +99%' "$out"; then
+        log "WARNING $name $mode: no latency percentiles from wrk: $(tr -s ' ' <"$out" | tr '\n' ';')"
+    fi
+    local total
+    total=$(awk '/ requests in / { print $1 }' "$out")
+    RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    RUN[cpu]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+    RUN[percpu]=$(awk -v n="$total" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+    RUN[wrk]=$(awk '{ printf "%.2f", $1 + $2 }' "$out.time")
+    # CPU used by anything else on the machine meanwhile (other jobs: noise).
+    RUN[other]=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLK_TCK" -v s="${RUN[cpu]}" \
+        -v w="${RUN[wrk]}" 'BEGIN { o = t / hz - s - w; printf "%.2f", (o > 0 ? o : 0) }')
+    printf '[load]   %-11s %-7s %9.0f req/s  p50 %6d us  p99 %6d us  server cpu %5.2f s  %8d req/cpu-s  wrk cpu %5.2f s  other cpu %5.2f s\n' \
+        "$mode" "$name" "${RUN[rps]}" "${RUN[p50]}" "${RUN[p99]}" "${RUN[cpu]}" "${RUN[percpu]}" \
+        "${RUN[wrk]}" "${RUN[other]}" >&2
+}
+
+# measure MODE SERVER: run_wrk until other processes used at most MAX_OTHER_CPU seconds
+# during the run, at most NOISE_TRIES times; records the quietest try in RESULT.
+measure() {
+    local mode=$1 name=$2 try metric
+    local -A best=()
+    for ((try = 1; try <= NOISE_TRIES; try++)); do
+        run_wrk "$mode" "$name"
+        if [[ -z ${best[other]:-} ]] || awk -v a="${RUN[other]}" -v b="${best[other]}" 'BEGIN { exit !(a < b) }'; then
+            for metric in "${!RUN[@]}"; do best[$metric]=${RUN[$metric]}; done
+        fi
+        awk -v o="${best[other]}" -v m="$MAX_OTHER_CPU" 'BEGIN { exit !(o <= m) }' && break
+        ((try < NOISE_TRIES)) && { log "    noisy (other processes used ${RUN[other]} s): again"; sleep 5; }
+    done
+    local k="$mode,$name"
+    for metric in "${!best[@]}"; do RESULT[$k,$metric]+="${best[$metric]} "; done
+    if awk -v o="${best[other]}" -v m="$MAX_OTHER_CPU" 'BEGIN { exit !(o > m) }'; then
+        RESULT[$k,noisy]=$((${RESULT[$k,noisy]:-0} + 1))
+        log "    kept the quietest of $NOISE_TRIES tries (other processes: ${best[other]} s)"
+    fi
+}
+
+# med "mode,server,metric": the median of the values recorded for it.
+med() {
+    local values
+    read -r -a values <<<"${RESULT[$1]}"
+    median "${values[@]}"
+}
+
+# One mode: start every server, warm each up, REPEATS rounds alternating servers, stop.
+run_mode() {
+    local mode=$1 name rep
+    log "mode $mode: ${DURATION}s x $REPEATS per server, $CONNECTIONS connections"
+    for name in $SERVERS; do start_server "$name"; done
+    for name in $SERVERS; do wrk_run "$mode" "$name" 1 "$WORK/warmup.out"; done
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        for name in $SERVERS; do measure "$mode" "$name"; done
+    done
+    for name in $SERVERS; do
+        RESULT[$mode,$name,hwm]=$(status_kib "${PID[$name]}" VmHWM)
+        stop_server "$name"
+    done
+}
+
+# Idle keep-alive connections: RSS after start, RSS with IDLE_CONNS idle connections.
+declare -A IDLE_RESULT
+run_idle() {
+    local name=$1 base loaded flags=()
+    # The measurement takes seconds; keep Halyard's idle timeout out of the way anyway.
+    [[ $name == halyard ]] && flags=(--idle-timeout-ms 600000)
+    NGINX_CONNECTIONS=$want_fds
+    start_server "$name" "${flags[@]+"${flags[@]}"}"
+    NGINX_CONNECTIONS=1024
+    sleep 0.5
+    base=$(status_kib "${PID[$name]}" VmRSS sum)
+    coproc IDLE_CLIENT { exec python3 "$HERE/idle_conns.py" --port "${PORT[$name]}" --count "$IDLE_CONNS"; }
+    local client=$IDLE_CLIENT_PID to_client=${IDLE_CLIENT[1]} line=""
+    PIDS+=("$client")
+    read -r -t 180 line <&"${IDLE_CLIENT[0]}" || true
+    [[ $line == ready ]] || { stop_pid "$client"; die "idle client failed against $name"; }
+    sleep 0.5
+    loaded=$(status_kib "${PID[$name]}" VmRSS sum)
+    exec {to_client}>&- # the client closes its connections and exits
+    stop_pid "$client" 10
+    stop_server "$name"
+    IDLE_RESULT[$name,base]=$base
+    IDLE_RESULT[$name,loaded]=$loaded
+    IDLE_RESULT[$name,per]=$(awk -v a="$base" -v b="$loaded" -v n="$IDLE_CONNS" \
+        'BEGIN { printf "%.2f", (b - a) * 1024 / n / 1024 }')
+    log "idle $name: RSS after start $base KiB, with $IDLE_CONNS idle connections $loaded KiB" \
+        "(${IDLE_RESULT[$name,per]} KiB each)"
+}
+
+# Syscalls per request of every server under each load (perf's syscall tracepoints), then
+# `perf stat` and `perf record -g` on Halyard: where its CPU time goes.
+# The syscalls an HTTP server makes per request, those this kernel can trace (tracepoints
+# are slow to detach, so not all of them).
+SYSCALL_EVENTS=""
+for call in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait \
+    epoll_ctl accept4 close futex brk mmap munmap io_uring_enter; do
+    for tracing in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+        if [[ -d $tracing/events/syscalls/sys_enter_$call ]]; then
+            SYSCALL_EVENTS+="${SYSCALL_EVENTS:+,}syscalls:sys_enter_$call"
+            break
+        fi
+    done
+done
+
+run_profile() {
+    local mode name out
+    echo
+    echo "## Profile (${DURATION}s per run; tracepoints and sampling slow the servers a little)"
+    echo
+    echo "| mode | server | syscalls per request | of which |"
+    echo "|---|---|--:|---|"
+    [[ -n $SYSCALL_EVENTS ]] || log "no syscall tracepoints readable: no syscall counts"
+    for mode in unpipelined pipelined; do
+        for name in ${SYSCALL_EVENTS:+$SERVERS}; do
+            start_server "$name"
+            out=$WORK/syscalls.$mode.$name
+            perf stat -x, -e "$SYSCALL_EVENTS" -o "$out" \
+                -p "$(server_pids "${PID[$name]}" | paste -sd,)" -- sleep "$DURATION" &
+            local stat_pid=$!
+            PIDS+=("$stat_pid")
+            wrk_run "$mode" "$name" "$DURATION" "$WORK/wrk.out"
+            stop_pid "$stat_pid" 10
+            stop_server "$name"
+            local n
+            n=$(awk '/ requests in / { print $1 }' "$WORK/wrk.out")
+            awk -F, '$3 ~ /^syscalls:sys_enter_/ && $1 + 0 > 0 {
+                    sub(/syscalls:sys_enter_/, "", $3); print $1, $3 }' "$out" |
+                sort -nr | awk -v n="$n" -v mode="$mode" -v name="$name" '
+                    { total += $1; if ($1 / n >= 0.001) list = list sprintf("%s%s %.3f", (NR > 1 ? ", " : ""), $2, $1 / n) }
+                    END { printf "| %s | %s | %.3f | %s |\n", mode, name, total / n, list }'
+        done
+    done
+    for mode in unpipelined pipelined; do
+        start_server halyard
+        out=$WORK/perf.$mode.data
+        log "profile $mode: perf record -g on halyard for ${DURATION}s"
+        perf stat -e task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions \
+            -p "${PID[halyard]}" -o "$WORK/perf.$mode.stat" -- sleep "$DURATION" &
+        local stat_pid=$!
+        PIDS+=("$stat_pid")
+        perf record -F 1999 -g -p "${PID[halyard]}" -o "$out" -- sleep "$DURATION" 2>/dev/null &
+        local rec_pid=$!
+        PIDS+=("$rec_pid")
+        wrk_run "$mode" halyard "$DURATION" "$WORK/wrk.out"
+        stop_pid "$rec_pid" 10 # both end by themselves after DURATION
+        stop_pid "$stat_pid" 10
+        stop_server halyard
+        local report=(perf report -i "$out" --stdio -g none)
+        echo
+        echo "### perf, Halyard, $mode ($(grep -E 'Requests/sec' "$WORK/wrk.out" | tr -s ' '))"
+        echo '```'
+        grep -E 'task-clock|context-switches|cycles|instructions|elapsed' "$WORK/perf.$mode.stat" || true
+        echo "-- samples by binary (self)"
+        "${report[@]}" --no-children --sort dso 2>/dev/null | grep -vE '^\s*$|^#' | head -6
+        echo "-- top functions (self)"
+        "${report[@]}" --no-children --fields overhead,sym --percent-limit 0.7 2>/dev/null |
+            grep -vE '^\s*$|^#' | head -30
+        echo "-- syscalls and user-space entry points (inclusive)"
+        "${report[@]}" --children --sort symbol 2>/dev/null |
+            grep -E '__x64_sys_|\[\.\] (halyard_engine|halyard_api|halyard)::' |
+            sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | head -15
+        echo '```'
+    done
+}
+
+# ---------------------------------------------------------------- report
+
+has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+report() {
+    local mode name
+    local placement="pinned: servers on core $SERVER_CORE (1 thread/worker each), wrk -t1 on core $WRK_CORE"
+    ((PINNED)) || placement="unpinned: Halyard --threads $HALYARD_THREADS, axum 2 workers, nginx 2 workers, wrk -t2"
+    echo
+    echo "## Load: medians of $REPEATS x ${DURATION}s, $CONNECTIONS connections, $placement"
+    echo
+    echo "| mode | server | req/s | p50 µs | p99 µs | server CPU s (% of run) | req per CPU-s | peak RSS KiB | wrk CPU s | other CPU s |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    for mode in unpipelined pipelined; do
+        for name in $SERVERS; do
+            local cpu
+            cpu=$(med "$mode,$name,cpu")
+            printf '| %s | %s | %.0f | %s | %s | %s (%.0f%%) | %.0f | %s | %s | %s |\n' "$mode" "$name" \
+                "$(med "$mode,$name,rps")" "$(med "$mode,$name,p50")" "$(med "$mode,$name,p99")" \
+                "$cpu" "$(awk -v c="$cpu" -v d="$DURATION" 'BEGIN { print 100 * c / d }')" \
+                "$(med "$mode,$name,percpu")" "${RESULT[$mode,$name,hwm]}" \
+                "$(med "$mode,$name,wrk")" "$(med "$mode,$name,other")"
+        done
+    done
+    local noisy_runs=0
+    for mode in unpipelined pipelined; do
+        for name in $SERVERS; do noisy_runs=$((noisy_runs + ${RESULT[$mode,$name,noisy]:-0})); done
+    done
+    echo
+    echo "A run during which other processes used over $MAX_OTHER_CPU CPU-s was repeated (up to" \
+        "$NOISE_TRIES tries, the quietest kept); $noisy_runs of the medians' runs are still noisy" \
+        "(see the last column)."
+    if has_server halyard; then
+        echo
+        echo "| mode | ratio | req/s | req per CPU-s |"
+        echo "|---|---|--:|--:|"
+        for mode in unpipelined pipelined; do
+            for name in $SERVERS; do
+                [[ $name == halyard ]] && continue
+                printf '| %s | Halyard/%s | %s | %s |\n' "$mode" "$name" \
+                    "$(ratio "$(med "$mode,halyard,rps")" "$(med "$mode,$name,rps")")" \
+                    "$(ratio "$(med "$mode,halyard,percpu")" "$(med "$mode,$name,percpu")")"
+            done
+        done
+        echo
+        echo "Targets (issue 2):"
+        if has_server nginx; then
+            check "req per CPU-s vs nginx, pipelined" \
+                "$(ratio "$(med pipelined,halyard,percpu)" "$(med pipelined,nginx,percpu)")" ">=" 1.5
+            check "req per CPU-s vs nginx, unpipelined" \
+                "$(ratio "$(med unpipelined,halyard,percpu)" "$(med unpipelined,nginx,percpu)")" ">=" 1.3
+            check "req/s vs nginx, pipelined" \
+                "$(ratio "$(med pipelined,halyard,rps)" "$(med pipelined,nginx,rps)")" ">=" 1.0
+        fi
+        if has_server axum; then
+            check "p99 unpipelined vs axum (µs)" \
+                "$(med unpipelined,halyard,p99)" "<=" "$(med unpipelined,axum,p99)"
+        fi
+    fi
+    if ((IDLE)); then
+        echo
+        echo "## Memory: RSS after start, and per idle keep-alive connection ($IDLE_CONNS connections, one request each)"
+        echo
+        echo "| server | RSS after start KiB | RSS with $IDLE_CONNS idle KiB | KiB per idle connection |"
+        echo "|---|--:|--:|--:|"
+        for name in $SERVERS; do
+            printf '| %s | %s | %s | %s |\n' "$name" "${IDLE_RESULT[$name,base]}" \
+                "${IDLE_RESULT[$name,loaded]}" "${IDLE_RESULT[$name,per]}"
+        done
+        if has_server halyard; then
+            echo
+            check "Halyard RSS after start (KiB)" "${IDLE_RESULT[halyard,base]}" "<=" 8192
+            check "Halyard KiB per idle connection" "${IDLE_RESULT[halyard,per]}" "<=" 4
+        fi
+    fi
+}
+
+# ---------------------------------------------------------------- main
+
+log "servers: $SERVERS; $( ((PINNED)) && echo pinned || echo unpinned ); work dir $WORK"
+log "halyard: $HALYARD_BIN${HALYARD_ENV[*]+ with ${HALYARD_ENV[*]}}; niceness $NICE"
+run_mode unpipelined
+run_mode pipelined
+if ((IDLE)); then
+    for name in $SERVERS; do run_idle "$name"; done
+fi
+report
+((PROFILE)) && run_profile
+exit 0
