@@ -171,7 +171,7 @@ fn plan_json(p: &Plan) -> Value {
 
 fn load(c: &Call<'_>) -> ApiResult<(Project, Vec<Agent>, Document, bool)> {
     let project = c.project()?;
-    let doc = read_document(&crate::body::json_large(&c.req.head, &c.req.body)?)?;
+    let doc = read_document(&c.body()?)?;
     let existing = c
         .api
         .store
