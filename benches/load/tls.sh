@@ -58,62 +58,16 @@ while (($#)); do
     shift
 done
 
-log() { printf '[tls] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
+LOG_TAG=tls
+# shellcheck source=lib.sh
+source "$ROOT/benches/load/lib.sh"
 
 WORK=$(mktemp -d -t halyard-tls.XXXXXX)
 PIDS=() # every long-running process started here
-
-# stop_pid PID: SIGTERM, then SIGKILL after 5 s; reaps it and forgets it.
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    wait "$pid" 2>/dev/null || true
-    local kept=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
-    PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    rm -rf "$WORK"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
-
-apt_install() {
-    [[ $(id -u) == 0 ]] || die "missing $*; install it (apt-get install $*) or run as root"
-    command -v apt-get >/dev/null || die "missing $* and no apt-get"
-    if [[ ! -f $WORK/.apt-updated ]]; then
-        apt-get update -qq >&2
-        touch "$WORK/.apt-updated"
-    fi
-    # Keep the package's own service (nginx on port 80) from starting.
-    local policy=/usr/sbin/policy-rc.d added_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added_policy=1
-    fi
-    local rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || rc=$?
-    ((added_policy)) && rm -f "$policy"
-    return "$rc"
-}
-
-need() { # need COMMAND PACKAGE
-    command -v "$1" >/dev/null || apt_install "$2"
-    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
-}
 
 need wrk wrk
 need openssl openssl
@@ -159,11 +113,8 @@ make_cert() {
 
 # ---------------------------------------------------------------- servers
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_ready PORT PID SCHEME: until GET /health/live answers (curl-free: openssl or bash).
+# wait_ready PORT PID SCHEME: until GET /health/live answers, over TLS too (replaces the
+# plain-only one of lib.sh; curl-free: openssl or bash).
 wait_ready() {
     local port=$1 pid=$2 scheme=$3 i out
     for ((i = 0; i < 100; i++)); do
@@ -250,21 +201,6 @@ start_server() {
 stop_server() { stop_pid "${PID[$1]}"; }
 
 # utime + stime of the server and its children (nginx's worker), in ticks.
-cpu_ticks() {
-    local total=0 pid f line fields pids=("$1")
-    for f in /proc/[0-9]*/stat; do
-        { read -r line <"$f"; } 2>/dev/null || continue
-        read -r -a fields <<<"${line##*) }"
-        if [[ ${fields[1]} == "$1" ]]; then f=${f#/proc/}; pids+=("${f%/stat}"); fi
-    done
-    for pid in "${pids[@]}"; do
-        { read -r line <"/proc/$pid/stat"; } 2>/dev/null || continue
-        read -r -a fields <<<"${line##*) }"
-        total=$((total + fields[11] + fields[12]))
-    done
-    echo "$total"
-}
-
 # Busy ticks of core N (user, nice, system, irq, softirq, steal).
 core_ticks() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
@@ -287,13 +223,6 @@ measure() {
     NOISE1=$(awk -v k=$((k1 - k0)) -v hz="$CLK_TCK" -v u="$client" \
         'BEGIN { split(u, a, " "); o = k / hz - a[1] - a[2]; printf "%.2f", (o > 0 ? o : 0) }')
 }
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 declare -A RESULT # RESULT[test,server,metric] = values, space-separated
 
