@@ -353,3 +353,30 @@ fn shutdown_deadline_cuts_a_request_that_never_completes() {
     assert!(status.success());
     assert!(c.closed_within(Duration::from_secs(2)));
 }
+
+/// The option mimalloc prints for its arena commit mode, as the binary starts.
+fn arena_eager_commit(env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(bin())
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("option 'arena_eager_commit':"))
+        .unwrap_or_else(|| panic!("mimalloc printed no arena option:\n{stderr}"));
+    line.trim().to_owned()
+}
+
+#[test]
+fn allocator_commits_its_arena_lazily_unless_the_operator_says_otherwise() {
+    // Set before mimalloc's own constructor, or it would have no effect (src/main.rs).
+    assert_eq!(arena_eager_commit(&[]), "option 'arena_eager_commit': 0");
+    assert_eq!(
+        arena_eager_commit(&[("MIMALLOC_ARENA_EAGER_COMMIT", "1")]),
+        "option 'arena_eager_commit': 1"
+    );
+}
