@@ -1,8 +1,10 @@
-//! Criterion benchmark that decides the JSON parser of request bodies: serde_json against
-//! simd-json, into the same `serde_json::Value` the handlers read, on a typical small body
-//! (an agent definition, ~400 bytes) and on a large one (a 2 MiB project import).
+//! Criterion benchmarks of JSON in and out. In: the parser of request bodies, serde_json
+//! against simd-json, into the same `serde_json::Value` the handlers read, on a typical small
+//! body (an agent definition, ~400 bytes) and on a large one (a 2 MiB project import). Out:
+//! a page of 50 sessions written as the list endpoint writes it.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use halyard_storage::{Channel, Session, SessionStatus};
 use serde_json::{json, Value};
 
 fn agent(i: usize) -> Value {
@@ -47,5 +49,40 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse);
+/// A session as `POST /api/projects/:pid/sessions {}` stores it.
+fn session(i: u64) -> Session {
+    Session {
+        id: format!("ses_{i:020}"),
+        project_id: "proj_01jdx5w7k2m9q8r4t6v3".into(),
+        agent_id: "agt_01jdx5w7k2m9q8r4t6v4".into(),
+        agent_name: "assistant".into(),
+        status: SessionStatus::Active,
+        channel: Channel::Api,
+        message_count: i,
+        token_count: 40 * i,
+        created_at: 1_795_922_190_123 + i,
+        last_activity_at: 1_795_922_290_456 + i,
+        metadata: "{}".into(),
+        created_by_token: None,
+    }
+}
+
+fn write(c: &mut Criterion) {
+    let sessions: Vec<Session> = (0..50).map(session).collect();
+    let mut out = Vec::with_capacity(32 * 1024);
+    let mut g = c.benchmark_group("json_view");
+    g.throughput(Throughput::Elements(sessions.len() as u64));
+    g.bench_function("sessions_50", |b| {
+        b.iter(|| {
+            out.clear();
+            for s in black_box(&sessions) {
+                halyard_api::view::write_session(&mut out, s);
+            }
+            out.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, write);
 criterion_main!(benches);

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod cors;
+pub mod emit;
 pub mod error;
 mod handlers;
 pub mod jwt;

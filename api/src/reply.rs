@@ -9,6 +9,8 @@ use halyard_engine::Response;
 use halyard_storage::{Listed, Page};
 use serde_json::{Map, Value};
 
+use crate::emit::Object;
+
 /// A success body: `{"success": true}` plus the given top-level fields.
 pub fn body(status: u16, fields: Vec<(&str, Value)>) -> Response {
     let mut obj = Map::with_capacity(fields.len() + 1);
@@ -67,22 +69,57 @@ pub fn list_of<T>(
     page: Page,
     write: impl Fn(&mut Vec<u8>, &T),
 ) -> Response {
-    let mut out = Vec::with_capacity(64 + 320 * listed.items.len());
+    list_written(key, page, 320 * listed.items.len(), |items| {
+        for item in &listed.items {
+            write(items.push(), item);
+        }
+        listed.total
+    })
+}
+
+/// A page of a list under `key` whose items `fill` writes, one [`Items::push`] per item,
+/// returning the total before paging: lists read straight out of storage use this, with no
+/// copy of the items in between. `capacity` is a guess of the items' size in bytes.
+pub fn list_written(
+    key: &str,
+    page: Page,
+    capacity: usize,
+    fill: impl FnOnce(&mut Items<'_>) -> usize,
+) -> Response {
+    let mut out = Vec::with_capacity(96 + capacity);
     out.extend_from_slice(b"{\"success\":true,");
     push_key(&mut out, key);
     out.push(b'[');
-    for (i, item) in listed.items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write(&mut out, item);
-    }
+    let total = fill(&mut Items {
+        out: &mut out,
+        count: 0,
+    });
     out.extend_from_slice(b"],\"pagination\":");
-    let pagination =
-        serde_json::json!({"total": listed.total, "limit": page.limit, "offset": page.offset});
-    let _ = serde_json::to_writer(&mut out, &pagination);
+    Object::begin(&mut out)
+        .u64("total", total as u64)
+        .u64("limit", page.limit as u64)
+        .u64("offset", page.offset as u64)
+        .end();
     out.push(b'}');
     Response::json(200, out)
+}
+
+/// The items of a list being written: a JSON array's elements.
+#[derive(Debug)]
+pub struct Items<'a> {
+    out: &'a mut Vec<u8>,
+    count: usize,
+}
+
+impl Items<'_> {
+    /// The buffer to write the next item into (after a comma, except for the first).
+    pub fn push(&mut self) -> &mut Vec<u8> {
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.count += 1;
+        self.out
+    }
 }
 
 fn push_key(out: &mut Vec<u8>, key: &str) {

@@ -32,23 +32,33 @@ impl Iso {
         let secs = ms / 1000;
         let (y, mo, d) = civil_from_days(secs / 86_400);
         let rem = secs % 86_400;
+        let y = y.min(9999);
         let mut out = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, width: usize, mut v: u64| {
-            for i in (0..width).rev() {
-                out[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        // Two digits at a time from a table: lists write two timestamps per item.
+        let mut put2 = |at: usize, v: u64| {
+            let i = (v % 100) as usize * 2;
+            out[at..at + 2].copy_from_slice(&PAIRS[i..i + 2]);
         };
-        put(0, 4, y.min(9999));
-        put(5, 2, mo);
-        put(8, 2, d);
-        put(11, 2, rem / 3600);
-        put(14, 2, rem % 3600 / 60);
-        put(17, 2, rem % 60);
-        put(20, 3, ms % 1000);
+        put2(0, y / 100);
+        put2(2, y);
+        put2(5, mo);
+        put2(8, d);
+        put2(11, rem / 3600);
+        put2(14, rem % 3600 / 60);
+        put2(17, rem % 60);
+        put2(21, ms % 100);
+        out[20] = b'0' + (ms % 1000 / 100) as u8;
         out
     }
 }
+
+/// "00" to "99", back to back.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 impl std::fmt::Display for Iso {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +152,16 @@ mod tests {
             assert_eq!(parse(&iso(ms)), Some(ms), "{}", iso(ms));
         }
         assert_eq!(iso(784_111_777_123), "1994-11-06T08:49:37.123Z");
+        assert_eq!(iso(5), "1970-01-01T00:00:00.005Z");
+        assert_eq!(iso(1_795_910_399_950), "2026-11-28T23:59:59.950Z");
+        assert_eq!(iso(u64::MAX)[..4], *"9999");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_time_to_year_9999_round_trips(ms in 0u64..253_402_300_800_000) {
+            proptest::prop_assert_eq!(parse(&iso(ms)), Some(ms));
+        }
     }
 
     #[test]

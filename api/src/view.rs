@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::emit::Object;
 use crate::time::{iso, Iso};
 
 fn opt_time(ms: Option<u64>) -> Value {
@@ -163,46 +164,31 @@ pub fn channel(c: Channel) -> &'static str {
     }
 }
 
-/// A session, serialized straight from the stored value (its metadata is stored as JSON
-/// text and written out as it is).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView<'a> {
-    id: &'a str,
-    project_id: &'a str,
-    agent_id: &'a str,
-    agent_name: &'a str,
-    status: &'static str,
-    channel: &'static str,
-    message_count: u64,
-    token_count: u64,
-    metadata: Option<&'a RawValue>,
-    created_at: Iso,
-    last_activity_at: Iso,
-}
-
-impl<'a> SessionView<'a> {
-    /// The view of `s`.
-    pub fn of(s: &'a Session) -> Self {
-        SessionView {
-            id: &s.id,
-            project_id: &s.project_id,
-            agent_id: &s.agent_id,
-            agent_name: &s.agent_name,
-            status: status(s.status),
-            channel: channel(s.channel),
-            message_count: s.message_count,
-            token_count: s.token_count,
-            metadata: serde_json::from_str(&s.metadata).ok(),
-            created_at: Iso(s.created_at),
-            last_activity_at: Iso(s.last_activity_at),
-        }
-    }
+/// Writes a session as a JSON object straight from the stored value. Its metadata is stored
+/// as the JSON text a client sent, checked then; it is checked again here, as bytes read
+/// from disk, and written as it is (`null` if it does not parse).
+pub fn write_session(out: &mut Vec<u8>, s: &Session) {
+    let metadata: Option<&RawValue> = serde_json::from_str(&s.metadata).ok();
+    Object::begin(out)
+        .str("id", &s.id)
+        .str("projectId", &s.project_id)
+        .str("agentId", &s.agent_id)
+        .str("agentName", &s.agent_name)
+        .str("status", status(s.status))
+        .str("channel", channel(s.channel))
+        .u64("messageCount", s.message_count)
+        .u64("tokenCount", s.token_count)
+        .raw("metadata", metadata)
+        .time("createdAt", s.created_at)
+        .time("lastActivityAt", s.last_activity_at)
+        .end();
 }
 
 /// A session as a JSON value.
 pub fn session(s: &Session) -> Value {
-    serde_json::to_value(SessionView::of(s)).unwrap_or(Value::Null)
+    let mut out = Vec::with_capacity(320);
+    write_session(&mut out, s);
+    serde_json::from_slice(&out).unwrap_or(Value::Null)
 }
 
 /// Token usage.

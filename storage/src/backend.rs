@@ -62,6 +62,17 @@ pub struct SessionFilter<'a> {
     pub created_by_token: Option<&'a str>,
 }
 
+impl SessionFilter<'_> {
+    /// Whether `s` passes every filter that is set.
+    pub fn matches(&self, s: &Session) -> bool {
+        self.status.is_none_or(|st| s.status == st)
+            && self.channel.is_none_or(|c| s.channel == c)
+            && self
+                .created_by_token
+                .is_none_or(|t| s.created_by_token.as_deref() == Some(t))
+    }
+}
+
 /// A stream's owner and the events after a given id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamReplay {
@@ -129,7 +140,24 @@ pub trait Backend: Send + Sync {
         project_id: &str,
         filter: &SessionFilter<'_>,
         page: Page,
-    ) -> Listed<Session>;
+    ) -> Listed<Session> {
+        let mut items = Vec::new();
+        let total = self.each_session(tenant, project_id, filter, page, &mut |s| {
+            items.push(s.clone())
+        });
+        Listed { items, total }
+    }
+    /// Visits one page of a project's sessions, newest first, and returns how many match
+    /// in all (0 for a missing project). `visit` runs under a read lock of the store: it
+    /// must not call back into the store.
+    fn each_session(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        filter: &SessionFilter<'_>,
+        page: Page,
+        visit: &mut dyn FnMut(&Session),
+    ) -> usize;
     /// Sessions of the tenant with status `Active`.
     fn active_session_count(&self, tenant: &str) -> u64;
     /// Messages of a session, oldest first; `None` if the session does not exist.

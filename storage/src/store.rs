@@ -381,14 +381,16 @@ impl Backend for Store {
     fn locate_session(&self, id: &str) -> Option<(String, String)> {
         self.state.locate_session(id)
     }
-    fn sessions(
+    fn each_session(
         &self,
         tenant: &str,
         project_id: &str,
         filter: &SessionFilter<'_>,
         page: Page,
-    ) -> Listed<Session> {
-        self.state.sessions(tenant, project_id, filter, page)
+        visit: &mut dyn FnMut(&Session),
+    ) -> usize {
+        self.state
+            .each_session(tenant, project_id, filter, page, visit)
     }
     fn active_session_count(&self, tenant: &str) -> u64 {
         self.state.active_session_count(tenant)

@@ -180,10 +180,17 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
         channel,
         created_by_token: p.sdk.as_ref().map(|g| g.id.as_str()),
     };
-    let listed = c.api.store.sessions(&p.tenant, &project.id, &filter, page);
-    Ok(reply::list_of("sessions", &listed, page, |out, s| {
-        reply::ser(out, &view::SessionView::of(s))
-    }))
+    let store = &c.api.store;
+    Ok(reply::list_written(
+        "sessions",
+        page,
+        320 * page.limit.min(100),
+        |items| {
+            store.each_session(&p.tenant, &project.id, &filter, page, &mut |s| {
+                view::write_session(items.push(), s)
+            })
+        },
+    ))
 }
 
 /// `GET /api/projects/:pid/sessions/:id`.

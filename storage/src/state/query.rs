@@ -182,14 +182,17 @@ impl State {
             .with(id, |l| l.map(|l| (l.tenant.clone(), l.project_id.clone())))
     }
 
-    /// Sessions of a project, newest first (creation order, which replay preserves).
-    pub fn sessions(
+    /// Visits one page of a project's sessions, newest first (creation order, which replay
+    /// preserves), under the shard's read lock, and returns how many match in all: the list
+    /// endpoint writes each straight into its response instead of cloning it first.
+    pub fn each_session(
         &self,
         tenant: &str,
         pid: &str,
         filter: &SessionFilter<'_>,
         page: Page,
-    ) -> Listed<Session> {
+        visit: &mut dyn FnMut(&Session),
+    ) -> usize {
         self.with_project(tenant, pid, |p| {
             let matching = p
                 .session_order
@@ -197,24 +200,18 @@ impl State {
                 .rev()
                 .filter_map(|id| p.sessions.get(id))
                 .map(|s| &s.session)
-                .filter(|s| filter.status.is_none_or(|st| s.status == st))
-                .filter(|s| filter.channel.is_none_or(|c| s.channel == c))
-                .filter(|s| {
-                    filter
-                        .created_by_token
-                        .is_none_or(|t| s.created_by_token.as_deref() == Some(t))
-                });
+                .filter(|s| filter.matches(s));
             let mut total = 0;
-            let mut items = Vec::new();
+            let end = page.offset.saturating_add(page.limit);
             for s in matching {
-                if total >= page.offset && items.len() < page.limit {
-                    items.push(s.clone());
+                if (page.offset..end).contains(&total) {
+                    visit(s);
                 }
                 total += 1;
             }
-            Listed { items, total }
+            total
         })
-        .unwrap_or_else(empty)
+        .unwrap_or(0)
     }
 
     /// Active sessions of a tenant.
