@@ -1,5 +1,5 @@
 //! HTTPS against the real binary over loopback: certificates made in the test (a test CA and
-//! leaf certificates, with `rcgen`), a small blocking rustls client (same `ring` provider),
+//! leaf certificates, with `rcgen`), a small blocking rustls client (same `aws-lc-rs` provider),
 //! TLS 1.3 and 1.2, ALPN, keep-alive and pipelining, SSE heartbeats, SIGHUP reload, and the
 //! connections a TLS port must close: plain HTTP, a stalled handshake, a bad ClientHello.
 //! Every wait is bounded and every server is stopped by its guard.
@@ -124,7 +124,7 @@ const TLS12: Versions = &[&rustls::version::TLS12];
 fn client_config(ca: &CertificateDer<'static>, versions: Versions, alpn: &[&[u8]]) -> ClientConfig {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).expect("CA as a root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .expect("versions")

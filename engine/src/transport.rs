@@ -42,6 +42,8 @@ pub(crate) enum Received {
 pub(crate) struct Transport {
     socket: TcpStream,
     tls: Option<Box<Tls>>,
+    /// The last read emptied the socket and left no plaintext behind.
+    drained: bool,
 }
 
 struct Tls {
@@ -57,7 +59,11 @@ struct Tls {
 impl Transport {
     /// A plain connection.
     pub(crate) fn plain(socket: TcpStream) -> Self {
-        Transport { socket, tls: None }
+        Transport {
+            socket,
+            tls: None,
+            drained: false,
+        }
     }
 
     /// A TLS connection with a fresh server session.
@@ -70,17 +76,13 @@ impl Transport {
                 failed: false,
                 close_sent: false,
             })),
+            drained: false,
         }
     }
 
     /// The socket, for poll registration and shutdown.
     pub(crate) fn socket(&mut self) -> &mut TcpStream {
         &mut self.socket
-    }
-
-    /// True while a TLS handshake is in progress.
-    pub(crate) fn is_plain(&self) -> bool {
-        self.tls.is_none()
     }
 
     /// True while a TLS handshake is in progress.
@@ -100,14 +102,23 @@ impl Transport {
         self.tls.as_ref().is_some_and(|t| t.session.wants_write())
     }
 
+    /// True if the last [`read`](Self::read) emptied the socket (the kernel gave fewer bytes
+    /// than asked for) and, under TLS, left no decrypted bytes behind. With edge-triggered
+    /// readiness another read would then only return EAGAIN: the next bytes raise an event.
+    pub(crate) fn drained(&self) -> bool {
+        self.drained
+    }
+
     /// Reads plaintext into `buf`. Counts the raw bytes read and, on a TLS port, how the
     /// handshake ended.
     pub(crate) fn read(&mut self, buf: &mut [u8], stats: &LoopStats) -> Received {
+        self.drained = false;
         let Some(tls) = self.tls.as_deref_mut() else {
             return match self.socket.read(buf) {
                 Ok(0) => Received::Eof,
                 Ok(n) => {
                     stats.received(n);
+                    self.drained = n < buf.len();
                     Received::Data(n)
                 }
                 Err(e) => io_outcome(&e),
@@ -134,11 +145,16 @@ impl Transport {
                 return Received::PlainHttp;
             }
         }
-        match tls.session.read_tls(&mut self.socket) {
+        let mut socket = ShortRead {
+            socket: &mut self.socket,
+            short: false,
+        };
+        match tls.session.read_tls(&mut socket) {
             Ok(0) => return Received::Eof,
             Ok(n) => stats.received(n),
             Err(e) => return io_outcome(&e),
         }
+        let socket_drained = socket.short;
         let was_handshaking = tls.session.is_handshaking();
         if tls.session.process_new_packets().is_err() {
             // rustls queued the alert that describes the error; it is flushed before close.
@@ -151,7 +167,11 @@ impl Transport {
         if was_handshaking && !tls.session.is_handshaking() {
             stats.handshake(Handshake::Done);
         }
-        tls.plaintext(buf).unwrap_or(Received::Progress)
+        // `process_new_packets` decrypted every whole record read; what `plaintext` leaves
+        // when it fills `buf` is the only thing a drained socket would not announce.
+        let got = tls.plaintext(buf).unwrap_or(Received::Progress);
+        self.drained = socket_drained && got != Received::Data(buf.len());
+        got
     }
 
     /// Takes plaintext to send: writes it to the socket, or encrypts it into the session's
@@ -256,6 +276,20 @@ impl Tls {
             }
         }
         (filled > 0).then_some(Received::Data(filled))
+    }
+}
+
+/// The socket as rustls reads it, noting whether a read came back short.
+struct ShortRead<'a> {
+    socket: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 

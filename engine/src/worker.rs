@@ -406,23 +406,21 @@ impl<A: App> Worker<A> {
     }
 
     /// One read through the transport into the loop buffer, handed to the connection.
+    ///
+    /// A read that drained the socket ends the reading: edge-triggered readiness reports
+    /// the next bytes, so another read would only return EAGAIN (one syscall per request
+    /// saved). Not once the peer has closed: its EOF raises no further edge.
     fn read(&mut self, key: usize) {
         let slot = &mut self.slots[key];
         let token = token_of(key, slot.gen);
         let stats = self.core.metrics.loop_stats(self.core.index);
         match slot.io.read(&mut self.read_buf, stats) {
             Received::Data(n) => {
-                // A short read drained the socket: edge-triggered readiness reports the next
-                // bytes, so another read would only return EAGAIN (one syscall per request
-                // saved). Not when the peer has closed (its EOF raises no further edge), nor
-                // under TLS, whose record layer may hold back decrypted bytes.
-                if n < self.read_buf.len() && slot.io.is_plain() && !slot.peer_hup {
-                    slot.read_ready = false;
-                }
+                slot.read_ready = !slot.io.drained() || slot.peer_hup;
                 slot.conn
                     .receive(&self.read_buf[..n], &mut self.core.env(token));
             }
-            Received::Progress => {}
+            Received::Progress => slot.read_ready = !slot.io.drained() || slot.peer_hup,
             Received::WouldBlock | Received::Failed => slot.read_ready = false,
             Received::PlainHttp => {
                 slot.read_ready = false;
