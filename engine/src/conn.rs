@@ -675,11 +675,12 @@ fn classify(
     mut ex: Exchange,
     (peer, received): (IpAddr, std::time::Instant),
 ) -> Step {
-    let path = head.target.split('?').next().unwrap_or("");
+    let target = head.target.as_bytes();
+    let path = &target[..memchr::memchr(b'?', target).unwrap_or(target.len())];
     let route = match path {
-        "/health/live" => Some(Builtin::Live),
-        "/health/ready" => Some(Builtin::Ready),
-        "/metrics" => Some(Builtin::Metrics),
+        b"/health/live" => Some(Builtin::Live),
+        b"/health/ready" => Some(Builtin::Ready),
+        b"/metrics" => Some(Builtin::Metrics),
         _ => None,
     };
     match route {

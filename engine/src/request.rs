@@ -104,25 +104,32 @@ impl std::fmt::Debug for RequestId {
 /// without allocation.
 #[derive(Debug)]
 pub struct RequestIds {
-    prefix: u32,
+    /// `req_` and the prefix's 8 hex digits, rendered once; the counter's 16 follow.
+    template: [u8; 28],
     next: u64,
+}
+
+/// Writes `v` as hex digits filling `out`, most significant first.
+fn put_hex(out: &mut [u8], mut v: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = crate::response::HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
 }
 
 impl RequestIds {
     /// A generator whose ids start with `prefix` (distinct per loop and per process start).
     pub fn new(prefix: u32) -> Self {
-        RequestIds { prefix, next: 0 }
+        let mut template = *b"req_000000000000000000000000";
+        put_hex(&mut template[4..12], u64::from(prefix));
+        RequestIds { template, next: 0 }
     }
 
     /// The next id, e.g. `req_3f2a1b9c0000000000000001`.
     pub fn next_id(&mut self) -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         self.next += 1;
-        let mut buf = *b"req_000000000000000000000000";
-        let digits = (u128::from(self.prefix) << 64) | u128::from(self.next);
-        for (i, slot) in buf[4..].iter_mut().rev().enumerate() {
-            *slot = HEX[((digits >> (4 * i)) & 0xf) as usize];
-        }
+        let mut buf = self.template;
+        put_hex(&mut buf[12..], self.next);
         RequestId::new(&buf)
     }
 }

@@ -182,7 +182,8 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lower-case hex digits.
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The reason phrase written after a status code.
 pub fn reason(status: u16) -> &'static str {
