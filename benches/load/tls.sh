@@ -2,10 +2,13 @@
 # TLS load test: Halyard over TLS against Halyard in plain HTTP, and against nginx with the
 # same certificate and key.
 #
-# 1. Kept-alive requests: wrk (64 connections, `GET /health/live`) against Halyard plain
-#    and Halyard TLS, REPEATS runs each, alternating; prints the medians of requests/s and
-#    of requests per server CPU-second, and TLS/plain for both. nginx plain and TLS are
+# 1. Kept-alive requests: a load client (64 connections, `GET /health/live`) against Halyard
+#    plain and Halyard TLS, REPEATS runs each, alternating; prints the medians of requests/s
+#    and of requests per server CPU-second, and TLS/plain for both. nginx plain and TLS are
 #    measured the same way for reference (their TLS/plain shows what the client allows).
+#    The client is `benches/load/loadgen` (built here), or wrk with `--client wrk`: wrk's
+#    one thread needs ~11 µs of CPU per TLS request, more than the server does, so under wrk
+#    the TLS rate is the client's; loadgen needs ~7.4 µs (benches/RESULTS.md, "TLS").
 # 2. New TLS 1.3 handshakes: CLIENTS concurrent `openssl s_time -new -tls1_3` loops (a full
 #    handshake per connection, no request, no resumption) against Halyard and nginx,
 #    alternating; prints handshakes/s, the server's CPU seconds and handshakes per server
@@ -19,7 +22,7 @@
 # ("noise"): on a shared machine, runs with much noise on core 0 understate the server.
 #
 # Usage: benches/load/tls.sh [--quick] [--duration S] [--repeats N] [--clients N]
-#                            [--keys "ec rsa"] [--no-build]
+#                            [--keys "ec rsa"] [--client loadgen|wrk] [--no-build]
 #   --quick      3 s runs (default 5 s, 5 repeats)
 # Environment: HALYARD_BIN (skip building Halyard), CARGO_TARGET_DIR (Halyard's).
 #
@@ -36,6 +39,7 @@ CONNECTIONS=64
 CLIENTS=2
 KEYS="ec rsa"
 BUILD=1
+CLIENT=loadgen
 SERVER_CORE=0
 CLIENT_CORE=1
 
@@ -51,6 +55,7 @@ while (($#)); do
         --repeats) REPEATS=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
         --keys) KEYS=$2; shift ;;
+        --client) CLIENT=$2; shift ;;
         --no-build) BUILD=0 ;;
         -h | --help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -93,6 +98,13 @@ else
         log "building halyard (release)"
         (cd "$ROOT" && cargo build --release --bin halyard >&2)
     fi
+fi
+
+[[ $CLIENT == loadgen || $CLIENT == wrk ]] || die "--client is loadgen or wrk"
+LOADGEN=$ROOT/benches/load/loadgen/target/release/loadgen
+if [[ $CLIENT == loadgen ]]; then
+    log "building loadgen (release)"
+    cargo build --release --manifest-path "$ROOT/benches/load/loadgen/Cargo.toml" >&2
 fi
 
 # ---------------------------------------------------------------- certificates
@@ -228,21 +240,25 @@ declare -A RESULT # RESULT[test,server,metric] = values, space-separated
 
 # ---------------------------------------------------------------- 1. kept-alive requests
 
-wrk_once() { # wrk_once NAME SECONDS OUT
-    local name=$1
-    "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${2}s" \
-        "${SCHEME[$name]}://127.0.0.1:${PORT[$name]}/health/live" >"$3" 2>&1 ||
-        { cat "$3" >&2; die "wrk failed against $name"; }
+# wrk_once NAME SECONDS OUT: one run of the load client; its report (wrk's format) in OUT.
+wrk_once() {
+    local name=$1 url="${SCHEME[$name]}://127.0.0.1:${PORT[$name]}/health/live"
+    if [[ $CLIENT == loadgen ]]; then
+        "${PIN_CLIENT[@]}" "$LOADGEN" "$url" --connections "$CONNECTIONS" --duration "$2" \
+            --insecure >"$3" 2>&1
+    else
+        "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${2}s" "$url" >"$3" 2>&1
+    fi || { cat "$3" >&2; die "$CLIENT failed against $name"; }
 }
 
-# A keep-alive run of wrk, measured.
+# A keep-alive run of the load client, measured.
 ka_run() { # ka_run NAME OUT
     measure "$1" wrk_once "$1" "$DURATION" "$2"
 }
 
 keepalive() {
     local certs=$WORK/ec names="halyard-plain halyard-tls nginx-plain nginx-tls" name rep out
-    log "kept-alive: ${DURATION}s x $REPEATS per server, $CONNECTIONS connections (ECDSA P-256)"
+    log "kept-alive: ${DURATION}s x $REPEATS per server, $CONNECTIONS connections (ECDSA P-256), client $CLIENT"
     start_server halyard-plain halyard ""
     start_server halyard-tls halyard "$certs"
     start_server nginx-plain nginx ""
@@ -334,7 +350,7 @@ for kind in $KEYS; do handshakes "$kind"; done
 echo
 echo "## TLS results ($(nproc) cores, ${DURATION}s x $REPEATS, medians; server on core $SERVER_CORE with 1 loop/worker, clients on core $CLIENT_CORE)"
 echo
-echo "| kept-alive GET /health/live, $CONNECTIONS conns | plain req/s | TLS req/s | TLS/plain | plain req/cpu-s | TLS req/cpu-s | TLS/plain per cpu | noise core0 s (plain, TLS) |"
+echo "| kept-alive GET /health/live, $CONNECTIONS conns, $CLIENT | plain req/s | TLS req/s | TLS/plain | plain req/cpu-s | TLS req/cpu-s | TLS/plain per cpu | noise core0 s (plain, TLS) |"
 echo "|---|---|---|---|---|---|---|---|"
 for s in halyard nginx; do
     p=$(med "ka,$s-plain,rps")
