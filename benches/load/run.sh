@@ -141,6 +141,9 @@ if [[ " $SERVERS " == *" axum "* ]] && ((BUILD)); then
     log "building the axum peer (release)"
     (cd "$ROOT/benches/peers/axum" && CARGO_TARGET_DIR=$PEER_TARGET_DIR cargo build --release >&2)
 fi
+if [[ " $SERVERS " == *" axum "* && ! -x $AXUM_BIN ]]; then
+    die "no axum peer at $AXUM_BIN: build it (drop --no-build) or set PEER_TARGET_DIR"
+fi
 
 # ---------------------------------------------------------------- servers
 
