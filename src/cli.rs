@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Seed a dev tenant, project and echo agent on an empty store and print a curl line.
     #[arg(long)]
     pub dev: bool,
-    /// Agent worker threads [default: 16].
+    /// Agent worker threads at most, started as turns need them [default: 16].
     #[arg(long)]
     pub agent_workers: Option<usize>,
     /// Agent turns that may wait for a worker; more are 429 QUEUE_FULL [default: 1024].

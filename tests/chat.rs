@@ -669,3 +669,35 @@ fn a_provider_without_its_secret_is_503() {
     );
     assert!(!v.to_string().contains("sk-"));
 }
+
+/// Threads of `pid` whose name starts with `halyard-agent`.
+fn agent_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("halyard-agent"))
+        .count()
+}
+
+#[test]
+fn agent_workers_start_when_turns_need_them_up_to_the_limit() {
+    let h = start(&["--agent-workers", "2", "--echo-token-delay-ms", "300"]);
+    let t = tenant_on(h.addr, false);
+    let pid = t.project_with_agent("bot");
+    assert_eq!(
+        agent_threads(h.pid()),
+        0,
+        "an idle server holds no agent worker"
+    );
+    let body = json!({"projectId": pid, "message": "a b"});
+    // Three slow turns at once: two workers start, the third turn waits for one of them.
+    let streams: Vec<_> = (0..3)
+        .map(|_| open_stream(&t, "/api/v1/chat/agent/stream", &body))
+        .collect();
+    for (mut c, head) in streams {
+        assert_eq!(head.status, 200);
+        let (events, _) = read_events(&mut c, |e| names(e).contains(&"done"));
+        assert!(names(&events).contains(&"done"), "{:?}", names(&events));
+    }
+    assert_eq!(agent_threads(h.pid()), 2);
+}

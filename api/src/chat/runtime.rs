@@ -1,13 +1,15 @@
 //! The agent runtime: a bounded execution queue served by worker threads.
 //!
 //! Responsible for: taking jobs without blocking the event loops (`QUEUE_FULL` when the
-//! queue is full), and on a worker: storing the user message, building the conversation
+//! queue is full), starting workers as jobs need them (up to the configured number: an idle
+//! server holds none, ~40 KB of RSS each), and on a worker: storing the user message, building the conversation
 //! from the agent's instructions and the session history, calling the provider, streaming
 //! deltas to the client and to the log, storing the assistant reply with its usage and
 //! waiting until it is durable before the final event or response, and cancelling a turn
 //! whose client went away (after a 1 s grace for a resume). Not responsible for: parsing
 //! requests or authorization (see `chat`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 /// Settings of the runtime.
 #[derive(Debug, Clone, Copy)]
 pub struct RuntimeConfig {
-    /// Worker threads.
+    /// Worker threads at most (started on demand).
     pub workers: usize,
     /// Jobs that may wait in the queue.
     pub queue: usize,
@@ -139,18 +141,63 @@ struct Shared {
 pub struct Runtime {
     tx: crossbeam_channel::Sender<Job>,
     hub: Arc<Hub>,
+    pool: Arc<Pool>,
+}
+
+/// The workers: how many may run, and what a new one needs.
+struct Pool {
+    max: usize,
+    started: AtomicUsize,
+    /// Workers waiting for a job.
+    idle: AtomicUsize,
+    rx: crossbeam_channel::Receiver<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Pool {
+    /// Starts one more worker unless `max` run already.
+    fn grow(self: &Arc<Self>) {
+        let n = self.started.fetch_add(1, Ordering::AcqRel);
+        if n >= self.max {
+            self.started.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("halyard-agent-{n}"))
+            .spawn(move || pool.serve());
+        if let Err(e) = spawned {
+            // The next job tries again.
+            self.started.fetch_sub(1, Ordering::AcqRel);
+            eprintln!("halyard: cannot start agent worker {n}: {e}");
+        }
+    }
+
+    /// A worker's life: jobs until the runtime is dropped.
+    fn serve(&self) {
+        loop {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            let job = self.rx.recv();
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+            match job {
+                Ok(job) => self.shared.run(job),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("queued", &self.tx.len())
+            .field("workers", &self.pool.started.load(Ordering::Relaxed))
             .finish()
     }
 }
 
 impl Runtime {
-    /// Starts `cfg.workers` workers.
+    /// A runtime of at most `cfg.workers` workers; none runs until a job comes.
     pub fn start(
         cfg: RuntimeConfig,
         store: Arc<dyn Backend>,
@@ -169,26 +216,26 @@ impl Runtime {
                 delay: cfg.echo_delay,
             },
         });
-        for i in 0..cfg.workers.max(1) {
-            let rx = rx.clone();
-            let shared = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("halyard-agent-{i}"))
-                .spawn(move || {
-                    for job in rx {
-                        shared.run(job);
-                    }
-                });
-            if let Err(e) = spawned {
-                eprintln!("halyard: cannot start agent worker {i}: {e}");
-            }
-        }
-        Runtime { tx, hub }
+        let pool = Arc::new(Pool {
+            max: cfg.workers.max(1),
+            started: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            rx,
+            shared,
+        });
+        Runtime { tx, hub, pool }
     }
 
-    /// Queues a job; a full queue gives the job back.
+    /// Queues a job, and starts a worker when more jobs wait than workers do; a full queue
+    /// gives the job back.
     pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
-        self.tx.try_send(job).map_err(|e| Box::new(e.into_inner()))
+        self.tx
+            .try_send(job)
+            .map_err(|e| Box::new(e.into_inner()))?;
+        if self.tx.len() > self.pool.idle.load(Ordering::Acquire) {
+            self.pool.grow();
+        }
+        Ok(())
     }
 
     /// Jobs waiting.
