@@ -49,12 +49,17 @@ pub fn list<T>(key: &str, listed: &Listed<T>, page: Page, view: impl Fn(&T) -> V
 /// `{"success": true, "<key>": item}`, serialized straight from `item` (no `Value` tree:
 /// the hot read paths use this).
 pub fn ok_one<T: serde::Serialize>(key: &str, item: &T) -> Response {
+    one_written(200, key, |out| ser(out, item))
+}
+
+/// `{"success": true, "<key>": item}` with `status`, the item written by `write`.
+pub fn one_written(status: u16, key: &str, write: impl FnOnce(&mut Vec<u8>)) -> Response {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"success\":true,");
     push_key(&mut out, key);
-    let _ = serde_json::to_writer(&mut out, item);
+    write(&mut out);
     out.push(b'}');
-    Response::json(200, out)
+    Response::json(status, out)
 }
 
 /// Serializes `v` into `out` (serialization of the views cannot fail).

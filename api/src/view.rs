@@ -184,13 +184,6 @@ pub fn write_session(out: &mut Vec<u8>, s: &Session) {
         .end();
 }
 
-/// A session as a JSON value.
-pub fn session(s: &Session) -> Value {
-    let mut out = Vec::with_capacity(320);
-    write_session(&mut out, s);
-    serde_json::from_slice(&out).unwrap_or(Value::Null)
-}
-
 /// Token usage.
 pub fn usage(u: &Usage) -> Value {
     json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "totalTokens": u.total_tokens})

@@ -122,7 +122,7 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     f.finish()?;
     let agent = pick_agent(c, &project, agent_id, agent_name)?;
     let session = open_session(c, &project, &agent, metadata)?;
-    let resp = reply::created(vec![("session", view::session(&session))]);
+    let resp = reply::one_written(201, "session", |out| view::write_session(out, &session));
     let tenant = c.tenant()?.to_string();
     let limiter = c.api.limiter().clone();
     let (t, id) = (tenant.clone(), session.id.clone());
@@ -195,7 +195,10 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
 
 /// `GET /api/projects/:pid/sessions/:id`.
 pub fn get(c: &Call<'_>) -> ApiResult<Response> {
-    Ok(reply::ok(vec![("session", view::session(&find(c)?))]))
+    let session = find(c)?;
+    Ok(reply::one_written(200, "session", |out| {
+        view::write_session(out, &session)
+    }))
 }
 
 /// `DELETE /api/projects/:pid/sessions/:id`: ends the session; history is kept.
@@ -215,7 +218,7 @@ pub fn reset(c: &Call<'_>) -> ApiResult<Reply> {
         session_id: session.id.clone(),
     };
     session.message_count = 0;
-    let resp = reply::ok(vec![("session", view::session(&session))]);
+    let resp = reply::one_written(200, "session", |out| view::write_session(out, &session));
     c.commit(vec![m], resp)
 }
 
