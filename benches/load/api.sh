@@ -84,10 +84,7 @@ done
 : "${FLOOD_DURATION:=$DURATION}"
 : "${MAX_OTHER_CPU:=$(awk -v n="$(nproc)" -v d="$DURATION" 'BEGIN { print 0.05 * n * d }')}"
 
-WORK=$(mktemp -d -t halyard-api.XXXXXX)
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work api
 
 need wrk wrk
 need curl curl
@@ -108,15 +105,7 @@ if ((PINNED)); then
     WRK_THREADS=1
 fi
 
-if [[ -n ${HALYARD_BIN:-} ]]; then
-    [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
-else
-    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
-    if ((BUILD)); then
-        log "building halyard (release)"
-        (cd "$ROOT" && cargo build --release --bin halyard >&2)
-    fi
-fi
+resolve_halyard_bin
 
 ROOT_KEY=$(python3 -c 'import secrets; print("root_" + secrets.token_urlsafe(32))')
 

@@ -75,10 +75,7 @@ while (($#)); do
     shift
 done
 
-WORK=$(mktemp -d -t halyard-chat.XXXXXX)
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work chat
 
 need wrk wrk
 need curl curl
@@ -101,15 +98,7 @@ if (($(ulimit -n) < want_fds)); then
     STREAMS=$(($(ulimit -n) - 1024))
 fi
 
-if [[ -n ${HALYARD_BIN:-} ]]; then
-    [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
-else
-    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
-    if ((BUILD)); then
-        log "building halyard (release)"
-        (cd "$ROOT" && cargo build --release --bin halyard >&2)
-    fi
-fi
+resolve_halyard_bin
 
 # ---------------------------------------------------------------- server
 

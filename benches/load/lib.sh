@@ -143,3 +143,70 @@ check() {
         ok = (op == ">=") ? (v >= l) : (v <= l); print (ok ? "met" : "MISSED") }')
     printf -- '- %s: %s (target %s %s): **%s**\n' "$1" "$2" "$3" "$4" "$verdict"
 }
+
+# start_work TAG: the scratch directory WORK, the list PIDS of every long-running process
+# started (cleanup stops them by PID), and the traps that run cleanup on any exit.
+start_work() {
+    WORK=$(mktemp -d -t "halyard-$1.XXXXXX")
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# resolve_halyard_bin: HALYARD_BIN as given (it must be executable), or the release build of
+# the checkout at ROOT, built first unless BUILD is 0.
+resolve_halyard_bin() {
+    if [[ -n ${HALYARD_BIN:-} ]]; then
+        [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
+        return
+    fi
+    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
+    if ((BUILD)); then
+        log "building halyard (release)"
+        (cd "$ROOT" && cargo build --release --bin halyard >&2)
+    fi
+}
+
+# nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR]: DIR/nginx.conf for the peer nginx,
+# answering GET /health/live with Halyard's body; over TLS (1.2 and 1.3) with CERTDIR's
+# cert.pem and key.pem when given.
+nginx_conf() {
+    local dir=$1 port=$2 workers=$3 conns=$4 certs=${5:-} listen ssl=""
+    mkdir -p "$dir/tmp"
+    listen="listen 127.0.0.1:$port;"
+    if [[ -n $certs ]]; then
+        listen="listen 127.0.0.1:$port ssl;"
+        ssl="ssl_certificate $certs/cert.pem; ssl_certificate_key $certs/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+worker_rlimit_nofile $((conns + 64));
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections $conns;
+}
+http {
+    access_log off;
+    server_tokens off;
+    # Halyard does not cap requests per connection; nginx closes after 1000 by default.
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        $listen
+        $ssl
+        location = /health/live {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }
+    }
+}
+EOF
+}

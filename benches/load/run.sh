@@ -88,11 +88,7 @@ done
 
 # ---------------------------------------------------------------- cleanup
 
-WORK=$(mktemp -d -t halyard-load.XXXXXX)
-PIDS=() # every long-running process started here
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work load
 
 # ---------------------------------------------------------------- tools
 
@@ -126,15 +122,7 @@ fi
 
 # ---------------------------------------------------------------- build
 
-if [[ -n ${HALYARD_BIN:-} ]]; then
-    [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
-else
-    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
-    if ((BUILD)); then
-        log "building halyard (release)"
-        (cd "$ROOT" && cargo build --release --bin halyard >&2)
-    fi
-fi
+resolve_halyard_bin
 PEER_TARGET_DIR=${PEER_TARGET_DIR:-$ROOT/benches/peers/axum/target}
 AXUM_BIN=$PEER_TARGET_DIR/release/halyard-peer-axum
 if [[ " $SERVERS " == *" axum "* ]] && ((BUILD)); then
@@ -148,39 +136,6 @@ fi
 # ---------------------------------------------------------------- servers
 
 NGINX_CONNECTIONS=1024 # per worker; raised for the idle-connection test
-nginx_conf() {         # nginx_conf DIR PORT WORKERS
-    local dir=$1
-    mkdir -p "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes $3;
-worker_rlimit_nofile $((NGINX_CONNECTIONS + 64));
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events {
-    worker_connections $NGINX_CONNECTIONS;
-}
-http {
-    access_log off;
-    server_tokens off;
-    # Halyard does not cap requests per connection; nginx closes after 1000 by default.
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        listen 127.0.0.1:$2;
-        location = /health/live {
-            default_type application/json;
-            return 200 '{"status":"ok"}';
-        }
-    }
-}
-EOF
-}
 
 PIN_SERVER=()
 PIN_WRK=()
@@ -219,7 +174,7 @@ start_server() {
             "${PIN_SERVER[@]}" "$AXUM_BIN" "$port" --threads "$PEER_THREADS" >"$dir/log" 2>&1 &
             ;;
         nginx)
-            nginx_conf "$dir" "$port" "$PEER_THREADS"
+            nginx_conf "$dir" "$port" "$PEER_THREADS" "$NGINX_CONNECTIONS"
             "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
             ;;
         *) die "unknown server $name" ;;

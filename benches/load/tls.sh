@@ -67,10 +67,7 @@ LOG_TAG=tls
 # shellcheck source=lib.sh
 source "$ROOT/benches/load/lib.sh"
 
-WORK=$(mktemp -d -t halyard-tls.XXXXXX)
-PIDS=() # every long-running process started here
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work tls
 
 # ---------------------------------------------------------------- tools
 
@@ -90,15 +87,7 @@ PIN_CLIENT=(taskset -c "$CLIENT_CORE")
 
 # ---------------------------------------------------------------- build
 
-if [[ -n ${HALYARD_BIN:-} ]]; then
-    [[ -x $HALYARD_BIN ]] || die "HALYARD_BIN=$HALYARD_BIN is not executable"
-else
-    HALYARD_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/halyard
-    if ((BUILD)); then
-        log "building halyard (release)"
-        (cd "$ROOT" && cargo build --release --bin halyard >&2)
-    fi
-fi
+resolve_halyard_bin
 
 [[ $CLIENT == loadgen || $CLIENT == wrk ]] || die "--client is loadgen or wrk"
 LOADGEN=$ROOT/benches/load/loadgen/target/release/loadgen
@@ -145,44 +134,6 @@ wait_ready() {
     return 1
 }
 
-nginx_conf() { # nginx_conf DIR PORT CERTDIR|""
-    local dir=$1 port=$2 certs=$3 listen ssl=""
-    mkdir -p "$dir/tmp"
-    listen="listen 127.0.0.1:$port;"
-    if [[ -n $certs ]]; then
-        listen="listen 127.0.0.1:$port ssl;"
-        ssl="ssl_certificate $certs/cert.pem; ssl_certificate_key $certs/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;"
-    fi
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log crit;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        $listen
-        $ssl
-        location = /health/live {
-            default_type application/json;
-            return 200 '{"status":"ok"}';
-        }
-    }
-}
-EOF
-}
 
 declare -A PORT PID SCHEME
 # start_server NAME KIND CERTDIR|"": NAME is a label, KIND halyard or nginx.
@@ -197,7 +148,7 @@ start_server() {
                 --data-dir "$dir/data" "${tls[@]}" >"$dir/log" 2>&1 &
             ;;
         nginx)
-            nginx_conf "$dir" "$port" "$certs"
+            nginx_conf "$dir" "$port" 1 4096 "$certs"
             "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
             ;;
     esac
@@ -242,7 +193,8 @@ declare -A RESULT # RESULT[test,server,metric] = values, space-separated
 
 # wrk_once NAME SECONDS OUT: one run of the load client; its report (wrk's format) in OUT.
 wrk_once() {
-    local name=$1 url="${SCHEME[$name]}://127.0.0.1:${PORT[$name]}/health/live"
+    local name=$1
+    local url="${SCHEME[$name]}://127.0.0.1:${PORT[$name]}/health/live"
     if [[ $CLIENT == loadgen ]]; then
         "${PIN_CLIENT[@]}" "$LOADGEN" "$url" --connections "$CONNECTIONS" --duration "$2" \
             --insecure >"$3" 2>&1
