@@ -170,14 +170,7 @@ load() {
     after=$(cpu_ticks "${PID[$name]}")
     busy_after=$(machine_ticks)
     ((rc == 0)) || { cat "$out" >&2; die "wrk failed against $name $path"; }
-    RUN[total]=$(awk '/ requests in / { print $1 }' "$out")
-    RUN[non2xx]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
-    RUN[non2xx]=${RUN[non2xx]:-0}
-    RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
-    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
-    RUN[cpu]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-    RUN[percpu]=$(awk -v n="${RUN[total]}" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+    read_wrk "$out" $((after - before))
     RUN[other]=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLK_TCK" -v s="${RUN[cpu]}" \
         -v w="$(awk '{ print $1 + $2 }' "$out.time")" \
         'BEGIN { o = t / hz - s - w; printf "%.2f", (o > 0 ? o : 0) }')

@@ -147,14 +147,7 @@ wrk_load() {
     after=$(cpu_ticks "$PID")
     busy_after=$(machine_ticks)
     ((rc == 0)) || { cat "$out" >&2; die "wrk failed on $path"; }
-    RUN[total]=$(awk '/ requests in / { print $1 }' "$out")
-    RUN[non2xx]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
-    RUN[non2xx]=${RUN[non2xx]:-0}
-    RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
-    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
-    RUN[cpu]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-    RUN[percpu]=$(awk -v n="${RUN[total]}" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+    read_wrk "$out" $((after - before))
     RUN[busy]=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
     grep -q 'Socket errors' "$out" && log "WARNING $path: $(grep 'Socket errors' "$out")"
     log "  $path: $(printf '%.0f' "${RUN[rps]}")/s p50 ${RUN[p50]} us p99 ${RUN[p99]} us server cpu ${RUN[cpu]} s non-2xx ${RUN[non2xx]} machine busy ${RUN[busy]} s"

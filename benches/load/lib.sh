@@ -210,3 +210,20 @@ http {
 }
 EOF
 }
+
+declare -A RUN=() # the figures of the last run, by name (see read_wrk)
+
+# read_wrk OUT TICKS: from wrk's report in OUT and the server's CPU ticks over the run, sets
+# RUN[total rps p50 p99 non2xx cpu percpu] (RUN: the caller's associative array; latencies
+# in µs, cpu in seconds, percpu in requests per server CPU-second).
+read_wrk() {
+    local out=$1 ticks=$2
+    RUN[total]=$(awk '/ requests in / { print $1 }' "$out")
+    RUN[non2xx]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    RUN[non2xx]=${RUN[non2xx]:-0}
+    RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    RUN[cpu]=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+    RUN[percpu]=$(awk -v n="${RUN[total]}" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+}

@@ -205,7 +205,6 @@ wrk_run() {
 
 # run_wrk MODE SERVER: one measured run. Sets RUN (metric -> value: rps, p50, p99, cpu,
 # percpu, wrk, other) and prints it.
-declare -A RUN
 run_wrk() {
     local mode=$1 name=$2 out=$WORK/wrk.out before after busy_before busy_after
     busy_before=$(machine_ticks)
@@ -219,13 +218,7 @@ run_wrk() {
     if ! grep -qE '^ +99%' "$out"; then
         log "WARNING $name $mode: no latency percentiles from wrk: $(tr -s ' ' <"$out" | tr '\n' ';')"
     fi
-    local total
-    total=$(awk '/ requests in / { print $1 }' "$out")
-    RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
-    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
-    RUN[cpu]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-    RUN[percpu]=$(awk -v n="$total" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+    read_wrk "$out" $((after - before))
     RUN[wrk]=$(awk '{ printf "%.2f", $1 + $2 }' "$out.time")
     # CPU used by anything else on the machine meanwhile (other jobs: noise).
     RUN[other]=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLK_TCK" -v s="${RUN[cpu]}" \
