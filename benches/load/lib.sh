@@ -167,6 +167,15 @@ resolve_halyard_bin() {
     fi
 }
 
+# build_loadgen: LOADGEN, the release build of benches/load/loadgen (our closed-loop client,
+# cheaper per request than wrk), built first.
+build_loadgen() {
+    # shellcheck disable=SC2034 # read by the sourcing script
+    LOADGEN=$ROOT/benches/load/loadgen/target/release/loadgen
+    log "building loadgen (release)"
+    cargo build --release --manifest-path "$ROOT/benches/load/loadgen/Cargo.toml" >&2
+}
+
 # nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR]: DIR/nginx.conf for the peer nginx,
 # answering GET /health/live with Halyard's body; over TLS (1.2 and 1.3) with CERTDIR's
 # cert.pem and key.pem when given.
@@ -213,7 +222,8 @@ EOF
 
 declare -A RUN=() # the figures of the last run, by name (see read_wrk)
 
-# read_wrk OUT TICKS: from wrk's report in OUT and the server's CPU ticks over the run, sets
+# read_wrk OUT TICKS: from the report of wrk (or loadgen, which prints its latencies on one
+# `Latency p50 X p99 Y` line) in OUT and the server's CPU ticks over the run, sets
 # RUN[total rps p50 p99 non2xx cpu percpu] (RUN: the caller's associative array; latencies
 # in µs, cpu in seconds, percpu in requests per server CPU-second).
 read_wrk() {
@@ -222,8 +232,8 @@ read_wrk() {
     RUN[non2xx]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
     RUN[non2xx]=${RUN[non2xx]:-0}
     RUN[rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
-    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    RUN[p50]=$(to_us "$(awk '$1 == "50%" { print $2 } $1 == "Latency" && $2 == "p50" { print $3 }' "$out")")
+    RUN[p99]=$(to_us "$(awk '$1 == "99%" { print $2 } $1 == "Latency" && $4 == "p99" { print $5 }' "$out")")
     RUN[cpu]=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
     RUN[percpu]=$(awk -v n="${RUN[total]}" -v c="${RUN[cpu]}" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
 }

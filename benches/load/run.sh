@@ -14,9 +14,13 @@
 # Usage: benches/load/run.sh [--quick] [--unpinned] [--duration S] [--repeats N]
 #                            [--servers "halyard axum nginx"] [--halyard-threads N]
 #                            [--idle-conns N] [--no-idle] [--no-build] [--profile]
-#                            [--halyard-env VAR=VALUE]... [--nice N]
+#                            [--halyard-env VAR=VALUE]... [--nice N] [--client wrk|loadgen]
 #                            [--max-other-cpu S] [--noise-tries N]
 #   --quick      3 s runs (default 10 s)
+#   --client loadgen  load with benches/load/loadgen instead of wrk (built here): it costs
+#                less client CPU per request, so every server runs at 100 % and requests per
+#                server CPU-second compare the servers at saturation rather than at the
+#                rate one wrk thread can drive (with pipelining: --depth 16 batches)
 #   --nice N     run the servers and wrk at niceness N (e.g. -15 as root: a shared machine's
 #                other jobs then take less CPU from the measurement; their CPU is still
 #                reported in the "other CPU s" column)
@@ -25,8 +29,10 @@
 #                tries in all (default 5; 1 keeps every run); the quietest try counts
 #   --halyard-env  set an environment variable for Halyard only (e.g.
 #                MIMALLOC_ARENA_EAGER_COMMIT=0 to try an allocator setting without a rebuild)
-#   --profile    also run `perf stat` and `perf record -g` on Halyard under both loads and
-#                print the top functions (installs linux-perf if missing)
+#   --profile    also count each server's syscalls per request, split each server's CPU
+#                per unpipelined request into send, receive, epoll_wait, other kernel and
+#                user space (`perf record -g`), and print Halyard's top functions under both
+#                loads (installs linux-perf if missing)
 # Environment: HALYARD_BIN (skip building Halyard), PEER_TARGET_DIR (cargo target dir of
 # the axum peer, default benches/peers/axum/target), CARGO_TARGET_DIR (Halyard's).
 #
@@ -58,6 +64,7 @@ MAX_OTHER_CPU=""
 NOISE_TRIES=5
 SERVER_CORE=0
 WRK_CORE=1
+CLIENT=wrk
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -80,6 +87,7 @@ while (($#)); do
         --no-idle) IDLE=0 ;;
         --no-build) BUILD=0 ;;
         --profile) PROFILE=1 ;;
+        --client) CLIENT=$2; shift ;;
         -h | --help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
@@ -92,6 +100,7 @@ start_work load
 
 # ---------------------------------------------------------------- tools
 
+[[ $CLIENT == wrk || $CLIENT == loadgen ]] || die "--client is wrk or loadgen"
 need wrk wrk
 need python3 python3
 need taskset util-linux
@@ -123,6 +132,7 @@ fi
 # ---------------------------------------------------------------- build
 
 resolve_halyard_bin
+[[ $CLIENT == loadgen ]] && build_loadgen
 PEER_TARGET_DIR=${PEER_TARGET_DIR:-$ROOT/benches/peers/axum/target}
 AXUM_BIN=$PEER_TARGET_DIR/release/halyard-peer-axum
 if [[ " $SERVERS " == *" axum "* ]] && ((BUILD)); then
@@ -192,19 +202,28 @@ stop_server() { stop_pid "${PID[$1]}"; }
 
 declare -A RESULT # RESULT[mode,server,metric] = one value per repeat, space-separated
 
-# wrk MODE SERVER SECONDS OUT: one wrk run against SERVER, its report in OUT.
-# wrk's own CPU seconds (user + system) go to OUT.time.
+# wrk_run MODE SERVER SECONDS OUT: one run of the load client (wrk or loadgen) against
+# SERVER, its report in OUT. The client's own CPU seconds (user + system) go to OUT.time.
 wrk_run() {
-    local mode=$1 name=$2 secs=$3 out=$4 script=() rc=0 TIMEFORMAT='%U %S'
-    [[ $mode == pipelined ]] && script=(-s "$HERE/pipeline.lua")
-    { time "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
-        "${script[@]}" "http://127.0.0.1:${PORT[$name]}/health/live" -- "$DEPTH" \
-        >"$out" 2>&1; } 2>"$out.time" || rc=$?
-    ((rc == 0)) || { cat "$out" >&2; die "wrk failed against $name"; }
+    local mode=$1 name=$2 secs=$3 out=$4 url rc=0 TIMEFORMAT='%U %S' cmd
+    url="http://127.0.0.1:${PORT[$name]}/health/live"
+    if [[ $CLIENT == loadgen ]]; then
+        local depth=1
+        [[ $mode == pipelined ]] && depth=$DEPTH
+        cmd=("$LOADGEN" "$url" --threads "$WRK_THREADS" --connections "$CONNECTIONS" \
+            --duration "$secs" --depth "$depth")
+    else
+        local script=()
+        [[ $mode == pipelined ]] && script=(-s "$HERE/pipeline.lua")
+        cmd=(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
+            "${script[@]}" "$url" -- "$DEPTH")
+    fi
+    { time "${PIN_WRK[@]}" "${cmd[@]}" >"$out" 2>&1; } 2>"$out.time" || rc=$?
+    ((rc == 0)) || { cat "$out" >&2; die "$CLIENT failed against $name"; }
 }
 
 # run_wrk MODE SERVER: one measured run. Sets RUN (metric -> value: rps, p50, p99, cpu,
-# percpu, wrk, other) and prints it.
+# percpu, client, other) and prints it.
 run_wrk() {
     local mode=$1 name=$2 out=$WORK/wrk.out before after busy_before busy_after
     busy_before=$(machine_ticks)
@@ -212,20 +231,20 @@ run_wrk() {
     wrk_run "$mode" "$name" "$DURATION" "$out"
     after=$(cpu_ticks "${PID[$name]}")
     busy_after=$(machine_ticks)
-    if grep -qE 'Socket errors|Non-2xx' "$out"; then
-        log "WARNING $name $mode: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ';')"
+    if grep -qE 'Socket errors|Non-2xx|^Errors:' "$out"; then
+        log "WARNING $name $mode: $(grep -E 'Socket errors|Non-2xx|^Errors:' "$out" | tr -s ' ' | tr '\n' ';')"
     fi
-    if ! grep -qE '^ +99%' "$out"; then
-        log "WARNING $name $mode: no latency percentiles from wrk: $(tr -s ' ' <"$out" | tr '\n' ';')"
+    if ! grep -qE '^ +99%|^Latency p50' "$out"; then
+        log "WARNING $name $mode: no latency percentiles from $CLIENT: $(tr -s ' ' <"$out" | tr '\n' ';')"
     fi
     read_wrk "$out" $((after - before))
-    RUN[wrk]=$(awk '{ printf "%.2f", $1 + $2 }' "$out.time")
+    RUN[client]=$(awk '{ printf "%.2f", $1 + $2 }' "$out.time")
     # CPU used by anything else on the machine meanwhile (other jobs: noise).
     RUN[other]=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLK_TCK" -v s="${RUN[cpu]}" \
-        -v w="${RUN[wrk]}" 'BEGIN { o = t / hz - s - w; printf "%.2f", (o > 0 ? o : 0) }')
-    printf '[load]   %-11s %-7s %9.0f req/s  p50 %6d us  p99 %6d us  server cpu %5.2f s  %8d req/cpu-s  wrk cpu %5.2f s  other cpu %5.2f s\n' \
+        -v w="${RUN[client]}" 'BEGIN { o = t / hz - s - w; printf "%.2f", (o > 0 ? o : 0) }')
+    printf '[load]   %-11s %-7s %9.0f req/s  p50 %6d us  p99 %6d us  server cpu %5.2f s  %8d req/cpu-s  client cpu %5.2f s  other cpu %5.2f s\n' \
         "$mode" "$name" "${RUN[rps]}" "${RUN[p50]}" "${RUN[p99]}" "${RUN[cpu]}" "${RUN[percpu]}" \
-        "${RUN[wrk]}" "${RUN[other]}" >&2
+        "${RUN[client]}" "${RUN[other]}" >&2
 }
 
 # measure MODE SERVER: run_wrk until other processes used at most MAX_OTHER_CPU seconds
@@ -315,6 +334,66 @@ for call in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait e
     done
 done
 
+SPLIT_HZ=4999
+
+# split_row NAME DATA REQUESTS FLOORS: one table row from `perf record -g` samples of a server: its
+# CPU per request in µs, split into the kernel's TCP send and receive (`tcp_sendmsg` and
+# `tcp_recvmsg`, inclusive: a send on loopback also runs the client's receive path),
+# `epoll_wait`, the rest of the kernel (syscall entry and exit, file lookup, scheduling) and
+# user space. Kernel functions rather than syscalls: the same TCP code serves sendto and
+# writev, and the kernel's syscall frames are not always in the call chain. Appends
+# "NAME TOTAL FLOOR" to the file FLOORS, FLOOR being the total without epoll_wait and user
+# space.
+split_row() {
+    local name=$1 data=$2 n=$3 floors=$4 total user
+    read -r total user < <(perf report -i "$data" --stdio --no-children --sort dso -g none -q -n 2>/dev/null |
+        awk '$1 ~ /%$/ { t += $2; if ($3 !~ /^\[kernel/) u += $2 } END { print t + 0, u + 0 }')
+    perf report -i "$data" --stdio --children --sort sym -g none -q 2>/dev/null | awk -v t="$total" \
+        -v u="$user" -v n="$n" -v hz="$SPLIT_HZ" -v name="$name" -v floors="$floors" '
+        function us(samples) { return samples * 1e6 / hz / n }
+        $1 ~ /%$/ && $NF == "tcp_sendmsg" { send = $1 + 0 }
+        $1 ~ /%$/ && $NF == "tcp_recvmsg" { recv = $1 + 0 }
+        $1 ~ /%$/ && $NF == "do_epoll_wait" { ep = $1 + 0 }
+        END {
+            send *= t / 100; recv *= t / 100; ep *= t / 100
+            printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name, us(t), us(send), \
+                us(recv), us(ep), us(t - u - send - recv - ep), us(u)
+            printf "%s %.4f %.4f\n", name, us(t), us(t - u - ep) >> floors
+        }'
+}
+
+# cpu_split: where each server's CPU goes per unpipelined request, under the same load;
+# then the best per-CPU ratio to nginx Halyard could reach if the parts it controls
+# (how often it waits in epoll_wait, its user-space code) cost nothing.
+cpu_split() {
+    local name data n floors=$WORK/split.floors
+    echo
+    echo "CPU per unpipelined request, µs (perf record -g at $SPLIT_HZ Hz; the TCP send" \
+        "includes the loopback delivery to the client, run in the sender's context):"
+    echo
+    echo "| server | total | TCP send | TCP receive | epoll_wait | other kernel | user space |"
+    echo "|---|--:|--:|--:|--:|--:|--:|"
+    : >"$floors"
+    for name in $SERVERS; do
+        start_server "$name"
+        wrk_run unpipelined "$name" 1 "$WORK/warmup.out"
+        data=$WORK/split.$name.data
+        perf record -F "$SPLIT_HZ" -g -p "$(server_pids "${PID[$name]}" | paste -sd,)" -o "$data" \
+            -- sleep "$DURATION" 2>/dev/null &
+        local rec_pid=$!
+        PIDS+=("$rec_pid")
+        wrk_run unpipelined "$name" "$DURATION" "$WORK/wrk.out"
+        stop_pid "$rec_pid" 10
+        stop_server "$name"
+        n=$(awk '/ requests in / { print $1 }' "$WORK/wrk.out")
+        split_row "$name" "$data" "$n" "$floors"
+    done
+    awk '$1 == "halyard" { h = $2; floor = $3 } $1 == "nginx" { ng = $2 } END {
+        if (floor > 0 && ng > 0) printf "\nHalyard/nginx per CPU in this profile: %.2f. Even with " \
+            "no epoll_wait and no user-space time at all, at most %.2f: nginx'"'"'s total over " \
+            "Halyard'"'"'s TCP send, TCP receive and other kernel time.\n", ng / h, ng / floor }' "$floors"
+}
+
 run_profile() {
     local mode name out
     echo
@@ -343,6 +422,7 @@ run_profile() {
                     END { printf "| %s | %s | %.3f | %s |\n", mode, name, total / n, list }'
         done
     done
+    cpu_split
     for mode in unpipelined pipelined; do
         start_server halyard
         out=$WORK/perf.$mode.data
@@ -382,12 +462,12 @@ has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 report() {
     local mode name
-    local placement="pinned: servers on core $SERVER_CORE (1 thread/worker each), wrk -t1 on core $WRK_CORE"
-    ((PINNED)) || placement="unpinned: Halyard --threads $HALYARD_THREADS, axum 2 workers, nginx 2 workers, wrk -t2"
+    local placement="pinned: servers on core $SERVER_CORE (1 thread/worker each), $CLIENT with 1 thread on core $WRK_CORE"
+    ((PINNED)) || placement="unpinned: Halyard --threads $HALYARD_THREADS, axum 2 workers, nginx 2 workers, $CLIENT with 2 threads"
     echo
     echo "## Load: medians of $REPEATS x ${DURATION}s, $CONNECTIONS connections, $placement"
     echo
-    echo "| mode | server | req/s | p50 µs | p99 µs | server CPU s (% of run) | req per CPU-s | peak RSS KiB | wrk CPU s | other CPU s |"
+    echo "| mode | server | req/s | p50 µs | p99 µs | server CPU s (% of run) | req per CPU-s | peak RSS KiB | $CLIENT CPU s | other CPU s |"
     echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
     for mode in unpipelined pipelined; do
         for name in $SERVERS; do
@@ -397,7 +477,7 @@ report() {
                 "$(med "$mode,$name,rps")" "$(med "$mode,$name,p50")" "$(med "$mode,$name,p99")" \
                 "$cpu" "$(awk -v c="$cpu" -v d="$DURATION" 'BEGIN { print 100 * c / d }')" \
                 "$(med "$mode,$name,percpu")" "${RESULT[$mode,$name,hwm]}" \
-                "$(med "$mode,$name,wrk")" "$(med "$mode,$name,other")"
+                "$(med "$mode,$name,client")" "$(med "$mode,$name,other")"
         done
     done
     local noisy_runs=0

@@ -90,11 +90,7 @@ PIN_CLIENT=(taskset -c "$CLIENT_CORE")
 resolve_halyard_bin
 
 [[ $CLIENT == loadgen || $CLIENT == wrk ]] || die "--client is loadgen or wrk"
-LOADGEN=$ROOT/benches/load/loadgen/target/release/loadgen
-if [[ $CLIENT == loadgen ]]; then
-    log "building loadgen (release)"
-    cargo build --release --manifest-path "$ROOT/benches/load/loadgen/Cargo.toml" >&2
-fi
+[[ $CLIENT == loadgen ]] && build_loadgen
 
 # ---------------------------------------------------------------- certificates
 
