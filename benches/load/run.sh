@@ -101,7 +101,7 @@ start_work load
 # ---------------------------------------------------------------- tools
 
 [[ $CLIENT == wrk || $CLIENT == loadgen ]] || die "--client is wrk or loadgen"
-need wrk wrk
+[[ $CLIENT == wrk ]] && need wrk wrk
 need python3 python3
 need taskset util-linux
 need getconf libc-bin
@@ -336,14 +336,14 @@ done
 
 SPLIT_HZ=4999
 
-# split_row NAME DATA REQUESTS FLOORS: one table row from `perf record -g` samples of a server: its
-# CPU per request in µs, split into the kernel's TCP send and receive (`tcp_sendmsg` and
-# `tcp_recvmsg`, inclusive: a send on loopback also runs the client's receive path),
-# `epoll_wait`, the rest of the kernel (syscall entry and exit, file lookup, scheduling) and
-# user space. Kernel functions rather than syscalls: the same TCP code serves sendto and
-# writev, and the kernel's syscall frames are not always in the call chain. Appends
-# "NAME TOTAL FLOOR" to the file FLOORS, FLOOR being the total without epoll_wait and user
-# space.
+# split_row NAME DATA REQUESTS FLOORS: one table row from `perf record -g` samples of a
+# server: its CPU per request in µs, split into the kernel's TCP send and receive
+# (`tcp_sendmsg` and `tcp_recvmsg`, inclusive: a send on loopback also runs the client's
+# receive path), `epoll_wait`, the rest of the kernel (syscall entry and exit, file lookup,
+# scheduling) and user space. Kernel functions rather than syscalls: the same TCP code
+# serves sendto and writev, and the kernel's syscall frames are not always in the call
+# chain. Appends "NAME TOTAL FLOOR" to the file FLOORS, FLOOR being the total without
+# epoll_wait and user space.
 split_row() {
     local name=$1 data=$2 n=$3 floors=$4 total user
     read -r total user < <(perf report -i "$data" --stdio --no-children --sort dso -g none -q -n 2>/dev/null |
