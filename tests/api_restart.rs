@@ -361,3 +361,73 @@ fn acknowledged_writes_survive_sigkill() {
     );
     t.login();
 }
+
+/// Runs `halyard ARGS` to its exit (killed and failed after 20 s); its status and stderr.
+fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .envs(ENV.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn halyard");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("halyard {args:?} still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    (status, stderr)
+}
+
+#[test]
+fn a_data_directory_in_use_is_refused_to_a_second_process() {
+    let dir = temp_dir("in-use");
+    let _guard = DirGuard(dir.clone());
+    let h = start(&dir);
+    let path = dir.to_str().expect("utf-8 temp dir");
+    let holder = format!("pid {}", h.pid());
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", path][..],
+        &["tenant", "create", "intruder", "--data-dir", path],
+        &["check", "--repair", "--data-dir", path],
+    ] {
+        let (status, stderr) = run_to_exit(args);
+        assert!(!status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("in use by another process") && stderr.contains(&holder),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Reading is harmless: a plain check runs beside the server.
+    let (status, stderr) = run_to_exit(&["check", "--data-dir", path]);
+    assert!(status.success(), "{stderr}");
+    // The first server serves on, and no second writer got into its log.
+    let listed = ok(
+        &req("GET", "/api/v1/admin/tenants?limit=100")
+            .bearer(ROOT_KEY)
+            .send_to(h.addr),
+        200,
+    );
+    let names: Vec<&str> = listed["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"intruder"), "{names:?}");
+    stop(h);
+    let (status, stderr) = run_to_exit(&["tenant", "create", "after", "--data-dir", path]);
+    assert!(status.success(), "once the server is gone: {stderr}");
+}

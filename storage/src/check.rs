@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{io_at, OpenError};
 use crate::fsync::OsSyncer;
+use crate::lock::DirLock;
 use crate::recovery::{self, RecoveryMode, RecoveryReport};
 use crate::state::State;
 
@@ -58,10 +59,17 @@ impl fmt::Display for CheckReport {
 }
 
 /// Verifies `dir`. Without `repair` nothing on disk changes (a torn tail is reported, not
-/// cut). With `repair`, torn tails and corruption are cut as `Store::open` with `repair`
-/// would. `Err` only when the directory cannot be read.
+/// cut), and it may run beside a live server: a record being written as it reads shows as
+/// a torn tail. With `repair`, torn tails and corruption are cut as `Store::open` with
+/// `repair` would, under the directory's lock ([`OpenError::Locked`] while a server has it
+/// open). `Err` when the directory cannot be read or, with `repair`, is locked.
 pub fn check(dir: &Path, repair: bool) -> Result<CheckReport, OpenError> {
     std::fs::metadata(dir).map_err(io_at(dir))?;
+    let _lock = if repair {
+        Some(DirLock::acquire(dir)?)
+    } else {
+        None
+    };
     let state = State::default();
     let mode = RecoveryMode {
         repair,

@@ -112,6 +112,13 @@ pub enum OpenError {
         /// The first missing segment number.
         number: u64,
     },
+    /// Another process has the data directory open (it holds `DIR/LOCK`).
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The process id written in the lock file by its holder, if readable.
+        holder: Option<u32>,
+    },
 }
 
 impl fmt::Display for OpenError {
@@ -151,6 +158,14 @@ impl fmt::Display for OpenError {
             }
             OpenError::MissingSegment { number } => {
                 write!(f, "log segment {number} is missing")
+            }
+            // Callers name the directory already ("cannot open the data directory D: ...").
+            OpenError::Locked { holder, .. } => {
+                write!(f, "in use by another process")?;
+                if let Some(pid) = holder {
+                    write!(f, " (pid {pid})")?;
+                }
+                write!(f, "; stop it first, or use another data directory")
             }
         }
     }

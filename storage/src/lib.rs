@@ -18,6 +18,7 @@
 //! | [`recovery`] | open-time replay, torn tail, corruption, repair |
 //! | [`snapshot`] | snapshot files and crash-safe compaction |
 //! | [`check`] | offline `halyard check` |
+//! | [`lock`] | the data directory's lock (one process at a time) |
 //! | [`backend`] | the `Backend` trait the API uses |
 //! | [`store`] | the embedded `Store` implementing it |
 //! | [`ids`] | prefixed id generator |
@@ -26,8 +27,9 @@
 //!
 //! A data directory holds segment files `NNNNNNNNNNNNNNNNNNNN.log` (20 decimal digits, the
 //! segment number, starting at 1), at most one live snapshot `snap-NNNNNNNNNNNNNNNNNNNN.snap`
-//! (N = the last segment it covers), and transiently `snap-N.snap.tmp`. All integers are
-//! little-endian.
+//! (N = the last segment it covers), transiently `snap-N.snap.tmp`, and the lock file
+//! `LOCK` (see [`lock`]; it holds the pid of the process that has the directory open). All
+//! integers are little-endian.
 //!
 //! **File header** (32 bytes, segments and snapshots):
 //!
@@ -88,6 +90,7 @@ pub mod fsync;
 pub mod header;
 pub mod health;
 pub mod ids;
+pub mod lock;
 pub mod model;
 pub mod mutation;
 pub mod record;

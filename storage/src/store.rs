@@ -23,6 +23,7 @@ use crate::codec::Encoder;
 use crate::error::{io_at, OpenError, StoreError};
 use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
+use crate::lock::DirLock;
 use crate::model::{Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, User};
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
@@ -99,6 +100,8 @@ pub struct Store {
     syncer: Arc<dyn Syncer>,
     compaction_lock: Arc<Mutex<()>>,
     compactions: Arc<AtomicU64>,
+    /// Last, so it is released after `drop` has joined the writer (its final sync included).
+    _dir_lock: DirLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,6 +121,7 @@ impl Store {
     ) -> Result<(Store, RecoveryReport), OpenError> {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let dir_lock = DirLock::acquire(&dir)?;
         let state = State::default();
         let mode = RecoveryMode {
             repair: opts.repair,
@@ -184,6 +188,7 @@ impl Store {
             syncer: opts.syncer,
             compaction_lock,
             compactions,
+            _dir_lock: dir_lock,
         };
         Ok((store, rec.report))
     }

@@ -228,3 +228,32 @@ fn segment_scan_is_sans_io() {
         segment::SegmentEnd::BadHeader(_)
     ));
 }
+
+#[test]
+fn one_store_at_a_time_opens_a_data_directory() {
+    let dir = TempDir::new("locked");
+    let (store, _) = open(dir.path());
+    seed(&store);
+    let refused = Store::open(dir.path(), opts()).expect_err("a second store on the directory");
+    assert!(
+        matches!(&refused, OpenError::Locked { holder: Some(pid), .. } if *pid == std::process::id()),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("in use by another process"),
+        "{refused}"
+    );
+    // A repair writes, so it waits its turn; a plain check only reads, and may run.
+    assert!(matches!(
+        check(dir.path(), true),
+        Err(OpenError::Locked { .. })
+    ));
+    assert!(check(dir.path(), false).is_ok());
+    // The first store still writes, and once it is closed the directory opens again.
+    store
+        .commit_wait(T, vec![Mutation::PutSession(session(P, "ses_after", 2))])
+        .expect("the first store keeps writing");
+    drop(store);
+    let (again, _) = open(dir.path());
+    assert!(again.session(T, P, "ses_after").is_some());
+}
