@@ -64,7 +64,7 @@ fn fill(store: &Store) {
                 let n = batch * PER_TXN + j;
                 let m = Message {
                     id: ids::new_id(ids::MESSAGE),
-                    role: if n % 2 == 0 {
+                    role: if n.is_multiple_of(2) {
                         MessageRole::User
                     } else {
                         MessageRole::Assistant
