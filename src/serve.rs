@@ -83,6 +83,11 @@ pub fn run(settings: &Settings) -> Result<(), String> {
         }
         None => None,
     };
+    if let Some(w) = crate::fd_limit::raise()
+        .and_then(|limit| crate::fd_limit::warning(limit, settings.engine.max_connections))
+    {
+        eprintln!("halyard: warning: {w}");
+    }
     let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
     let cfg = ApiConfig {
         jwt_secret: jwt_secret(&store)?,

@@ -380,3 +380,134 @@ fn allocator_commits_its_arena_lazily_unless_the_operator_says_otherwise() {
         "option 'arena_eager_commit': 1"
     );
 }
+
+/// `halyard serve` on a loopback port under an open-file limit of `soft`/`hard` (set by the
+/// shell before exec), with its stderr lines; killed by PID when dropped.
+struct Limited {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Limited {
+    fn start(soft: u32, hard: u32) -> Limited {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = halyard_testkit::temp_dir("fd-limit");
+        let mut child = Command::new("bash")
+            .args([
+                "-c",
+                r#"ulimit -S -n "$1" && ulimit -H -n "$2" && exec "$0" serve --listen 127.0.0.1:0 --threads 1 --no-rate-limits --data-dir "$3""#,
+            ])
+            .arg(bin())
+            .args([soft.to_string(), hard.to_string()])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bash");
+        let lines = |pipe: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = lines(Box::new(child.stderr.take().expect("stderr")));
+        let mut limited = Limited {
+            child,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            stderr,
+            dir,
+        };
+        let line = stdout
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a listening line");
+        let addr = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("not a listening line: {line}"));
+        limited.addr = addr.parse().expect("listening address");
+        limited
+    }
+
+    /// Its stderr lines, read until one contains `needle` (at most 10 s).
+    fn stderr_until(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut lines = Vec::new();
+        while !lines.iter().any(|l: &String| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+
+    fn limits(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).expect("limits")
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_low_one_is_reported() {
+    let h = Limited::start(64, 4096);
+    let limits = h.limits();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["4096", "4096"], "{line}");
+    let stderr = h.stderr_until("open-file limit").join("\n");
+    assert!(
+        stderr.contains("the open-file limit is 4096") && stderr.contains("--max-connections"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn out_of_descriptors_accepting_pauses_and_resumes_without_a_new_client() {
+    // About 12 descriptors are the server's own, so some 35 of these 60 get accepted; the
+    // rest wait in the listen queue.
+    let h = Limited::start(48, 48);
+    let mut clients: Vec<Client> = (0..60)
+        .map(|_| Client::connect(h.addr).expect("connect"))
+        .collect();
+    assert_eq!(clients[0].get("/health/live").unwrap().status, 200);
+    // Closing 40 frees descriptors; nobody new connects, and yet the last client, queued
+    // all along, is served (within the client's 10 s timeout; the retry is 50 ms).
+    let mut last = clients.pop().expect("last");
+    drop(clients.drain(..40));
+    assert_eq!(last.get("/health/live").unwrap().status, 200);
+    let stderr = h.stderr_until("accepting connections again");
+    let paused = stderr
+        .iter()
+        .filter(|l| l.contains("cannot accept connections (Too many open files"))
+        .count();
+    assert_eq!(paused, 1, "said once per pause: {stderr:#?}");
+    assert!(stderr
+        .iter()
+        .any(|l| l.contains("accepting connections again")));
+    let metrics = last.get("/metrics").unwrap();
+    assert!(
+        metrics.text().contains("halyard_accept_paused_total 1\n"),
+        "{}",
+        metrics.text()
+    );
+}

@@ -24,6 +24,7 @@ pub struct LoopStats {
     open_streams: AtomicI64,
     accepted: AtomicU64,
     refused: AtomicU64,
+    accept_paused: AtomicU64,
     bytes_in: AtomicU64,
     parse_errors: AtomicU64,
     timeouts: AtomicU64,
@@ -88,6 +89,12 @@ impl LoopStats {
     /// A connection was refused at accept (`--max-connections`).
     pub fn refused(&self) {
         bump(&self.refused);
+    }
+
+    /// Accepting stopped for a while: the process had no descriptor (or kernel memory)
+    /// left for a new connection.
+    pub fn accept_paused(&self) {
+        bump(&self.accept_paused);
     }
 
     /// `n` bytes were read from clients.
@@ -228,6 +235,10 @@ impl Metrics {
             (
                 "halyard_accept_refused_total",
                 self.sum(|l| l.refused.load(Relaxed)),
+            ),
+            (
+                "halyard_accept_paused_total",
+                self.sum(|l| l.accept_paused.load(Relaxed)),
             ),
             ("halyard_received_bytes_total", self.bytes_received()),
             (

@@ -41,6 +41,9 @@ const LINGER_BYTES: usize = 256 * 1024;
 const POOL_MAX: usize = 1 << 20;
 /// Reads and writes done for one connection before the loop serves the others.
 const DRIVE_ROUNDS: usize = 32;
+/// How long a loop waits before accepting again after the process ran out of descriptors
+/// (or kernel memory) for a new connection.
+const ACCEPT_RETRY_MS: u64 = 50;
 
 /// Settings of a loop.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +150,8 @@ pub(crate) struct Worker<A: App> {
     fired: Vec<TimerEntry>,
     /// Connections to drive again before sleeping (they ran out of rounds).
     again: Vec<(usize, u32)>,
+    /// Set while accepting is paused for lack of descriptors: when to try again.
+    accept_retry_at: Option<u64>,
 }
 
 impl<A: App> Worker<A> {
@@ -202,6 +207,7 @@ impl<A: App> Worker<A> {
             drain_deadline: None,
             fired: Vec::new(),
             again: Vec::new(),
+            accept_retry_at: None,
         })
     }
 }
@@ -230,6 +236,12 @@ impl<A: App> Worker<A> {
             }
             self.deliver_letters();
             self.fire_timers();
+            if self
+                .accept_retry_at
+                .is_some_and(|at| self.core.now_ms >= at)
+            {
+                self.accept();
+            }
             self.drive_again();
             if self.check_shutdown() {
                 return Ok(());
@@ -243,11 +255,13 @@ impl<A: App> Worker<A> {
         }
         let now = self.core.now_ms;
         let wheel = self.wheel.next_timeout(now);
-        let drain = self.drain_deadline.map(|d| d.saturating_sub(now));
-        let ms = match (wheel, drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadlines = [self.drain_deadline, self.accept_retry_at];
+        let ms = deadlines
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_sub(now))
+            .chain(wheel)
+            .min();
         // A shutdown request may arrive while sleeping: its waker interrupts the poll.
         ms.map(Duration::from_millis)
     }
@@ -255,20 +269,38 @@ impl<A: App> Worker<A> {
     fn accept(&mut self) {
         loop {
             let Some(listener) = &self.listener else {
+                self.accept_retry_at = None;
                 return;
             };
             match listener.accept() {
                 Ok((socket, peer)) => self.admit_socket(socket, peer.ip()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if is_transient_accept_error(&e) => continue,
-                Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; the next
-                    // readiness edge retries.
-                    eprintln!("halyard: accept failed: {e}");
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.accept_retry_at.take().is_some() {
+                        eprintln!("halyard: accepting connections again");
+                    }
                     return;
                 }
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(e) => return self.pause_accepting(&e),
             }
         }
+    }
+
+    /// Out of descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM): the pending
+    /// connections stay queued in the kernel, and edge-triggered readiness would not report
+    /// them again until yet another client connects, so the loop retries on its own after
+    /// `ACCEPT_RETRY_MS`. Said once per pause, not once per attempt.
+    fn pause_accepting(&mut self, e: &io::Error) {
+        if self.accept_retry_at.is_none() {
+            eprintln!(
+                "halyard: cannot accept connections ({e}); retrying every {ACCEPT_RETRY_MS} ms"
+            );
+            self.core
+                .metrics
+                .loop_stats(self.core.index)
+                .accept_paused();
+        }
+        self.accept_retry_at = Some(self.core.now_ms + ACCEPT_RETRY_MS);
     }
 
     fn admit_socket(&mut self, mut socket: TcpStream, peer: std::net::IpAddr) {
