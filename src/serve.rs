@@ -83,7 +83,10 @@ pub fn run(settings: &Settings) -> Result<(), String> {
         }
         None => None,
     };
-    if let Some(w) = crate::fd_limit::raise()
+    // Raised in every mode; `--dev` (a laptop trying it out) is spared the capacity warning.
+    let limit = crate::fd_limit::raise();
+    if let Some(w) = limit
+        .filter(|_| !settings.dev)
         .and_then(|limit| crate::fd_limit::warning(limit, settings.engine.max_connections))
     {
         eprintln!("halyard: warning: {w}");

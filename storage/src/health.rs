@@ -21,10 +21,15 @@ impl Health {
         !self.poisoned.load(Ordering::Acquire)
     }
 
-    /// Marks the log failed; the first reason is kept.
+    /// Marks the log failed; the first reason is kept, and said once on stderr: writes
+    /// answer `503` from now on, and the operator has to learn why.
     pub fn poison(&self, reason: String) {
         let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_none() {
+            eprintln!(
+                "halyard: storage: {reason}; writes are stopped until a restart \
+                 (/health/ready answers 503; `halyard check` verifies the log)"
+            );
             *r = Some(reason);
         }
         self.poisoned.store(true, Ordering::Release);
