@@ -162,7 +162,7 @@ fn tenant_overrides_apply_at_once_and_survive_a_restart() {
     let opts = || halyard_testkit::StartOptions {
         args: &[],
         env: ENV,
-        die_with_parent: false,
+        ..Default::default()
     };
     let mut h = Halyard::start_opts(bin(), &dir, opts());
     let t = tenant_on(h.addr, false);

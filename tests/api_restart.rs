@@ -431,3 +431,68 @@ fn a_data_directory_in_use_is_refused_to_a_second_process() {
     let (status, stderr) = run_to_exit(&["tenant", "create", "after", "--data-dir", path]);
     assert!(status.success(), "once the server is gone: {stderr}");
 }
+
+#[test]
+fn a_failed_write_stops_writes_with_503_and_a_restart_keeps_what_was_acknowledged() {
+    let dir = temp_dir("efbig");
+    let _guard = DirGuard(dir.clone());
+    // No file may grow past 256 KiB. SIGXFSZ is ignored, so the write that would pass the
+    // limit fails (EFBIG), as a full disk's would (ENOSPC), instead of killing the process.
+    let opts = halyard_testkit::StartOptions {
+        args: SERVE_ARGS,
+        env: ENV,
+        prelude: Some("trap '' XFSZ && ulimit -f 256 || exit 1"),
+        capture_stderr: true,
+        ..Default::default()
+    };
+    let mut h = Halyard::start_opts(bin(), &dir, opts);
+    let t = tenant_on(h.addr, false);
+    let pid = t.project("full");
+    let secrets = format!("/api/projects/{pid}/secrets");
+    let value = "v".repeat(30_000);
+    let mut acked = Vec::new();
+    let refused = loop {
+        let name = format!("S{}", acked.len());
+        let r = t.post(&secrets, &json!({"name": name, "value": value}));
+        if r.status != 201 {
+            break r;
+        }
+        acked.push(name);
+        assert!(acked.len() < 50, "the file never reached its limit");
+    };
+    err(&refused, 503, "SERVICE_UNAVAILABLE");
+    assert!(acked.len() >= 2, "{acked:?}");
+    // Writes stay stopped, the server says why once, and reads are still served.
+    err(
+        &t.post(&secrets, &json!({"name": "TINY", "value": "v"})),
+        503,
+        "SERVICE_UNAVAILABLE",
+    );
+    assert_eq!(req("GET", "/health/ready").send_to(h.addr).status, 503);
+    ok(&t.get(&secrets), 200);
+    let said = h.stderr_until("writes are stopped");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("File too large") && l.contains("writes are stopped")),
+        "{said:#?}"
+    );
+    h.signal(libc::SIGKILL);
+    h.wait_exit(Duration::from_secs(10)).expect("killed");
+    // Without the limit, every acknowledged write is there and writing works again.
+    let h = start(&dir);
+    let t = Tenant { addr: h.addr, ..t };
+    let listed = ok(&t.get(&format!("{secrets}?limit=100")), 200);
+    let mut names: Vec<String> = listed["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    acked.sort();
+    assert_eq!(names, acked);
+    ok(
+        &t.post(&secrets, &json!({"name": "AFTER", "value": "v"})),
+        201,
+    );
+}

@@ -343,7 +343,7 @@ fn resume_after_a_restart_replays_from_the_log() {
         halyard_testkit::StartOptions {
             args: &[],
             env: ENV,
-            die_with_parent: false,
+            ..Default::default()
         },
     );
     let t = tenant_on(h.addr, false);
@@ -364,7 +364,7 @@ fn resume_after_a_restart_replays_from_the_log() {
         halyard_testkit::StartOptions {
             args: &[],
             env: ENV,
-            die_with_parent: false,
+            ..Default::default()
         },
     );
     let t2 = Tenant {

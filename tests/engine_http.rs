@@ -381,93 +381,22 @@ fn allocator_commits_its_arena_lazily_unless_the_operator_says_otherwise() {
     );
 }
 
-/// `halyard serve` on a loopback port under an open-file limit of `soft`/`hard` (set by the
-/// shell before exec), with its stderr lines; killed by PID when dropped.
-struct Limited {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    stderr: std::sync::mpsc::Receiver<String>,
-    dir: std::path::PathBuf,
-}
-
-impl Limited {
-    fn start(soft: u32, hard: u32) -> Limited {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let dir = halyard_testkit::temp_dir("fd-limit");
-        let mut child = Command::new("bash")
-            .args([
-                "-c",
-                r#"ulimit -S -n "$1" && ulimit -H -n "$2" && exec "$0" serve --listen 127.0.0.1:0 --threads 1 --no-rate-limits --data-dir "$3""#,
-            ])
-            .arg(bin())
-            .args([soft.to_string(), hard.to_string()])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn bash");
-        let lines = |pipe: Box<dyn std::io::Read + Send>| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = lines(Box::new(child.stderr.take().expect("stderr")));
-        let mut limited = Limited {
-            child,
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            stderr,
-            dir,
-        };
-        let line = stdout
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a listening line");
-        let addr = line
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("not a listening line: {line}"));
-        limited.addr = addr.parse().expect("listening address");
-        limited
-    }
-
-    /// Its stderr lines, read until one contains `needle` (at most 10 s).
-    fn stderr_until(&self, needle: &str) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut lines = Vec::new();
-        while !lines.iter().any(|l: &String| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => lines.push(line),
-                Err(_) => break,
-            }
-        }
-        lines
-    }
-
-    fn limits(&self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).expect("limits")
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// `halyard serve --threads 1` under an open-file limit of `soft`/`hard`, its stderr kept.
+fn start_limited(soft: u32, hard: u32) -> Halyard {
+    let prelude = format!("ulimit -S -n {soft} && ulimit -H -n {hard} || exit 1");
+    let opts = halyard_testkit::StartOptions {
+        args: &["--threads", "1", "--no-rate-limits"],
+        prelude: Some(&prelude),
+        capture_stderr: true,
+        ..Default::default()
+    };
+    Halyard::start_fresh(bin(), opts)
 }
 
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_low_one_is_reported() {
-    let h = Limited::start(64, 4096);
-    let limits = h.limits();
+    let h = start_limited(64, 4096);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", h.pid())).expect("limits");
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
@@ -485,7 +414,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_low_one_is_reported() {
 fn out_of_descriptors_accepting_pauses_and_resumes_without_a_new_client() {
     // About 12 descriptors are the server's own, so some 35 of these 60 get accepted; the
     // rest wait in the listen queue.
-    let h = Limited::start(48, 48);
+    let h = start_limited(48, 48);
     let mut clients: Vec<Client> = (0..60)
         .map(|_| Client::connect(h.addr).expect("connect"))
         .collect();

@@ -192,7 +192,7 @@ fn a_restart_keeps_the_demo_key_or_replaces_it_when_the_demo_origin_moved() {
     let opts = halyard_testkit::StartOptions {
         args: &["--dev"],
         env: ENV,
-        die_with_parent: false,
+        ..Default::default()
     };
     let h = Halyard::start_opts(bin(), &dir, opts);
     let first_port = demo_addr(&h).port();

@@ -19,6 +19,9 @@ pub struct Halyard {
     pub stdout: mpsc::Receiver<String>,
     /// Its data directory (removed on drop when the guard created it).
     pub data_dir: PathBuf,
+    /// Lines it printed on stderr, when [`StartOptions::capture_stderr`] asked for them
+    /// (else stderr goes to the test's).
+    pub stderr: Option<mpsc::Receiver<String>>,
     owns_dir: bool,
 }
 
@@ -53,6 +56,12 @@ pub struct StartOptions<'a> {
     /// Ask the kernel to send SIGTERM to the child when the thread that spawned it exits
     /// (`PR_SET_PDEATHSIG`): a backstop for servers kept in statics, which are never dropped.
     pub die_with_parent: bool,
+    /// Shell commands run by `bash` before it `exec`s the server (so the pid is still the
+    /// server's), for limits and signal dispositions the server inherits:
+    /// `ulimit -n 48`, `trap '' XFSZ; ulimit -f 64`.
+    pub prelude: Option<&'a str>,
+    /// Collect stderr lines in [`Halyard::stderr`] instead of passing them through.
+    pub capture_stderr: bool,
 }
 
 impl Halyard {
@@ -65,16 +74,19 @@ impl Halyard {
     /// Like [`start`](Self::start), with extra environment variables for the child
     /// (`HALYARD_ROOT_KEY`, `HALYARD_MASTER_KEY`, ...).
     pub fn start_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Halyard {
-        let dir = temp_dir("srv");
-        let mut h = Self::start_opts(
+        Self::start_fresh(
             bin,
-            &dir,
             StartOptions {
                 args,
                 env,
-                die_with_parent: false,
+                ..StartOptions::default()
             },
-        );
+        )
+    }
+
+    /// Like [`start_opts`](Self::start_opts), on a fresh data directory removed on drop.
+    pub fn start_fresh(bin: &Path, opts: StartOptions<'_>) -> Halyard {
+        let mut h = Self::start_opts(bin, &temp_dir("srv"), opts);
         h.owns_dir = true;
         h
     }
@@ -97,7 +109,7 @@ impl Halyard {
             StartOptions {
                 args,
                 env,
-                die_with_parent: false,
+                ..StartOptions::default()
             },
         )
     }
@@ -129,6 +141,7 @@ impl Halyard {
                         args: &args,
                         env: &env,
                         die_with_parent: true,
+                        ..StartOptions::default()
                     },
                 );
                 register_exit_cleanup(h.pid(), dir.clone());
@@ -152,7 +165,17 @@ impl Halyard {
     /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DATA_DIR` with `opts` (the
     /// directory is kept on drop).
     pub fn start_opts(bin: &Path, data_dir: &Path, opts: StartOptions<'_>) -> Halyard {
-        let mut cmd = Command::new(bin);
+        let mut cmd = match opts.prelude {
+            // `$0` is the binary and `$@` its arguments: the prelude cannot garble them.
+            Some(prelude) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("{prelude}\nexec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -160,7 +183,11 @@ impl Halyard {
             .envs(opts.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if opts.capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         if opts.die_with_parent {
             // SAFETY: the closure runs in the forked child before exec and only calls
             // prctl(2), which is async-signal-safe.
@@ -174,15 +201,8 @@ impl Halyard {
             }
         }
         let mut child = cmd.spawn().expect("spawn halyard");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines(child.stdout.take().expect("stdout"));
+        let stderr = child.stderr.take().map(lines);
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -204,8 +224,26 @@ impl Halyard {
             addr,
             stdout: rx,
             data_dir: data_dir.to_path_buf(),
+            stderr,
             owns_dir: false,
         }
+    }
+
+    /// The captured stderr lines, read until one contains `needle` or 10 s have passed.
+    /// Empty when stderr is not captured.
+    pub fn stderr_until(&self, needle: &str) -> Vec<String> {
+        let Some(rx) = &self.stderr else {
+            return Vec::new();
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains(needle)) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        seen
     }
 
     /// The process id.
@@ -270,6 +308,19 @@ impl Drop for Halyard {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// Forwards the lines read from `pipe` to a channel, from a thread that ends with the pipe.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Raises this process's open-file soft limit to its hard limit (children inherit it), so
