@@ -364,31 +364,7 @@ fn acknowledged_writes_survive_sigkill() {
 
 /// Runs `halyard ARGS` to its exit (killed and failed after 20 s); its status and stderr.
 fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .envs(ENV.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn halyard");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("halyard {args:?} still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("stderr");
-    }
-    (status, stderr)
+    halyard_testkit::run_to_exit(bin(), args, ENV, Duration::from_secs(20))
 }
 
 #[test]

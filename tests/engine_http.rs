@@ -440,3 +440,28 @@ fn out_of_descriptors_accepting_pauses_and_resumes_without_a_new_client() {
         metrics.text()
     );
 }
+
+#[test]
+fn a_second_server_on_a_port_in_use_fails_to_start() {
+    let h = start(&["--threads", "2"]);
+    let listen = h.addr.to_string();
+    let dir = halyard_testkit::temp_dir("port-in-use");
+    let data_dir = dir.to_str().expect("utf-8 temp dir");
+    let (status, stderr) = halyard_testkit::run_to_exit(
+        bin(),
+        &["serve", "--listen", &listen, "--data-dir", data_dir],
+        &[],
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // Every connection still reaches the first server.
+    for _ in 0..20 {
+        let mut c = Client::connect(h.addr).unwrap();
+        assert_eq!(c.get("/health/live").unwrap().status, 200);
+    }
+}

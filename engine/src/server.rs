@@ -117,6 +117,7 @@ impl Server {
     /// Binds `config.threads` listeners on `config.listen` (port 0 picks one port for all).
     pub fn bind(config: Config) -> io::Result<Server> {
         let threads = config.threads.max(1);
+        ensure_unused(config.listen)?;
         let first = listener(config.listen)?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
@@ -217,6 +218,20 @@ impl Server {
         }
         result
     }
+}
+
+/// Fails with `AddrInUse` when something already listens on `addr`. The loops share their
+/// port through `SO_REUSEPORT`, which would just as well let a second server started by
+/// mistake (same user, same port) bind beside the first and silently take half of its
+/// connections; one bind without it first gives the usual "address in use" instead.
+fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier run still in TIME_WAIT do not count as a listener.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

@@ -11,4 +11,4 @@ pub mod client;
 pub mod process;
 
 pub use client::{Client, Response};
-pub use process::{raise_fd_limit, temp_dir, Halyard, Shared, StartOptions};
+pub use process::{raise_fd_limit, run_to_exit, temp_dir, Halyard, Shared, StartOptions};

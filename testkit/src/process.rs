@@ -310,6 +310,41 @@ impl Drop for Halyard {
     }
 }
 
+/// Runs `bin ARGS` (with `env` added) to its exit and returns its status and stderr; kills
+/// it and panics if it still runs after `within`. For commands expected to end, such as a
+/// server that must refuse to start.
+pub fn run_to_exit(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (ExitStatus, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = lines(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} still running after {within:?}", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The pipe closed with the process: the reader thread ends after the last line.
+    let text: Vec<String> = stderr.iter().collect();
+    (status, text.join("\n"))
+}
+
 /// Forwards the lines read from `pipe` to a channel, from a thread that ends with the pipe.
 fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
