@@ -580,33 +580,27 @@ fn a_certificate_that_does_not_load_fails_the_start() {
     let dir = temp_dir("tls-bad");
     let cert = dir.join("cert.pem");
     std::fs::write(&cert, "garbage").expect("write");
-    let mut child = std::process::Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&cert)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("halyard did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let data = dir.join("data");
+    let (data, cert_path) = (
+        data.to_str().expect("utf-8 temp dir"),
+        cert.to_str().expect("utf-8 temp dir"),
+    );
+    let (status, err) = halyard_testkit::run_to_exit(
+        bin(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--tls-cert",
+            cert_path,
+            "--tls-key",
+            cert_path,
+        ],
+        &[],
+        TIMEOUT,
+    );
     assert!(!status.success());
     assert!(err.contains("TLS") && err.contains("cert.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
