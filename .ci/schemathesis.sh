@@ -39,8 +39,10 @@ cleanup() {
 trap cleanup EXIT
 
 # Rate limits off: schemathesis sends bursts from one address with one key, and a 429 (which
-# every operation documents) would only hide the operation's own behaviour.
-"$bin" serve --dev --no-rate-limits --threads 2 --listen "127.0.0.1:$port" \
+# every operation documents) would only hide the operation's own behaviour. A short provider
+# timeout: the schemas let it create openai agents with made-up base URLs, and a turn on
+# one must fail (503) well within schemathesis' request timeout.
+"$bin" serve --dev --no-rate-limits --provider-timeout-ms 2000 --threads 2 --listen "127.0.0.1:$port" \
     --data-dir "$data_dir" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 200); do

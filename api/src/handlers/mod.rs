@@ -16,6 +16,10 @@ pub(crate) mod sessions;
 mod transfer;
 pub(crate) mod widget;
 
+/// Bounds the OpenAPI document states as the handlers check them.
+pub(crate) use chat::MAX_MESSAGE;
+pub(crate) use secrets::MAX_VALUE as MAX_SECRET_VALUE;
+
 use std::sync::{Arc, Mutex};
 
 use halyard_engine::{Reply, Request, Response};

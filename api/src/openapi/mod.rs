@@ -2,8 +2,11 @@
 //! table so that it cannot miss a route.
 //!
 //! Responsible for: paths, operations, security schemes, parameters (path captures,
-//! pagination), request bodies and the response envelopes. Not responsible for: the
-//! engine's operations routes beyond listing them.
+//! pagination, the query fields some routes read), request bodies (their schemas are in
+//! `bodies`) and the response envelopes. Not responsible for: the engine's operations
+//! routes beyond listing them.
+
+mod bodies;
 
 use std::sync::OnceLock;
 
@@ -60,6 +63,14 @@ fn is_list(id: RouteId) -> bool {
     )
 }
 
+/// Routes whose success is a server-sent event stream (their errors are still JSON).
+fn is_stream(id: RouteId) -> bool {
+    matches!(
+        id,
+        RouteId::ChatAgentStream | RouteId::ChatStream | RouteId::ChatResume
+    )
+}
+
 fn has_body(def: &RouteDef) -> bool {
     matches!(def.method, Method::Post | Method::Put | Method::Patch)
 }
@@ -79,13 +90,21 @@ fn operation(def: &RouteDef) -> Value {
         params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
         params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
     }
+    params.extend(bodies::query(def.id));
     if def.id == RouteId::Widget {
         return widget_operation(def);
     }
-    let success = json!({
-        "description": def.summary,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}},
-    });
+    let success = if is_stream(def.id) {
+        json!({
+            "description": def.summary,
+            "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}},
+        })
+    } else {
+        json!({
+            "description": def.summary,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}},
+        })
+    };
     let mut responses = Map::new();
     responses.insert(def.success.to_string(), success);
     for (code, what) in [
@@ -111,7 +130,7 @@ fn operation(def: &RouteDef) -> Value {
     if has_body(def) {
         op["requestBody"] = json!({
             "required": false,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": bodies::request(def.id)}},
         });
     }
     op
@@ -170,6 +189,18 @@ fn build() -> Value {
             },
             "schemas": {
                 "Success": {"type": "object", "required": ["success"], "properties": {"success": {"const": true}}},
+                // One server-sent event of a chat stream (CONVENTIONS section 7): the agent
+                // turn's `session`, `token`, `done`; a direct model call's `metadata`,
+                // `text_delta`, `usage`, `complete`; `error` for either.
+                "Event": {
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "event": {"enum": ["session", "token", "done", "metadata", "text_delta", "usage", "complete", "error"]},
+                        "data": {"type": "string", "contentMediaType": "application/json"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["success", "error"],
