@@ -42,8 +42,10 @@ trap cleanup EXIT
 # every operation documents) would only hide the operation's own behaviour. A short provider
 # timeout: the schemas let it create openai agents with made-up base URLs, and a turn on
 # one must fail (503) well within schemathesis' request timeout.
-"$bin" serve --dev --no-rate-limits --provider-timeout-ms 2000 --threads 2 --listen "127.0.0.1:$port" \
-    --data-dir "$data_dir" >"$log" 2>&1 &
+# The operator key, for the admin routes.
+root="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+HALYARD_ROOT_KEY="$root" "$bin" serve --dev --no-rate-limits --provider-timeout-ms 2000 --threads 2 \
+    --listen "127.0.0.1:$port" --data-dir "$data_dir" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 200); do
     if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health/live', timeout=1)" 2>/dev/null; then
@@ -62,18 +64,74 @@ items = body.get("projects") or body.get("data") or []
 print(next(p["id"] for p in items if p.get("slug") == "demo"))
 PY
 )"
-# Path parameters of the seeded data (tenant `dev`, project `demo`, agent `assistant`), so that
-# the operations reach their handlers instead of answering 404; deletions get ids that do not
-# exist, so that they cannot take the seeded project away from the operations after them.
+# Credentials for the routes the dev key cannot call: the root key for the admin routes (and
+# a tenant of their own for PATCH, so that they cannot disable the dev tenant), the demo
+# page's public key and origin for the SDK's init and config, and an SDK token from it for
+# refresh.
+origin="$(grep -o 'demo page: http://127.0.0.1:[0-9]*' "$log" | sed 's/^demo page: //')"
+pk="$(tr -d '[:space:]' <"$data_dir/dev-public-key")"
+# A session with one streamed turn, and a secret, for the routes that read them.
+read -r sdk_token target_tenant session stream < <(python3 - "$port" "$project" "$pk" "$origin" "$root" "$key" <<'PY'
+import json, sys, urllib.request
+port, project, pk, origin, root, key = sys.argv[1:]
+def post(path, body, headers):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", **headers})
+    return urllib.request.urlopen(req, timeout=5)
+token = json.load(post("/api/v1/sdk/init", {"projectId": project},
+                       {"X-Public-Key": pk, "Origin": origin}))["token"]
+tenant = json.load(post("/api/v1/admin/tenants", {"name": "schemathesis target"},
+                        {"Authorization": f"Bearer {root}"}))["tenant"]["id"]
+dev = {"Authorization": f"Bearer {key}"}
+session = json.load(post(f"/api/projects/{project}/sessions", {}, dev))["session"]["id"]
+post(f"/api/projects/{project}/secrets", {"name": "SCHEMATHESIS", "value": "v"}, dev).read()
+turn = post("/api/v1/chat/agent/stream", {"projectId": project, "sessionId": session,
+                                          "message": "hello"}, dev)
+stream = turn.headers["X-Stream-Id"]
+turn.read()
+print(token, tenant, session, stream)
+PY
+)
+if [ -z "$origin" ] || [ -z "$stream" ]; then
+    cat "$log"
+    echo "setup failed"
+    exit 1
+fi
+
+# Path parameters of the seeded data (tenant `dev`, project `demo`, agent `assistant`, the
+# session, stream and secret made above), so that the operations reach their handlers
+# instead of answering 404; deletions get ids that do not exist, so that they cannot take the
+# seeded data away from the operations after them.
 config="$report_dir/schemathesis.toml"
 cat >"$config" <<TOML
+headers = { Authorization = "Bearer $key" }
+
 [parameters]
 "path.projectId" = "$project"
 "path.name" = "assistant"
+"path.sessionId" = "$session"
+"path.streamId" = "$stream"
 
 [[operations]]
 include-method = "DELETE"
-parameters = { "path.projectId" = "proj_missing", "path.name" = "missing" }
+parameters = { "path.projectId" = "proj_missing", "path.name" = "missing", "path.sessionId" = "ses_missing" }
+
+[[operations]]
+include-path-regex = "/secrets/[{]name[}]/rotate\$"
+parameters = { "path.name" = "SCHEMATHESIS" }
+
+[[operations]]
+include-path-regex = "^/api/v1/admin/"
+headers = { Authorization = "Bearer $root" }
+parameters = { "path.tenantId" = "$target_tenant" }
+
+[[operations]]
+include-path-regex = "^/api/v1/sdk/(init|config)"
+headers = { "X-Public-Key" = "$pk", Origin = "$origin" }
+
+[[operations]]
+include-path = "/api/v1/sdk/refresh"
+headers = { "X-SDK-Token" = "$sdk_token", Origin = "$origin" }
 TOML
 
 echo "== schemathesis: run ($examples examples per operation, at most $seconds s; project $project)"
@@ -81,7 +139,6 @@ status=0
 # Run from the scratch directory: schemathesis keeps its example database in ./.schemathesis.
 (cd "$report_dir" && timeout --signal=INT --kill-after=30 "$seconds" \
     schemathesis --config-file "$config" run "http://127.0.0.1:$port/api/v1/openapi.json" \
-    -H "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" \
     --request-timeout 10 \
