@@ -685,11 +685,6 @@ fn openapi_document_lists_every_route() {
     }
 }
 
-fn ok_json(r: &halyard_testkit::Response) -> serde_json::Value {
-    assert_eq!(r.status, 200, "{}", r.text());
-    body(r)
-}
-
 #[test]
 fn operations_routes_need_no_credential() {
     assert_eq!(req("GET", "/health/live").send().status, 200);

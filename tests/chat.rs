@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bin, err, ok, req, tenant_on, Tenant, ENV};
+use common::{bin, err, ok, ok_json, req, tenant_on, Tenant, ENV};
 use halyard_testkit::{Client, Halyard};
 use serde_json::{json, Value};
 
@@ -700,4 +700,45 @@ fn agent_workers_start_when_turns_need_them_up_to_the_limit() {
         assert!(names(&events).contains(&"done"), "{:?}", names(&events));
     }
     assert_eq!(agent_threads(h.pid()), 2);
+}
+
+#[test]
+fn every_event_a_stream_sends_is_in_the_openapi_event_schema() {
+    let h = start(&[]);
+    let t = tenant_on(h.addr, false);
+    let pid = t.project_with_agent("bot");
+    let sid = t.session(&pid)["id"].as_str().unwrap().to_string();
+    let doc = ok_json(&req("GET", "/api/v1/openapi.json").send_to(h.addr));
+    let documented: Vec<&str> = doc["components"]["schemas"]["Event"]["properties"]["event"]
+        ["enum"]
+        .as_array()
+        .expect("the Event schema's names")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let bodies = [
+        (
+            "/api/v1/chat/agent/stream",
+            json!({"projectId": pid, "message": "hi"}),
+        ),
+        (
+            "/api/v1/chat/stream",
+            json!({"sessionId": sid, "message": "hi"}),
+        ),
+        (
+            "/api/v1/chat/stream",
+            json!({"projectId": pid, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ];
+    for (path, body) in bodies {
+        let (mut c, _) = open_stream(&t, path, &body);
+        let (events, _) = read_events(&mut c, |_| false);
+        assert!(!events.is_empty(), "{path}");
+        for name in names(&events) {
+            assert!(
+                documented.contains(&name),
+                "{path} sent `{name}`, not in {documented:?}"
+            );
+        }
+    }
 }

@@ -145,6 +145,14 @@ pub fn body(r: &Response) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", r.status, r.text()))
 }
 
+/// Asserts `r` is a 200 and returns its JSON body, for documents outside the envelope (the
+/// OpenAPI document, health).
+#[track_caller]
+pub fn ok_json(r: &Response) -> Value {
+    assert_eq!(r.status, 200, "{}", r.text());
+    body(r)
+}
+
 /// Asserts `r` is a success with `status` and returns its JSON body.
 #[track_caller]
 pub fn ok(r: &Response, status: u16) -> Value {
