@@ -40,9 +40,12 @@ fn strings(max: usize, max_items: usize) -> Value {
     json!({"type": "array", "items": text(max), "maxItems": max_items})
 }
 
-/// An agent name (`body::is_agent_name`).
+/// What `body::is_agent_name` accepts.
+const AGENT_NAME: &str = "^[a-z0-9-]{1,64}$";
+
+/// An agent name.
 fn agent_name() -> Value {
-    json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$"})
+    json!({"type": "string", "pattern": AGENT_NAME})
 }
 
 /// An RFC 3339 date-time in the future (the handlers refuse a past one).
@@ -200,7 +203,7 @@ pub(super) fn request(id: RouteId) -> Value {
             json!({
                 "name": text(128),
                 "description": clearable(2000),
-                "entryAgentName": {"type": ["string", "null"], "pattern": "^[a-z0-9-]{1,64}$"},
+                "entryAgentName": {"type": ["string", "null"], "pattern": AGENT_NAME},
             }),
         ),
         AgentCreate => agent(true),
