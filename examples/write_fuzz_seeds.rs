@@ -223,6 +223,7 @@ fn write_seeds() {
                     Mutation::StartStream {
                         stream_id: "str_1".into(),
                         owner: "key_owner".into(),
+                        created_at: 1,
                     },
                 ],
             )
@@ -303,5 +304,35 @@ fn write_seeds() {
         let mut input = vec![i as u8, 0];
         input.extend_from_slice(body);
         write("api_request", &format!("route-{i:02}"), &input);
+    }
+
+    // http_response: [flags (bit 0 HEAD request, bit 1 small limits), split a, split b,
+    // the bytes of the connection...].
+    let sse_chunks = [
+        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        ": keep-alive\r\n\r\nevent: delta\r\nid: 2\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\r\n",
+        "\r\ndata: [DONE]\n\n",
+    ];
+    let mut sse = b"\x00\x40\xc0HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for (i, chunk) in sse_chunks.iter().enumerate() {
+        let ext = if i == 1 { ";n=1" } else { "" };
+        sse.extend_from_slice(format!("{:x}{ext}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    sse.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+    write("http_response", "sse-chat-chunked", &sse);
+    let responses: &[(&str, &[u8])] = &[
+        ("content-length", b"\x00\x20\x90HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\":\"yes\"}"),
+        ("close-delimited", b"\x00\x30\xa0HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n\xef\xbb\xbfdata: a\rdata: b\r\rdata: c\n\n"),
+        ("continue-then-ok", b"\x00\x10\x50HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+        ("head-request", b"\x01\x08\x80HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
+        ("no-content-extra", b"\x00\x80\xf0HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
+        ("te-and-length", b"\x00\x60\x70HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        ("bad-chunk", b"\x00\x50\xb0HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n"),
+        ("length-mismatch", b"\x00\x40\x41HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("small-limits", b"\x02\x20\xe0HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n0123456789012345678901234567890123456789012345678901234567890123456789"),
+    ];
+    for (name, bytes) in responses {
+        write("http_response", name, bytes);
     }
 }

@@ -78,15 +78,26 @@ pub struct ServeArgs {
     /// Seed a dev tenant, project and echo agent on an empty store and print a curl line.
     #[arg(long)]
     pub dev: bool,
-    /// Agent worker threads at most, started as turns need them [default: 16].
+    /// Agent turns running at once; more are 429 QUEUE_FULL [default: 10000].
     #[arg(long)]
+    pub max_running_turns: Option<usize>,
+    /// Gone with the agent worker threads (turns run on the event loops); accepted and
+    /// ignored with a warning, so that existing scripts keep working.
+    #[arg(long, hide = true)]
     pub agent_workers: Option<usize>,
-    /// Agent turns that may wait for a worker; more are 429 QUEUE_FULL [default: 1024].
-    #[arg(long)]
+    /// Gone: see `--max-running-turns`; accepted and ignored with a warning.
+    #[arg(long, hide = true)]
     pub agent_queue: Option<usize>,
-    /// Time an upstream model provider has to answer, in milliseconds [default: 60000].
+    /// Time an upstream model provider has to start answering, and longest silence within
+    /// its answer, in milliseconds [default: 60000].
     #[arg(long)]
     pub provider_timeout_ms: Option<u64>,
+    /// Longest a whole upstream model call may take, in milliseconds [default: 600000].
+    #[arg(long)]
+    pub provider_total_timeout_ms: Option<u64>,
+    /// How long a stream's events are kept for resumes, in seconds [default: 86400].
+    #[arg(long)]
+    pub stream_retention_secs: Option<u64>,
     /// Switch rate and concurrency limits off (benchmarks; never in production).
     #[arg(long)]
     pub no_rate_limits: bool,

@@ -32,9 +32,12 @@ pub struct FileConfig {
     dev: Option<bool>,
     root_key: Option<String>,
     rate_limits: Option<bool>,
+    max_running_turns: Option<usize>,
     agent_workers: Option<usize>,
     agent_queue: Option<usize>,
     provider_timeout_ms: Option<u64>,
+    provider_total_timeout_ms: Option<u64>,
+    stream_retention_secs: Option<u64>,
 }
 
 /// Why the settings could not be resolved.
@@ -81,6 +84,8 @@ pub struct Settings {
     pub root_key: Option<String>,
     /// Whether rate and concurrency limits are enforced.
     pub rate_limits: bool,
+    /// Warnings for the operator (settings that no longer have an effect).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -91,6 +96,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let runtime = runtime_config(args, &file);
+        let warnings = retired(args, &file);
         let defaults = halyard_engine::Config::default();
         let engine = halyard_engine::Config {
             listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
@@ -143,6 +149,7 @@ impl Settings {
             dev: args.dev || file.dev.unwrap_or(false),
             root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
             rate_limits: !args.no_rate_limits && file.rate_limits.unwrap_or(true),
+            warnings,
         };
         settings.check()?;
         Ok(settings)
@@ -176,23 +183,45 @@ fn runtime_config(
         .echo_token_delay_ms
         .or(file.echo_token_delay_ms)
         .unwrap_or(0);
-    let read = args
+    let wait = args
         .provider_timeout_ms
         .or(file.provider_timeout_ms)
-        .map_or(d.timeouts.read, Duration::from_millis);
+        .map_or(d.timeouts.first_byte, Duration::from_millis);
     halyard_api::chat::runtime::RuntimeConfig {
-        workers: args
-            .agent_workers
-            .or(file.agent_workers)
-            .unwrap_or(d.workers),
-        queue: args.agent_queue.or(file.agent_queue).unwrap_or(d.queue),
+        max_running: args
+            .max_running_turns
+            .or(file.max_running_turns)
+            .unwrap_or(d.max_running),
         echo_delay: Duration::from_millis(delay),
-        timeouts: halyard_api::chat::openai::Timeouts {
-            read,
-            connect: d.timeouts.connect.min(read),
-            ..d.timeouts
+        timeouts: halyard_engine::client::FetchTimeouts {
+            first_byte: wait,
+            idle: wait,
+            connect: d.timeouts.connect.min(wait),
+            total: args
+                .provider_total_timeout_ms
+                .or(file.provider_total_timeout_ms)
+                .map_or(d.timeouts.total, Duration::from_millis),
         },
+        stream_retention: args
+            .stream_retention_secs
+            .or(file.stream_retention_secs)
+            .map_or(d.stream_retention, Duration::from_secs),
     }
+}
+
+/// Warnings for settings of earlier versions that no longer do anything.
+fn retired(args: &ServeArgs, file: &FileConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if args.agent_workers.or(file.agent_workers).is_some() {
+        out.push("agent-workers no longer has an effect: turns run on the event loops".into());
+    }
+    if args.agent_queue.or(file.agent_queue).is_some() {
+        out.push(
+            "agent-queue no longer has an effect: turns do not queue; see --max-running-turns"
+                .into(),
+        );
+    }
+    out
 }
 
 fn parse_fsync(text: Option<String>) -> Result<halyard_storage::FsyncPolicy, ConfigError> {

@@ -91,6 +91,9 @@ pub fn run(settings: &Settings) -> Result<(), String> {
     {
         eprintln!("halyard: warning: {w}");
     }
+    for w in &settings.warnings {
+        eprintln!("halyard: warning: {w}");
+    }
     let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
     let cfg = ApiConfig {
         jwt_secret: jwt_secret(&store)?,

@@ -414,22 +414,14 @@ fn a_client_that_disconnects_cancels_its_turn() {
 }
 
 #[test]
-fn a_full_queue_is_429_queue_full() {
-    let h = start(&[
-        "--agent-workers",
-        "1",
-        "--agent-queue",
-        "1",
-        "--echo-token-delay-ms",
-        "400",
-    ]);
+fn the_cap_on_running_turns_is_429_queue_full() {
+    let h = start(&["--max-running-turns", "2", "--echo-token-delay-ms", "400"]);
     let t = tenant_on(h.addr, false);
     let pid = t.project_with_agent("bot");
     let body = json!({"projectId": pid, "message": "a b c"});
     let (_busy, _) = open_stream(&t, "/api/v1/chat/agent/stream", &body);
-    std::thread::sleep(Duration::from_millis(100));
-    let mut queued = Client::connect(t.addr).unwrap();
-    queued
+    let mut running = Client::connect(t.addr).unwrap();
+    running
         .send(&t.req("POST", "/api/v1/chat/agent").json(&body).bytes())
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -437,7 +429,9 @@ fn a_full_queue_is_429_queue_full() {
     let v = err(&r, 429, "QUEUE_FULL");
     assert!(v["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0));
     assert!(r.header("retry-after").is_some());
-    assert_eq!(queued.response().unwrap().status, 200);
+    assert_eq!(running.response().unwrap().status, 200);
+    // A finished turn frees its place.
+    ok(&t.post("/api/v1/chat/agent", &body), 200);
 }
 
 #[test]
@@ -670,36 +664,37 @@ fn a_provider_without_its_secret_is_503() {
     assert!(!v.to_string().contains("sk-"));
 }
 
-/// Threads of `pid` whose name starts with `halyard-agent`.
-fn agent_threads(pid: u32) -> usize {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc");
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("halyard-agent"))
+/// Threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("proc")
         .count()
 }
 
 #[test]
-fn agent_workers_start_when_turns_need_them_up_to_the_limit() {
-    let h = start(&["--agent-workers", "2", "--echo-token-delay-ms", "300"]);
+fn running_turns_hold_no_thread() {
+    let h = start(&["--threads", "2", "--echo-token-delay-ms", "300"]);
     let t = tenant_on(h.addr, false);
     let pid = t.project_with_agent("bot");
-    assert_eq!(
-        agent_threads(h.pid()),
-        0,
-        "an idle server holds no agent worker"
-    );
+    let idle = threads(h.pid());
     let body = json!({"projectId": pid, "message": "a b"});
-    // Three slow turns at once: two workers start, the third turn waits for one of them.
-    let streams: Vec<_> = (0..3)
+    // Forty slow turns at once, all running (3 tokens, 300 ms each): no thread is added.
+    let streams: Vec<_> = (0..40)
         .map(|_| open_stream(&t, "/api/v1/chat/agent/stream", &body))
         .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let metrics = req("GET", "/metrics").send_to(h.addr);
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("halyard_turns_running 40\n"),
+        "the gauge counts the running turns"
+    );
+    assert_eq!(threads(h.pid()), idle, "threads while 40 turns run");
     for (mut c, head) in streams {
         assert_eq!(head.status, 200);
         let (events, _) = read_events(&mut c, |e| names(e).contains(&"done"));
         assert!(names(&events).contains(&"done"), "{:?}", names(&events));
     }
-    assert_eq!(agent_threads(h.pid()), 2);
+    assert_eq!(threads(h.pid()), idle);
 }
 
 #[test]

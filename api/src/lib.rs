@@ -110,7 +110,7 @@ impl Api {
         ));
         let vault = Arc::new(Vault::new(&cfg.master_key));
         let limiter = Arc::new(Limiter::new(cfg.limits));
-        let runtime = Runtime::start(cfg.runtime, store.clone(), vault.clone(), limiter.clone());
+        let runtime = Runtime::new(cfg.runtime, store.clone(), vault.clone(), limiter.clone());
         Ok(Api {
             store,
             verifiers: Verifiers {
@@ -264,10 +264,10 @@ impl App for Api {
     }
 
     fn write_metrics(&self, out: &mut String) {
-        out.push_str("# TYPE halyard_agent_queue_depth gauge\n");
+        out.push_str("# TYPE halyard_turns_running gauge\n");
         out.push_str(&format!(
-            "halyard_agent_queue_depth {}\n",
-            self.runtime.queued()
+            "halyard_turns_running {}\n",
+            self.runtime.running()
         ));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::reply::{ReplyLink, Responder, StreamSender, StreamShared};
+use crate::reply::{Gone, ReplyLink, Responder, StreamSender, StreamShared};
 use crate::request::RequestHead;
 use crate::response::Response;
 
@@ -71,10 +71,18 @@ impl<C> Request<C> {
     /// Answers later: return the [`Reply`] now and complete the [`Responder`] from any
     /// thread. Later pipelined requests wait until it is completed.
     pub fn defer(&self) -> (Reply, Responder) {
+        let gone = Arc::new(Gone::default());
         (
-            Reply::Later(Deferred(())),
-            Responder::new(self.link.clone()),
+            Reply::Later(Deferred(gone.clone())),
+            Responder::new(self.link.clone(), gone),
         )
+    }
+
+    /// Starts `task` on the event loop serving this request (it gets
+    /// [`Event::Start`](crate::task::Event::Start) there): work that waits on timers, other
+    /// threads or upstream servers without holding a thread.
+    pub fn spawn(&self, task: Box<dyn crate::task::Task>) {
+        self.link.spawn(task);
     }
 
     /// Answers with a stream: `head` is written at once (its body is ignored) and the body
@@ -104,9 +112,10 @@ impl From<Response> for Reply {
     }
 }
 
-/// Marker of a deferred reply; only [`Request::defer`] makes one.
+/// Marker of a deferred reply; only [`Request::defer`] makes one. It carries the "client
+/// gone" signal the connection raises for the [`Responder`].
 #[derive(Debug)]
-pub struct Deferred(());
+pub struct Deferred(pub(crate) Arc<Gone>);
 
 /// The start of a stream reply; only [`Request::stream`] makes one.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use crate::app::{Admission, App, Reply, Request, StreamStart};
 use crate::chunked::ChunkedDecoder;
 use crate::metrics::{LoopStats, Metrics};
 use crate::parse::{header_slots, parse, Framing, Head, ParseError, Version};
-use crate::reply::{Letter, Mailbox, ReplyLink, StreamShared, Wake};
+use crate::reply::{Gone, Letter, Mailbox, ReplyLink, StreamShared, Wake};
 use crate::request::{RequestHead, RequestId, RequestIds};
 use crate::response::{
     write_chunk, write_head, write_response, HeadContext, Length, Response, LAST_CHUNK,
@@ -97,8 +97,8 @@ enum State<C> {
     Head,
     /// Reading an admitted request's body.
     Body(Box<BodyState<C>>),
-    /// The handler deferred; waiting for its `Responder`.
-    Waiting,
+    /// The handler deferred; waiting for its `Responder` (which shares the gone signal).
+    Waiting(Arc<Gone>),
     /// A stream reply is open.
     Streaming {
         shared: Arc<StreamShared>,
@@ -181,7 +181,13 @@ impl<A: App> Conn<A> {
         match &self.state {
             State::Head => self.state = State::Closing,
             State::Body(_) => self.abort = true,
-            State::Waiting => self.ex.keep_alive = false,
+            State::Waiting(gone) => {
+                // As nginx does for proxied requests: a client that closed its side while
+                // waiting is taken to be gone (its producer may stop); the reply is still
+                // written if it comes.
+                gone.signal();
+                self.ex.keep_alive = false;
+            }
             State::Streaming { .. } => self.abort = true,
             State::Closing => {}
         }
@@ -196,7 +202,7 @@ impl<A: App> Conn<A> {
                 self.pending_output() <= WRITE_HIGH_WATER && buffered < READ_HIGH_WATER
             }
             // Keep reading to notice a client that goes away.
-            State::Waiting | State::Streaming { .. } => buffered < READ_HIGH_WATER,
+            State::Waiting(_) | State::Streaming { .. } => buffered < READ_HIGH_WATER,
             State::Closing => false,
         }
     }
@@ -268,12 +274,12 @@ impl<A: App> Conn<A> {
             return;
         }
         match (letter.wake, &self.state) {
-            (Wake::Complete(resp), State::Waiting) => {
+            (Wake::Complete(resp), State::Waiting(_)) => {
                 self.respond(resp, env);
                 self.advance(env);
             }
             (Wake::Stream, State::Streaming { .. }) => self.pump_stream(env),
-            (Wake::Start(start), State::Waiting) => self.start_stream(start, env),
+            (Wake::Start(start), State::Waiting(_)) => self.start_stream(start, env),
             _ => {}
         }
     }
@@ -300,7 +306,7 @@ impl<A: App> Conn<A> {
             }),
             State::Body(b) => Some(b.since_ms + t.idle_ms),
             State::Closing => Some(self.last_active_ms + t.idle_ms),
-            State::Waiting | State::Streaming { .. } => None,
+            State::Waiting(_) | State::Streaming { .. } => None,
         }
     }
 
@@ -336,16 +342,25 @@ impl<A: App> Conn<A> {
         self.ex.keep_alive = false;
         match self.state {
             State::Head => self.state = State::Closing,
-            State::Streaming { .. } => self.end_stream(true, env),
-            State::Body(_) | State::Waiting | State::Closing => {}
+            State::Streaming { .. } => {
+                // Frames queued before the shutdown (a producer's last words) go out first.
+                self.pump_stream(env);
+                self.end_stream(true, env);
+            }
+            State::Body(_) | State::Waiting(_) | State::Closing => {}
         }
     }
 
-    /// The loop is dropping the connection: tell a stream producer its client is gone.
+    /// The loop is dropping the connection: tell a stream producer or a deferred reply's
+    /// producer that its client is gone.
     pub fn on_close(&mut self, env: &mut Env<'_, A>) {
-        if let State::Streaming { shared, .. } = &self.state {
-            shared.set_gone();
-            env.stats.stream_opened(false);
+        match &self.state {
+            State::Streaming { shared, .. } => {
+                shared.set_gone();
+                env.stats.stream_opened(false);
+            }
+            State::Waiting(gone) => gone.signal(),
+            _ => {}
         }
         self.state = State::Closing;
         self.abort = true;
@@ -532,8 +547,8 @@ impl<A: App> Conn<A> {
         let app = env.app;
         match catch_unwind(AssertUnwindSafe(|| app.handle(request))) {
             Ok(Reply::Now(resp)) => self.respond(resp, env),
-            Ok(Reply::Later(_)) => {
-                self.state = State::Waiting;
+            Ok(Reply::Later(deferred)) => {
+                self.state = State::Waiting(deferred.0);
                 false
             }
             Ok(Reply::Stream(start)) => {

@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod chunked;
+pub mod client;
 pub mod conn;
 pub mod date;
 pub mod metrics;
@@ -26,6 +27,8 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod shutdown;
+pub mod task;
+mod timer;
 pub mod tls;
 pub mod tls_reload;
 mod transport;
@@ -38,5 +41,6 @@ pub use request::{Method, RequestHead};
 pub use response::{Body, Response};
 pub use server::{Config, Server};
 pub use shutdown::ShutdownHandle;
+pub use task::{Cx, Event, Status, Task, TaskHandle};
 pub use tls::{TlsAcceptor, TlsError, TlsFiles};
 pub use tls_reload::ReloadHandle;

@@ -1,14 +1,16 @@
 //! Replies completed off the event loop: deferred responses and streams.
 //!
 //! Responsible for: the [`Responder`] a handler keeps to answer later from any thread, the
-//! [`StreamSender`] that pushes stream frames from any thread into a bounded buffer, and the
-//! [`Mailbox`] through which both wake the connection's loop. Not responsible for: writing
-//! bytes (the loop pulls them, see `conn`) or framing SSE events (the application does).
+//! [`StreamSender`] that pushes stream frames from any thread into a bounded buffer, the
+//! "client gone" signal both carry (a task can watch it), and the [`Mailbox`] through which
+//! all of them, tasks and the resolver wake a loop. Not responsible for: writing bytes (the
+//! loop pulls them, see `conn`) or framing SSE events (the application does).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::response::Response;
+use crate::task::{Task, TaskHandle, TaskPost};
 
 /// What a mailbox message tells a connection.
 #[derive(Debug)]
@@ -32,16 +34,53 @@ pub struct Letter {
     pub wake: Wake,
 }
 
+/// Anything posted to a loop.
+pub enum Post {
+    /// News for a connection.
+    Conn(Letter),
+    /// A task to start on this loop.
+    Spawn(Box<dyn Task>),
+    /// News for the task in slot `key` of generation `gen`.
+    Task {
+        /// Slot of the task.
+        key: usize,
+        /// Generation of the slot (a finished task's news is dropped).
+        gen: u32,
+        /// The news.
+        post: TaskPost,
+    },
+    /// Addresses of an outbound connection's host (from the resolver thread).
+    Resolved {
+        /// Slot of the outbound connection.
+        key: usize,
+        /// Its generation.
+        gen: u32,
+        /// The addresses, or why there are none.
+        result: Result<Vec<std::net::SocketAddr>, String>,
+    },
+}
+
+impl std::fmt::Debug for Post {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Post::Conn(l) => f.debug_tuple("Conn").field(l).finish(),
+            Post::Spawn(_) => f.write_str("Spawn"),
+            Post::Task { key, gen, .. } => write!(f, "Task({key}, {gen})"),
+            Post::Resolved { key, gen, .. } => write!(f, "Resolved({key}, {gen})"),
+        }
+    }
+}
+
 /// The inbox of one event loop: a channel plus the waker that interrupts its `poll`.
 #[derive(Debug)]
 pub struct Mailbox {
-    tx: crossbeam_channel::Sender<Letter>,
+    tx: crossbeam_channel::Sender<Post>,
     waker: Option<mio::Waker>,
 }
 
 impl Mailbox {
     /// A mailbox posting to `tx` and waking `waker` (none in tests that poll by hand).
-    pub fn new(tx: crossbeam_channel::Sender<Letter>, waker: Option<mio::Waker>) -> Self {
+    pub fn new(tx: crossbeam_channel::Sender<Post>, waker: Option<mio::Waker>) -> Self {
         Mailbox { tx, waker }
     }
 
@@ -52,9 +91,10 @@ impl Mailbox {
         }
     }
 
-    fn post(&self, letter: Letter) {
+    /// Posts `post` and wakes the loop.
+    pub(crate) fn post(&self, post: Post) {
         // The receiver lives as long as the loop; after it is gone nobody needs the news.
-        if self.tx.send(letter).is_ok() {
+        if self.tx.send(post).is_ok() {
             if let Some(w) = &self.waker {
                 // A failed wake means the loop is gone too.
                 let _ = w.wake();
@@ -73,11 +113,56 @@ pub(crate) struct ReplyLink {
 
 impl ReplyLink {
     fn post(&self, wake: Wake) {
-        self.mailbox.post(Letter {
+        self.mailbox.post(Post::Conn(Letter {
             token: self.token,
             seq: self.seq,
             wake,
-        });
+        }));
+    }
+
+    /// Starts `task` on this link's loop.
+    pub(crate) fn spawn(&self, task: Box<dyn Task>) {
+        self.mailbox.post(Post::Spawn(task));
+    }
+}
+
+/// "The client went away", shared by a reply's producer and its connection; a task may
+/// watch it to learn of the departure without polling.
+#[derive(Debug, Default)]
+pub(crate) struct Gone {
+    state: Mutex<GoneState>,
+    flag: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct GoneState {
+    watcher: Option<(TaskHandle, u64)>,
+}
+
+impl Gone {
+    /// Marks the client gone and wakes the watcher, once.
+    pub(crate) fn signal(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.flag.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some((h, tag)) = st.watcher.take() {
+            h.wake(tag);
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Wakes `task` with `tag` when the client goes (at once if it already went).
+    fn watch(&self, task: TaskHandle, tag: u64) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_set() {
+            task.wake(tag);
+        } else {
+            st.watcher = Some((task, tag));
+        }
     }
 }
 
@@ -85,11 +170,25 @@ impl ReplyLink {
 #[derive(Debug)]
 pub struct Responder {
     link: Option<ReplyLink>,
+    gone: Arc<Gone>,
 }
 
 impl Responder {
-    pub(crate) fn new(link: ReplyLink) -> Self {
-        Responder { link: Some(link) }
+    pub(crate) fn new(link: ReplyLink, gone: Arc<Gone>) -> Self {
+        Responder {
+            link: Some(link),
+            gone,
+        }
+    }
+
+    /// Whether the client has gone away (closed the connection) while waiting.
+    pub fn is_gone(&self) -> bool {
+        self.gone.is_set()
+    }
+
+    /// Wakes `task` with `tag` ([`crate::task::Event::Wake`]) when the client goes away.
+    pub fn watch_gone(&self, task: TaskHandle, tag: u64) {
+        self.gone.watch(task, tag);
     }
 
     /// Sends the response; the connection writes it in request order.
@@ -155,7 +254,7 @@ struct Queue {
 pub(crate) struct StreamShared {
     queue: Mutex<Queue>,
     capacity: usize,
-    gone: AtomicBool,
+    gone: Gone,
     link: ReplyLink,
 }
 
@@ -164,7 +263,7 @@ impl StreamShared {
         Arc::new(StreamShared {
             queue: Mutex::new(Queue::default()),
             capacity,
-            gone: AtomicBool::new(false),
+            gone: Gone::default(),
             link,
         })
     }
@@ -187,7 +286,7 @@ impl StreamShared {
 
     /// Marks the client gone; the sender's next call fails.
     pub(crate) fn set_gone(&self) {
-        self.gone.store(true, Ordering::Release);
+        self.gone.signal();
     }
 
     fn notify_locked(&self, q: &mut Queue) {
@@ -227,7 +326,12 @@ impl StreamSender {
 
     /// Whether the client has gone away; a producer checks this to stop early.
     pub fn is_gone(&self) -> bool {
-        self.shared.gone.load(Ordering::Acquire)
+        self.shared.gone.is_set()
+    }
+
+    /// Wakes `task` with `tag` ([`crate::task::Event::Wake`]) when the client goes away.
+    pub fn watch_gone(&self, task: TaskHandle, tag: u64) {
+        self.shared.gone.watch(task, tag);
     }
 
     /// Ends the stream after the frames already queued.
@@ -273,8 +377,10 @@ mod tests {
     #[test]
     fn dropped_responder_sends_500() {
         let (l, rx) = link();
-        drop(Responder::new(l));
-        let letter = rx.try_recv().unwrap();
+        drop(Responder::new(l, Arc::default()));
+        let Post::Conn(letter) = rx.try_recv().unwrap() else {
+            panic!("a letter for the connection")
+        };
         assert!(matches!(letter.wake, Wake::Complete(ref r) if r.status == 500));
         assert_eq!((letter.token, letter.seq), (7, 3));
     }

@@ -185,6 +185,9 @@ impl Server {
             shutdown_ms: self.config.shutdown_timeout_ms,
         };
         let mut workers = Vec::with_capacity(self.listeners.len());
+        // One resolver thread for every loop's outbound connections, started now so that the
+        // number of threads is fixed from the start.
+        let resolver = crate::client::Resolver::start()?;
         for (i, l) in self.listeners.into_iter().enumerate() {
             workers.push(Worker::new(
                 i,
@@ -192,6 +195,7 @@ impl Server {
                 self.tls.clone(),
                 app.clone(),
                 self.shared.clone(),
+                resolver.clone(),
                 cfg,
             )?);
         }

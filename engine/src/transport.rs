@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::metrics::{Handshake, LoopStats};
 use crate::request::RequestId;
@@ -47,7 +47,9 @@ pub(crate) struct Transport {
 }
 
 struct Tls {
-    session: ServerConnection,
+    session: Connection,
+    /// Why the session failed, as rustls said it.
+    error: Option<String>,
     /// No byte read yet: the first one tells a ClientHello (`0x16`) from plain HTTP.
     fresh: bool,
     /// The session failed; only the queued alert may still be written.
@@ -68,16 +70,36 @@ impl Transport {
 
     /// A TLS connection with a fresh server session.
     pub(crate) fn tls(socket: TcpStream, session: ServerConnection) -> Self {
+        Self::with_session(socket, Connection::Server(session), true)
+    }
+
+    /// An outbound TLS connection (its ClientHello is queued, for [`flush`](Self::flush)).
+    pub(crate) fn tls_client(socket: TcpStream, session: ClientConnection) -> Self {
+        Self::with_session(socket, Connection::Client(session), false)
+    }
+
+    fn with_session(socket: TcpStream, session: Connection, fresh: bool) -> Self {
         Transport {
             socket,
             tls: Some(Box::new(Tls {
                 session,
-                fresh: true,
+                error: None,
+                fresh,
                 failed: false,
                 close_sent: false,
             })),
             drained: false,
         }
+    }
+
+    /// Why the TLS session failed, if it did.
+    pub(crate) fn tls_error(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.error.as_deref())
+    }
+
+    /// The socket alone (a plain transport becoming a TLS one).
+    pub(crate) fn into_socket(self) -> TcpStream {
+        self.socket
     }
 
     /// The socket, for poll registration and shutdown.
@@ -110,14 +132,16 @@ impl Transport {
     }
 
     /// Reads plaintext into `buf`. Counts the raw bytes read and, on a TLS port, how the
-    /// handshake ended.
-    pub(crate) fn read(&mut self, buf: &mut [u8], stats: &LoopStats) -> Received {
+    /// handshake ended, in `stats` (none for outbound connections).
+    pub(crate) fn read(&mut self, buf: &mut [u8], stats: Option<&LoopStats>) -> Received {
         self.drained = false;
         let Some(tls) = self.tls.as_deref_mut() else {
             return match self.socket.read(buf) {
                 Ok(0) => Received::Eof,
                 Ok(n) => {
-                    stats.received(n);
+                    if let Some(s) = stats {
+                        s.received(n);
+                    }
                     self.drained = n < buf.len();
                     Received::Data(n)
                 }
@@ -141,7 +165,9 @@ impl Transport {
             if first[0].is_ascii_uppercase() {
                 // "GET /...": a TLS record starts with its content type (22 for a handshake).
                 tls.failed = true;
-                stats.handshake(Handshake::PlainHttp);
+                if let Some(s) = stats {
+                    s.handshake(Handshake::PlainHttp);
+                }
                 return Received::PlainHttp;
             }
         }
@@ -151,21 +177,30 @@ impl Transport {
         };
         match tls.session.read_tls(&mut socket) {
             Ok(0) => return Received::Eof,
-            Ok(n) => stats.received(n),
+            Ok(n) => {
+                if let Some(s) = stats {
+                    s.received(n);
+                }
+            }
             Err(e) => return io_outcome(&e),
         }
         let socket_drained = socket.short;
         let was_handshaking = tls.session.is_handshaking();
-        if tls.session.process_new_packets().is_err() {
+        if let Err(e) = tls.session.process_new_packets() {
             // rustls queued the alert that describes the error; it is flushed before close.
             tls.failed = true;
+            tls.error = Some(e.to_string());
             if was_handshaking {
-                stats.handshake(Handshake::Failed);
+                if let Some(s) = stats {
+                    s.handshake(Handshake::Failed);
+                }
             }
             return Received::Failed;
         }
         if was_handshaking && !tls.session.is_handshaking() {
-            stats.handshake(Handshake::Done);
+            if let Some(s) = stats {
+                s.handshake(Handshake::Done);
+            }
         }
         // `process_new_packets` decrypted every whole record read; what `plaintext` leaves
         // when it fills `buf` is the only thing a drained socket would not announce.

@@ -5,11 +5,14 @@
 //! or a TLS session started at accept), pooling the read/write buffers so idle connections
 //! hold none, stale-token filtering (a token carries the slab key and a generation), timers
 //! (connection deadlines, the TLS handshake deadline, heartbeats, lingering close), the
-//! mailbox of deferred replies and stream frames, and this loop's part of a graceful
-//! shutdown. Not responsible for: HTTP (see `conn`), TLS records (see `transport`), or
-//! choosing how many loops run (see `server`).
+//! mailbox of deferred replies and stream frames, the tasks that live on this loop (started,
+//! woken and timed here; their outbound connections driven through `client::driver`), and
+//! this loop's part of a graceful shutdown. Not responsible for: HTTP (see `conn`), TLS
+//! records (see `transport`), what a task does, or choosing how many loops run (see
+//! `server`).
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,15 +22,31 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::app::App;
+use crate::client::driver::{self, Driver, Owner};
+use crate::client::{ExchangeId, HttpEvent, Resolver};
 use crate::conn::{Conn, Env, Timeouts};
 use crate::date::DateCache;
 use crate::metrics::{Handshake, Metrics};
-use crate::reply::{Letter, Mailbox};
+use crate::reply::{Mailbox, Post};
 use crate::request::RequestIds;
 use crate::server::Shared;
+use crate::task::{Cx, Event, Status, Task, TaskPost};
+use crate::timer::{LoopTimer, TimerKind};
 use crate::tls::TlsAcceptor;
 use crate::transport::{Received, Transport};
 use crate::wheel::{TimerKey, Wheel};
+
+/// What the outbound driver borrows from the loop (a macro: a method would borrow the
+/// whole worker, and the driver is part of it).
+macro_rules! driver_io {
+    ($w:expr) => {
+        driver::Io {
+            now_ms: $w.core.now_ms,
+            wheel: &mut $w.wheel,
+            registry: $w.poll.registry(),
+        }
+    };
+}
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -53,18 +72,13 @@ pub(crate) struct LoopConfig {
     pub shutdown_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum TimerKind {
-    Deadline,
-    Heartbeat,
-    Linger,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct TimerEntry {
-    key: usize,
+/// A task and what the loop keeps for it.
+struct TaskSlot {
+    /// `None` only while the task handles an event.
+    task: Option<Box<dyn Task>>,
     gen: u32,
-    kind: TimerKind,
+    /// Exchanges it started (closed when it finishes).
+    exchanges: Vec<ExchangeId>,
 }
 
 struct Slot<A: App> {
@@ -139,15 +153,20 @@ pub(crate) struct Worker<A: App> {
     tls: Option<Arc<TlsAcceptor>>,
     slots: Slab<Slot<A>>,
     next_gen: u32,
-    wheel: Wheel<TimerEntry>,
-    letters: crossbeam_channel::Receiver<Letter>,
+    wheel: Wheel<LoopTimer>,
+    letters: crossbeam_channel::Receiver<Post>,
+    tasks: Slab<TaskSlot>,
+    next_task_gen: u32,
+    driver: Driver,
+    /// News of outbound exchanges waiting to be handed to their tasks.
+    http_events: Vec<(Owner, ExchangeId, HttpEvent)>,
     shared: Arc<Shared>,
     core: Core<A>,
     read_buf: Box<[u8]>,
     spare_in: Vec<u8>,
     spare_out: Vec<u8>,
     drain_deadline: Option<u64>,
-    fired: Vec<TimerEntry>,
+    fired: Vec<LoopTimer>,
     /// Connections to drive again before sleeping (they ran out of rounds).
     again: Vec<(usize, u32)>,
     /// Set while accepting is paused for lack of descriptors: when to try again.
@@ -163,6 +182,7 @@ impl<A: App> Worker<A> {
         tls: Option<Arc<TlsAcceptor>>,
         app: Arc<A>,
         shared: Arc<Shared>,
+        resolver: Arc<Resolver>,
         cfg: LoopConfig,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
@@ -186,6 +206,10 @@ impl<A: App> Worker<A> {
             next_gen: 0,
             wheel: Wheel::new(TICK_MS, 0),
             letters: rx,
+            tasks: Slab::new(),
+            next_task_gen: 0,
+            driver: Driver::new(mailbox.clone(), resolver),
+            http_events: Vec::new(),
             shared: shared.clone(),
             core: Core {
                 index,
@@ -229,6 +253,10 @@ impl<A: App> Worker<A> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    Token(t) if t & driver::OUT_BIT != 0 => {
+                        let mut io = driver_io!(self);
+                        self.driver.on_ready(t, &mut io);
+                    }
                     Token(t) => {
                         self.on_socket_event(t as u64, event.is_read_closed() || event.is_error())
                     }
@@ -236,6 +264,9 @@ impl<A: App> Worker<A> {
             }
             self.deliver_letters();
             self.fire_timers();
+            let mut io = driver_io!(self);
+            self.driver.again(&mut io);
+            self.hand_http_events();
             if self
                 .accept_retry_at
                 .is_some_and(|at| self.core.now_ms >= at)
@@ -250,7 +281,7 @@ impl<A: App> Worker<A> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || self.driver.has_again() {
             return Some(Duration::ZERO);
         }
         let now = self.core.now_ms;
@@ -446,7 +477,7 @@ impl<A: App> Worker<A> {
         let slot = &mut self.slots[key];
         let token = token_of(key, slot.gen);
         let stats = self.core.metrics.loop_stats(self.core.index);
-        match slot.io.read(&mut self.read_buf, stats) {
+        match slot.io.read(&mut self.read_buf, Some(stats)) {
             Received::Data(n) => {
                 slot.read_ready = !slot.io.drained() || slot.peer_hup;
                 slot.conn
@@ -529,11 +560,7 @@ impl<A: App> Worker<A> {
 
     fn arm_timers(&mut self, key: usize) {
         let slot = &mut self.slots[key];
-        let entry = |kind| TimerEntry {
-            key,
-            gen: slot.gen,
-            kind,
-        };
+        let entry = |kind| LoopTimer::new(key, slot.gen, kind);
         let mut deadline = slot.conn.deadline(self.core.cfg.timeouts);
         if slot.io.is_handshaking() {
             deadline = Some(deadline.map_or(slot.handshake_by, |d| d.min(slot.handshake_by)));
@@ -584,14 +611,8 @@ impl<A: App> Worker<A> {
             slot.lingering = Some(0);
             let at = self.core.now_ms + LINGER_MS;
             let gen = slot.gen;
-            self.wheel.insert(
-                at,
-                TimerEntry {
-                    key,
-                    gen,
-                    kind: TimerKind::Linger,
-                },
-            );
+            self.wheel
+                .insert(at, LoopTimer::new(key, gen, TimerKind::Linger));
             self.reclaim_buffers(key);
             self.linger_read(key);
             return;
@@ -639,7 +660,27 @@ impl<A: App> Worker<A> {
     }
 
     fn deliver_letters(&mut self) {
-        while let Ok(letter) = self.letters.try_recv() {
+        while let Ok(post) = self.letters.try_recv() {
+            let letter = match post {
+                Post::Conn(letter) => letter,
+                Post::Spawn(task) => {
+                    self.spawn(task);
+                    continue;
+                }
+                Post::Task { key, gen, post } => {
+                    let event = match post {
+                        TaskPost::Wake(tag) => Event::Wake(tag),
+                        TaskPost::Message(m) => Event::Message(m),
+                    };
+                    self.dispatch(key, gen, event);
+                    continue;
+                }
+                Post::Resolved { key, gen, result } => {
+                    let mut io = driver_io!(self);
+                    self.driver.on_resolved(key, gen, result, &mut io);
+                    continue;
+                }
+            };
             let Some(key) = self.slot_key(letter.token) else {
                 continue;
             };
@@ -664,7 +705,17 @@ impl<A: App> Worker<A> {
         self.fired = fired;
     }
 
-    fn on_timer(&mut self, entry: TimerEntry) {
+    fn on_timer(&mut self, entry: LoopTimer) {
+        match entry.kind {
+            TimerKind::Task { tag } => {
+                return self.dispatch(entry.key, entry.gen, Event::Timer(tag))
+            }
+            TimerKind::Outbound => {
+                let mut io = driver_io!(self);
+                return self.driver.on_timer(entry.key, entry.gen, &mut io);
+            }
+            _ => {}
+        }
         let Some(key) = self.slot_key(token_of(entry.key, entry.gen)) else {
             return;
         };
@@ -690,6 +741,7 @@ impl<A: App> Worker<A> {
                 self.lend_buffers(key);
                 self.slots[key].conn.heartbeat();
             }
+            TimerKind::Task { .. } | TimerKind::Outbound => {}
         }
         self.drive(key);
     }
@@ -702,6 +754,12 @@ impl<A: App> Worker<A> {
             if let Some(mut listener) = self.listener.take() {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
+            // Tasks first: their last frames are queued before the streams are ended.
+            let tasks: Vec<(usize, u32)> = self.tasks.iter().map(|(k, t)| (k, t.gen)).collect();
+            for (key, gen) in tasks {
+                self.dispatch(key, gen, Event::Shutdown);
+            }
+            self.hand_http_events();
             let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
             for key in keys {
                 if self.slots[key].lingering.is_some() {
@@ -717,12 +775,13 @@ impl<A: App> Worker<A> {
         }
         match self.drain_deadline {
             None => false,
-            Some(_) if self.slots.is_empty() => true,
+            Some(_) if self.slots.is_empty() && self.tasks.is_empty() => true,
             Some(deadline) if self.core.now_ms >= deadline => {
                 let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
                 for key in keys {
                     self.remove(key);
                 }
+                self.tasks.clear();
                 true
             }
             Some(_) => false,
@@ -737,4 +796,76 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     )
+}
+
+impl<A: App> Worker<A> {
+    /// Starts `task` with [`Event::Start`].
+    fn spawn(&mut self, task: Box<dyn Task>) {
+        let gen = self.next_task_gen;
+        self.next_task_gen = self.next_task_gen.wrapping_add(1);
+        let key = self.tasks.insert(TaskSlot {
+            task: Some(task),
+            gen,
+            exchanges: Vec::new(),
+        });
+        self.dispatch(key, gen, Event::Start);
+    }
+
+    /// Hands `event` to the task in slot `key` if it is still generation `gen`. A task that
+    /// finishes or panics is dropped and its open exchanges closed.
+    fn dispatch(&mut self, key: usize, gen: u32, event: Event) {
+        let Some(slot) = self.tasks.get_mut(key).filter(|t| t.gen == gen) else {
+            return;
+        };
+        let Some(mut task) = slot.task.take() else {
+            return;
+        };
+        let mut exchanges = std::mem::take(&mut slot.exchanges);
+        let mut cx = Cx {
+            key,
+            gen,
+            now_ms: self.core.now_ms,
+            now: self.core.now,
+            draining: self.core.draining,
+            mailbox: &self.core.mailbox,
+            wheel: &mut self.wheel,
+            driver: &mut self.driver,
+            registry: self.poll.registry(),
+            exchanges: &mut exchanges,
+        };
+        let status = catch_unwind(AssertUnwindSafe(|| task.on_event(event, &mut cx)));
+        if let Ok(Status::Pending) = status {
+            if exchanges.len() > 8 {
+                exchanges.retain(|id| self.driver.is_open(*id));
+            }
+            let slot = &mut self.tasks[key];
+            slot.task = Some(task);
+            slot.exchanges = exchanges;
+            return;
+        }
+        if status.is_err() {
+            self.core.metrics.loop_stats(self.core.index).panicked();
+        }
+        for id in exchanges {
+            self.driver
+                .cancel(id, &mut self.wheel, self.poll.registry());
+        }
+        self.tasks.remove(key);
+        // Dropped here, after the slot is free: what it held (a Responder) may post news.
+        drop(task);
+    }
+
+    /// Hands the outbound news gathered so far to the tasks (which may cause more).
+    fn hand_http_events(&mut self) {
+        loop {
+            self.driver.take_events(&mut self.http_events);
+            if self.http_events.is_empty() {
+                return;
+            }
+            let events = std::mem::take(&mut self.http_events);
+            for ((key, gen), id, event) in events {
+                self.dispatch(key, gen, Event::Http(id, event));
+            }
+        }
+    }
 }

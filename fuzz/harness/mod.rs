@@ -49,6 +49,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("log_records", log_records),
     ("last_event_id", last_event_id),
     ("api_request", api_request),
+    ("http_response", http_response),
 ];
 
 /// The harness function of target `name`.
@@ -393,7 +394,7 @@ pub struct Fixture {
     /// The whole API over the store (rate limits off).
     pub api: Api,
     /// Deferred replies and stream notices of `api_request`, discarded.
-    letters: Mutex<crossbeam_channel::Receiver<halyard_engine::reply::Letter>>,
+    letters: Mutex<crossbeam_channel::Receiver<halyard_engine::reply::Post>>,
     mailbox: Arc<Mailbox>,
     metrics: Metrics,
 }
@@ -541,8 +542,7 @@ pub fn fixture() -> &'static Fixture {
                     ..Default::default()
                 },
                 runtime: halyard_api::chat::runtime::RuntimeConfig {
-                    workers: 1,
-                    queue: 16,
+                    max_running: 16,
                     ..Default::default()
                 },
             },
@@ -893,3 +893,208 @@ fn check_response(out: &[u8], what: &str) {
 
 /// The application trait is used through `Conn`; keep the import honest.
 fn _uses_app<A: App>() {}
+
+// ---------------------------------------------------------------------------------------
+// http_response: the outbound client's response reader, then its event-stream reader
+// ---------------------------------------------------------------------------------------
+
+/// `data[0]` holds flags (bit 0: the request was HEAD; bit 1: small limits, so that the
+/// head, header and body limits are reached), `data[1]` and `data[2]` pick two split points
+/// of the rest, which is read as the bytes of a connection: whole, split at those points,
+/// and (up to 4 KiB) byte by byte. Head, body, completion, reuse and error must not depend
+/// on the split. The decoded body, then the raw rest, go through the event-stream reader
+/// the same three ways: same events, same error.
+pub fn http_response(data: &[u8]) {
+    use halyard_engine::client::response::ResponseLimits;
+
+    let [flags, a, b, input @ ..] = data else {
+        return;
+    };
+    let head_request = flags & 1 != 0;
+    let limits = if flags & 2 != 0 {
+        ResponseLimits {
+            max_head: 128,
+            max_headers: 4,
+            max_body: 64,
+        }
+    } else {
+        ResponseLimits::default()
+    };
+    let cuts = split_points(input.len(), *a, *b);
+    let whole = read_response_in_pieces(input, &[], head_request, limits);
+    let split = read_response_in_pieces(input, &cuts, head_request, limits);
+    assert_eq!(whole, split, "response split at {cuts:?}");
+    if input.len() <= 4096 {
+        let every: Vec<usize> = (0..input.len()).collect();
+        let ones = read_response_in_pieces(input, &every, head_request, limits);
+        assert_eq!(whole, ones, "response byte by byte");
+    }
+    check_response_outcome(&whole, input.len(), head_request, limits);
+    for stream in [&whole.body[..], input] {
+        let cuts = split_points(stream.len(), *a, *b);
+        let events = read_events_in_pieces(stream, &[]);
+        assert_eq!(
+            events,
+            read_events_in_pieces(stream, &cuts),
+            "events split at {cuts:?}"
+        );
+        if stream.len() <= 4096 {
+            let every: Vec<usize> = (0..stream.len()).collect();
+            assert_eq!(
+                events,
+                read_events_in_pieces(stream, &every),
+                "events byte by byte"
+            );
+        }
+        check_events(&events.0);
+    }
+}
+
+/// Two split points of `len` bytes chosen by two bytes of the input.
+fn split_points(len: usize, a: u8, b: u8) -> [usize; 2] {
+    [usize::from(a) * len / 255, usize::from(b) * len / 255]
+}
+
+/// What a response reader made of a connection's bytes, then of its EOF.
+#[derive(Debug, PartialEq, Eq)]
+struct ResponseOutcome {
+    /// The head, when no error came (an error in the call that completes the head hides it,
+    /// so whether a head was seen before an error depends on the split).
+    head: Option<halyard_engine::client::response::ResponseHead>,
+    body: Vec<u8>,
+    complete: bool,
+    reusable: bool,
+    error: Option<halyard_engine::client::response::ResponseError>,
+    eof: Result<(), halyard_engine::client::response::ResponseError>,
+}
+
+fn read_response_in_pieces(
+    input: &[u8],
+    cuts: &[usize],
+    head_request: bool,
+    limits: halyard_engine::client::response::ResponseLimits,
+) -> ResponseOutcome {
+    let mut r = halyard_engine::client::response::ResponseReader::new(head_request, limits);
+    let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+    bounds.sort_unstable();
+    bounds.push(input.len());
+    let (mut head, mut body, mut error, mut at) = (None, Vec::new(), None, 0);
+    for end in bounds {
+        match r.receive(&input[at..end], &mut body) {
+            Ok(Some(h)) => {
+                assert!(head.is_none(), "a second head from one reader");
+                head = Some(h);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                assert_eq!(
+                    r.receive(b"more", &mut body),
+                    Err(e),
+                    "the reader must stay failed"
+                );
+                error = Some(e);
+                break;
+            }
+        }
+        at = end;
+    }
+    let (complete, reusable) = (r.is_complete(), r.reusable());
+    let eof = r.on_eof();
+    assert!(!r.reusable(), "reusable after EOF");
+    if error.is_some() {
+        head = None;
+    }
+    ResponseOutcome {
+        head,
+        body,
+        complete,
+        reusable,
+        error,
+        eof,
+    }
+}
+
+fn check_response_outcome(
+    o: &ResponseOutcome,
+    input_len: usize,
+    head_request: bool,
+    limits: halyard_engine::client::response::ResponseLimits,
+) {
+    if let Some(e) = o.error {
+        assert!(!o.complete && !o.reusable, "{e:?} yet complete or reusable");
+        assert_eq!(o.eof, Err(e), "EOF after {e:?}");
+        assert!(!e.to_string().is_empty());
+    }
+    assert!(!o.reusable || o.complete, "reusable before complete");
+    assert!(!o.complete || o.eof.is_ok(), "complete, then EOF failed");
+    assert!(o.body.len() <= input_len, "more body than input");
+    assert!(
+        o.body.len() as u64 <= limits.max_body,
+        "body past the limit"
+    );
+    let Some(head) = &o.head else {
+        assert!(
+            o.body.is_empty() || o.error.is_some(),
+            "a body without a head"
+        );
+        return;
+    };
+    assert!((200..=999).contains(&head.status), "status {}", head.status);
+    assert!(head.headers.len() <= limits.max_headers);
+    for (name, _) in &head.headers {
+        assert!(
+            !name.is_empty() && !name.bytes().any(|b| b.is_ascii_uppercase()),
+            "{name:?}"
+        );
+    }
+    if head_request || matches!(head.status, 204 | 304) {
+        assert!(o.body.is_empty() && o.complete, "a body where none may be");
+    }
+}
+
+type EventsRead = (
+    Vec<halyard_engine::client::sse::SseEvent>,
+    Option<halyard_engine::client::sse::SseError>,
+);
+
+const SSE_MAX_LINE: usize = 1024;
+const SSE_MAX_EVENT: usize = 16 * 1024;
+
+fn read_events_in_pieces(input: &[u8], cuts: &[usize]) -> EventsRead {
+    let mut r = halyard_engine::client::sse::SseReader::new(SSE_MAX_LINE, SSE_MAX_EVENT);
+    let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+    bounds.sort_unstable();
+    bounds.push(input.len());
+    let (mut events, mut error, mut at) = (Vec::new(), None, 0);
+    for end in bounds {
+        let fed = r.feed(&input[at..end]);
+        while let Some(e) = r.next_event() {
+            events.push(e);
+        }
+        if let Err(e) = fed {
+            assert_eq!(
+                r.feed(b"data: x\n\n"),
+                Err(e),
+                "the reader must stay failed"
+            );
+            assert!(r.next_event().is_none(), "an event after the error");
+            error = Some(e);
+            break;
+        }
+        at = end;
+    }
+    (events, error)
+}
+
+fn check_events(events: &[halyard_engine::client::sse::SseEvent]) {
+    for e in events {
+        assert!(!e.event.is_empty(), "an event without a type");
+        assert!(!e.event.contains(['\r', '\n']), "{:?}", e.event);
+        assert!(e.event.len() <= SSE_MAX_LINE);
+        assert!(!e.data.contains('\r'), "CR in data {:?}", e.data);
+        assert!(e.data.len() <= SSE_MAX_EVENT, "data past the limit");
+        if let Some(id) = &e.id {
+            assert!(!id.is_empty() && !id.contains(['\0', '\r', '\n']), "{id:?}");
+        }
+    }
+}

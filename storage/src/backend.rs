@@ -187,4 +187,20 @@ pub trait Backend: Send + Sync {
     ) -> Option<StreamReplay>;
     /// A server metadata value.
     fn meta(&self, key: &str) -> Option<Vec<u8>>;
+
+    /// Deletes every stream started at least `retention_ms` before `now_ms` (`created_at +
+    /// retention_ms <= now_ms`) with `Mutation::DeleteStream`, committed per tenant without
+    /// waiting for durability, and returns how many it deleted. Compaction then drops the
+    /// streams' records from disk.
+    ///
+    /// Streams of unknown start time (`created_at == 0`: started by a version that did not
+    /// record it) are not deleted; the first call stamps them with `now_ms`, in memory only,
+    /// so they expire one retention after the upgraded server first sweeps rather than at
+    /// once. The stamp is not logged: after a restart such streams are stamped again by the
+    /// next sweep.
+    ///
+    /// Streams are found under one read lock at a time and deleted afterwards, so no lock
+    /// is held over the whole state. `Err` (poisoned, closed) stops the sweep; streams
+    /// already deleted stay deleted.
+    fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError>;
 }

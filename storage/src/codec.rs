@@ -164,6 +164,11 @@ impl<'a> Decoder<'a> {
         self.pos
     }
 
+    /// Bytes not consumed yet (bounds element counts before allocating for them).
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Fails unless every byte was consumed.
     pub fn finish(&self) -> Result<(), DecodeError> {
         if self.pos == self.buf.len() {

@@ -59,12 +59,29 @@
 //! are a varint length and the bytes (strings UTF-8), `opt<T>` is a byte 0/1 then `T`,
 //! `list<T>` is a varint count then the items, `f64` is 8 bytes of IEEE-754 bits, a digest
 //! is 32 raw bytes. A `Txn` payload (and a `SnapshotEntry` payload) is
-//! `str tenant | varint count | count × mutation`, each mutation a tag byte (1..=21, see
+//! `str tenant | varint count | count × mutation`, each mutation a tag byte (1..=23, see
 //! [`mutation::Mutation::encode`]) followed by its fields in declaration order as in
 //! [`model`]. `AppendMessage` carries the encoded message as a length-prefixed byte string
 //! so that replay copies it into memory without re-encoding. A `SnapshotEnd` payload is
 //! `varint entries`. Every commit is exactly one record, so a crash keeps all of a
 //! transaction or none of it.
+//!
+//! **Stream mutations** (a tag keeps its meaning forever; old tags are still decoded):
+//!
+//! | tag | mutation | fields after the tag |
+//! |---|---|---|
+//! | 17 | `StartStream` (before stream times; decode only) | `str stream_id \| str owner`, read as `created_at` 0 (unknown) |
+//! | 18 | `AppendStreamEvent` (one event) | `str stream_id \| varint id \| str event \| str data` |
+//! | 19 | `DeleteStream` | `str stream_id` |
+//! | 22 | `StartStream` | `str stream_id \| str owner \| varint created_at` (ms since the epoch) |
+//! | 23 | `AppendStreamEvents` (a batch) | `str stream_id \| varint count \| count × event` |
+//! | 23, each event | | `varint id_delta \| varint name_ref \| name_ref−1 name bytes if name_ref > 0 \| str data` |
+//!
+//! In a batch, an event's id is the previous event's id plus `id_delta` (mod 2^64), the
+//! "previous id" of the first event being 0: the first delta is the first id itself, so a
+//! batch decodes without the state. `name_ref` 0 repeats the previous event's name (the
+//! empty name before the first); `name_ref` n > 0 is followed by a name of n−1 UTF-8 bytes.
+//! A run of token events therefore costs one byte of id and one of name each.
 //!
 //! **Recovery**: the newest snapshot is loaded (it must be complete: header, entries and the
 //! end record with the right count), segments after it are replayed in order. Damage with

@@ -85,18 +85,32 @@ pub enum Mutation {
         id: String,
     },
     /// Open a resumable stream owned by a principal (the only one allowed to resume it).
+    /// Starting an existing id replaces that stream and drops its events.
     StartStream {
         /// Stream id.
         stream_id: String,
         /// Principal id of the creator.
         owner: String,
+        /// Start time, ms since the epoch; streams expire a retention after it. 0 means
+        /// unknown: the stream was started by a version that did not record it (tag 17).
+        created_at: u64,
     },
-    /// Store one SSE event of a stream (the stream must have been started).
+    /// Store one SSE event of a stream (the stream must have been started). Kept for logs
+    /// written before [`Mutation::AppendStreamEvents`]; the same id rule applies.
     AppendStreamEvent {
         /// Stream id.
         stream_id: String,
         /// The event.
         event: StreamEvent,
+    },
+    /// Store a batch of SSE events of a stream in one record (the stream must have been
+    /// started). Ids must be strictly increasing and greater than the stream's last stored
+    /// id, or the commit is refused and nothing is applied. An empty batch changes nothing.
+    AppendStreamEvents {
+        /// Stream id.
+        stream_id: String,
+        /// The events, in id order.
+        events: Vec<StreamEvent>,
     },
     /// Drop a stream and its events.
     DeleteStream {
@@ -207,10 +221,16 @@ impl Mutation {
                 e.str(project_id);
                 e.str(id)
             }
-            Mutation::StartStream { stream_id, owner } => {
-                e.u8(17);
+            // Always the newer tag 22; tag 17 (no start time) is only ever decoded.
+            Mutation::StartStream {
+                stream_id,
+                owner,
+                created_at,
+            } => {
+                e.u8(22);
                 e.str(stream_id);
-                e.str(owner)
+                e.str(owner);
+                e.varint(*created_at)
             }
             Mutation::AppendStreamEvent { stream_id, event } => {
                 e.u8(18);
@@ -231,6 +251,10 @@ impl Mutation {
                 session_id,
                 message,
             } => encode_message(e, 21, project_id, session_id, message),
+            Mutation::AppendStreamEvents { stream_id, events } => {
+                e.u8(23);
+                encode_events(e, stream_id, events)
+            }
         }
     }
 
@@ -276,6 +300,7 @@ impl Mutation {
             17 => Mutation::StartStream {
                 stream_id: d.string()?,
                 owner: d.string()?,
+                created_at: 0,
             },
             18 => Mutation::AppendStreamEvent {
                 stream_id: d.string()?,
@@ -295,6 +320,15 @@ impl Mutation {
                     session_id,
                     message,
                 }
+            }
+            22 => Mutation::StartStream {
+                stream_id: d.string()?,
+                owner: d.string()?,
+                created_at: d.varint()?,
+            },
+            23 => {
+                let (stream_id, events) = decode_events(d)?;
+                Mutation::AppendStreamEvents { stream_id, events }
             }
             t => {
                 return Err(DecodeError::BadTag {
@@ -319,6 +353,56 @@ fn decode_message(d: &mut Decoder<'_>) -> Result<(String, String, StoredMessage)
     let sid = d.string()?;
     let msg = StoredMessage::from_bytes(d.bytes()?)?;
     Ok((pid, sid, msg))
+}
+
+/// Writes a batch of stream events (see the crate doc's table for the layout). A token
+/// event repeats its name and differs from the previous one by 1 in id, so the name
+/// back-reference and the id delta make both one byte; the deltas wrap, so that any id
+/// sequence (even one that `apply` will refuse) encodes and decodes to itself.
+fn encode_events(e: &mut Encoder, stream_id: &str, events: &[StreamEvent]) {
+    e.str(stream_id);
+    e.varint(events.len() as u64);
+    let (mut prev_id, mut prev_name) = (0u64, "");
+    for ev in events {
+        e.varint(ev.id.wrapping_sub(prev_id));
+        if ev.event == prev_name {
+            e.varint(0);
+        } else {
+            e.varint(ev.event.len() as u64 + 1);
+            e.raw(ev.event.as_bytes());
+        }
+        e.str(&ev.data);
+        (prev_id, prev_name) = (ev.id, &ev.event);
+    }
+}
+
+/// Smallest encoded event: a one-byte id delta, name reference and data length.
+const MIN_EVENT_BYTES: usize = 3;
+
+fn decode_events(d: &mut Decoder<'_>) -> Result<(String, Vec<StreamEvent>), DecodeError> {
+    let stream_id = d.string()?;
+    let n = d.varint()?;
+    // Checked before allocating, so that a damaged count cannot reserve gigabytes.
+    if n > (d.remaining() / MIN_EVENT_BYTES) as u64 {
+        return Err(DecodeError::BadLength);
+    }
+    let mut events: Vec<StreamEvent> = Vec::with_capacity(n as usize);
+    let mut prev_id = 0u64;
+    for _ in 0..n {
+        let id = prev_id.wrapping_add(d.varint()?);
+        let event = match d.varint()? {
+            0 => events.last().map_or_else(String::new, |p| p.event.clone()),
+            k => {
+                let len = usize::try_from(k - 1).map_err(|_| DecodeError::BadLength)?;
+                let name = std::str::from_utf8(d.take(len)?);
+                name.map_err(|_| DecodeError::InvalidUtf8)?.to_owned()
+            }
+        };
+        let data = d.string()?;
+        events.push(StreamEvent { id, event, data });
+        prev_id = id;
+    }
+    Ok((stream_id, events))
 }
 
 /// A transaction: the mutations of one commit, for one tenant. It is one log record, so a

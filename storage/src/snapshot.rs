@@ -2,8 +2,9 @@
 //!
 //! Responsible for: the snapshot file (`snap-NNNNNNNNNNNNNNNNNNNN.snap`, N = the last segment
 //! it covers; header with the snapshot magic, then `SnapshotEntry` records whose payloads are
-//! `Txn`s of `Put*`/`RestoreMessage`/`SetMeta` mutations, then one `SnapshotEnd` record
-//! holding the entry count), loading it, and the crash-safe compaction sequence:
+//! `Txn`s of `Put*`/`RestoreMessage`/`StartStream`/`AppendStreamEvents`/`SetMeta` mutations,
+//! then one `SnapshotEnd` record holding the entry count), loading it, and the crash-safe
+//! compaction sequence:
 //!
 //! 1. build the state of (previous snapshot + closed segments up to N) in a private `State`
 //!    by replaying the files, so the live state is never locked or copied and the snapshot
@@ -26,10 +27,12 @@ use crate::codec::{Decoder, Encoder};
 use crate::error::{io_at, OpenError};
 use crate::fsync::Syncer;
 use crate::header::{self, HEADER_LEN, SNAPSHOT_MAGIC};
+use crate::model::StreamEvent;
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, Damage, Next, Reader, RecordType};
 use crate::recovery::{self, problem_error};
 use crate::segment;
+use crate::state::tenant::StreamData;
 use crate::state::State;
 
 /// Default size of closed segments past which a snapshot is taken.
@@ -226,20 +229,50 @@ fn emit_tenant<W: Write>(
         }
     }
     for (id, st) in &ts.streams {
-        let start = Mutation::StartStream {
-            stream_id: id.clone(),
-            owner: st.owner.clone(),
-        };
-        w.push(t, &start)?;
-        for e in &st.events {
-            let ev = Mutation::AppendStreamEvent {
-                stream_id: id.clone(),
-                event: e.clone(),
-            };
-            w.push(t, &ev)?;
-        }
+        emit_stream(t, id, st, w)?;
     }
     Ok(())
+}
+
+/// A stream as its start (with its time) and its events as one batch; a stream with more
+/// than about 1 MiB of events is cut into several batches, so that no record comes near
+/// the record size limit.
+fn emit_stream<W: Write>(
+    t: &str,
+    id: &str,
+    st: &StreamData,
+    w: &mut EntryWriter<W>,
+) -> io::Result<()> {
+    let start = Mutation::StartStream {
+        stream_id: id.to_owned(),
+        owner: st.owner.clone(),
+        created_at: st.created_at,
+    };
+    w.push(t, &start)?;
+    let mut rest = st.events.as_slice();
+    while !rest.is_empty() {
+        let n = batch_len(rest);
+        let batch = Mutation::AppendStreamEvents {
+            stream_id: id.to_owned(),
+            events: rest[..n].to_vec(),
+        };
+        w.push(t, &batch)?;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+/// How many of `events` (at least one) fit in about [`ENTRY_TARGET_BYTES`].
+fn batch_len(events: &[StreamEvent]) -> usize {
+    let mut bytes = 0;
+    let n = events
+        .iter()
+        .take_while(|e| {
+            bytes += e.event.len() + e.data.len() + 16;
+            bytes <= ENTRY_TARGET_BYTES
+        })
+        .count();
+    n.max(1)
 }
 
 /// The steps of a compaction, for tests that stop after each one to simulate a crash.
@@ -416,4 +449,27 @@ fn write_temp(
         path: tmp.to_owned(),
         error: e.into_error(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, data_len: usize) -> StreamEvent {
+        StreamEvent {
+            id,
+            event: "token".into(),
+            data: "x".repeat(data_len),
+        }
+    }
+
+    #[test]
+    fn stream_batches_are_cut_near_the_entry_target() {
+        let events: Vec<StreamEvent> = (1..=3000).map(|id| event(id, 1000)).collect();
+        let n = batch_len(&events);
+        assert!((1000..1100).contains(&n), "{n}");
+        assert_eq!(batch_len(&events[..10]), 10);
+        // A single event over the target still goes out, alone.
+        assert_eq!(batch_len(&[event(1, 2 << 20), event(2, 1)]), 1);
+    }
 }

@@ -4,9 +4,9 @@
 //! Responsible for: opening a data directory (recovery, then threads), the commit path
 //! (encode outside any lock; validate, apply and enqueue under the tenant's shard lock so
 //! that memory order equals log order; completion from the writer once durable), manual
-//! compaction, health and counters, and an orderly shutdown on drop (pending appends are
-//! written and synced). Not responsible for: the format, recovery rules or snapshot steps
-//! (their modules), or HTTP semantics.
+//! compaction, stream expiry, health and counters, and an orderly shutdown on drop (pending
+//! appends are written and synced). Not responsible for: the format, recovery rules or
+//! snapshot steps (their modules), or HTTP semantics.
 //!
 //! One process per data directory: the store takes no lock file, the binary must not be
 //! started twice on the same directory.
@@ -435,4 +435,44 @@ impl Backend for Store {
     fn meta(&self, key: &str) -> Option<Vec<u8>> {
         self.state.meta(key)
     }
+    fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for (tenant, ids) in self.state.expired_streams(now_ms, retention_ms) {
+            for chunk in ids.chunks(EXPIRE_BATCH) {
+                deleted += self.delete_streams(&tenant, chunk)?;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Streams deleted per commit by an expiry sweep: bounds how long one commit holds a
+/// shard's write lock when a tenant has very many expired streams.
+const EXPIRE_BATCH: usize = 1024;
+
+impl Store {
+    /// Deletes streams of one tenant in one commit and returns how many. A commit is all or
+    /// nothing, so if one of them was deleted since it was listed (the API deleting it), the
+    /// rest are deleted one by one, skipping the missing.
+    fn delete_streams(&self, tenant: &str, ids: &[String]) -> Result<usize, StoreError> {
+        match self.commit(tenant, delete_stream_mutations(ids), Box::new(|_| {})) {
+            Ok(()) => Ok(ids.len()),
+            Err(StoreError::NotFound { .. }) if ids.len() > 1 => {
+                let mut deleted = 0;
+                for id in ids {
+                    deleted += self.delete_streams(tenant, std::slice::from_ref(id))?;
+                }
+                Ok(deleted)
+            }
+            Err(StoreError::NotFound { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn delete_stream_mutations(ids: &[String]) -> Vec<Mutation> {
+    let del = |id: &String| Mutation::DeleteStream {
+        stream_id: id.clone(),
+    };
+    ids.iter().map(del).collect()
 }

@@ -86,6 +86,12 @@ fn agent() -> impl Strategy<Value = Agent> {
         )
 }
 
+/// Event names from a small set, so that batches repeat names as token streams do.
+fn stream_event() -> impl Strategy<Value = StreamEvent> {
+    let names = prop_oneof![Just(String::new()), Just("token".to_string()), s()];
+    (any::<u64>(), names, s()).prop_map(|(id, event, data)| StreamEvent { id, event, data })
+}
+
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (s(), s(), any::<[u32; 4]>(), any::<bool>(), any::<u64>()).prop_map(
@@ -173,6 +179,16 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 data
             },
         }),
+        (s(), s(), any::<u64>()).prop_map(|(stream_id, owner, created_at)| {
+            Mutation::StartStream {
+                stream_id,
+                owner,
+                created_at,
+            }
+        }),
+        // Any ids, not only increasing ones: the encoding must be total (apply refuses).
+        (s(), proptest::collection::vec(stream_event(), 0..8))
+            .prop_map(|(stream_id, events)| Mutation::AppendStreamEvents { stream_id, events }),
         (s(), proptest::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(key, value)| Mutation::SetMeta { key, value }),
         (s(), s()).prop_map(|(project_id, id)| Mutation::DeleteAgent { project_id, id }),
@@ -226,6 +242,88 @@ proptest! {
     fn txn_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = Txn::decode(&bytes);
     }
+}
+
+fn decode_one(bytes: &[u8]) -> Result<Mutation, codec::DecodeError> {
+    let mut d = Decoder::new(bytes);
+    let m = Mutation::decode(&mut d)?;
+    d.finish()?;
+    Ok(m)
+}
+
+#[test]
+fn start_stream_tag_17_still_decodes_with_unknown_time() {
+    // The bytes an earlier version wrote: tag 17, stream id, owner, no time.
+    let mut e = Encoder::default();
+    e.u8(17);
+    e.str("str_old");
+    e.str("usr_1");
+    let m = decode_one(&e.into_bytes()).unwrap();
+    assert_eq!(
+        m,
+        Mutation::StartStream {
+            stream_id: "str_old".into(),
+            owner: "usr_1".into(),
+            created_at: 0,
+        }
+    );
+}
+
+#[test]
+fn start_stream_writes_tag_22_with_its_time() {
+    let m = Mutation::StartStream {
+        stream_id: "str_1".into(),
+        owner: "usr_1".into(),
+        created_at: 1_700_000_000_000,
+    };
+    let mut e = Encoder::default();
+    m.encode(&mut e);
+    let bytes = e.into_bytes();
+    assert_eq!(bytes[0], 22);
+    assert_eq!(decode_one(&bytes).unwrap(), m);
+}
+
+#[test]
+fn stream_event_batch_encodes_ids_as_deltas_and_repeated_names_by_reference() {
+    let ev = |id: u64, event: &str, data: &str| StreamEvent {
+        id,
+        event: event.into(),
+        data: data.into(),
+    };
+    let events = vec![
+        ev(300, "token", "a"),
+        ev(301, "token", "b"),
+        ev(305, "done", ""),
+    ];
+    let m = Mutation::AppendStreamEvents {
+        stream_id: "s".into(),
+        events,
+    };
+    let mut e = Encoder::default();
+    m.encode(&mut e);
+    let bytes = e.into_bytes();
+    #[rustfmt::skip]
+    let want: &[u8] = &[
+        23, 1, b's', 3,
+        0xac, 0x02, 6, b't', b'o', b'k', b'e', b'n', 1, b'a', // id 300, name "token"
+        1, 0, 1, b'b',                                       // +1, same name
+        4, 5, b'd', b'o', b'n', b'e', 0,                     // +4, "done", empty data
+    ];
+    assert_eq!(bytes, want);
+    assert_eq!(decode_one(&bytes).unwrap(), m);
+}
+
+#[test]
+fn stream_event_batch_with_a_damaged_count_is_refused_without_allocating() {
+    let mut e = Encoder::default();
+    e.u8(23);
+    e.str("s");
+    e.varint(u64::MAX / 2);
+    e.raw(&[1, 0, 0]);
+    assert_eq!(
+        decode_one(&e.into_bytes()),
+        Err(codec::DecodeError::BadLength)
+    );
 }
 
 #[test]

@@ -301,6 +301,7 @@ fn queries_order_and_page() {
                 Mutation::StartStream {
                     stream_id: "str_1".into(),
                     owner: "usr_1".into(),
+                    created_at: 1,
                 },
                 Mutation::AppendStreamEvent {
                     stream_id: "str_1".into(),

@@ -1,6 +1,6 @@
 //! Test support shared by the black-box tests: a raw HTTP/1.1 client that shows exactly
-//! what went over the wire, and a guard that runs the `halyard` binary on a loopback port
-//! and stops it (by PID) when dropped.
+//! what went over the wire, a guard that runs the `halyard` binary on a loopback port
+//! and stops it (by PID) when dropped, and a scriptable fake OpenAI-compatible upstream.
 //!
 //! Not a general HTTP client: it reads one response at a time, understands
 //! `Content-Length`, chunked and close-delimited bodies, and fails loudly on anything else.
@@ -9,6 +9,8 @@
 
 pub mod client;
 pub mod process;
+pub mod upstream;
 
 pub use client::{Client, Response};
 pub use process::{raise_fd_limit, run_to_exit, temp_dir, Halyard, Shared, StartOptions};
+pub use upstream::{FakeUpstream, UpstreamOptions};

@@ -1,18 +1,24 @@
 //! Live streams: who is listening to each open stream, and replay for resumes.
 //!
-//! Responsible for: publishing an event of a stream (appended to the log first, then sent
-//! to every listener: the client that started it and any that resumed it), dropping
+//! Responsible for: publishing an event of a stream (sent to every listener: the client
+//! that started it and any that resumed it; kept in memory until the producer flushes the
+//! stream's events to the log as one batch), dropping
 //! listeners that went away, ending a listener that reads too slowly with an
 //! `event: error` `SLOW_CONSUMER` instead of buffering without bound, and attaching a
 //! resuming client atomically: it gets the stored events after its `Last-Event-ID`, then
-//! the live ones, with none lost or doubled in between. Not responsible for: producing
-//! events (the runtime does) or authorizing a resume (the handler does).
+//! the ones not yet flushed, then the live ones, with none lost or doubled in between (a
+//! flush moves events from memory to the store under the same lock); ending the resume of a
+//! stream that a restart cut short (its events that were not yet durable are lost) with an
+//! `event: error` `STREAM_INTERRUPTED` rather than a silent end; and telling the stream's producer
+//! when any of its listeners goes away (so that it can check for an orphaned stream without
+//! polling). Not responsible for: producing events (the turn does) or authorizing a resume
+//! (the handler does).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use halyard_engine::{StreamError, StreamSender};
+use halyard_engine::{StreamError, StreamSender, TaskHandle};
 use halyard_storage::{Backend, Mutation, StreamEvent};
 
 use super::sse;
@@ -21,7 +27,11 @@ const SHARDS: usize = 16;
 
 struct Live {
     listeners: Vec<StreamSender>,
+    /// Published, not yet flushed to the store.
+    unstored: Vec<StreamEvent>,
     orphaned_since: Option<Instant>,
+    /// Woken (with its tag) when a listener goes away.
+    producer: (TaskHandle, u64),
 }
 
 /// The registry of open streams.
@@ -62,43 +72,31 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new stream with its first listener.
-    pub fn open(&self, stream_id: &str, first: StreamSender) {
+    /// Registers a new stream with its first listener; `producer` is woken with its tag
+    /// whenever a listener goes away.
+    pub fn open(&self, stream_id: &str, first: StreamSender, producer: (TaskHandle, u64)) {
+        first.watch_gone(producer.0.clone(), producer.1);
         self.shard(stream_id).insert(
             stream_id.to_string(),
             Live {
                 listeners: vec![first],
+                unstored: Vec::new(),
                 orphaned_since: None,
+                producer,
             },
         );
     }
 
-    /// Stores event `id` of a stream and sends it to its listeners; returns how many are
-    /// still listening.
-    pub fn publish(
-        &self,
-        store: &dyn Backend,
-        tenant: &str,
-        stream_id: &str,
-        event: StreamEvent,
-    ) -> usize {
+    /// Sends event `id` of a stream to its listeners and keeps it for the next
+    /// [`flush`](Self::flush); returns how many are still listening.
+    pub fn publish(&self, stream_id: &str, event: StreamEvent) -> usize {
         let mut shard = self.shard(stream_id);
-        let frame = sse::frame(event.id, &event.event, &event.data);
-        let id = event.id;
-        // Stored before it is sent, under the same lock as resumes, so a resume sees every
-        // event either in storage or live. A failed append (storage poisoned) only loses
-        // resumability of this event; the live listeners still get it.
-        let _ = store.commit(
-            tenant,
-            vec![Mutation::AppendStreamEvent {
-                stream_id: stream_id.to_string(),
-                event,
-            }],
-            Box::new(|_| {}),
-        );
         let Some(live) = shard.get_mut(stream_id) else {
             return 0;
         };
+        let frame = sse::frame(event.id, &event.event, &event.data);
+        let id = event.id;
+        live.unstored.push(event);
         let mut kept = Vec::with_capacity(live.listeners.len());
         for l in live.listeners.drain(..) {
             match l.send(&frame) {
@@ -117,6 +115,16 @@ impl Hub {
         n
     }
 
+    /// Appends the stream's unflushed events to the log as one commit, under the lock that
+    /// resumes take, so a resume finds each event either stored or in memory. A failed
+    /// append (storage poisoned) only loses resumability of these events.
+    pub fn flush(&self, store: &dyn Backend, tenant: &str, stream_id: &str) {
+        let mut shard = self.shard(stream_id);
+        if let Some(live) = shard.get_mut(stream_id) {
+            flush_live(store, tenant, stream_id, live);
+        }
+    }
+
     /// How long a stream has had no listener (`None` while someone listens).
     pub fn orphaned_for(&self, stream_id: &str) -> Option<Duration> {
         let mut shard = self.shard(stream_id);
@@ -131,28 +139,78 @@ impl Hub {
         }
     }
 
-    /// Ends a stream: its listeners' responses end after what they were sent.
-    pub fn finish(&self, stream_id: &str) {
-        self.shard(stream_id).remove(stream_id);
+    /// Ends a stream after flushing it: its listeners' responses end after what they were
+    /// sent.
+    pub fn finish(&self, store: &dyn Backend, tenant: &str, stream_id: &str) {
+        let mut shard = self.shard(stream_id);
+        if let Some(mut live) = shard.remove(stream_id) {
+            flush_live(store, tenant, stream_id, &mut live);
+        }
     }
 
-    /// Sends `events` (stored, after the client's last id) to `sender`, then attaches it
-    /// to the live stream if it is still open; otherwise its response ends after them.
+    /// Sends the events after `after` (those `load` finds stored, then those not yet
+    /// flushed) to `sender`, then attaches it to the live stream if it is still open;
+    /// otherwise its response ends after them, with `STREAM_INTERRUPTED` when the stream
+    /// never reached its last event.
     pub fn resume(
         &self,
         stream_id: &str,
+        after: u64,
         sender: StreamSender,
-        load: impl FnOnce() -> Vec<StreamEvent>,
+        load: impl Fn(u64) -> Vec<StreamEvent>,
     ) {
         let mut shard = self.shard(stream_id);
-        for e in load() {
+        let stored = load(after);
+        let last = stored.last().map_or(after, |e| e.id);
+        let unstored = shard.get(stream_id).map_or(&[][..], |l| &l.unstored[..]);
+        let fresh = unstored.iter().filter(|e| e.id > last);
+        // The id of the last event sent, and whether it ends the stream.
+        let mut last_sent: Option<(u64, bool)> = None;
+        for e in stored.iter().chain(fresh) {
             if sender.send(&sse::frame(e.id, &e.event, &e.data)).is_err() {
                 return;
             }
+            last_sent = Some((e.id, is_last(&e.event)));
         }
-        if let Some(live) = shard.get_mut(stream_id) {
-            live.listeners.push(sender);
-            live.orphaned_since = None;
-        }
+        let Some(live) = shard.get_mut(stream_id) else {
+            // Ended, or cut short by a restart: tell which by its last event.
+            let ended = match last_sent {
+                Some((_, ended)) => ended,
+                None => after > 0 && load(after - 1).first().is_some_and(|e| is_last(&e.event)),
+            };
+            if !ended {
+                let id = last_sent.map_or(after, |(id, _)| id) + 1;
+                let _ = sender.send(&interrupted_frame(id));
+            }
+            return;
+        };
+        sender.watch_gone(live.producer.0.clone(), live.producer.1);
+        live.listeners.push(sender);
+        live.orphaned_since = None;
     }
+}
+
+fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Live) {
+    if live.unstored.is_empty() {
+        return;
+    }
+    let batch = Mutation::AppendStreamEvents {
+        stream_id: stream_id.to_string(),
+        events: std::mem::take(&mut live.unstored),
+    };
+    let _ = store.commit(tenant, vec![batch], Box::new(|_| {}));
+}
+
+/// Whether `event` ends a stream (nothing follows it).
+fn is_last(event: &str) -> bool {
+    matches!(event, "done" | "complete" | "error")
+}
+
+/// The frame that ends the resume of a stream a restart cut short.
+fn interrupted_frame(id: u64) -> Vec<u8> {
+    sse::frame(
+        id,
+        "error",
+        r#"{"code":"STREAM_INTERRUPTED","message":"The server restarted before this stream ended; its last events were not stored"}"#,
+    )
 }

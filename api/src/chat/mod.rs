@@ -1,12 +1,14 @@
 //! Chat: agent turns and direct model calls, answered as JSON or streamed as SSE, with
 //! resumable streams.
 //!
-//! Responsible for: the runtime that executes turns off the event loops ([`runtime`]), the
-//! providers ([`provider`], [`openai`]), SSE framing ([`sse`]) and the registry of live
-//! streams ([`hub`]). The HTTP glue of the chat routes lives with the other handlers.
+//! Responsible for: the runtime that starts turns as tasks on the event loops ([`runtime`]),
+//! the turn itself ([`turn`]), the providers ([`provider`], [`openai`]), SSE framing
+//! ([`sse`]) and the registry of live streams ([`hub`]). The HTTP glue of the chat routes
+//! lives with the other handlers.
 
 pub mod hub;
 pub mod openai;
 pub mod provider;
 pub mod runtime;
 pub mod sse;
+pub mod turn;

@@ -1,15 +1,16 @@
 //! Model providers: what a turn asks of a model, and the built-in `echo` provider.
 //!
-//! Responsible for: the [`Prompt`] handed to a provider, the deltas it streams back through
-//! a callback (which can stop it: the client went away), its [`Completion`] and its
-//! errors; `echo` answers `"Echo: " + last user message`, word by word, with a delay per
-//! token, and counts tokens as whitespace-separated words. Not responsible for: HTTP to an
-//! upstream (see `openai`) or storing anything.
+//! Responsible for: the [`Prompt`] handed to a provider, its [`Completion`] and its errors
+//! (with the API error each one is); `echo` answers `"Echo: " + last user message`, word by
+//! word ([`Echo::deltas`]; the turn paces them with a timer), and counts tokens as
+//! whitespace-separated words. Not responsible for: HTTP to an upstream (see `openai`),
+//! pacing, or storing anything.
 
 use std::fmt;
-use std::time::Duration;
 
 use halyard_storage::Usage;
+
+use crate::error::ApiError;
 
 /// Who said a line of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +47,6 @@ pub struct Prompt {
     pub max_tokens: Option<u64>,
 }
 
-/// What the delta callback tells the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on.
-    Continue,
-    /// Stop: nobody is listening any more.
-    Stop,
-}
-
 /// The result of a model call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
@@ -71,8 +63,33 @@ pub struct Completion {
 pub enum ProviderError {
     /// The agent's provider cannot be used (no API key secret, unknown provider).
     NotConfigured(String),
-    /// The upstream answered with an error or could not be reached.
+    /// The upstream could not be reached, or its stream broke.
     Upstream(String),
+    /// The upstream answered with an error status.
+    Status {
+        /// Its HTTP status.
+        status: u16,
+        /// Its `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+        /// Its error message (may be empty).
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// The API error this is: `429 RATE_LIMIT_EXCEEDED` (with the upstream's `Retry-After`)
+    /// when the upstream rate-limits us, else `503 SERVICE_UNAVAILABLE` (a backend that
+    /// failed or is not configured).
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            ProviderError::Status {
+                status: 429,
+                retry_after,
+                ..
+            } => ApiError::RateLimited(self.to_string(), retry_after.unwrap_or(1) * 1000),
+            _ => ApiError::Unavailable(self.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for ProviderError {
@@ -80,6 +97,12 @@ impl fmt::Display for ProviderError {
         match self {
             ProviderError::NotConfigured(m) => write!(f, "Model provider is not configured: {m}"),
             ProviderError::Upstream(m) => write!(f, "Model provider failed: {m}"),
+            ProviderError::Status {
+                status, message, ..
+            } if message.is_empty() => write!(f, "Model provider answered HTTP {status}"),
+            ProviderError::Status {
+                status, message, ..
+            } => write!(f, "Model provider answered HTTP {status}: {message}"),
         }
     }
 }
@@ -106,10 +129,7 @@ pub fn echo_model() -> halyard_storage::ModelConfig {
 
 /// The built-in deterministic provider.
 #[derive(Debug, Clone, Copy)]
-pub struct Echo {
-    /// Delay before each token.
-    pub delay: Duration,
-}
+pub struct Echo;
 
 impl Echo {
     /// The answer to `prompt`: `Echo: ` and the last user message.
@@ -123,30 +143,27 @@ impl Echo {
         format!("Echo: {last}")
     }
 
-    /// Streams the answer word by word into `on_delta`.
-    pub fn run(&self, prompt: &Prompt, on_delta: &mut dyn FnMut(&str) -> Flow) -> Completion {
-        let answer = Self::answer(prompt);
+    /// The answer's deltas: its words, each after the first with its leading space.
+    pub fn deltas(prompt: &Prompt) -> Vec<String> {
+        Self::answer(prompt)
+            .split_whitespace()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == 0 {
+                    w.to_string()
+                } else {
+                    format!(" {w}")
+                }
+            })
+            .collect()
+    }
+
+    /// The completion of `text` (all or part of the answer) for `prompt`.
+    pub fn completion(prompt: &Prompt, text: &str, finish: &str) -> Completion {
         let input = prompt.messages.iter().map(|(_, t)| words(t)).sum();
-        let mut text = String::with_capacity(answer.len());
-        let mut finish = "stop";
-        for (i, word) in answer.split_whitespace().enumerate() {
-            if !self.delay.is_zero() {
-                std::thread::sleep(self.delay);
-            }
-            let delta = if i == 0 {
-                word.to_string()
-            } else {
-                format!(" {word}")
-            };
-            text.push_str(&delta);
-            if on_delta(&delta) == Flow::Stop {
-                finish = "cancelled";
-                break;
-            }
-        }
-        let output = words(&text);
+        let output = words(text);
         Completion {
-            text,
+            text: text.to_string(),
             usage: Usage {
                 input_tokens: input,
                 output_tokens: output,
@@ -173,23 +190,36 @@ mod tests {
             temperature: None,
             max_tokens: None,
         };
-        let mut deltas = Vec::new();
-        let c = Echo {
-            delay: Duration::ZERO,
-        }
-        .run(&prompt, &mut |d| {
-            deltas.push(d.to_string());
-            Flow::Continue
-        });
+        let deltas = Echo::deltas(&prompt);
         assert_eq!(deltas, ["Echo:", " hello", " there", " world"]);
+        let c = Echo::completion(&prompt, &deltas.concat(), "stop");
         assert_eq!(c.text, "Echo: hello there world");
         assert_eq!(c.usage.input_tokens, 5);
         assert_eq!(c.usage.output_tokens, 4);
-        let stopped = Echo {
-            delay: Duration::ZERO,
-        }
-        .run(&prompt, &mut |_| Flow::Stop);
+        let stopped = Echo::completion(&prompt, &deltas[0], "cancelled");
         assert_eq!(stopped.text, "Echo:");
-        assert_eq!(stopped.finish_reason, "cancelled");
+        assert_eq!(stopped.usage.output_tokens, 1);
+    }
+
+    #[test]
+    fn upstream_statuses_map_to_the_envelope() {
+        let limited = ProviderError::Status {
+            status: 429,
+            retry_after: Some(7),
+            message: "slow down".into(),
+        };
+        assert_eq!(limited.to_api().status(), 429);
+        assert!(
+            matches!(limited.to_api(), ApiError::RateLimited(m, 7000) if m.contains("slow down"))
+        );
+        for status in [401, 404, 500] {
+            let e = ProviderError::Status {
+                status,
+                retry_after: None,
+                message: String::new(),
+            };
+            assert_eq!(e.to_api().code(), "SERVICE_UNAVAILABLE");
+            assert!(e.to_string().contains(&status.to_string()));
+        }
     }
 }

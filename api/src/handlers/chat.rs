@@ -72,7 +72,7 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
         finish: c.finish.clone(),
         started: Instant::now(),
     };
-    match c.api.runtime.submit(job) {
+    match c.api.runtime.submit(c.req, job) {
         Ok(()) => Ok(reply),
         Err(job) => {
             if let Work::Turn(t) = &job.work {
@@ -279,12 +279,15 @@ pub fn resume(c: &Call<'_>) -> ApiResult<Reply> {
     let (reply, sender) = c.req.stream(head, crate::chat::runtime::STREAM_BUFFER * 4);
     let tenant = p.tenant.clone();
     let sid = stream_id.clone();
-    c.api.runtime.hub().resume(&stream_id, sender, move || {
-        store
-            .stream_events_after(&tenant, &sid, after)
-            .map(|r| r.events)
-            .unwrap_or_default()
-    });
+    c.api
+        .runtime
+        .hub()
+        .resume(&stream_id, after, sender, move |after| {
+            store
+                .stream_events_after(&tenant, &sid, after)
+                .map(|r| r.events)
+                .unwrap_or_default()
+        });
     Ok(reply)
 }
 

@@ -1,10 +1,11 @@
 //! Validating and applying mutations to the in-memory state, all or nothing per transaction.
 //!
-//! Responsible for: the uniqueness and existence rules (409 and 404 cases), applying each
-//! mutation with every index kept in step, and rolling back the earlier mutations of a
-//! transaction when a later one is refused. Runs under the tenant's shard write lock, the
-//! same lock under which the commit is queued to the writer, so the order of application is
-//! the order in the log. Not responsible for: locking, logging or reading.
+//! Responsible for: the uniqueness and existence rules (409 and 404 cases), the order of
+//! stream event ids, applying each mutation with every index kept in step, and rolling back
+//! the earlier mutations of a transaction when a later one is refused. Runs under the
+//! tenant's shard write lock, the same lock under which the commit is queued to the writer,
+//! so the order of application is the order in the log. Not responsible for: locking,
+//! logging or reading.
 //!
 //! Each mutation is validated completely before it changes anything; a refused mutation
 //! therefore changes nothing, and only the already-applied ones of its transaction need
@@ -17,7 +18,9 @@ use std::sync::RwLock;
 use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation};
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
-use crate::model::{Agent, ApiKey, Project, PublicKey, Session, SessionStatus, Tenant, User};
+use crate::model::{
+    Agent, ApiKey, Project, PublicKey, Session, SessionStatus, StreamEvent, Tenant, User,
+};
 use crate::mutation::Mutation;
 
 /// What the apply code may touch: one shard's tenants, the global indexes, the server
@@ -324,10 +327,15 @@ fn apply_one(
                 put_public_key(c, &tn, prev);
             });
         }
-        Mutation::StartStream { stream_id, owner } => {
+        Mutation::StartStream {
+            stream_id,
+            owner,
+            created_at,
+        } => {
             let ts = tenant_mut(ctx.tenants, t)?;
             let data = StreamData {
                 owner,
+                created_at,
                 events: Vec::new(),
             };
             let prev = ts.streams.insert(stream_id.clone(), data);
@@ -341,20 +349,10 @@ fn apply_one(
             });
         }
         Mutation::AppendStreamEvent { stream_id, event } => {
-            let ts = tenant_mut(ctx.tenants, t)?;
-            let st = ts
-                .streams
-                .get_mut(&stream_id)
-                .ok_or_else(|| not_found("stream", &stream_id))?;
-            st.events.push(event);
-            undo.push(move |c| {
-                if let Some(st) = tenant_mut(c.tenants, &tn)
-                    .ok()
-                    .and_then(|ts| ts.streams.get_mut(&stream_id))
-                {
-                    st.events.pop();
-                }
-            });
+            append_stream_events(ctx, t, stream_id, vec![event], undo)?;
+        }
+        Mutation::AppendStreamEvents { stream_id, events } => {
+            append_stream_events(ctx, t, stream_id, events, undo)?;
         }
         Mutation::DeleteStream { stream_id } => {
             let ts = tenant_mut(ctx.tenants, t)?;
@@ -379,6 +377,60 @@ fn apply_one(
                 };
             });
         }
+    }
+    Ok(())
+}
+
+fn stream_mut<'c>(
+    tenants: &'c mut HashMap<String, TenantState>,
+    t: &str,
+    id: &str,
+) -> Result<&'c mut StreamData, StoreError> {
+    tenant_mut(tenants, t)?
+        .streams
+        .get_mut(id)
+        .ok_or_else(|| not_found("stream", id))
+}
+
+/// Appends a batch of events to a stream after checking its ids (see [`check_event_ids`]).
+fn append_stream_events(
+    ctx: &mut Ctx<'_>,
+    t: &str,
+    stream_id: String,
+    events: Vec<StreamEvent>,
+    mut undo: UndoLog<'_>,
+) -> Result<(), StoreError> {
+    let st = stream_mut(ctx.tenants, t, &stream_id)?;
+    check_event_ids(&stream_id, st.events.last().map(|e| e.id), &events)?;
+    let before = st.events.len();
+    st.events.extend(events);
+    let tn = t.to_owned();
+    undo.push(move |c| {
+        if let Ok(st) = stream_mut(c.tenants, &tn, &stream_id) {
+            st.events.truncate(before);
+        }
+    });
+    Ok(())
+}
+
+/// Event ids must be strictly increasing and past the stream's last stored id: replays
+/// find their start by binary search, and a snapshot writes a stream's events as one batch
+/// that must apply again when it is loaded. The API numbers events itself, so a violation
+/// is a caller bug (or a duplicated batch), refused as invalid.
+fn check_event_ids(
+    stream_id: &str,
+    last: Option<u64>,
+    events: &[StreamEvent],
+) -> Result<(), StoreError> {
+    let mut prev = last;
+    for e in events {
+        if let Some(p) = prev.filter(|&p| e.id <= p) {
+            return Err(StoreError::Invalid(format!(
+                "stream {stream_id}: event id {} is not after {p}",
+                e.id
+            )));
+        }
+        prev = Some(e.id);
     }
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! disk. The measured cost is in `benches/RESULTS.md` (RSS with 1,000,000 messages).
 
 pub mod apply;
+pub mod expiry;
 pub mod index;
 pub mod query;
 pub mod tenant;

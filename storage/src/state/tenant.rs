@@ -67,7 +67,11 @@ impl ProjectData {
 pub struct StreamData {
     /// Principal id of its creator.
     pub owner: String,
-    /// Events in order.
+    /// Start time, ms since the epoch. 0 until the first expiry sweep when the stream was
+    /// started by an earlier version, which did not record it (see
+    /// [`crate::Backend::expire_streams`]).
+    pub created_at: u64,
+    /// Events in order of strictly increasing id.
     pub events: Vec<StreamEvent>,
 }
 

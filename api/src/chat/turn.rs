@@ -1,0 +1,763 @@
+//! One turn, or one direct model call, as a task on the event loop of its request.
+//!
+//! Responsible for, in order: storing the user message (and a new session), building the
+//! prompt from the agent's instructions and the session history, calling the provider (the
+//! `echo` words paced by a wheel timer, or an upstream through the engine's client, retried
+//! at most [`MAX_RETRIES`] times with backoff while the connection is refused or reset and
+//! nothing was relayed yet), relaying deltas to the client and the stream's log, storing the
+//! reply with its usage and answering (`done`, or the JSON reply) only once it is durable,
+//! cancelling when every client has been gone for [`ORPHAN_GRACE`] (the upstream
+//! connection is closed, what was said is stored), and on shutdown ending with
+//! `event: error` `SHUTTING_DOWN` after storing what was said. Nothing here blocks: each step
+//! ends by waiting for an event. Not responsible for: parsing requests, authorization or
+//! the cap on running turns (see `runtime`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use halyard_engine::client::{ExchangeId, Fetch, HttpEvent, ResponseHead};
+use halyard_engine::{Cx, Event, Responder, Response, Status, Task};
+use halyard_storage::{ids, Message, MessageRole, Mutation, Page, Session, StoreError};
+use serde_json::{json, Value};
+
+use super::openai::{self, Relay};
+use super::provider::{Completion, Echo, Prompt, ProviderError, Speaker};
+use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
+use super::{runtime::STREAM_BUFFER, sse};
+use crate::error::ApiError;
+use crate::reply::Finish;
+use crate::vault::aad;
+
+/// Retries of a refused or reset upstream connection before the first delta.
+pub const MAX_RETRIES: u32 = 2;
+/// Backoff before the first retry; each later one waits four times longer.
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Timer: the next echo token is due.
+const TAG_TOKEN: u64 = 1;
+/// Timer: try the upstream again.
+const TAG_RETRY: u64 = 2;
+/// Timer: the grace after a client left is over.
+const TAG_GRACE: u64 = 3;
+/// Wake: a client left.
+pub(crate) const TAG_GONE: u64 = 4;
+/// Timer: the stream's events are due to be flushed to the log.
+const TAG_FLUSH: u64 = 5;
+
+/// How long a stream's events stay in memory before they are written to the log as one
+/// batch (the end of the stream flushes too). Resumes see them either way; a crash loses at
+/// most this much of a stream.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// The durability of the reply, posted by the storage writer.
+struct Stored(Result<(), StoreError>);
+
+/// Where the answer goes.
+enum Out {
+    /// Nothing sent yet.
+    Pending(Responder),
+    /// An open event stream.
+    Stream(Emitter),
+    /// Answered.
+    Sent,
+}
+
+/// The events of one stream, numbered from 1.
+struct Emitter {
+    stream_id: String,
+    next_id: u64,
+    /// A flush timer is set.
+    flush_due: bool,
+}
+
+/// The provider call in progress.
+enum Model {
+    Echo {
+        deltas: Vec<String>,
+        next: usize,
+        /// A timer for the next token is set.
+        due: bool,
+    },
+    OpenAi(Box<Upstream>),
+}
+
+struct Upstream {
+    fetch: Fetch,
+    exchange: Option<ExchangeId>,
+    relay: Relay,
+    /// The head of a non-2xx answer, whose body is being read for its message.
+    refused: Option<ResponseHead>,
+    error_body: Vec<u8>,
+    attempts: u32,
+}
+
+/// A turn's session part.
+struct OnSession {
+    session: Session,
+    new_session: bool,
+    message: String,
+    /// The reply's id, once it is being stored.
+    reply_id: Option<String>,
+}
+
+/// One turn or direct call.
+pub(crate) struct TurnTask {
+    shared: Arc<Shared>,
+    style: Style,
+    finish: Finish,
+    started: Instant,
+    tenant: String,
+    owner: String,
+    agent: halyard_storage::Agent,
+    session: Option<OnSession>,
+    prompt: Prompt,
+    out: Out,
+    model: Option<Model>,
+    /// The echo's text so far.
+    text: String,
+    index: u64,
+    /// The completion being stored.
+    completion: Option<Completion>,
+    _running: Running,
+}
+
+impl TurnTask {
+    /// The task of `job`, counted by `running` while it lives.
+    pub(crate) fn new(shared: Arc<Shared>, job: Job, running: Running) -> Self {
+        let Job {
+            work,
+            style,
+            responder,
+            finish,
+            started,
+        } = job;
+        let (tenant, owner, agent, session, prompt) = match work {
+            Work::Turn(t) => {
+                let on = OnSession {
+                    session: t.session,
+                    new_session: t.new_session,
+                    message: t.message,
+                    reply_id: None,
+                };
+                let prompt = Prompt {
+                    messages: Vec::new(),
+                    model: t.agent.model.model.clone(),
+                    temperature: t.agent.model.temperature,
+                    max_tokens: t.agent.model.max_tokens,
+                };
+                (t.tenant, t.owner, t.agent, Some(on), prompt)
+            }
+            Work::Direct(d) => (d.tenant, d.owner, d.agent, None, d.prompt),
+        };
+        TurnTask {
+            shared,
+            style,
+            finish,
+            started,
+            tenant,
+            owner,
+            agent,
+            session,
+            prompt,
+            out: Out::Pending(responder),
+            model: None,
+            text: String::new(),
+            index: 0,
+            completion: None,
+            _running: running,
+        }
+    }
+}
+
+impl Task for TurnTask {
+    fn on_event(&mut self, event: Event, cx: &mut Cx<'_>) -> Status {
+        match event {
+            Event::Start => self.start(cx),
+            Event::Timer(TAG_TOKEN) => self.next_token(cx),
+            Event::Timer(TAG_RETRY) => self.fetch(cx),
+            Event::Timer(TAG_GRACE) => self.check_abandoned(cx),
+            Event::Timer(TAG_FLUSH) => self.flush(),
+            Event::Wake(TAG_GONE) => self.on_gone(cx),
+            Event::Http(id, e) => self.on_http(id, e, cx),
+            Event::Message(m) => match m.downcast::<Stored>() {
+                Ok(stored) => self.on_stored(stored.0),
+                Err(_) => Status::Pending,
+            },
+            Event::Shutdown => self.shutdown(cx),
+            Event::Timer(_) | Event::Wake(_) => Status::Pending,
+        }
+    }
+}
+
+// ---- the steps ----
+
+impl TurnTask {
+    fn start(&mut self, cx: &mut Cx<'_>) -> Status {
+        if let Err(e) = self.store_user_message() {
+            return self.fail(e);
+        }
+        if let Some(on) = &self.session {
+            self.prompt.messages = self.history(&on.session);
+        }
+        if let Out::Pending(r) = &self.out {
+            r.watch_gone(cx.handle(), TAG_GONE);
+        }
+        match self.agent.model.provider.as_str() {
+            "echo" => {
+                self.model = Some(Model::Echo {
+                    deltas: Echo::deltas(&self.prompt),
+                    next: 0,
+                    due: false,
+                });
+                if self.style.streams() {
+                    self.open_stream(cx);
+                }
+                self.next_token(cx)
+            }
+            "openai" => match self.upstream_request() {
+                Ok(fetch) => {
+                    self.model = Some(Model::OpenAi(Box::new(Upstream {
+                        fetch,
+                        exchange: None,
+                        relay: Relay::new(&self.prompt),
+                        refused: None,
+                        error_body: Vec::new(),
+                        attempts: 0,
+                    })));
+                    self.fetch(cx)
+                }
+                Err(e) => self.fail(e.to_api()),
+            },
+            other => {
+                let e = ProviderError::NotConfigured(format!("unknown provider {other}"));
+                self.fail(e.to_api())
+            }
+        }
+    }
+
+    /// Stores the user message (and a new session); reads see it at once, durability is
+    /// not awaited (the reply's commit comes after it in the same log).
+    fn store_user_message(&mut self) -> Result<(), ApiError> {
+        let Some(on) = &self.session else {
+            return Ok(());
+        };
+        let now = crate::time::now_ms();
+        let (pid, sid) = (&on.session.project_id, &on.session.id);
+        let user = Message {
+            id: ids::new_id(ids::MESSAGE),
+            role: MessageRole::User,
+            content: on.message.clone(),
+            usage: None,
+            created_at: now,
+        };
+        let mut first = Vec::with_capacity(2);
+        if on.new_session {
+            first.push(Mutation::PutSession(on.session.clone()));
+        }
+        first.push(Mutation::append_message(pid, sid, &user));
+        let limiter = &self.shared.limiter;
+        if let Err(e) = self
+            .shared
+            .store
+            .commit(&self.tenant, first, Box::new(|_| {}))
+        {
+            if on.new_session {
+                limiter.sessions.release(&self.tenant, sid);
+            }
+            return Err(e.into());
+        }
+        limiter.sessions.touch(&self.tenant, sid, now);
+        Ok(())
+    }
+
+    fn history(&self, session: &Session) -> Vec<(Speaker, String)> {
+        let mut messages = Vec::new();
+        if let Some(sys) = self.agent.instructions.as_deref().filter(|s| !s.is_empty()) {
+            messages.push((Speaker::System, sys.to_string()));
+        }
+        let history = self
+            .shared
+            .store
+            .messages(&self.tenant, &session.project_id, &session.id, Page::ALL)
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for m in history {
+            let who = match m.role {
+                MessageRole::User => Speaker::User,
+                MessageRole::Assistant => Speaker::Assistant,
+                MessageRole::System => Speaker::System,
+            };
+            messages.push((who, m.content));
+        }
+        messages
+    }
+
+    fn upstream_request(&self) -> Result<Fetch, ProviderError> {
+        let base = self
+            .agent
+            .model
+            .base_url
+            .as_deref()
+            .unwrap_or(openai::DEFAULT_BASE_URL);
+        let key = self.provider_key()?;
+        openai::request(base, &key, &self.prompt, self.shared.cfg.timeouts)
+    }
+
+    fn provider_key(&self) -> Result<String, ProviderError> {
+        let (tenant, agent) = (&self.tenant, &self.agent);
+        let name = agent.model.api_key_secret.as_deref().ok_or_else(|| {
+            ProviderError::NotConfigured("the agent names no apiKeySecret".into())
+        })?;
+        let secret = self
+            .shared
+            .store
+            .secret(tenant, &agent.project_id, name)
+            .ok_or_else(|| ProviderError::NotConfigured(format!("secret {name} does not exist")))?;
+        let plain = self
+            .shared
+            .vault
+            .open(&secret.ciphertext, &aad(tenant, &agent.project_id, name))
+            .ok_or_else(|| {
+                ProviderError::NotConfigured(format!("secret {name} cannot be opened"))
+            })?;
+        String::from_utf8(plain)
+            .map_err(|_| ProviderError::NotConfigured(format!("secret {name} is not text")))
+    }
+
+    /// Emits the echo's tokens that are due; sets the timer of the next one.
+    fn next_token(&mut self, cx: &mut Cx<'_>) -> Status {
+        let delay = self.shared.cfg.echo_delay;
+        loop {
+            let Some(Model::Echo { deltas, next, due }) = &mut self.model else {
+                return Status::Pending;
+            };
+            if *next >= deltas.len() {
+                let c = Echo::completion(&self.prompt, &self.text, "stop");
+                return self.generated(c, cx);
+            }
+            if !delay.is_zero() && !*due {
+                *due = true;
+                cx.set_timer(delay, TAG_TOKEN);
+                return Status::Pending;
+            }
+            *due = false;
+            let delta = std::mem::take(&mut deltas[*next]);
+            *next += 1;
+            self.text.push_str(&delta);
+            if !self.relay_delta(&delta, cx) {
+                return self.cancel(cx);
+            }
+        }
+    }
+
+    fn fetch(&mut self, cx: &mut Cx<'_>) -> Status {
+        if let Some(Model::OpenAi(up)) = &mut self.model {
+            up.refused = None;
+            up.error_body.clear();
+            up.exchange = Some(cx.fetch(up.fetch.clone()));
+        }
+        Status::Pending
+    }
+
+    fn on_http(&mut self, id: ExchangeId, event: HttpEvent, cx: &mut Cx<'_>) -> Status {
+        let Some(Model::OpenAi(up)) = &mut self.model else {
+            return Status::Pending;
+        };
+        if up.exchange != Some(id) {
+            return Status::Pending;
+        }
+        match event {
+            HttpEvent::Head(head) if (200..300).contains(&head.status) => {
+                if self.style.streams() && matches!(self.out, Out::Pending(_)) {
+                    self.open_stream(cx);
+                }
+                Status::Pending
+            }
+            HttpEvent::Head(head) => {
+                up.refused = Some(head);
+                Status::Pending
+            }
+            HttpEvent::Body(bytes) if up.refused.is_some() => {
+                let room = openai::MAX_ERROR_BODY.saturating_sub(up.error_body.len());
+                up.error_body
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+                Status::Pending
+            }
+            HttpEvent::Body(bytes) => self.on_body(&bytes, cx),
+            HttpEvent::End => {
+                up.exchange = None;
+                match up.refused.take() {
+                    Some(head) => {
+                        let e = openai::status_error(&head, &up.error_body);
+                        self.fail(e.to_api())
+                    }
+                    None => {
+                        let c = up.relay.completion(None);
+                        self.generated(c, cx)
+                    }
+                }
+            }
+            HttpEvent::Failed(e) => {
+                up.exchange = None;
+                let retry = !up.relay.started() && e.is_connect_failure();
+                if retry && up.attempts < MAX_RETRIES {
+                    let wait = RETRY_BACKOFF * 4u32.pow(up.attempts);
+                    up.attempts += 1;
+                    cx.set_timer(wait, TAG_RETRY);
+                    return Status::Pending;
+                }
+                self.fail(ProviderError::Upstream(format!("upstream {e}")).to_api())
+            }
+        }
+    }
+
+    fn on_body(&mut self, bytes: &[u8], cx: &mut Cx<'_>) -> Status {
+        let Some(Model::OpenAi(up)) = &mut self.model else {
+            return Status::Pending;
+        };
+        let mut deltas = Vec::new();
+        if let Err(e) = up.relay.feed(bytes, &mut |d| deltas.push(d.to_string())) {
+            if let Some(id) = up.exchange.take() {
+                cx.cancel(id);
+            }
+            return self.fail(e.to_api());
+        }
+        for d in deltas {
+            if !self.relay_delta(&d, cx) {
+                return self.cancel(cx);
+            }
+        }
+        Status::Pending
+    }
+
+    /// The provider is done: store the reply (a session turn) or answer (a direct call).
+    fn generated(&mut self, c: Completion, cx: &mut Cx<'_>) -> Status {
+        self.model = None;
+        let Some(on) = &mut self.session else {
+            self.answer_direct(&c);
+            return Status::Done;
+        };
+        let mut usage = c.usage;
+        usage.latency_ms = self.started.elapsed().as_millis() as u64;
+        let m = Message {
+            id: ids::new_id(ids::MESSAGE),
+            role: MessageRole::Assistant,
+            content: c.text.clone(),
+            usage: Some(usage),
+            created_at: crate::time::now_ms(),
+        };
+        let (pid, sid) = (&on.session.project_id, &on.session.id);
+        let task = cx.handle();
+        let stored = self.shared.store.commit(
+            &self.tenant,
+            vec![Mutation::append_message(pid, sid, &m)],
+            Box::new(move |r| task.post(Box::new(Stored(r)))),
+        );
+        on.reply_id = Some(m.id);
+        self.completion = Some(c);
+        match stored {
+            Ok(()) => Status::Pending,
+            Err(e) => self.fail(e.into()),
+        }
+    }
+
+    /// The reply is durable (or failed to be): answer.
+    fn on_stored(&mut self, result: Result<(), StoreError>) -> Status {
+        let Some(c) = self.completion.take() else {
+            return Status::Pending;
+        };
+        if let Err(e) = result {
+            return self.fail(e.into());
+        }
+        let sid = self
+            .session
+            .as_ref()
+            .map_or("", |on| on.session.id.as_str());
+        let reply_id = self
+            .session
+            .as_ref()
+            .and_then(|on| on.reply_id.clone())
+            .unwrap_or_default();
+        match self.style {
+            Style::AgentSync | Style::Complete => {
+                let body = json!({
+                    "success": true,
+                    "sessionId": sid,
+                    "messageId": reply_id,
+                    "response": c.text,
+                    "usage": usage_json(&c.usage),
+                    "latencyMs": self.started.elapsed().as_millis() as u64,
+                });
+                self.respond(json_response(&body));
+            }
+            Style::AgentStream => {
+                let data =
+                    json!({"sessionId": sid, "messageId": reply_id, "usage": usage_json(&c.usage)});
+                self.emit("done", &data);
+            }
+            Style::ChatStream => self.emit_usage_and_complete(&c),
+        }
+        self.end_stream();
+        Status::Done
+    }
+
+    fn answer_direct(&mut self, c: &Completion) {
+        if self.style == Style::Complete {
+            let mut usage = usage_json(&c.usage);
+            usage["estimatedCost"] = cost(&self.agent, &c.usage).map_or(Value::Null, Value::from);
+            let body = json!({
+                "success": true,
+                "content": c.text,
+                "toolCalls": [],
+                "model": self.prompt.model,
+                "finishReason": c.finish_reason,
+                "usage": usage,
+                "latencyMs": self.started.elapsed().as_millis() as u64,
+            });
+            return self.respond(json_response(&body));
+        }
+        self.emit_usage_and_complete(c);
+        self.end_stream();
+    }
+
+    fn emit_usage_and_complete(&mut self, c: &Completion) {
+        let u = &c.usage;
+        self.emit(
+            "usage",
+            &json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}),
+        );
+        let complete = json!({
+            "inputTokens": u.input_tokens,
+            "outputTokens": u.output_tokens,
+            "totalTokens": u.total_tokens,
+            "latencyMs": self.started.elapsed().as_millis() as u64,
+        });
+        self.emit("complete", &complete);
+    }
+}
+
+// ---- clients that leave, shutdown, failure ----
+
+impl TurnTask {
+    fn on_gone(&mut self, cx: &mut Cx<'_>) -> Status {
+        if let Out::Stream(em) = &self.out {
+            // Starts the orphan clock now (nobody may publish to this stream for a while).
+            self.shared.hub.orphaned_for(&em.stream_id);
+        }
+        // A little past the grace: the check must find it over.
+        cx.set_timer(ORPHAN_GRACE + Duration::from_millis(20), TAG_GRACE);
+        Status::Pending
+    }
+
+    fn check_abandoned(&mut self, cx: &mut Cx<'_>) -> Status {
+        let gone = match &self.out {
+            Out::Pending(r) => r.is_gone(),
+            Out::Stream(em) => self
+                .shared
+                .hub
+                .orphaned_for(&em.stream_id)
+                .is_some_and(|d| d >= ORPHAN_GRACE),
+            Out::Sent => false,
+        };
+        if gone && self.model.is_some() {
+            return self.cancel(cx);
+        }
+        Status::Pending
+    }
+
+    /// Stops the provider (closing the upstream connection) and keeps what was said.
+    fn cancel(&mut self, cx: &mut Cx<'_>) -> Status {
+        let c = match self.model.take() {
+            Some(Model::OpenAi(up)) => {
+                if let Some(id) = up.exchange {
+                    cx.cancel(id);
+                }
+                up.relay.completion(Some("cancelled"))
+            }
+            Some(Model::Echo { .. }) => Echo::completion(&self.prompt, &self.text, "cancelled"),
+            None => return Status::Pending,
+        };
+        self.generated(c, cx)
+    }
+
+    fn shutdown(&mut self, cx: &mut Cx<'_>) -> Status {
+        if self.completion.is_some() {
+            // The reply is being made durable: its answer follows.
+            return Status::Pending;
+        }
+        let said = match self.model.take() {
+            Some(Model::OpenAi(up)) => {
+                if let Some(id) = up.exchange {
+                    cx.cancel(id);
+                }
+                up.relay.completion(Some("cancelled"))
+            }
+            Some(Model::Echo { .. }) => Echo::completion(&self.prompt, &self.text, "cancelled"),
+            None => return Status::Done,
+        };
+        self.store_said(&said);
+        let message = "The server is shutting down; what was said is stored";
+        match &self.out {
+            Out::Stream(_) => {
+                self.emit(
+                    "error",
+                    &json!({"code": "SHUTTING_DOWN", "message": message}),
+                );
+                self.end_stream();
+            }
+            _ => self.respond(ApiError::Unavailable(message.into()).into_response()),
+        }
+        Status::Done
+    }
+
+    /// Stores a partial reply without waiting (the writer finishes its batch before exit).
+    fn store_said(&self, c: &Completion) {
+        let Some(on) = &self.session else { return };
+        if c.text.is_empty() {
+            return;
+        }
+        let m = Message {
+            id: ids::new_id(ids::MESSAGE),
+            role: MessageRole::Assistant,
+            content: c.text.clone(),
+            usage: Some(c.usage),
+            created_at: crate::time::now_ms(),
+        };
+        let (pid, sid) = (&on.session.project_id, &on.session.id);
+        let muts = vec![Mutation::append_message(pid, sid, &m)];
+        let _ = self
+            .shared
+            .store
+            .commit(&self.tenant, muts, Box::new(|_| {}));
+    }
+
+    /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
+    fn fail(&mut self, e: ApiError) -> Status {
+        if let Some(Model::OpenAi(_)) = &self.model {
+            self.model = None;
+        }
+        match &self.out {
+            Out::Stream(_) => {
+                let data = json!({"code": e.code(), "message": e.to_string()});
+                self.emit("error", &data);
+                self.end_stream();
+            }
+            _ => self.respond(e.into_response()),
+        }
+        Status::Done
+    }
+}
+
+// ---- output ----
+
+impl TurnTask {
+    fn respond(&mut self, resp: Response) {
+        if let Out::Pending(r) = std::mem::replace(&mut self.out, Out::Sent) {
+            r.send(self.finish.apply(resp));
+        }
+    }
+
+    /// Turns the deferred reply into an event stream, registered (and stored, for resumes
+    /// by the owner) under a new id.
+    fn open_stream(&mut self, cx: &mut Cx<'_>) {
+        let Out::Pending(responder) = std::mem::replace(&mut self.out, Out::Sent) else {
+            return;
+        };
+        let stream_id = ids::new_id("str_");
+        let head = self.finish.apply(sse::head(&stream_id));
+        let sender = responder.stream(head, STREAM_BUFFER);
+        let start = Mutation::StartStream {
+            stream_id: stream_id.clone(),
+            owner: self.owner.clone(),
+            created_at: crate::time::now_ms(),
+        };
+        // Without the start record the stream cannot be resumed, but it is still served.
+        let _ = self
+            .shared
+            .store
+            .commit(&self.tenant, vec![start], Box::new(|_| {}));
+        self.shared
+            .hub
+            .open(&stream_id, sender, (cx.handle(), TAG_GONE));
+        self.out = Out::Stream(Emitter {
+            stream_id,
+            next_id: 1,
+            flush_due: false,
+        });
+        if self.style == Style::AgentStream {
+            let sid = self
+                .session
+                .as_ref()
+                .map_or("", |on| on.session.id.as_str());
+            self.emit("session", &json!({"sessionId": sid}));
+        } else if self.session.is_none() {
+            let meta = json!({"model": self.prompt.model, "provider": self.agent.model.provider});
+            self.emit("metadata", &meta);
+        }
+    }
+
+    /// Sends one delta to the stream (a sync answer collects it in the completion); false
+    /// when every listener has been gone for the grace period.
+    fn relay_delta(&mut self, delta: &str, cx: &mut Cx<'_>) -> bool {
+        let data = match self.style {
+            Style::AgentStream => json!({"delta": delta, "index": self.index}),
+            Style::ChatStream => json!({"delta": delta}),
+            Style::AgentSync | Style::Complete => return true,
+        };
+        self.index += 1;
+        let event = if self.style == Style::AgentStream {
+            "token"
+        } else {
+            "text_delta"
+        };
+        let listeners = self.emit(event, &data);
+        let Out::Stream(em) = &mut self.out else {
+            return true;
+        };
+        if !em.flush_due {
+            em.flush_due = true;
+            cx.set_timer(FLUSH_EVERY, TAG_FLUSH);
+        }
+        listeners > 0
+            || self
+                .shared
+                .hub
+                .orphaned_for(&em.stream_id)
+                .is_none_or(|d| d < ORPHAN_GRACE)
+    }
+
+    /// Publishes an event on the open stream; returns how many listen.
+    fn emit(&mut self, event: &str, data: &Value) -> usize {
+        let Out::Stream(em) = &mut self.out else {
+            return 0;
+        };
+        let e = halyard_storage::StreamEvent {
+            id: em.next_id,
+            event: event.to_string(),
+            data: data.to_string(),
+        };
+        em.next_id += 1;
+        self.shared.hub.publish(&em.stream_id, e)
+    }
+
+    /// Writes the stream's buffered events to the log.
+    fn flush(&mut self) -> Status {
+        if let Out::Stream(em) = &mut self.out {
+            em.flush_due = false;
+            let store = &*self.shared.store;
+            self.shared.hub.flush(store, &self.tenant, &em.stream_id);
+        }
+        Status::Pending
+    }
+
+    fn end_stream(&mut self) {
+        if let Out::Stream(em) = std::mem::replace(&mut self.out, Out::Sent) {
+            let store = &*self.shared.store;
+            self.shared.hub.finish(store, &self.tenant, &em.stream_id);
+        }
+    }
+}
+
+fn json_response(body: &Value) -> Response {
+    Response::json(200, serde_json::to_vec(body).unwrap_or_default())
+}
