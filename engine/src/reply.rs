@@ -364,7 +364,7 @@ impl Drop for StreamSender {
 mod tests {
     use super::*;
 
-    fn link() -> (ReplyLink, crossbeam_channel::Receiver<Letter>) {
+    fn link() -> (ReplyLink, crossbeam_channel::Receiver<Post>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let link = ReplyLink {
             mailbox: Arc::new(Mailbox::new(tx, None)),

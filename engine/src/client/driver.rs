@@ -366,12 +366,12 @@ impl Driver {
         }
         let _ = sock.set_nodelay(true);
         c.phase = Phase::Open;
-        if c.tls {
-            if let Err(e) = self.start_tls(key) {
-                return self.fail(key, e, io);
+        if !c.tls {
+            if let Some(ex) = c.ex.as_mut() {
+                ex.ready_ms = Some(io.now_ms);
             }
-        } else if let Some(ex) = c.ex.as_mut() {
-            ex.ready_ms = Some(io.now_ms);
+        } else if let Err(e) = self.start_tls(key) {
+            self.fail(key, e, io);
         }
     }
 

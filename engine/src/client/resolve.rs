@@ -23,7 +23,9 @@ struct Query {
     answer: Answer,
 }
 
-type Cache = Mutex<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>;
+/// Answers by (host, port), with when they were looked up.
+type Answers = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+type Cache = Mutex<Answers>;
 
 /// The resolver thread and its cache, shared by every loop of a server.
 pub struct Resolver {
@@ -78,7 +80,7 @@ impl Resolver {
     }
 }
 
-fn lock(cache: &Cache) -> MutexGuard<'_, HashMap<(String, u16), (Vec<SocketAddr>, Instant)>> {
+fn lock(cache: &Cache) -> MutexGuard<'_, Answers> {
     cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
