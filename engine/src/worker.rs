@@ -254,8 +254,9 @@ impl<A: App> Worker<A> {
                     LISTENER => self.accept(),
                     WAKER => {}
                     Token(t) if t & driver::OUT_BIT != 0 => {
+                        let hup = event.is_read_closed() || event.is_error();
                         let mut io = driver_io!(self);
-                        self.driver.on_ready(t, &mut io);
+                        self.driver.on_ready(t, hup, &mut io);
                     }
                     Token(t) => {
                         self.on_socket_event(t as u64, event.is_read_closed() || event.is_error())

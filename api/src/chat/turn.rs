@@ -416,18 +416,22 @@ impl TurnTask {
             return Status::Pending;
         };
         let mut deltas = Vec::new();
-        if let Err(e) = up.relay.feed(bytes, &mut |d| deltas.push(d.to_string())) {
+        let fed = up.relay.feed(bytes, &mut |d| deltas.push(d.to_string()));
+        if fed.is_err() {
             if let Some(id) = up.exchange.take() {
                 cx.cancel(id);
             }
-            return self.fail(e.to_api());
         }
+        // The deltas read before a malformed line were said: they are relayed first.
         for d in deltas {
             if !self.relay_delta(&d, cx) {
                 return self.cancel(cx);
             }
         }
-        Status::Pending
+        match fed {
+            Ok(()) => Status::Pending,
+            Err(e) => self.fail(e.to_api()),
+        }
     }
 
     /// The provider is done: store the reply (a session turn) or answer (a direct call).

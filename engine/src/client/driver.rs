@@ -90,6 +90,9 @@ struct Outbound {
     ex: Option<Exchange>,
     idle_since: u64,
     deadline: Option<(TimerKey, u64)>,
+    /// The peer closed its side: read until EOF, not until a short read (its EOF raises
+    /// no further readiness edge).
+    peer_hup: bool,
 }
 
 impl Outbound {
@@ -252,6 +255,7 @@ impl Driver {
             ex: Some(ex),
             idle_since: 0,
             deadline: None,
+            peer_hup: false,
         });
         self.by_id.insert(id, key);
         match self.resolver.known(&url.host, url.port) {
@@ -335,11 +339,11 @@ impl Driver {
     }
 
     /// Readiness of the outbound socket with mio token `t`.
-    pub(crate) fn on_ready(&mut self, t: usize, io: &mut Io<'_>) {
+    pub(crate) fn on_ready(&mut self, t: usize, hup: bool, io: &mut Io<'_>) {
         let key = t & 0xffff_ffff;
         let gen = ((t & !OUT_BIT) >> 32) as u32;
-        match self.conns.get(key) {
-            Some(c) if c.gen & 0x7fff_ffff == gen => {}
+        match self.conns.get_mut(key) {
+            Some(c) if c.gen & 0x7fff_ffff == gen => c.peer_hup |= hup,
             _ => return,
         }
         if self.conns[key].phase == Phase::Connecting {
@@ -460,7 +464,7 @@ impl Driver {
         };
         match t.read(&mut self.buf, None) {
             Received::Data(n) => {
-                let more = !t.drained();
+                let more = !t.drained() || c.peer_hup;
                 self.on_bytes(key, n, io)?;
                 Ok(more)
             }
@@ -486,8 +490,10 @@ impl Driver {
             return Ok(());
         };
         ex.read_ms = Some(io.now_ms);
-        // The response began: the request can no longer move to another connection.
+        // The response began: the request can no longer move to another connection, and
+        // what of it is unsent stays unsent.
         ex.request = Vec::new();
+        ex.sent = 0;
         let mut body = Vec::new();
         let head = ex
             .reader
