@@ -289,6 +289,29 @@ fn a_slow_turn_gets_heartbeats() {
 }
 
 #[test]
+fn streams_expire_after_the_retention() {
+    let h = start(&["--stream-retention-secs", "1"]);
+    let t = tenant_on(h.addr, false);
+    let pid = t.project_with_agent("bot");
+    let body = json!({"projectId": pid, "message": "a b"});
+    let (mut c, head) = open_stream(&t, "/api/v1/chat/agent/stream", &body);
+    let old = head.header("x-stream-id").unwrap().to_string();
+    read_events(&mut c, |e| names(e).contains(&"done"));
+    assert_eq!(t.get(&format!("/api/v1/chat/stream/{old}")).status, 200);
+    std::thread::sleep(Duration::from_millis(1_200));
+    // Turns sweep: this one finds the first stream past its retention.
+    let (mut c, head) = open_stream(&t, "/api/v1/chat/agent/stream", &body);
+    let new = head.header("x-stream-id").unwrap().to_string();
+    read_events(&mut c, |e| names(e).contains(&"done"));
+    err(
+        &t.get(&format!("/api/v1/chat/stream/{old}")),
+        404,
+        "NOT_FOUND",
+    );
+    assert_eq!(t.get(&format!("/api/v1/chat/stream/{new}")).status, 200);
+}
+
+#[test]
 fn resume_after_a_dropped_connection_replays_exactly_the_missing_events() {
     let h = start(&["--echo-token-delay-ms", "150"]);
     let t = tenant_on(h.addr, false);

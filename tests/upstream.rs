@@ -332,8 +332,9 @@ fn a_refused_connection_is_503_and_a_retry_reaches_an_upstream_that_came_up_late
     assert_eq!(up.requests().len(), 1);
 }
 
+/// `reset_after=0` writes the `200` head, then resets: nothing was relayed yet.
 #[test]
-fn a_reset_before_the_first_byte_is_retried_twice_then_503() {
+fn a_reset_before_the_first_token_is_retried_twice_then_503() {
     let t = tenant();
     let up = FakeUpstream::start();
     let base = up.base_url();

@@ -176,11 +176,64 @@ build_loadgen() {
     cargo build --release --manifest-path "$ROOT/benches/load/loadgen/Cargo.toml" >&2
 }
 
-# nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR]: DIR/nginx.conf for the peer nginx,
-# answering GET /health/live with Halyard's body; over TLS (1.2 and 1.3) with CERTDIR's
-# cert.pem and key.pem when given.
+# build_chatload: CHATLOAD, the release build of benches/load/loadgen's `chatload` (many
+# concurrent SSE streams from one thread, see its doc), built first (a no-op when fresh).
+build_chatload() {
+    # shellcheck disable=SC2034 # read by the sourcing script
+    CHATLOAD=$ROOT/benches/load/loadgen/target/release/chatload
+    log "building loadgen/chatload (release)"
+    cargo build --release --manifest-path "$ROOT/benches/load/loadgen/Cargo.toml" --bin chatload >&2
+}
+
+# resolve_fake_upstream_bin: FAKE_UPSTREAM_BIN as given, or the release build of the
+# testkit's `fake-upstream` (the scriptable OpenAI-compatible upstream), built unless BUILD is 0.
+resolve_fake_upstream_bin() {
+    if [[ -n ${FAKE_UPSTREAM_BIN:-} ]]; then
+        [[ -x $FAKE_UPSTREAM_BIN ]] || die "FAKE_UPSTREAM_BIN=$FAKE_UPSTREAM_BIN is not executable"
+        return
+    fi
+    FAKE_UPSTREAM_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/fake-upstream
+    if ((BUILD)); then
+        log "building fake-upstream (release)"
+        (cd "$ROOT" && cargo build --release -p halyard-testkit --bin fake-upstream >&2)
+    fi
+    [[ -x $FAKE_UPSTREAM_BIN ]] || die "no $FAKE_UPSTREAM_BIN (build it, or set FAKE_UPSTREAM_BIN)"
+}
+
+# start_fake_upstream CMD_PREFIX...: starts FAKE_UPSTREAM_BIN on a free loopback port behind
+# the given command prefix (e.g. taskset -c 1); sets UP_PID and UP_PORT. Its stdin is a fifo
+# this shell keeps open, so it also ends when the script does (stop_pid stops it first).
+start_fake_upstream() {
+    local dir i line=""
+    dir=$(mktemp -d "$WORK/upstream.XXXX")
+    mkfifo "$dir/stdin"
+    exec {UP_STDIN}<>"$dir/stdin"
+    "$@" "$FAKE_UPSTREAM_BIN" --listen 127.0.0.1:0 <&"$UP_STDIN" >"$dir/out" 2>&1 &
+    UP_PID=$!
+    PIDS+=("$UP_PID")
+    for ((i = 0; i < 100; i++)); do
+        line=$(head -1 "$dir/out" 2>/dev/null || true)
+        [[ $line == "listening on "* ]] && break
+        kill -0 "$UP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ $line == "listening on "* ]] || { cat "$dir/out" >&2; die "fake-upstream did not start"; }
+    UP_PORT=${line##*:}
+    log "fake-upstream pid $UP_PID port $UP_PORT"
+}
+
+stop_fake_upstream() {
+    stop_pid "$UP_PID"
+    exec {UP_STDIN}>&-
+}
+
+# nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR] [HTTP_SNIPPET] [SERVER_SNIPPET]:
+# DIR/nginx.conf for the peer nginx, answering GET /health/live with Halyard's body; over
+# TLS (1.2 and 1.3) with CERTDIR's cert.pem and key.pem when given (empty: plain). The
+# snippets are added to the http and server blocks (e.g. an upstream and a proxy location).
 nginx_conf() {
-    local dir=$1 port=$2 workers=$3 conns=$4 certs=${5:-} listen ssl=""
+    local dir=$1 port=$2 workers=$3 conns=$4 certs=${5:-} http_extra=${6:-} server_extra=${7:-}
+    local listen ssl=""
     mkdir -p "$dir/tmp"
     listen="listen 127.0.0.1:$port;"
     if [[ -n $certs ]]; then
@@ -208,6 +261,7 @@ http {
     fastcgi_temp_path $dir/tmp/fastcgi;
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
+    $http_extra
     server {
         $listen
         $ssl
@@ -215,6 +269,7 @@ http {
             default_type application/json;
             return 200 '{"status":"ok"}';
         }
+        $server_extra
     }
 }
 EOF

@@ -1,5 +1,6 @@
 //! Log bytes per streamed token: one record per SSE event (`AppendStreamEvent`, one commit
-//! per token) against one `AppendStreamEvents` record per 20 events.
+//! per token) against one `AppendStreamEvents` record per batch of 1 to 20 events (the API
+//! flushes a stream's events on a timer, so a batch holds what one interval brings).
 //!
 //! Responsible for: encoding the same turn both ways with the real record framing and
 //! mutation encoding, and printing bytes per token. Not responsible for: timing, or the
@@ -11,8 +12,10 @@ use halyard_storage::codec::Encoder;
 use halyard_storage::record::{self, RecordType};
 use halyard_storage::{ids, Mutation, StreamEvent, Txn};
 
-/// Events per batch: the API commits every ~20 ms, about 20 tokens at a fast model's rate.
-const BATCH: usize = 20;
+/// Batch sizes shown: a stream's events per flush interval.
+const BATCHES: [usize; 5] = [1, 2, 5, 10, 20];
+/// Tokens in the turn measured.
+const TURN: u64 = 100;
 
 /// A token event as the API streams it.
 fn token(n: u64) -> StreamEvent {
@@ -44,13 +47,13 @@ fn per_event(tenant: &str, stream_id: &str, events: &[StreamEvent]) -> usize {
         .sum()
 }
 
-/// Total log bytes of a turn stored one record per batch of [`BATCH`] events.
-fn batched(tenant: &str, stream_id: &str, events: &[StreamEvent]) -> usize {
+/// Total log bytes of a turn stored one record per batch of `batch` events.
+fn batched(tenant: &str, stream_id: &str, events: &[StreamEvent], batch: usize) -> usize {
     let one = |chunk: &[StreamEvent]| Mutation::AppendStreamEvents {
         stream_id: stream_id.to_owned(),
         events: chunk.to_vec(),
     };
-    let chunks = events.chunks(BATCH);
+    let chunks = events.chunks(batch);
     chunks.map(|c| record_bytes(tenant, &[one(c)])).sum()
 }
 
@@ -66,14 +69,12 @@ fn main() {
         sample.event,
         sample.data
     );
-    println!("tokens per turn | one record per event | one record per {BATCH} events | ratio");
-    for turn in [20u64, 100, 500, 2000] {
-        let events: Vec<StreamEvent> = (1..=turn).map(token).collect();
-        let before = per_event(&tenant, &stream_id, &events) as f64 / turn as f64;
-        let after = batched(&tenant, &stream_id, &events) as f64 / turn as f64;
-        println!(
-            "{turn:>15} | {before:>14.1} B/token | {after:>17.1} B/token | {:.2}x",
-            before / after
-        );
+    let events: Vec<StreamEvent> = (1..=TURN).map(token).collect();
+    let before = per_event(&tenant, &stream_id, &events) as f64 / TURN as f64;
+    println!("{TURN} tokens, one record per event: {before:.1} B/token");
+    println!("events per batch | B/token | ratio");
+    for batch in BATCHES {
+        let after = batched(&tenant, &stream_id, &events, batch) as f64 / TURN as f64;
+        println!("{batch:>16} | {after:>7.1} | {:.2}x", before / after);
     }
 }

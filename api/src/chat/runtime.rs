@@ -201,12 +201,14 @@ impl Runtime {
         Ok(())
     }
 
-    /// Deletes the streams older than the retention, at most once per [`EXPIRY_SWEEP`]
-    /// (the next snapshot then reclaims their log space).
+    /// Deletes the streams older than the retention, at most once per [`EXPIRY_SWEEP`] (or
+    /// per retention, if shorter); the next snapshot then reclaims their log space.
     fn sweep_expired_streams(&self) {
         let now = crate::time::now_ms();
         let due = self.shared.next_sweep.load(Ordering::Acquire);
-        let next = now + EXPIRY_SWEEP.as_millis() as u64;
+        let retention = self.shared.cfg.stream_retention.as_millis() as u64;
+        // A retention shorter than the sweep interval is swept as often as it lasts.
+        let next = now + (EXPIRY_SWEEP.as_millis() as u64).min(retention.max(1));
         if now < due
             || self
                 .shared
@@ -216,7 +218,6 @@ impl Runtime {
         {
             return;
         }
-        let retention = self.shared.cfg.stream_retention.as_millis() as u64;
         if let Err(e) = self.shared.store.expire_streams(now, retention) {
             eprintln!("halyard: cannot expire old streams: {e}");
         }

@@ -46,8 +46,10 @@ const TAG_FLUSH: u64 = 5;
 
 /// How long a stream's events stay in memory before they are written to the log as one
 /// batch (the end of the stream flushes too). Resumes see them either way; a crash loses at
-/// most this much of a stream.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// most this much of a stream. A model streaming 20 to 50 tokens a second fills a batch with
+/// 5 to 12: about 44 to 36 log bytes per token against 97 for one record per token
+/// (`benches/RESULTS.md`, "Log bytes per streamed token").
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 /// The durability of the reply, posted by the storage writer.
 struct Stored(Result<(), StoreError>);

@@ -105,7 +105,7 @@ pub enum FetchError {
     Resolve(String),
     /// Nothing listens there.
     Refused,
-    /// The peer reset the connection before the response began.
+    /// The peer reset the connection, or closed it before the response began.
     Reset,
     /// Another socket error.
     Io(io::ErrorKind),
@@ -120,8 +120,10 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// Whether the request surely did not reach the upstream's application, so that
-    /// trying again cannot do anything twice: a refused or reset connection.
+    /// Whether the connection itself failed (refused, or reset): what a caller may retry
+    /// while nothing of the answer has been used. A reset may come after the request reached
+    /// the upstream (even after a response head), so a caller that must not repeat a request
+    /// has to decide for itself.
     pub fn is_connect_failure(&self) -> bool {
         matches!(self, FetchError::Refused | FetchError::Reset)
     }

@@ -378,12 +378,14 @@ fn run(args: &Args) -> Result<bool, String> {
             out.push(',');
         }
         let (s0, s1, p) = (&at_start[i], &at_connected[i], &peak[i]);
-        let cpu = cpu1[i].saturating_sub(cpu0[i]) as f64 / hz;
+        let user = cpu1[i].0.saturating_sub(cpu0[i].0) as f64 / hz;
+        let sys = cpu1[i].1.saturating_sub(cpu0[i].1) as f64 / hz;
+        let cpu = user + sys;
         let _ = write!(
             out,
             "{}:{{\"threads_start\":{},\"threads_connected\":{},\"threads_peak\":{},\
              \"rss_start_kib\":{},\"rss_connected_kib\":{},\"rss_peak_kib\":{},\
-             \"hwm_kib\":{},\"cpu_s\":{cpu:.2}}}",
+             \"hwm_kib\":{},\"cpu_s\":{cpu:.2},\"cpu_user_s\":{user:.2},\"cpu_sys_s\":{sys:.2}}}",
             json_string(name),
             s0.threads,
             s1.threads,
@@ -644,7 +646,7 @@ impl Watcher {
         *self.peak.lock().expect("peak") = now;
     }
 
-    fn cpu_ticks(&self) -> Vec<u64> {
+    fn cpu_ticks(&self) -> Vec<(u64, u64)> {
         self.pids.iter().map(|&p| tree_cpu_ticks(p)).collect()
     }
 
@@ -683,11 +685,11 @@ fn sample(pid: u32) -> Sample {
     }
 }
 
-/// utime + stime of `pid` and of its direct children (nginx's workers), in clock ticks.
-fn tree_cpu_ticks(pid: u32) -> u64 {
-    let mut total = 0;
+/// (utime, stime) of `pid` and of its direct children (nginx's workers), in clock ticks.
+fn tree_cpu_ticks(pid: u32) -> (u64, u64) {
+    let mut total = (0, 0);
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return total;
     };
     for entry in dir.flatten() {
         let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -704,7 +706,8 @@ fn tree_cpu_ticks(pid: u32) -> u64 {
         let ppid: u32 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
         if p == pid || ppid == pid {
             let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            total += t(11) + t(12);
+            total.0 += t(11);
+            total.1 += t(12);
         }
     }
     total
