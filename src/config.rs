@@ -61,7 +61,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read(_, e) => Some(e),
+            ConfigError::Parse(..) | ConfigError::Invalid(..) => None,
+        }
+    }
+}
 
 /// Every setting of `halyard serve`, resolved.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use clap::Parser;
 mod cli;
 mod config;
 mod demo;
+mod error;
 mod fd_limit;
 mod serve;
 
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => config::Settings::resolve(&args)
-            .map_err(|e| e.to_string())
+            .map_err(error::ServeError::from)
             .and_then(|s| serve::run(&s)),
         cli::Command::Tenant { action } => serve::tenant(action),
         cli::Command::Check(args) => serve::check(&args),

@@ -14,26 +14,27 @@ use halyard_storage::{Backend, Mutation, Options, Store};
 
 use crate::cli::{CheckArgs, TenantAction};
 use crate::config::Settings;
+use crate::error::ServeError;
 
 /// Server metadata key of the generated JWT secret.
 const JWT_SECRET_META: &str = "jwt_secret";
 
-fn open_store(dir: &Path, fsync: halyard_storage::FsyncPolicy) -> Result<Store, String> {
+fn open_store(dir: &Path, fsync: halyard_storage::FsyncPolicy) -> Result<Store, ServeError> {
     let opts = Options {
         fsync,
         ..Options::default()
     };
-    let (store, report) = Store::open(dir, opts)
-        .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
+    let (store, report) =
+        Store::open(dir, opts).map_err(|e| ServeError::Open(dir.to_path_buf(), e))?;
     eprint!("halyard: storage: {report}");
     Ok(store)
 }
 
 /// `HALYARD_JWT_SECRET`, else the secret kept in storage, generated on first start.
-fn jwt_secret(store: &Store) -> Result<Vec<u8>, String> {
+fn jwt_secret(store: &Store) -> Result<Vec<u8>, ServeError> {
     if let Ok(s) = std::env::var("HALYARD_JWT_SECRET") {
         if s.len() < 32 {
-            return Err("HALYARD_JWT_SECRET must be at least 32 bytes".into());
+            return Err(ServeError::ShortJwtSecret);
         }
         return Ok(s.into_bytes());
     }
@@ -47,13 +48,13 @@ fn jwt_secret(store: &Store) -> Result<Vec<u8>, String> {
     };
     store
         .commit_wait("", vec![m])
-        .map_err(|e| format!("cannot store the JWT secret: {e}"))?;
+        .map_err(ServeError::StoreJwtSecret)?;
     Ok(secret)
 }
 
 /// An external JWT issuer from `HALYARD_JWT_ISSUER`, `HALYARD_JWT_AUDIENCE` and
 /// `HALYARD_JWT_PUBLIC_KEYS` (a PEM file), when all three are set.
-fn external_issuer() -> Result<Option<ExternalIssuer>, String> {
+fn external_issuer() -> Result<Option<ExternalIssuer>, ServeError> {
     let vars = (
         std::env::var("HALYARD_JWT_ISSUER"),
         std::env::var("HALYARD_JWT_AUDIENCE"),
@@ -62,14 +63,18 @@ fn external_issuer() -> Result<Option<ExternalIssuer>, String> {
     let (Ok(iss), Ok(aud), Ok(path)) = vars else {
         return Ok(None);
     };
-    let pem = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    ExternalIssuer::from_pem(&pem, iss, aud)
-        .map(Some)
-        .map_err(|e| format!("HALYARD_JWT_PUBLIC_KEYS {path}: {e}"))
+    let pem = match std::fs::read_to_string(&path) {
+        Ok(pem) => pem,
+        Err(e) => return Err(ServeError::ReadPublicKeys(path, e)),
+    };
+    match ExternalIssuer::from_pem(&pem, iss, aud) {
+        Ok(issuer) => Ok(Some(issuer)),
+        Err(e) => Err(ServeError::PublicKeys(path, e)),
+    }
 }
 
 /// Runs `halyard serve` until SIGTERM/SIGINT completes a graceful shutdown.
-pub fn run(settings: &Settings) -> Result<(), String> {
+pub fn run(settings: &Settings) -> Result<(), ServeError> {
     // The certificate is checked first: a bad one fails the start before anything opens.
     let tls = match &settings.tls {
         Some((cert, key)) => {
@@ -77,9 +82,7 @@ pub fn run(settings: &Settings) -> Result<(), String> {
                 cert: cert.clone(),
                 key: key.clone(),
             };
-            let acceptor =
-                halyard_engine::TlsAcceptor::load(files).map_err(|e| format!("TLS: {e}"))?;
-            Some(Arc::new(acceptor))
+            Some(Arc::new(halyard_engine::TlsAcceptor::load(files)?))
         }
         None => None,
     };
@@ -122,7 +125,7 @@ pub fn run(settings: &Settings) -> Result<(), String> {
     };
     let app = Arc::new(Api::new(store.clone() as Arc<dyn Backend>, cfg)?);
     let mut server = halyard_engine::Server::bind(settings.engine.clone())
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.engine.listen))?;
+        .map_err(|e| ServeError::Listen(settings.engine.listen, e))?;
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
@@ -130,11 +133,9 @@ pub fn run(settings: &Settings) -> Result<(), String> {
     server
         .shutdown_handle()
         .on_signals()
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        .map_err(ServeError::Signals)?;
     if let Some(reload) = server.reload_handle() {
-        reload
-            .on_sighup()
-            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+        reload.on_sighup().map_err(ServeError::Sighup)?;
     }
     let scheme = if server.is_tls() { "https" } else { "http" };
     println!(
@@ -157,17 +158,17 @@ pub fn run(settings: &Settings) -> Result<(), String> {
             demo.serve(&*store, &settings.data_dir, &dev, scheme, addr);
         }
     }
-    server.run(app).map_err(|e| format!("server failed: {e}"))?;
+    server.run(app).map_err(ServeError::Server)?;
     println!("halyard stopped");
     Ok(())
 }
 
 /// Runs `halyard tenant ...`.
-pub fn tenant(action: TenantAction) -> Result<(), String> {
+pub fn tenant(action: TenantAction) -> Result<(), ServeError> {
     match action {
         TenantAction::Create { name, data_dir } => {
             if name.trim().is_empty() || name.chars().count() > 128 {
-                return Err("the tenant name must be 1 to 128 characters".into());
+                return Err(ServeError::TenantName);
             }
             let store = open_store(&data_dir, halyard_storage::FsyncPolicy::Always)?;
             let (id, key) = seed::create_tenant(&store, &name)?;
@@ -179,13 +180,37 @@ pub fn tenant(action: TenantAction) -> Result<(), String> {
 }
 
 /// Runs `halyard check`.
-pub fn check(args: &CheckArgs) -> Result<(), String> {
+pub fn check(args: &CheckArgs) -> Result<(), ServeError> {
     let report = halyard_storage::check(&args.data_dir, args.repair)
-        .map_err(|e| format!("check of {} failed: {e}", args.data_dir.display()))?;
+        .map_err(|e| ServeError::Check(args.data_dir.clone(), e))?;
     print!("{report}");
     if report.is_ok() {
         Ok(())
     } else {
-        Err(format!("{} has damage", args.data_dir.display()))
+        Err(ServeError::Damaged(args.data_dir.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_data_directory_that_does_not_open_keeps_the_storage_error() {
+        let file = std::env::temp_dir().join(format!("halyard-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, "not a directory").expect("write");
+        let opened = open_store(&file, halyard_storage::FsyncPolicy::Never);
+        let _ = std::fs::remove_file(&file);
+        let Err(e) = opened else {
+            panic!("a file opened as a data directory");
+        };
+        let source = e.source().expect("a source");
+        let open = source.downcast_ref::<halyard_storage::OpenError>();
+        let open = open.unwrap_or_else(|| panic!("not an OpenError: {source}"));
+        assert_eq!(
+            e.to_string(),
+            format!("cannot open the data directory {}: {open}", file.display())
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use halyard_testkit::{temp_dir, Halyard};
+use halyard_testkit::{temp_dir, Client, Halyard};
 use serde_json::{json, Value};
 
 /// Removes the data directory when the test ends, however it ends.
@@ -471,4 +471,142 @@ fn a_failed_write_stops_writes_with_503_and_a_restart_keeps_what_was_acknowledge
         &t.post(&secrets, &json!({"name": "AFTER", "value": "v"})),
         201,
     );
+}
+
+/// A log frame (format v2's shape, or v1's with `v1`) around a decodable transaction, every
+/// byte ASCII: text any client can put in an agent's instructions.
+fn frame_text(v1: bool) -> String {
+    use halyard_storage::{codec::Encoder, record, record_v1, Mutation, Txn};
+    for nonce in 0u32.. {
+        let mut e = Encoder::default();
+        let muts = [Mutation::DeleteProject {
+            id: format!("proj_{nonce}"),
+        }];
+        Txn::encode_parts("ten_x", &muts, &mut e);
+        let mut out = Vec::new();
+        if v1 {
+            record_v1::encode(record::RecordType::Txn, &e.into_bytes(), &mut out);
+        } else {
+            record::encode(record::RecordType::Txn, &e.into_bytes(), &mut out);
+        }
+        if out.iter().all(|&b| b < 0x80) {
+            return String::from_utf8(out).expect("ASCII");
+        }
+    }
+    unreachable!("some nonce gives an ASCII frame")
+}
+
+/// Creates agents `frame-agent-NNNN` with `text` back to back until the server is gone;
+/// signals `started` after `first` acknowledgements; returns how many were acknowledged.
+fn write_frame_agents(
+    addr: SocketAddr,
+    key: String,
+    pid: String,
+    text: String,
+    first: usize,
+    started: std::sync::mpsc::Sender<()>,
+) -> usize {
+    let mut acked = 0;
+    loop {
+        let body = json!({"name": format!("frame-agent-{acked:04}"), "instructions": text});
+        let r = req("POST", &format!("/api/projects/{pid}/agents"))
+            .bearer(&key)
+            .json(&body);
+        let Ok(mut c) = Client::connect(addr) else {
+            break;
+        };
+        if c.send(&r.bytes()).is_err() {
+            break;
+        }
+        match c.response() {
+            Ok(resp) if resp.status == 201 => acked += 1,
+            _ => break,
+        }
+        if acked == first {
+            let _ = started.send(());
+        }
+    }
+    acked
+}
+
+/// The crash the storage format v2 is for: agents whose instructions hold whole log frames
+/// (v1 and v2 shapes) are written back to back, the server is killed with SIGKILL in the
+/// middle of them, and the last segment is then cut inside the last such record, the torn
+/// write a kill during it leaves. The restart must open the directory (a torn tail, not
+/// corruption) and keep every agent written before the cut record.
+#[test]
+fn sigkill_while_writing_text_that_holds_log_frames_restarts() {
+    let dir = temp_dir("sigkill-frames");
+    let _guard = DirGuard(dir.clone());
+    let mut h = start(&dir);
+    let t = tenant_on(h.addr, true);
+    let pid = t.project("Frames");
+    let text = format!(
+        "Answer briefly. {} and {} end.",
+        frame_text(false),
+        frame_text(true)
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let (addr, key, pid, text) = (h.addr, t.key.clone(), pid.clone(), text.clone());
+        std::thread::spawn(move || write_frame_agents(addr, key, pid, text, 30, tx))
+    };
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("30 agents written");
+    h.signal(libc::SIGKILL);
+    h.wait_exit(Duration::from_secs(10)).expect("killed");
+    let acked = writer.join().expect("writer");
+    assert!(acked >= 30);
+
+    // Cut the newest segment inside the last record holding the text, just after its
+    // frames: the whole frames stay in the file, after the damage, as v1 recovery saw them.
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    let seg = segs.last().expect("a segment").clone();
+    let bytes = std::fs::read(&seg).unwrap();
+    let at = bytes
+        .windows(text.len())
+        .rposition(|w| w == text.as_bytes())
+        .expect("the text is in the newest segment");
+    let name_at = bytes[..at]
+        .windows(12)
+        .rposition(|w| w == b"frame-agent-")
+        .expect("the agent's name precedes its text");
+    let cut_agent: usize = std::str::from_utf8(&bytes[name_at + 12..name_at + 16])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        cut_agent + 1 >= acked,
+        "the newest record is the last agent"
+    );
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len((at + text.len() - 3) as u64).unwrap();
+    drop(f);
+
+    let h = start(&dir);
+    let t = Tenant { addr: h.addr, ..t };
+    let v = ok(
+        &t.get(&format!("/api/projects/{pid}/agents?limit=100")),
+        200,
+    );
+    let mut got: Vec<(String, String)> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let name = a["name"].as_str().unwrap().to_string();
+            (name, a["instructions"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = (0..cut_agent)
+        .map(|i| (format!("frame-agent-{i:04}"), text.clone()))
+        .collect();
+    assert_eq!(got, want);
+    stop(h);
 }

@@ -206,6 +206,9 @@ fn jwt(v: &Verifiers, store: &dyn Backend, token: &str) -> ApiResult<Principal> 
     })
 }
 
+/// Every role's name (what a user's `role` may be).
+pub const ROLE_NAMES: [&str; 3] = ["owner", "developer", "viewer"];
+
 /// A role by name.
 pub fn parse_role(name: &str) -> Option<Role> {
     match name {
@@ -314,4 +317,17 @@ fn public_key(store: &dyn Backend, head: &RequestHead) -> ApiResult<Principal> {
         public_key: Some(pk),
         limits: Limits::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_name_parses_to_the_role_of_that_name() {
+        for name in ROLE_NAMES {
+            let role = parse_role(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(crate::view::role(role), name);
+        }
+    }
 }

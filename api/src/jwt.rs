@@ -2,7 +2,10 @@
 //! issuer whose public keys, `iss` and `aud` the operator configured.
 //!
 //! Responsible for: issuing and verifying tokens and turning them into claims (tenant,
-//! subject, role). Not responsible for: checking that the user still exists (see `auth`).
+//! subject, role), and [`JwtError`] when the keys do not load. Not responsible for:
+//! checking that the user still exists (see `auth`).
+
+use std::fmt;
 
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -29,6 +32,38 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// Why the JWT keys could not be loaded.
+#[derive(Debug)]
+pub enum JwtError {
+    /// A PEM block of the external issuer's keys is neither an RSA nor an EC public key.
+    UnknownPublicKey,
+    /// The external issuer's PEM text holds no public key.
+    NoPublicKey,
+    /// The HS256 secret was refused.
+    Secret(jsonwebtoken::errors::Error),
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtError::UnknownPublicKey => {
+                f.write_str("a PEM block is neither an RSA nor an EC public key")
+            }
+            JwtError::NoPublicKey => f.write_str("no PEM public key found"),
+            JwtError::Secret(e) => write!(f, "invalid JWT secret: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JwtError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JwtError::Secret(e) => Some(e),
+            JwtError::UnknownPublicKey | JwtError::NoPublicKey => None,
+        }
+    }
+}
+
 /// An external issuer's verification settings.
 pub struct ExternalIssuer {
     /// Its public keys with their algorithms.
@@ -39,8 +74,8 @@ pub struct ExternalIssuer {
     pub audience: String,
 }
 
-impl std::fmt::Debug for ExternalIssuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for ExternalIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalIssuer")
             .field("keys", &self.keys.len())
             .field("issuer", &self.issuer)
@@ -51,7 +86,7 @@ impl std::fmt::Debug for ExternalIssuer {
 
 impl ExternalIssuer {
     /// Reads PEM public keys (RSA or EC P-256, one or more) from `pem`.
-    pub fn from_pem(pem: &str, issuer: String, audience: String) -> Result<Self, String> {
+    pub fn from_pem(pem: &str, issuer: String, audience: String) -> Result<Self, JwtError> {
         let mut keys = Vec::new();
         for block in pem.split_inclusive("-----END PUBLIC KEY-----") {
             let block = block.trim();
@@ -63,11 +98,11 @@ impl ExternalIssuer {
             } else if let Ok(k) = DecodingKey::from_ec_pem(block.as_bytes()) {
                 keys.push((Algorithm::ES256, k));
             } else {
-                return Err("a PEM block is neither an RSA nor an EC public key".into());
+                return Err(JwtError::UnknownPublicKey);
             }
         }
         if keys.is_empty() {
-            return Err("no PEM public key found".into());
+            return Err(JwtError::NoPublicKey);
         }
         Ok(ExternalIssuer {
             keys,
@@ -85,8 +120,8 @@ pub struct Jwt {
     external: Option<ExternalIssuer>,
 }
 
-impl std::fmt::Debug for Jwt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jwt")
             .field("ttl_secs", &self.ttl_secs)
             .finish()
@@ -99,11 +134,10 @@ impl Jwt {
         secret: &[u8],
         ttl_secs: u64,
         external: Option<ExternalIssuer>,
-    ) -> Result<Self, String> {
-        let bad = |e: jsonwebtoken::errors::Error| format!("invalid JWT secret: {e}");
+    ) -> Result<Self, JwtError> {
         Ok(Jwt {
-            encoding: EncodingKey::from_secret(secret).map_err(bad)?,
-            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            encoding: EncodingKey::from_secret(secret).map_err(JwtError::Secret)?,
+            decoding: DecodingKey::from_secret(secret).map_err(JwtError::Secret)?,
             ttl_secs,
             external,
         })
@@ -183,5 +217,17 @@ mod tests {
         let expired = j.issue("usr_1", "ten_1", "owner", now() - 120).unwrap();
         assert!(j.verify(&expired).is_none());
         assert!(j.verify("eyJ.garbage.x").is_none());
+    }
+
+    #[test]
+    fn bad_public_keys_say_why() {
+        let issuer = || ("iss".to_string(), "aud".to_string());
+        let (iss, aud) = issuer();
+        let none = ExternalIssuer::from_pem("no keys here", iss, aud).unwrap_err();
+        assert_eq!(none.to_string(), "no PEM public key found");
+        let (iss, aud) = issuer();
+        let pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let bad = ExternalIssuer::from_pem(pem, iss, aud).unwrap_err();
+        assert!(matches!(bad, JwtError::UnknownPublicKey), "{bad}");
     }
 }

@@ -9,6 +9,7 @@
 //! [`handle`]: halyard_engine::App::handle
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod vault;
 pub mod view;
 
 use std::collections::HashSet;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use halyard_engine::{Admission, App, Method, Reply, Request, RequestHead, Response};
@@ -42,9 +44,9 @@ use crate::admission::{LimitConfig, Limiter, RateHeaders};
 use crate::auth::{Kind, Principal, Verifiers};
 use crate::chat::runtime::{Runtime, RuntimeConfig};
 use crate::error::ApiError;
-use crate::jwt::{ExternalIssuer, Jwt};
+use crate::jwt::{ExternalIssuer, Jwt, JwtError};
 use crate::route::{Matched, Params, RouteDef};
-use crate::sdk_token::SdkSigner;
+use crate::sdk_token::{signing_key, SdkSigner};
 use crate::vault::Vault;
 
 /// What the API needs besides storage.
@@ -65,6 +67,29 @@ pub struct ApiConfig {
     pub runtime: RuntimeConfig,
 }
 
+/// Why the API could not be set up from its [`ApiConfig`].
+#[derive(Debug)]
+pub enum SetupError {
+    /// The JWT settings were refused.
+    Jwt(JwtError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Jwt(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Jwt(e) => Some(e),
+        }
+    }
+}
+
 /// The API application.
 pub struct Api {
     store: Arc<dyn Backend>,
@@ -75,8 +100,8 @@ pub struct Api {
     runtime: Runtime,
 }
 
-impl std::fmt::Debug for Api {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Api").finish_non_exhaustive()
     }
 }
@@ -103,19 +128,17 @@ pub struct Ctx {
 
 impl Api {
     /// An API over `store`.
-    pub fn new(store: Arc<dyn Backend>, cfg: ApiConfig) -> Result<Api, String> {
-        let sdk_key = tokens::digest(&format!(
-            "halyard-sdk-token-key:{}",
-            String::from_utf8_lossy(&cfg.jwt_secret)
-        ));
+    pub fn new(store: Arc<dyn Backend>, cfg: ApiConfig) -> Result<Api, SetupError> {
+        let jwt = Jwt::new(&cfg.jwt_secret, cfg.jwt_ttl_secs, cfg.external_jwt)
+            .map_err(SetupError::Jwt)?;
         let vault = Arc::new(Vault::new(&cfg.master_key));
         let limiter = Arc::new(Limiter::new(cfg.limits));
         let runtime = Runtime::new(cfg.runtime, store.clone(), vault.clone(), limiter.clone());
         Ok(Api {
             store,
             verifiers: Verifiers {
-                jwt: Jwt::new(&cfg.jwt_secret, cfg.jwt_ttl_secs, cfg.external_jwt)?,
-                sdk: SdkSigner::new(&sdk_key),
+                jwt,
+                sdk: SdkSigner::new(&signing_key(&cfg.jwt_secret)),
                 root: cfg.root_key.as_deref().map(tokens::digest),
             },
             vault,

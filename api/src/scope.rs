@@ -45,6 +45,17 @@ pub const ALL: [(Scope, &str); 10] = [
     (Scope::ProjectImport, "project:import"),
 ];
 
+/// Every scope's name, in the order of [`ALL`] (what a key's `scopes` may list).
+pub const NAMES: [&str; ALL.len()] = {
+    let mut names = [""; ALL.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        names[i] = ALL[i].1;
+        i += 1;
+    }
+    names
+};
+
 impl Scope {
     /// The scope of a name.
     pub fn parse(name: &str) -> Option<Scope> {
@@ -127,7 +138,8 @@ mod tests {
             ["project:read", "agent:read", "session:read"]
         );
         assert_eq!(Scopes::default_for_key().names().len(), 9);
-        for (s, n) in ALL {
+        for ((s, n), name) in ALL.into_iter().zip(NAMES) {
+            assert_eq!(name, n);
             assert_eq!(Scope::parse(n), Some(s));
             assert_eq!(s.name(), n);
         }

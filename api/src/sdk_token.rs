@@ -1,7 +1,8 @@
 //! SDK session tokens (`sdk_...`): short-lived, signed, bound to one project and origin.
 //!
-//! Responsible for: minting and verifying tokens that carry their grant (tenant, project,
-//! origin, issuing public key, token id, expiry) under an HMAC-SHA256 signature, so that
+//! Responsible for: the signing key, derived from the JWT secret; minting and verifying
+//! tokens that carry their grant (tenant, project, origin, issuing public key, token id,
+//! expiry) under an HMAC-SHA256 signature, so that
 //! `sdk/init` and every widget request need no storage write or lookup of the token. A
 //! deleted public key invalidates its tokens because `auth` checks the key still exists.
 //! Not responsible for: origin checks (see `auth`).
@@ -10,12 +11,31 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::tokens::SDK_TOKEN;
 
 /// Default lifetime of an SDK token (4 hours).
 pub const TTL_SECS: u64 = 14_400;
+
+/// Put before the JWT secret when the signing key is derived, so that the key differs from
+/// the JWT key made of the same secret.
+const KEY_LABEL: &[u8] = b"halyard-sdk-token-key:";
+
+/// The key SDK tokens are signed with: SHA-256 of a label and the JWT secret's raw bytes.
+///
+/// Every byte of the secret counts; the generated secret is random bytes, not text. Keys
+/// were once derived from a lossy UTF-8 rendering of the secret, which is the same for a
+/// secret of valid UTF-8 (`HALYARD_JWT_SECRET`) but not for a generated one: SDK tokens
+/// signed before the upgrade then stop verifying. They live at most [`TTL_SECS`], and a
+/// widget gets a new one from `sdk/init`.
+pub fn signing_key(jwt_secret: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(KEY_LABEL)
+        .chain_update(jwt_secret)
+        .finalize()
+        .into()
+}
 
 /// What an SDK token grants.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -52,7 +72,7 @@ impl std::fmt::Debug for SdkSigner {
 }
 
 impl SdkSigner {
-    /// A signer with `key` (kept apart from the JWT key by the caller's derivation).
+    /// A signer with `key` (see [`signing_key`]).
     pub fn new(key: &[u8]) -> Self {
         SdkSigner { key: key.to_vec() }
     }
@@ -115,5 +135,17 @@ mod tests {
         assert_eq!(s.verify(&tampered, 1), None);
         assert_eq!(s.verify("sdk_", 1), None);
         assert_eq!(s.verify("sdk_a.b", 1), None);
+    }
+
+    #[test]
+    fn the_signing_key_hashes_the_secret_s_raw_bytes() {
+        // Both read as "\u{fffd}a" once made lossy UTF-8; they are different secrets.
+        assert_ne!(signing_key(&[0xff, b'a']), signing_key(&[0xfe, b'a']));
+        // A secret of valid UTF-8 keeps the key it had when the secret was hashed as text.
+        let text = "halyard-sdk-token-key:secret-secret-secret-secret-1234";
+        assert_eq!(
+            signing_key(b"secret-secret-secret-secret-1234"),
+            crate::tokens::digest(text)
+        );
     }
 }

@@ -2,19 +2,62 @@
 //! key of a new tenant, `halyard tenant create`, and the `--dev` seed (tenant `dev`,
 //! project `demo`, echo agent `assistant`, and the public key of the demo page).
 //!
-//! Responsible for: what a new tenant starts with, and waiting for it to be durable when
-//! called outside a request. Not responsible for: HTTP.
+//! Responsible for: what a new tenant starts with, waiting for it to be durable when
+//! called outside a request, and [`SeedError`]. Not responsible for: HTTP.
 
-use std::path::Path;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use halyard_storage::{
     ids, Agent, ApiKey, Backend, KeyKind, Limits, ModelConfig, Mutation, Project, PublicKey, Role,
-    Tenant, User,
+    StoreError, Tenant, User,
 };
 
 use crate::error::{ApiError, ApiResult};
 use crate::scope::Scopes;
 use crate::tokens;
+
+/// Why seeding outside a request failed.
+#[derive(Debug)]
+pub enum SeedError {
+    /// Storage refused the write, or failed to make it durable.
+    Store(StoreError),
+    /// Storage stopped before it said whether the write is durable.
+    Unanswered,
+    /// The dev tenant exists but the file keeping its key cannot be read.
+    DevKey(PathBuf, io::Error),
+    /// A file of the data directory could not be written.
+    Write(PathBuf, io::Error),
+    /// The dev tenant has no project `demo` to hold the demo page's key.
+    NoDemoProject,
+}
+
+impl fmt::Display for SeedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SeedError::Store(e) => write!(f, "{e}"),
+            SeedError::Unanswered => f.write_str("storage closed before the write was durable"),
+            SeedError::DevKey(path, e) => write!(
+                f,
+                "dev tenant exists but {} is unreadable: {e}",
+                path.display()
+            ),
+            SeedError::Write(path, e) => write!(f, "cannot write {}: {e}", path.display()),
+            SeedError::NoDemoProject => f.write_str("the dev tenant has no project `demo`"),
+        }
+    }
+}
+
+impl std::error::Error for SeedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SeedError::Store(e) => Some(e),
+            SeedError::DevKey(_, e) | SeedError::Write(_, e) => Some(e),
+            SeedError::Unanswered | SeedError::NoDemoProject => None,
+        }
+    }
+}
 
 /// The owner user and first key of a new tenant.
 #[derive(Debug)]
@@ -79,6 +122,14 @@ pub fn owner(login: Option<(&str, &str)>, now: u64) -> ApiResult<Owner> {
         }),
         None => None,
     };
+    Ok(Owner {
+        user,
+        ..key_owner(now)
+    })
+}
+
+/// The owner of a tenant created outside the API: its first key alone.
+fn key_owner(now: u64) -> Owner {
     let key = tokens::mint(tokens::USER_KEY);
     let api_key = key_record(
         &key,
@@ -89,7 +140,11 @@ pub fn owner(login: Option<(&str, &str)>, now: u64) -> ApiResult<Owner> {
         None,
         now,
     );
-    Ok(Owner { user, key, api_key })
+    Owner {
+        user: None,
+        key,
+        api_key,
+    }
 }
 
 /// Commits and waits until durable (for commands run outside a request).
@@ -97,7 +152,7 @@ pub fn commit_and_wait(
     store: &dyn Backend,
     tenant: &str,
     mutations: Vec<Mutation>,
-) -> Result<(), String> {
+) -> Result<(), SeedError> {
     let (tx, rx) = std::sync::mpsc::channel();
     store
         .commit(
@@ -107,26 +162,30 @@ pub fn commit_and_wait(
                 let _ = tx.send(r);
             }),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(SeedError::Store)?;
     match rx.recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("storage closed before the write was durable".into()),
+        Ok(outcome) => outcome.map_err(SeedError::Store),
+        Err(_) => Err(SeedError::Unanswered),
     }
 }
 
-/// Creates tenant `name` with an owner key; returns (tenant id, key in clear).
-pub fn create_tenant(store: &dyn Backend, name: &str) -> Result<(String, String), String> {
-    let now = crate::time::now_ms();
-    let tenant = Tenant {
+/// A new tenant named `name`, enabled, with the default limits.
+fn new_tenant(name: &str, now: u64) -> Tenant {
+    Tenant {
         id: ids::new_id(ids::TENANT),
         name: name.to_string(),
         limits: Limits::default(),
         disabled: false,
         created_at: now,
         updated_at: now,
-    };
-    let owner = owner(None, now).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Creates tenant `name` with an owner key; returns (tenant id, key in clear).
+pub fn create_tenant(store: &dyn Backend, name: &str) -> Result<(String, String), SeedError> {
+    let now = crate::time::now_ms();
+    let tenant = new_tenant(name, now);
+    let owner = key_owner(now);
     let key = owner.key.clone();
     let id = tenant.id.clone();
     commit_and_wait(store, &id, owner.mutations(tenant))?;
@@ -149,7 +208,7 @@ pub struct DevSeed {
 
 /// Seeds tenant `dev`, project `demo` and echo agent `assistant` on a store without a
 /// `dev` tenant; on a seeded store, reads the key kept in the data directory.
-pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
+pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, SeedError> {
     let key_path = data_dir.join(DEV_KEY_FILE);
     let existing = store
         .tenants(halyard_storage::Page::ALL)
@@ -157,12 +216,7 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
         .into_iter()
         .find(|t| t.name == "dev");
     if let Some(t) = existing {
-        let key = std::fs::read_to_string(&key_path).map_err(|e| {
-            format!(
-                "dev tenant exists but {} is unreadable: {e}",
-                key_path.display()
-            )
-        })?;
+        let key = std::fs::read_to_string(&key_path).map_err(|e| SeedError::DevKey(key_path, e))?;
         let project_id = store
             .projects(&t.id, halyard_storage::Page::ALL)
             .items
@@ -177,15 +231,8 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, String> {
         });
     }
     let now = crate::time::now_ms();
-    let tenant = Tenant {
-        id: ids::new_id(ids::TENANT),
-        name: "dev".into(),
-        limits: Limits::default(),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    let owner = owner(None, now).map_err(|e| e.to_string())?;
+    let tenant = new_tenant("dev", now);
+    let owner = key_owner(now);
     let key = owner.key.clone();
     let tid = tenant.id.clone();
     let project = Project {
@@ -243,9 +290,9 @@ pub fn dev_public_key(
     data_dir: &Path,
     seed: &DevSeed,
     origins: &[String],
-) -> Result<String, String> {
+) -> Result<String, SeedError> {
     if seed.project_id.is_empty() {
-        return Err("the dev tenant has no project `demo`".into());
+        return Err(SeedError::NoDemoProject);
     }
     let path = data_dir.join(DEV_PUBLIC_KEY_FILE);
     let keys = store.public_keys(&seed.tenant_id, &seed.project_id);
@@ -282,19 +329,18 @@ pub fn dev_public_key(
     Ok(key)
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+/// Writes `text` to `path`, readable by this user alone, and syncs it.
+fn write_private(path: &Path, text: &str) -> Result<(), SeedError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .map_err(|e| SeedError::Write(path.to_path_buf(), e))
 }
 
 #[cfg(test)]
@@ -333,6 +379,20 @@ mod tests {
             (again.tenant_id, again.project_id),
             (seed.tenant_id, seed.project_id)
         );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_seeded_store_without_its_key_file_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("halyard-seed-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir, Options::default()).unwrap();
+        dev(&store, &dir).unwrap();
+        std::fs::remove_file(dir.join(DEV_KEY_FILE)).unwrap();
+        let e = dev(&store, &dir).unwrap_err();
+        assert!(matches!(&e, SeedError::DevKey(path, _) if path.ends_with(DEV_KEY_FILE)));
+        assert!(std::error::Error::source(&e).is_some(), "{e}");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -3,10 +3,12 @@
 //! Responsible for: the master key (from `HALYARD_MASTER_KEY`, or a key file created with
 //! mode 0600 in the data directory on first start), and sealing/opening values bound to
 //! their tenant, project and name (the AAD), so a ciphertext moved to another secret does
-//! not open. Not responsible for: storing ciphertexts (storage) or who may read them.
+//! not open, and [`MasterKeyError`] when the key cannot be had. Not responsible for:
+//! storing ciphertexts (storage) or who may read them.
 
-use std::io::Write;
-use std::path::Path;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -16,40 +18,75 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 /// Name of the key file in the data directory.
 pub const KEY_FILE: &str = "master.key";
 
+/// Why the master key could not be loaded or created.
+#[derive(Debug)]
+pub enum MasterKeyError {
+    /// `HALYARD_MASTER_KEY` is not 32 bytes as hex or base64.
+    BadVariable,
+    /// The key file does not hold a 32-byte key.
+    BadFile(PathBuf),
+    /// The key file could not be read.
+    Read(PathBuf, io::Error),
+    /// The key file could not be created.
+    Create(PathBuf, io::Error),
+}
+
+impl fmt::Display for MasterKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterKeyError::BadVariable => {
+                f.write_str("HALYARD_MASTER_KEY must be 32 bytes as 64 hex digits or base64")
+            }
+            MasterKeyError::BadFile(path) => {
+                write!(f, "{} does not hold a 32-byte key", path.display())
+            }
+            MasterKeyError::Read(path, e) => write!(f, "cannot read {}: {e}", path.display()),
+            MasterKeyError::Create(path, e) => write!(f, "cannot create {}: {e}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for MasterKeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MasterKeyError::Read(_, e) | MasterKeyError::Create(_, e) => Some(e),
+            MasterKeyError::BadVariable | MasterKeyError::BadFile(_) => None,
+        }
+    }
+}
+
 /// Seals and opens secret values.
 pub struct Vault {
     cipher: ChaCha20Poly1305,
 }
 
-impl std::fmt::Debug for Vault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Vault")
     }
 }
 
 /// Reads the master key: `HALYARD_MASTER_KEY` (64 hex digits or base64 of 32 bytes) if set,
 /// else the key file in `data_dir`, created on first start.
-pub fn load_master_key(env: Option<&str>, data_dir: &Path) -> Result<[u8; 32], String> {
+pub fn load_master_key(env: Option<&str>, data_dir: &Path) -> Result<[u8; 32], MasterKeyError> {
     if let Some(text) = env {
-        return decode_key(text.trim()).ok_or_else(|| {
-            "HALYARD_MASTER_KEY must be 32 bytes as 64 hex digits or base64".to_string()
-        });
+        return decode_key(text.trim()).ok_or(MasterKeyError::BadVariable);
     }
     let path = data_dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => decode_key(text.trim())
-            .ok_or_else(|| format!("{} does not hold a 32-byte key", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(text) => decode_key(text.trim()).ok_or(MasterKeyError::BadFile(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = crate::tokens::random_bytes();
-            write_key_file(&path, &key)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            Ok(key)
+            match write_key_file(&path, &key) {
+                Ok(()) => Ok(key),
+                Err(e) => Err(MasterKeyError::Create(path, e)),
+            }
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(MasterKeyError::Read(path, e)),
     }
 }
 
-fn write_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+fn write_key_file(path: &Path, key: &[u8; 32]) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -151,7 +188,23 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let hex = "00".repeat(32);
         assert_eq!(load_master_key(Some(&hex), &dir).unwrap(), [0; 32]);
-        assert!(load_master_key(Some("short"), &dir).is_err());
+        assert!(matches!(
+            load_master_key(Some("short"), &dir),
+            Err(MasterKeyError::BadVariable)
+        ));
+        std::fs::write(dir.join(KEY_FILE), "short").unwrap();
+        let bad = load_master_key(None, &dir).unwrap_err();
+        assert!(
+            bad.to_string().ends_with("does not hold a 32-byte key"),
+            "{bad}"
+        );
+        // A key file that cannot be created keeps the I/O error as its source.
+        let missing = load_master_key(None, &dir.join("no-such-dir")).unwrap_err();
+        assert!(
+            missing.to_string().starts_with("cannot create "),
+            "{missing}"
+        );
+        assert!(std::error::Error::source(&missing).is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

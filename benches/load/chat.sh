@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # backquotes in Markdown output
-# Load test of chat (issue 6): sync agent turns, time to first token, and many open SSE streams.
+# Load test of chat (issue 6; issue "Agent runtime without threads"): sync agent turns, time
+# to first token, open SSE streams, ten thousand concurrent streamed turns, the cost of
+# relaying an upstream against nginx, and the fake upstream alone.
 #
-# (a) Turns: Halyard `--dev --no-rate-limits --agent-workers 64 --agent-queue 4096`
-#     (`--fsync always`, the default; echo provider, no token delay). wrk (64 connections,
-#     chat.lua) posts `POST /api/v1/chat/agent` {"projectId","message":"hello there"} with the
-#     dev API key (each turn creates a session and stores two messages durably), alternating
-#     with `GET /health/live` on the same server, REPEATS x DURATION s; medians of turns/s,
-#     latency, server CPU. Reference in the same run: `write`+`fdatasync` of 200 bytes in a
-#     loop in the server's data directory for 3 s (the disk's synchronous flush rate).
+# (a) Turns: Halyard `--dev --no-rate-limits` (`--fsync always`, the default; echo provider,
+#     no token delay). wrk (64 connections, chat.lua) posts `POST /api/v1/chat/agent`
+#     {"projectId","message":"hello there"} with the dev API key (each turn creates a session
+#     and stores two messages durably), alternating with `GET /health/live` on the same
+#     server, REPEATS x DURATION s; medians of turns/s, latency, server CPU. Reference in the
+#     same run: `write`+`fdatasync` of 200 bytes in a loop in the server's data directory for
+#     3 s (the disk's synchronous flush rate).
 # (c) Time to first token: streams.py ttft, TTFT_CONCURRENCY concurrent clients (each a
 #     keep-alive loop of `POST /api/v1/chat/agent/stream` echo turns, no token delay) for
 #     DURATION s, REPEATS times, and once with 1 client for reference; p50/p99 in ms.
@@ -17,18 +19,43 @@
 #     (`GET /api/v1/chat/stream/:id`) that follow it live; holds them HOLD s. Reports RSS
 #     after start (before any stream), RSS with every stream open, (difference)/STREAMS,
 #     server CPU per second while they are held, and the heartbeat lateness (interval - 1 s)
-#     p50/p99/max. Then the same with TURN_STREAMS streams that are each their own turn
-#     (`--agent-workers TURN_STREAMS+16`: one worker thread per turn).
+#     p50/p99/max. Then the same with TURN_STREAMS streams that are each their own running
+#     turn (`--max-running-turns TURN_STREAMS+16`; a running turn is a task, no thread).
+# (d) Concurrency: CONCURRENCY clients (chatload, one thread) each stream ONE turn of 20
+#     tokens at 50 ms a token (1 s alone), all requests written at once once every connection
+#     is open: from the echo provider (`--echo-token-delay-ms 50`, a 19-word message: "Echo:"
+#     + 19 words) and from the fake upstream process (`fake:tokens=20;delay_ms=50`, an
+#     `openai` agent). Per repeat (a fresh server each): one turn alone, then the N turns.
+#     Reports `done` events, wall time from the first request to the last `done` minus the
+#     turn alone, Halyard's added TTFT (TTFT - 50 ms) p50/p99, Halyard's threads and RSS before
+#     (idle, no connection) and at peak (sampled every 10 ms), (peak - before)/N. The
+#     upstream variant needs two descriptors per turn in Halyard: N is capped to fit the
+#     hard open-file limit.
+# (e) Relay: the fake upstream behind Halyard (an `openai` agent: parse, re-frame, store) and
+#     behind nginx (`proxy_pass`, `proxy_buffering off`, upstream keepalive 64), alternating,
+#     REPEATS times each: RELAY_STREAMS concurrent streams x RELAY_ROUNDS turns of
+#     RELAY_TOKENS tokens at RELAY_DELAY_MS; server CPU (utime+stime, nginx with its worker)
+#     from the first request to the end / tokens the client received; ratio Halyard/nginx.
+# (f) Upstream: the fake upstream alone (the former ignored test `ten_thousand_streams` of
+#     testkit/tests/upstream.rs): CONCURRENCY streams x UPSTREAM_ROUNDS of 20 tokens at 50 ms
+#     from its one loop thread; its CPU (user/system), peak RSS, per-stream times.
 #
-# Pinned: Halyard `--threads 1` on core 0 (its agent workers and storage threads too), the
-# clients on core 1. Everything listens on 127.0.0.1; every process started here is stopped by
-# PID on exit.
+# Pinned: Halyard `--threads 1` (with its storage and resolver threads) and nginx
+# (`worker_processes 1`) on core 0; the clients and the fake upstream on core 1 (in (f) the
+# upstream is the server: core 0). Everything listens on 127.0.0.1; every process started
+# here is stopped by PID on exit; every client run is bounded (chatload --timeout).
 #
 # Usage: benches/load/chat.sh [--quick] [--duration S] [--repeats N] [--streams N]
 #                             [--turn-streams N] [--hold S] [--ttft-concurrency N]
-#                             [--only "turns ttft streams"] [--no-build] [--profile]
-#   --profile    `perf record -g` on Halyard during one turns run; top functions (self)
-# Environment: HALYARD_BIN (skip building Halyard), CARGO_TARGET_DIR (Halyard's).
+#                             [--concurrency N] [--relay-streams N] [--relay-tokens N]
+#                             [--relay-delay-ms D] [--relay-rounds N] [--upstream-rounds N]
+#                             [--only "turns ttft streams concurrency relay upstream"]
+#                             [--no-build] [--profile]
+#   --quick      shorter runs: 3 s windows, 8 s hold, 1,000 streams/turns, relay 1 round
+#   --profile    `perf record -g` on Halyard during one turns run and one concurrency run
+#                of each provider; top functions (self)
+# Environment: HALYARD_BIN (skip building Halyard), FAKE_UPSTREAM_BIN (skip building the
+# fake upstream), CARGO_TARGET_DIR (Halyard's).
 
 set -euo pipefail
 
@@ -42,10 +69,18 @@ DURATION=10
 REPEATS=3
 CONNECTIONS=64
 STREAMS=10000
-TURN_STREAMS=1000
+TURN_STREAMS=10000
 HOLD=20
 TTFT_CONCURRENCY=1000
-ONLY="turns ttft streams"
+CONCURRENCY=10000
+CONC_TOKENS=20
+CONC_DELAY_MS=50
+RELAY_STREAMS=200
+RELAY_TOKENS=200
+RELAY_DELAY_MS=10
+RELAY_ROUNDS=3
+UPSTREAM_ROUNDS=1
+ONLY="turns ttft streams concurrency relay upstream"
 BUILD=1
 PROFILE=0
 SERVER_CORE=0
@@ -59,13 +94,19 @@ usage() {
 
 while (($#)); do
     case "$1" in
-        --quick) DURATION=3; HOLD=8 ;;
+        --quick) DURATION=3; HOLD=8; STREAMS=1000; TURN_STREAMS=1000; CONCURRENCY=1000; RELAY_ROUNDS=1 ;;
         --duration) DURATION=$2; shift ;;
         --repeats) REPEATS=$2; shift ;;
         --streams) STREAMS=$2; shift ;;
         --turn-streams) TURN_STREAMS=$2; shift ;;
         --hold) HOLD=$2; shift ;;
         --ttft-concurrency) TTFT_CONCURRENCY=$2; shift ;;
+        --concurrency) CONCURRENCY=$2; shift ;;
+        --relay-streams) RELAY_STREAMS=$2; shift ;;
+        --relay-tokens) RELAY_TOKENS=$2; shift ;;
+        --relay-delay-ms) RELAY_DELAY_MS=$2; shift ;;
+        --relay-rounds) RELAY_ROUNDS=$2; shift ;;
+        --upstream-rounds) UPSTREAM_ROUNDS=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --no-build) BUILD=0 ;;
         --profile) PROFILE=1 ;;
@@ -77,7 +118,8 @@ done
 
 start_work chat
 
-need wrk wrk
+has() { [[ " $ONLY " == *" $1 "* ]]; }
+has turns && need wrk wrk
 need curl curl
 need python3 python3
 need taskset util-linux
@@ -89,16 +131,36 @@ CLK_TCK=$(getconf CLK_TCK)
 PIN_SERVER=(taskset -c "$SERVER_CORE")
 PIN_CLIENT=(taskset -c "$CLIENT_CORE")
 
-# Every stream is a descriptor in the client and in the server.
-want_fds=$((STREAMS + 1024))
+# Every stream is a descriptor in the client and in the server (two in the server when it
+# relays an upstream). The hard limit can only be raised with CAP_SYS_RESOURCE.
+most=$STREAMS
+((TURN_STREAMS > most)) && most=$TURN_STREAMS
+((CONCURRENCY > most)) && most=$CONCURRENCY
+want_fds=$((2 * most + 1024))
 if (($(ulimit -Hn) < want_fds)); then ulimit -Hn "$want_fds" 2>/dev/null || true; fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (($(ulimit -n) < want_fds)); then
-    log "open-file limit $(ulimit -n) < $want_fds: streams reduced"
-    STREAMS=$(($(ulimit -n) - 1024))
-fi
+FD_LIMIT=$(ulimit -n)
+log "open-file limit $FD_LIMIT"
+for v in STREAMS TURN_STREAMS CONCURRENCY; do
+    if ((FD_LIMIT < ${!v} + 1024)); then
+        log "open-file limit $FD_LIMIT < ${!v} + 1024: $v reduced"
+        printf -v "$v" '%s' $((FD_LIMIT - 1024))
+    fi
+done
+# The upstream variant of (d): a client connection and an upstream connection per turn in
+# Halyard, plus its own few dozen descriptors.
+CONC_UP=$CONCURRENCY
+if ((2 * CONC_UP + 128 > FD_LIMIT)); then CONC_UP=$(((FD_LIMIT - 128) / 2 / 100 * 100)); fi
 
 resolve_halyard_bin
+if has concurrency || has relay || has upstream || has ttft; then
+    resolve_fake_upstream_bin
+    build_chatload
+fi
+if has relay && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    apt_install nginx-light || apt_install nginx || die "nginx unavailable"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # ---------------------------------------------------------------- server
 
@@ -121,6 +183,47 @@ start_halyard() {
     log "halyard pid $PID port $PORT project $PROJ ($*)"
 }
 stop_halyard() { stop_pid "$PID"; }
+
+# openai_project MODEL: a project on the running server whose entry agent `gpt` is an
+# `openai` agent streaming MODEL from the fake upstream (UP_PORT); sets OPROJ.
+openai_project() {
+    local base="http://127.0.0.1:$PORT" h=(-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json')
+    OPROJ=$(curl -sS --fail-with-body "${h[@]}" -d '{"name":"relay","entryAgentName":"gpt"}' \
+        "$base/api/projects" | python3 -c 'import json, sys; print(json.load(sys.stdin)["project"]["id"])')
+    curl -sS --fail-with-body -o /dev/null "${h[@]}" -d '{"name":"OPENAI_KEY","value":"sk-x"}' \
+        "$base/api/projects/$OPROJ/secrets"
+    curl -sS --fail-with-body -o /dev/null "${h[@]}" -d "{\"name\":\"gpt\",\"model\":{\"provider\":\"openai\",\"model\":\"$1\",\"baseUrl\":\"http://127.0.0.1:$UP_PORT/v1\",\"apiKeySecret\":\"OPENAI_KEY\"}}" \
+        "$base/api/projects/$OPROJ/agents"
+}
+
+# jfields FILE PATH...: the values at PATHs (dotted, e.g. watch.halyard.rss_peak_kib) of the
+# JSON object in FILE, space-separated (null as "-").
+jfields() {
+    python3 - "$@" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+out = []
+for path in sys.argv[2:]:
+    v = d
+    for k in path.split("."):
+        v = v.get(k) if isinstance(v, dict) else None
+    out.append("-" if v is None else str(v))
+print(" ".join(out))
+PY
+}
+
+# chatload_run OUT ARGS...: the client pinned on the client core; its JSON in OUT (exit code
+# kept: 1 when not every request got its done, which the report shows).
+chatload_run() {
+    local out=$1 rc=0 b0 b1
+    shift
+    b0=$(machine_ticks)
+    "${PIN_CLIENT[@]}" "$CHATLOAD" "$@" >"$out" 2>"$out.err" || rc=$?
+    b1=$(machine_ticks)
+    RUN[busy]=$(awk -v t=$((b1 - b0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+    if [[ ! -s $out ]]; then cat "$out.err" >&2; die "chatload failed ($rc)"; fi
+    ((rc == 0)) || log "  chatload: not every request ended with done: $(head -c 300 "$out.err")"
+}
 
 declare -A RESULT RUN
 med() {
@@ -177,8 +280,8 @@ OUT=$WORK/report.md
 
 # ---------------------------------------------------------------- (a) sync turns
 
-if [[ " $ONLY " == *" turns "* ]]; then
-    start_halyard --agent-workers 64 --agent-queue 4096
+if has turns; then
+    start_halyard
     cat >"$WORK/chat.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -186,6 +289,7 @@ wrk.body = '{"projectId":"$PROJ","message":"hello there"}'
 EOF
     wrk_load /api/v1/chat/agent 2 "$WORK/warm.out" "$WORK/chat.lua"
     for ((rep = 1; rep <= REPEATS; rep++)); do
+        wait_quiet 90
         wrk_load /api/v1/chat/agent "$DURATION" "$WORK/turns.out" "$WORK/chat.lua"
         record turns rps p50 p99 cpu percpu non2xx busy
         wrk_load /health/live "$DURATION" "$WORK/health.out"
@@ -211,7 +315,7 @@ EOF
     fi
     stop_halyard
     {
-        echo "### (a) Sync turns: \`POST /api/v1/chat/agent\`, echo provider, no delay, \`--fsync always\`, \`--agent-workers 64 --agent-queue 4096 --no-rate-limits\`"
+        echo "### (a) Sync turns: \`POST /api/v1/chat/agent\`, echo provider, no delay, \`--fsync always\`, \`--no-rate-limits\`"
         echo
         echo "Medians of $REPEATS x ${DURATION}s, wrk -t1 -c$CONNECTIONS (chat.lua) on core $CLIENT_CORE, Halyard --threads 1 on core $SERVER_CORE; alternating with \`GET /health/live\` on the same server."
         echo
@@ -260,17 +364,35 @@ ttft_run() { # ttft_run CONCURRENCY OUT
     log "  ttft c=$1: $(cat "$2") server cpu ${RUN[cpu]} s"
 }
 
-if [[ " $ONLY " == *" ttft "* ]]; then
-    start_halyard --agent-workers 64 --agent-queue 4096
+if has ttft; then
+    start_halyard
     ttft_run 1 "$WORK/ttft1.json"
     record ttft1 turns_per_s ttft_ms_p50 ttft_ms_p99 turn_ms_p50 turn_ms_p99 errors cpu
     for ((rep = 1; rep <= REPEATS; rep++)); do
+        wait_quiet 90
         ttft_run "$TTFT_CONCURRENCY" "$WORK/ttft.json"
         record ttft turns_per_s ttft_ms_p50 ttft_ms_p99 turn_ms_p50 turn_ms_p99 errors cpu
     done
+    # The same with chatload: asyncio spends more CPU per streamed turn than the server now.
+    if [[ -n ${CHATLOAD:-} ]]; then
+        for c in 1 "$TTFT_CONCURRENCY"; do
+            for ((rep = 1; rep <= (c == 1 ? 1 : REPEATS); rep++)); do
+                wait_quiet 90
+                out=$WORK/ttft.chatload.$c.json
+                chatload_run "$out" --port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream \
+                    --body "{\"projectId\":\"$PROJ\",\"message\":\"hello there\"}" --streams "$c" \
+                    --duration "$DURATION" --timeout $((DURATION + 60)) --watch "halyard=$PID"
+                read -r "RUN[turns_per_s]" "RUN[ttft_ms_p50]" "RUN[ttft_ms_p99]" "RUN[turn_ms_p50]" \
+                    "RUN[turn_ms_p99]" "RUN[errors]" "RUN[cpu]" "RUN[ccpu]" <<<"$(jfields "$out" turns_per_s \
+                    ttft_ms_p50 ttft_ms_p99 turn_ms_p50 turn_ms_p99 errors watch.halyard.cpu_s client_cpu_s)"
+                log "  ttft chatload c=$c: ${RUN[turns_per_s]} turns/s, TTFT p50 ${RUN[ttft_ms_p50]} p99 ${RUN[ttft_ms_p99]} ms, turn p50 ${RUN[turn_ms_p50]} p99 ${RUN[turn_ms_p99]} ms, errors ${RUN[errors]}, server cpu ${RUN[cpu]} s, client cpu ${RUN[ccpu]} s, machine busy ${RUN[busy]} s"
+                record "ttftc$c" turns_per_s ttft_ms_p50 ttft_ms_p99 turn_ms_p50 turn_ms_p99 errors cpu ccpu busy
+            done
+        done
+    fi
     stop_halyard
     {
-        echo "### (c) Time to first token: \`POST /api/v1/chat/agent/stream\` echo turns, \`--agent-workers 64 --agent-queue 4096 --no-rate-limits\`"
+        echo "### (c) Time to first token: \`POST /api/v1/chat/agent/stream\` echo turns, \`--no-rate-limits\`"
         echo
         echo "streams.py ttft on core $CLIENT_CORE: each client loops streamed turns on a keep-alive connection for ${DURATION}s; TTFT = request written → first \`event: token\` line read. Medians of $REPEATS runs at $TTFT_CONCURRENCY; 1 run at 1."
         echo
@@ -283,6 +405,19 @@ if [[ " $ONLY " == *" ttft "* ]]; then
                 "$(med $k,ttft_ms_p50)" "$(med $k,ttft_ms_p99)" "$(med $k,turn_ms_p50)" \
                 "$(med $k,turn_ms_p99)" "$(med $k,errors)" "$(med $k,cpu)"
         done
+        if [[ -n ${CHATLOAD:-} ]]; then
+            echo
+            echo "The same server and turns driven by chatload (Rust, one thread, core $CLIENT_CORE; each stream loops turns for ${DURATION}s; turns/s = turns / (first request → last \`done\`)). Medians of $REPEATS runs at $TTFT_CONCURRENCY; 1 run at 1."
+            echo
+            echo "| concurrent streams | turns/s | TTFT p50 ms | TTFT p99 ms | whole turn p50 ms | whole turn p99 ms | errors | server CPU s | client CPU s | machine busy CPU s |"
+            echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            for c in 1 "$TTFT_CONCURRENCY"; do
+                k=ttftc$c
+                printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$(med "$k",turns_per_s)" \
+                    "$(med "$k",ttft_ms_p50)" "$(med "$k",ttft_ms_p99)" "$(med "$k",turn_ms_p50)" \
+                    "$(med "$k",turn_ms_p99)" "$(med "$k",errors)" "$(med "$k",cpu)" "$(med "$k",ccpu)" "$(med "$k",busy)"
+            done
+        fi
         echo
     } >>"$OUT"
 fi
@@ -295,6 +430,7 @@ hold_streams() {
     shift 2
     start_halyard --sse-heartbeat-ms 1000 --echo-token-delay-ms 60000 "$@"
     sleep 1
+    wait_quiet 90
     RUN[rss_idle]=$(status_kib "$PID" VmRSS)
     "${PIN_CLIENT[@]}" python3 "$HERE/streams.py" hold --mode "$mode" --port "$PORT" \
         --key "$KEY" --project "$PROJ" --count "$count" --hold "$HOLD" >"$out" 2>"$out.err" &
@@ -337,7 +473,7 @@ stream_row() { # stream_row LABEL
         "$(jq lateness_ms_max) (client loop lag p99 $(jq client_loop_lag_ms_p99))"
 }
 
-if [[ " $ONLY " == *" streams "* ]]; then
+if has streams; then
     {
         echo "### (b) Open SSE streams, \`--sse-heartbeat-ms 1000 --echo-token-delay-ms 60000 --no-rate-limits\`"
         echo
@@ -349,10 +485,268 @@ if [[ " $ONLY " == *" streams "* ]]; then
     hold_streams resume "$STREAMS"
     stream_row "1 turn + $((STREAMS - 1)) resumes" >>"$OUT"
     if ((TURN_STREAMS > 0)); then
-        hold_streams turns "$TURN_STREAMS" --agent-workers $((TURN_STREAMS + 16)) --agent-queue 4096
-        stream_row "$TURN_STREAMS turns (--agent-workers $((TURN_STREAMS + 16)))" >>"$OUT"
+        hold_streams turns "$TURN_STREAMS" --max-running-turns $((TURN_STREAMS + 16))
+        stream_row "$TURN_STREAMS running turns (--max-running-turns $((TURN_STREAMS + 16)))" >>"$OUT"
     fi
     echo >>"$OUT"
+fi
+
+# ---------------------------------------------------------------- (d) concurrency
+
+# perf_top PID SECS OUT: `perf record -g` on PID for SECS in the background; PERF_REC its pid.
+perf_start() {
+    perf record -F 999 -g -p "$1" -o "$2" -- sleep "$3" 2>/dev/null &
+    PERF_REC=$!
+    PIDS+=("$PERF_REC")
+}
+perf_summary() { # perf_summary DATA: top functions (self), user/kernel split, by thread
+    echo '```'
+    echo "-- top functions (self)"
+    perf report -i "$1" --stdio -g none --no-children --fields overhead,comm,dso,sym \
+        --percent-limit 0.7 2>/dev/null | grep -vE '^\s*$|^#' | head -40
+    echo "-- by thread"
+    perf report -i "$1" --stdio -g none --no-children --sort comm 2>/dev/null |
+        grep -vE '^\s*$|^#' | head -8
+    echo "-- user / kernel"
+    perf report -i "$1" --stdio -g none --no-children --sort dso 2>/dev/null |
+        grep -vE '^\s*$|^#' | head -6
+    echo "-- system calls and interrupts, with what they call (children)"
+    perf report -i "$1" --stdio -g none --children --sort sym 2>/dev/null |
+        grep -E '\] (__x64_sys_|asm_(sysvec|common_interrupt)|__do_softirq|net_rx_action)' | head -14
+    echo '```'
+}
+
+ECHO_MSG=$(python3 -c 'print(" ".join("w%d" % i for i in range(1, 20)))') # 19 words
+
+# conc_variant KIND N: REPEATS x (fresh server, one turn alone, N turns at once); records
+# RESULT[conc_KIND,*]. KIND is echo or upstream (the fake upstream must be running).
+conc_variant() {
+    local kind=$1 n=$2 rep proj out alone cap watch=()
+    cap=$((n > 10000 ? n : 10000))
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        if [[ $kind == echo ]]; then
+            start_halyard --echo-token-delay-ms "$CONC_DELAY_MS" --max-running-turns "$cap"
+            proj=$PROJ
+            BODY="{\"projectId\":\"$proj\",\"message\":\"$ECHO_MSG\"}"
+        else
+            start_halyard --max-running-turns "$cap"
+            openai_project "fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS"
+            proj=$OPROJ
+            BODY="{\"projectId\":\"$proj\",\"message\":\"hello there\"}"
+            watch=(--watch "upstream=$UP_PID")
+        fi
+        local common=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream --body "$BODY")
+        alone=$WORK/conc.$kind.alone.json
+        wait_quiet 90
+        chatload_run "$alone" "${common[@]}" --streams 1 --timeout 30
+        out=$WORK/conc.$kind.$rep.json
+        wait_quiet 90
+        chatload_run "$out" "${common[@]}" --streams "$n" --timeout 300 --watch "halyard=$PID" \
+            "${watch[@]+"${watch[@]}"}"
+        read -r "RUN[alone_wall]" "RUN[alone_ttft]" "RUN[alone_tokens]" <<<"$(jfields "$alone" wall_ms ttft_ms_p50 tokens_max)"
+        read -r "RUN[done]" "RUN[expected]" "RUN[errors]" "RUN[wall]" "RUN[ttft50]" "RUN[ttft99]" "RUN[ttftmax]" \
+            "RUN[turn50]" "RUN[turn99]" "RUN[tokmin]" "RUN[tokmax]" "RUN[spread]" "RUN[connect]" "RUN[ccpu]" \
+            "RUN[thr0]" "RUN[thr1]" "RUN[thrp]" "RUN[rss0]" "RUN[rss1]" "RUN[rssp]" "RUN[hcpu]" "RUN[hsys]" \
+            "RUN[ucpu]" <<<"$(jfields "$out" "done" expected errors wall_ms ttft_ms_p50 ttft_ms_p99 \
+            ttft_ms_max turn_ms_p50 turn_ms_p99 tokens_min tokens_max write_spread_ms connect_ms \
+            client_cpu_s watch.halyard.threads_start watch.halyard.threads_connected \
+            watch.halyard.threads_peak watch.halyard.rss_start_kib watch.halyard.rss_connected_kib \
+            watch.halyard.rss_peak_kib watch.halyard.cpu_s watch.halyard.cpu_sys_s watch.upstream.cpu_s)"
+        RUN[over]=$(awk -v a="${RUN[wall]}" -v b="${RUN[alone_wall]}" 'BEGIN { printf "%.0f", a - b }')
+        RUN[add50]=$(awk -v a="${RUN[ttft50]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
+        RUN[add99]=$(awk -v a="${RUN[ttft99]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
+        RUN[alone_add]=$(awk -v a="${RUN[alone_ttft]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
+        RUN[per]=$(awk -v a="${RUN[rss0]}" -v b="${RUN[rssp]}" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+        RUN[per_conn]=$(awk -v a="${RUN[rss1]}" -v b="${RUN[rssp]}" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+        log "  $kind x$n rep $rep: done ${RUN[done]}/${RUN[expected]} errors ${RUN[errors]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; wall ${RUN[wall]} ms (alone ${RUN[alone_wall]}: +${RUN[over]}); added TTFT p50 ${RUN[add50]} p99 ${RUN[add99]} ms (alone ${RUN[alone_add]}); threads ${RUN[thr0]} -> ${RUN[thrp]}; RSS ${RUN[rss0]} -> ${RUN[rss1]} (connected) -> ${RUN[rssp]} KiB (${RUN[per]} KiB/turn); halyard cpu ${RUN[hcpu]} s (sys ${RUN[hsys]}), upstream ${RUN[ucpu]} s, client ${RUN[ccpu]} s, machine busy ${RUN[busy]} s; requests written over ${RUN[spread]} ms"
+        record "conc_$kind" alone_wall alone_add "done" expected errors wall over add50 add99 turn50 turn99 \
+            tokmin tokmax spread connect ccpu thr0 thrp rss0 rss1 rssp per per_conn hcpu hsys ucpu busy
+        if ((PROFILE && rep == REPEATS)); then
+            perf_start "$PID" "$WORK/perf.conc.$kind.data" 8
+            chatload_run "$WORK/conc.$kind.perf.json" "${common[@]}" --streams "$n" --timeout 300
+            stop_pid "$PERF_REC" 15
+            log "  (profiled run: $(jfields "$WORK/conc.$kind.perf.json" "done" wall_ms))"
+        fi
+        stop_halyard
+    done
+}
+
+conc_row() { # conc_row KIND N LABEL
+    local k=conc_$1
+    printf '| %s | %s | %s / %s | %s | %s | %s | **%s** | %s | **%s** | %s → **%s** | %s | %s | **%s** | %s | %s | %s | %s |\n' \
+        "$3" "$2" "$(med "$k,done")" "$(med "$k,expected")" "$(med "$k,alone_wall")" \
+        "$(med "$k,wall")" "$(med "$k,spread")" "$(med "$k,over")" "$(med "$k,add50")" \
+        "$(med "$k,add99")" "$(med "$k,thr0")" "$(med "$k,thrp")" "$(med "$k,rss0")" \
+        "$(med "$k,rssp")" "$(med "$k,per")" "$(med "$k,hcpu") (sys $(med "$k,hsys"))" \
+        "$(med "$k,ucpu")" "$(med "$k,ccpu")" "$(med "$k,busy")"
+}
+
+if has concurrency; then
+    log "(d) concurrency: $CONCURRENCY echo turns, $CONC_UP upstream turns"
+    conc_variant echo "$CONCURRENCY"
+    start_fake_upstream "${PIN_CLIENT[@]}"
+    conc_variant upstream "$CONC_UP"
+    stop_fake_upstream
+    {
+        echo "### (d) $CONCURRENCY concurrent streamed turns, $CONC_TOKENS tokens at $CONC_DELAY_MS ms (1 s alone), all requested at once"
+        echo
+        echo "chatload (Rust, one thread) on core $CLIENT_CORE with the fake upstream; Halyard --threads 1 on core $SERVER_CORE, \`--max-running-turns $((CONCURRENCY > 10000 ? CONCURRENCY : 10000))\`. Every connection is opened first, then one \`POST /api/v1/chat/agent/stream\` is written on each in a loop. Per repeat a fresh server: one turn alone, then the N. Wall = first request written → last \`done\`; added TTFT = request written → first \`event: token\`, minus the provider's own $CONC_DELAY_MS ms; RSS before = VmRSS of the idle server (no connection), peak = the largest VmRSS sampled every 10 ms during the run; per turn = (peak − before)/N. Medians of $REPEATS."
+        echo
+        echo "| provider | N | done / N | one turn alone ms | wall ms | requests written over ms | wall − alone ms | added TTFT p50 ms | added TTFT p99 ms | threads before → peak | RSS before KiB | RSS peak KiB | KiB per running turn | Halyard CPU s | upstream CPU s | client CPU s | machine busy CPU s (2 cores) |"
+        echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        conc_row echo "$CONCURRENCY" "echo (\`--echo-token-delay-ms $CONC_DELAY_MS\`)"
+        conc_row upstream "$CONC_UP" "fake upstream (\`fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS\`)"
+        echo
+        for k in echo upstream; do
+            check "$k: wall − alone (ms)" "$(med "conc_$k,over")" "<=" 1500
+            check "$k: added TTFT p99 (ms)" "$(med "conc_$k,add99")" "<=" 50
+            check "$k: threads at peak − before" "$(awk -v a="$(med "conc_$k,thrp")" -v b="$(med "conc_$k,thr0")" 'BEGIN { print a - b }')" "<=" 0
+            check "$k: KiB per running turn" "$(med "conc_$k,per")" "<=" 16
+            check "$k: done events missing" "$(awk -v a="$(med "conc_$k,expected")" -v b="$(med "conc_$k,done")" 'BEGIN { print a - b }')" "<=" 0
+        done
+        echo "- per repeat, wall − alone: echo ${RESULT[conc_echo,over]% } ms; upstream ${RESULT[conc_upstream,over]% } ms; KiB per turn counting from the connected (idle) state instead: echo $(med conc_echo,per_conn), upstream $(med conc_upstream,per_conn)"
+        if ((CONC_UP < CONCURRENCY)); then
+            echo "- the upstream variant ran $CONC_UP turns, not $CONCURRENCY: Halyard needs two descriptors per relayed turn and the hard open-file limit here is $FD_LIMIT (raising it needs CAP_SYS_RESOURCE)."
+        fi
+        if ((PROFILE)); then
+            for k in echo upstream; do
+                echo
+                echo "\`perf record -g\` of Halyard, one more $k run:"
+                echo
+                perf_summary "$WORK/perf.conc.$k.data"
+            done
+        fi
+        echo
+    } >>"$OUT"
+fi
+
+# ---------------------------------------------------------------- (e) relay vs nginx
+
+NGX_PID="" NGX_PORT=""
+start_nginx_relay() { # nginx, one worker, proxying /v1/ to the fake upstream
+    local dir
+    dir=$(mktemp -d "$WORK/nginx.XXXX")
+    NGX_PORT=$(free_port)
+    nginx_conf "$dir" "$NGX_PORT" 1 4096 "" \
+        "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
+        'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }'
+    "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+    log "nginx pid $NGX_PID port $NGX_PORT -> upstream $UP_PORT"
+}
+
+# relay_run halyard|nginx STREAMS ROUNDS OUT: sets RUN[tokens cpu per ...].
+relay_run() {
+    local who=$1 n=$2 rounds=$3 out=$4 model="fake:tokens=$RELAY_TOKENS;delay_ms=$RELAY_DELAY_MS"
+    if [[ $who == halyard ]]; then
+        chatload_run "$out" --port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream \
+            --body "{\"projectId\":\"$OPROJ\",\"message\":\"hello there\"}" --streams "$n" \
+            --rounds "$rounds" --timeout 300 --watch "server=$PID" --watch "upstream=$UP_PID"
+    else
+        chatload_run "$out" --port "$NGX_PORT" --proto openai --path /v1/chat/completions \
+            --body "{\"model\":\"$model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}" \
+            --streams "$n" --rounds "$rounds" --timeout 300 --watch "server=$NGX_PID" --watch "upstream=$UP_PID"
+    fi
+    read -r "RUN[done]" "RUN[expected]" "RUN[tokens]" "RUN[tokmin]" "RUN[tokmax]" "RUN[run]" "RUN[cpu]" "RUN[usr]" \
+        "RUN[sys]" "RUN[ucpu]" "RUN[ccpu]" "RUN[ttft50]" "RUN[ttft99]" "RUN[rss]" <<<"$(jfields "$out" "done" expected \
+        tokens_total tokens_min tokens_max run_ms watch.server.cpu_s watch.server.cpu_user_s \
+        watch.server.cpu_sys_s watch.upstream.cpu_s client_cpu_s ttft_ms_p50 ttft_ms_p99 watch.server.rss_peak_kib)"
+    RUN[per]=$(awk -v c="${RUN[cpu]}" -v t="${RUN[tokens]}" 'BEGIN { printf "%.2f", (t > 0 ? c * 1e6 / t : 0) }')
+    log "  relay $who: done ${RUN[done]}/${RUN[expected]} tokens ${RUN[tokens]} (${RUN[tokmin]}-${RUN[tokmax]} a stream) in ${RUN[run]} ms; server cpu ${RUN[cpu]} s (user ${RUN[usr]} sys ${RUN[sys]}) = ${RUN[per]} us/token; upstream ${RUN[ucpu]} s, client ${RUN[ccpu]} s, machine busy ${RUN[busy]} s; TTFT p50 ${RUN[ttft50]} p99 ${RUN[ttft99]} ms"
+}
+
+if has relay; then
+    log "(e) relay: $RELAY_STREAMS streams x $RELAY_ROUNDS x $RELAY_TOKENS tokens at $RELAY_DELAY_MS ms"
+    start_fake_upstream "${PIN_CLIENT[@]}"
+    start_halyard
+    openai_project "fake:tokens=$RELAY_TOKENS;delay_ms=$RELAY_DELAY_MS"
+    start_nginx_relay
+    relay_run halyard 20 1 "$WORK/relay.warm.json" # warm both (pools, allocator)
+    relay_run nginx 20 1 "$WORK/relay.warm.json"
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        for who in halyard nginx; do
+            wait_quiet 90
+            relay_run "$who" "$RELAY_STREAMS" "$RELAY_ROUNDS" "$WORK/relay.$who.json"
+            record "relay_$who" "done" expected tokens tokmin tokmax run cpu usr sys per ucpu ccpu ttft50 ttft99 rss busy
+        done
+        RUN[ratio]=$(ratio "$(echo "${RESULT[relay_halyard,per]}" | awk '{ print $NF }')" \
+            "$(echo "${RESULT[relay_nginx,per]}" | awk '{ print $NF }')")
+        record relay ratio
+    done
+    if ((PROFILE)); then
+        perf_start "$PID" "$WORK/perf.relay.data" 5
+        relay_run halyard "$RELAY_STREAMS" "$RELAY_ROUNDS" "$WORK/relay.perf.json"
+        stop_pid "$PERF_REC" 15
+    fi
+    stop_pid "$NGX_PID"
+    stop_halyard
+    stop_fake_upstream
+    {
+        echo "### (e) Relay cost: Halyard vs nginx relaying the fake upstream, $RELAY_STREAMS streams x $RELAY_ROUNDS turns x $RELAY_TOKENS tokens at $RELAY_DELAY_MS ms"
+        echo
+        echo "Same run, alternating, both on core $SERVER_CORE alone (Halyard --threads 1; nginx $($NGINX -v 2>&1 | sed 's/.*nginx\///') \`worker_processes 1\`, \`proxy_pass\` with \`proxy_buffering off\`, HTTP/1.1 upstream keepalive 64); the fake upstream and chatload on core $CLIENT_CORE. Halyard: \`POST /api/v1/chat/agent/stream\` of an \`openai\` agent (each turn: a session, the user message, the stream's events and the answer stored, \`--fsync always\`); nginx: \`POST /v1/chat/completions\` passed through. Server CPU = utime+stime (nginx: master + worker) from the first request to the last stream's end; per token = CPU / tokens the client counted. Medians of $REPEATS."
+        echo
+        echo "| server | streams done | tokens relayed | run ms | server CPU s (user / sys) | **µs CPU per token** | upstream CPU s | client CPU s | TTFT p50 / p99 ms | peak RSS KiB | machine busy CPU s |"
+        echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        for who in halyard nginx; do
+            k=relay_$who
+            printf '| %s | %s / %s | %s | %s | %s (%s / %s) | **%s** | %s | %s | %s / %s | %s | %s |\n' "$who" \
+                "$(med "$k,done")" "$(med "$k,expected")" "$(med "$k,tokens")" "$(med "$k,run")" \
+                "$(med "$k,cpu")" "$(med "$k,usr")" "$(med "$k,sys")" "$(med "$k,per")" \
+                "$(med "$k,ucpu")" "$(med "$k,ccpu")" "$(med "$k,ttft50")" "$(med "$k,ttft99")" "$(med "$k,rss")" "$(med "$k,busy")"
+        done
+        echo
+        check "Halyard / nginx CPU per token (median of the per-repeat ratios ${RESULT[relay,ratio]% })" "$(med relay,ratio)" "<=" 1.0
+        if ((PROFILE)); then
+            echo
+            echo "\`perf record -g\` of Halyard during one more relay run:"
+            echo
+            perf_summary "$WORK/perf.relay.data"
+        fi
+        echo
+    } >>"$OUT"
+fi
+
+# ---------------------------------------------------------------- (f) the fake upstream alone
+
+if has upstream; then
+    log "(f) fake upstream alone: $CONCURRENCY streams x $UPSTREAM_ROUNDS"
+    start_fake_upstream "${PIN_SERVER[@]}"
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        out=$WORK/upstream.$rep.json
+        wait_quiet 90
+        chatload_run "$out" --port "$UP_PORT" --proto openai --path /v1/chat/completions \
+            --body "{\"model\":\"fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}" \
+            --streams "$CONCURRENCY" --rounds "$UPSTREAM_ROUNDS" --timeout 300 --watch "upstream=$UP_PID"
+        read -r "RUN[done]" "RUN[expected]" "RUN[connect]" "RUN[spread]" "RUN[run]" "RUN[tokmin]" "RUN[tokmax]" \
+            "RUN[min]" "RUN[p50]" "RUN[p99]" "RUN[max]" "RUN[cpu]" "RUN[usr]" "RUN[sys]" "RUN[hwm]" "RUN[ccpu]" \
+            <<<"$(jfields "$out" "done" expected connect_ms write_spread_ms run_ms tokens_min tokens_max \
+            turn_ms_min turn_ms_p50 turn_ms_p99 turn_ms_max watch.upstream.cpu_s \
+            watch.upstream.cpu_user_s watch.upstream.cpu_sys_s watch.upstream.hwm_kib client_cpu_s)"
+        RUN[pct]=$(awk -v c="${RUN[cpu]}" -v w="${RUN[run]}" 'BEGIN { printf "%.0f", 100 * c * 1000 / w }')
+        RUN[systok]=$(awk -v s="${RUN[sys]}" -v n="${RUN[expected]}" -v t="$CONC_TOKENS" 'BEGIN { printf "%.1f", s * 1e6 / (n * t) }')
+        log "  upstream alone: done ${RUN[done]}/${RUN[expected]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; connects ${RUN[connect]} ms, requests over ${RUN[spread]} ms, run ${RUN[run]} ms; cpu ${RUN[cpu]} s (user ${RUN[usr]} sys ${RUN[sys]}; ${RUN[pct]}% of a core), peak RSS ${RUN[hwm]} KiB; per stream min ${RUN[min]} p50 ${RUN[p50]} p99 ${RUN[p99]} max ${RUN[max]} ms"
+        record up "done" expected connect spread run tokmin tokmax min p50 p99 max cpu usr sys pct systok hwm ccpu
+    done
+    stop_fake_upstream
+    {
+        echo "### (f) The fake upstream alone: $CONCURRENCY streams x $UPSTREAM_ROUNDS of $CONC_TOKENS tokens at $CONC_DELAY_MS ms"
+        echo
+        echo "\`fake-upstream\` (one mio loop thread) on core $SERVER_CORE, chatload on core $CLIENT_CORE; every connection opened, then every request written at once. Medians of $REPEATS."
+        echo
+        echo "| streams done | connects ms | requests written over ms | run ms | per stream min / p50 / p99 / max ms (ideal 1000) | upstream CPU s (user / sys) | % of one core | sys µs per token | peak RSS KiB | tokens a stream |"
+        echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        printf '| %s / %s | %s | %s | %s | %s / %s / %s / %s | %s (%s / %s) | %s | %s | %s | %s–%s |\n' \
+            "$(med up,done)" "$(med up,expected)" "$(med up,connect)" "$(med up,spread)" "$(med up,run)" \
+            "$(med up,min)" "$(med up,p50)" "$(med up,p99)" "$(med up,max)" "$(med up,cpu)" \
+            "$(med up,usr)" "$(med up,sys)" "$(med up,pct)" "$(med up,systok)" "$(med up,hwm)" \
+            "$(med up,tokmin)" "$(med up,tokmax)"
+        echo
+        check "per stream p99 (ms; ideal $((CONC_TOKENS * CONC_DELAY_MS)): the one loop thread kept the pace within 10%)" "$(med up,p99)" "<=" $((CONC_TOKENS * CONC_DELAY_MS * 11 / 10))
+        echo
+    } >>"$OUT"
 fi
 
 echo

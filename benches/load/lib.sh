@@ -134,6 +134,22 @@ median() {
 # Busy ticks of the whole machine (user, nice, system, irq, softirq, steal).
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
+# wait_quiet [MAX_S]: on a shared machine, waits (at most MAX_S, default 90) until the whole
+# machine has been nearly idle (under 15% of one core busy) for 2 s, so that another job's
+# burst does not land in a measurement; says so when it gives up.
+wait_quiet() {
+    local max=${1:-90} i a b quiet=0 hz
+    hz=$(getconf CLK_TCK)
+    for ((i = 0; i < max * 2; i++)); do
+        a=$(machine_ticks)
+        sleep 0.5
+        b=$(machine_ticks)
+        if (((b - a) * 200 < hz * 15)); then quiet=$((quiet + 1)); else quiet=0; fi
+        ((quiet >= 4)) && return 0
+    done
+    log "machine still busy after ${max}s of waiting: measuring anyway"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # check LABEL VALUE OP LIMIT

@@ -5,8 +5,9 @@ hold: opens COUNT concurrent SSE streams and keeps them open, recording the arri
   every `: heartbeat` line on each. `--mode resume`: one `POST /api/v1/chat/agent/stream`
   turn (slow: the server runs with a large --echo-token-delay-ms) and COUNT-1
   `GET /api/v1/chat/stream/:streamId` resumes of it, which follow the live stream; `--mode
-  turns`: COUNT stream turns (one agent worker each). Prints "ready N FAILED" on stdout once
-  every stream has its response head, holds them HOLD seconds, then prints one JSON line:
+  turns`: COUNT stream turns (each a running turn: a task on the server's loop). Prints
+  "ready N FAILED" on stdout once every stream has its response head, holds them HOLD
+  seconds, then prints one JSON line:
   opened, failed, heartbeat intervals measured, lateness (interval - INTERVAL) p50/p99/max in
   ms over the intervals that ended after everything was open, and the client's own event-loop
   lag (p99, ms: how late a 10 ms sleep wakes up) as an upper bound of the measurement error.

@@ -1,13 +1,14 @@
 //! The HTTP/1.1 connection state machine, free of sockets and clocks.
 //!
 //! Responsible for: everything one connection does between bytes in and bytes out: parsing
-//! pipelined heads, the built-in operations routes, admission before the body, reading
-//! length-delimited and chunked bodies against the admitted limit, `100 Continue`, calling
-//! the handler (a panic becomes a `500`), writing responses in request order, deferred
-//! replies, stream replies with heartbeats, keep-alive and close decisions, and its deadlines
-//! (header read, idle, stalled writes). The loop passes `now` in; tests and fuzzers drive a
-//! [`Conn`] directly. Not responsible for: reading or writing sockets, timers (the loop asks
-//! [`Conn::deadline`] and calls [`Conn::on_timer`]), or buffer pooling.
+//! pipelined heads, admission before the body, reading length-delimited and chunked bodies
+//! against the admitted limit, `100 Continue`, calling the handler (a panic becomes a
+//! `500`), writing responses in request order, deferred replies, stream replies with
+//! heartbeats, keep-alive and close decisions, and its deadlines (header read, idle, stalled
+//! writes). The loop passes `now` in (the one clock: request heads carry `Env::now`); tests
+//! and fuzzers drive a [`Conn`] directly. Not responsible for: reading or writing sockets,
+//! timers (the loop asks [`Conn::deadline`] and calls [`Conn::on_timer`]), buffer pooling,
+//! or any route (the operations routes wrap the application, see `builtin`).
 
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use crate::app::{Admission, App, Reply, Request, StreamStart};
 use crate::chunked::ChunkedDecoder;
-use crate::metrics::{LoopStats, Metrics};
+use crate::metrics::LoopStats;
 use crate::parse::{header_slots, parse, Framing, Head, ParseError, Version};
 use crate::reply::{Gone, Letter, Mailbox, ReplyLink, StreamShared, Wake};
 use crate::request::{RequestHead, RequestId, RequestIds};
@@ -53,8 +54,6 @@ pub struct Env<'a, A: App> {
     pub ids: &'a mut RequestIds,
     /// The loop's counters.
     pub stats: &'a LoopStats,
-    /// Every loop's counters, for `/metrics`.
-    pub metrics: &'a Metrics,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Milliseconds on the loop's monotonic clock.
@@ -64,7 +63,7 @@ pub struct Env<'a, A: App> {
     /// The same moment as an `Instant`, stamped on request heads (the application's own
     /// clocks, such as rate limiters, then need no clock read per request).
     pub now: std::time::Instant,
-    /// The server is shutting down: no keep-alive, `/health/ready` is `503`.
+    /// The server is shutting down: no keep-alive.
     pub draining: bool,
 }
 
@@ -108,17 +107,11 @@ enum State<C> {
     Closing,
 }
 
-enum Builtin {
-    Live,
-    Ready,
-    Metrics,
-    WrongMethod,
-}
-
+/// What the head at the front of the input turned out to be.
 enum Step {
     Fail(ParseError),
-    Builtin(Builtin, Exchange),
-    App(Box<RequestHead>, Framing, bool, Exchange),
+    /// The owned head, its framing, whether it expects `100 Continue`, and its exchange.
+    Admit(Box<RequestHead>, Framing, bool, Exchange),
 }
 
 /// One HTTP/1.1 connection, driven by bytes and events.
@@ -177,10 +170,9 @@ impl<A: App> Conn<A> {
     /// The peer closed its side: finish what can be finished, then close.
     pub fn on_eof(&mut self, env: &mut Env<'_, A>) {
         self.peer_closed = true;
+        // Whole requests already buffered are still answered (see `after_eof`).
         self.advance(env);
         match &self.state {
-            State::Head => self.state = State::Closing,
-            State::Body(_) => self.abort = true,
             State::Waiting(gone) => {
                 // As nginx does for proxied requests: a client that closed its side while
                 // waiting is taken to be gone (its producer may stop); the reply is still
@@ -189,7 +181,7 @@ impl<A: App> Conn<A> {
                 self.ex.keep_alive = false;
             }
             State::Streaming { .. } => self.abort = true,
-            State::Closing => {}
+            State::Head | State::Body(_) | State::Closing => {}
         }
     }
 
@@ -232,11 +224,9 @@ impl<A: App> Conn<A> {
             self.out_pos = 0;
         }
         if self.pending_output() <= WRITE_HIGH_WATER {
-            match self.state {
-                State::Streaming { .. } => self.pump_stream(env),
-                State::Head => self.advance(env),
-                _ => {}
-            }
+            // Work paused by the high-water mark resumes: stream frames, then requests.
+            self.pump_stream(env);
+            self.advance(env);
         }
     }
 
@@ -276,12 +266,13 @@ impl<A: App> Conn<A> {
         match (letter.wake, &self.state) {
             (Wake::Complete(resp), State::Waiting(_)) => {
                 self.respond(resp, env);
-                self.advance(env);
             }
             (Wake::Stream, State::Streaming { .. }) => self.pump_stream(env),
             (Wake::Start(start), State::Waiting(_)) => self.start_stream(start, env),
-            _ => {}
+            _ => return,
         }
+        // The exchange may have ended: go on with the requests behind it.
+        self.advance(env);
     }
 
     /// Writes a heartbeat comment if a stream is open.
@@ -317,23 +308,21 @@ impl<A: App> Conn<A> {
             _ => return,
         }
         env.stats.timeout();
-        let late_request = match self.state {
-            State::Head => self.head_since.is_some(),
-            State::Body(_) => true,
-            _ => false,
-        };
-        if late_request && self.pending_output() == 0 {
-            self.state = State::Head;
-            self.fail(
-                408,
-                "REQUEST_TIMEOUT",
-                "Request head or body not received in time",
-                env,
-            );
-            self.in_pos = self.input.len();
-        } else {
-            self.abort = true;
+        let idle_output = self.pending_output() == 0;
+        match self.state {
+            // A late body belongs to an admitted exchange: answered under its request id.
+            State::Body(_) if idle_output => {
+                self.refuse(request_timeout(), env);
+            }
+            State::Head if idle_output && self.head_since.is_some() => {
+                self.fail(request_timeout(), env);
+            }
+            _ => {
+                self.abort = true;
+                return;
+            }
         }
+        self.in_pos = self.input.len();
     }
 
     /// The server is shutting down: finish the request in flight without keep-alive, end
@@ -386,6 +375,23 @@ impl<A: App> Conn<A> {
             self.input.drain(..self.in_pos);
             self.in_pos = 0;
         }
+        self.after_eof();
+    }
+
+    /// Once the peer has closed its side, no request can begin or end later: close when
+    /// every whole request buffered has been answered (that is, when parsing is not paused
+    /// by the output), and abort a body cut short.
+    fn after_eof(&mut self) {
+        if !self.peer_closed {
+            return;
+        }
+        match self.state {
+            State::Head if self.pending_output() <= WRITE_HIGH_WATER => {
+                self.state = State::Closing;
+            }
+            State::Body(_) => self.abort = true,
+            _ => {}
+        }
     }
 
     /// Parses and answers (or admits) one head; true if another may follow at once.
@@ -404,7 +410,9 @@ impl<A: App> Conn<A> {
             Err(e) => (avail.len(), Step::Fail(e)),
             Ok(Some(head)) => {
                 let ex = exchange(&head, env);
-                (head.len, classify(&head, avail, ex, (self.peer, env.now)))
+                let owned = RequestHead::from_parsed(&head, avail, ex.id, self.peer, env.now);
+                let step = Step::Admit(Box::new(owned), head.framing, head.expect_continue, ex);
+                (head.len, step)
             }
         };
         self.in_pos += len;
@@ -412,15 +420,10 @@ impl<A: App> Conn<A> {
         match step {
             Step::Fail(e) => {
                 env.stats.parse_error();
-                self.fail(e.status(), e.code(), &e.to_string(), env);
+                self.fail(Response::error(e.status(), e.code(), &e.to_string()), env);
                 false
             }
-            Step::Builtin(route, ex) => {
-                self.ex = ex;
-                let resp = builtin_response(route, env);
-                self.respond(resp, env)
-            }
-            Step::App(head, framing, expect, ex) => {
+            Step::Admit(head, framing, expect, ex) => {
                 self.ex = ex;
                 self.admit(*head, framing, expect, env)
             }
@@ -454,10 +457,7 @@ impl<A: App> Conn<A> {
         };
         let left = match framing {
             Framing::None => return self.dispatch(head, context, Vec::new(), env),
-            Framing::Length(n) if n > body_limit => {
-                self.ex.keep_alive = false;
-                return self.respond(too_large(body_limit), env);
-            }
+            Framing::Length(n) if n > body_limit => return self.refuse(too_large(body_limit), env),
             Framing::Length(n) => BodyLeft::Length(n),
             Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
         };
@@ -506,13 +506,12 @@ impl<A: App> Conn<A> {
         match outcome {
             Err(e) => {
                 env.stats.parse_error();
-                self.fail(400, "BAD_REQUEST", &e.to_string(), env);
+                self.refuse(Response::error(400, "BAD_REQUEST", &e.to_string()), env);
                 false
             }
             Ok(_) if over_limit => {
                 let limit = b.limit;
-                self.ex.keep_alive = false;
-                self.respond(too_large(limit), env)
+                self.refuse(too_large(limit), env)
             }
             Ok(false) => false,
             Ok(true) => {
@@ -553,7 +552,10 @@ impl<A: App> Conn<A> {
             }
             Ok(Reply::Stream(start)) => {
                 self.start_stream(start, env);
-                false
+                // A stream that ended at once (or answered a HEAD) lets the next request
+                // go. The caller's loop takes it: re-entering `advance` from here would
+                // nest one call chain per pipelined request.
+                matches!(self.state, State::Head)
             }
             Err(_) => {
                 env.stats.panicked();
@@ -578,8 +580,9 @@ impl<A: App> Conn<A> {
         keep
     }
 
-    /// Answers with an error envelope outside any admitted exchange, then closes.
-    fn fail(&mut self, status: u16, code: &str, message: &str, env: &mut Env<'_, A>) {
+    /// Answers with an error outside any admitted exchange (under a new request id), then
+    /// closes.
+    fn fail(&mut self, resp: Response, env: &mut Env<'_, A>) {
         self.ex = Exchange {
             id: env.ids.next_id(),
             keep_alive: false,
@@ -587,7 +590,13 @@ impl<A: App> Conn<A> {
             head_only: false,
             started_us: env.now_us,
         };
-        self.respond(Response::error(status, code, message), env);
+        self.respond(resp, env);
+    }
+
+    /// Answers the current exchange with an error (under its request id), then closes.
+    fn refuse(&mut self, resp: Response, env: &mut Env<'_, A>) -> bool {
+        self.ex.keep_alive = false;
+        self.respond(resp, env)
     }
 
     fn start_stream(&mut self, start: StreamStart, env: &mut Env<'_, A>) {
@@ -610,6 +619,17 @@ impl<A: App> Conn<A> {
             start.head.status,
             env.now_us.saturating_sub(self.ex.started_us),
         );
+        if self.ex.head_only {
+            // A response to HEAD has no body: the head is the whole answer, and the
+            // producer learns at once that nobody reads its frames.
+            start.shared.set_gone();
+            self.state = if self.ex.keep_alive {
+                State::Head
+            } else {
+                State::Closing
+            };
+            return;
+        }
         env.stats.stream_opened(true);
         self.state = State::Streaming {
             shared: start.shared,
@@ -661,11 +681,9 @@ impl<A: App> Conn<A> {
             self.output.extend_from_slice(LAST_CHUNK);
         }
         env.stats.stream_opened(false);
+        // The callers go on with the requests behind the stream (see `dispatch`).
         let keep = self.ex.keep_alive && !env.draining;
         self.state = if keep { State::Head } else { State::Closing };
-        if keep {
-            self.advance(env);
-        }
     }
 }
 
@@ -684,57 +702,12 @@ fn exchange<A: App>(head: &Head<'_, '_>, env: &mut Env<'_, A>) -> Exchange {
     }
 }
 
-fn classify(
-    head: &Head<'_, '_>,
-    buf: &[u8],
-    mut ex: Exchange,
-    (peer, received): (IpAddr, std::time::Instant),
-) -> Step {
-    let target = head.target.as_bytes();
-    let path = &target[..memchr::memchr(b'?', target).unwrap_or(target.len())];
-    let route = match path {
-        b"/health/live" => Some(Builtin::Live),
-        b"/health/ready" => Some(Builtin::Ready),
-        b"/metrics" => Some(Builtin::Metrics),
-        _ => None,
-    };
-    match route {
-        Some(route) => {
-            // The built-in routes never read a body; one that was sent ends the connection.
-            ex.keep_alive &= head.framing == Framing::None;
-            let route = match head.method {
-                "GET" | "HEAD" => route,
-                _ => Builtin::WrongMethod,
-            };
-            Step::Builtin(route, ex)
-        }
-        None => {
-            let owned = RequestHead::from_parsed(head, buf, ex.id, peer, received);
-            Step::App(Box::new(owned), head.framing, head.expect_continue, ex)
-        }
-    }
-}
-
-fn builtin_response<A: App>(route: Builtin, env: &Env<'_, A>) -> Response {
-    match route {
-        Builtin::Live => Response::static_json(200, br#"{"status":"ok"}"#),
-        Builtin::Ready if env.draining => {
-            Response::error(503, "SERVICE_UNAVAILABLE", "Server is shutting down")
-        }
-        Builtin::Ready if env.app.ready() => Response::static_json(200, br#"{"status":"ready"}"#),
-        Builtin::Ready => Response::error(503, "SERVICE_UNAVAILABLE", "Storage is not ready"),
-        Builtin::Metrics => {
-            let mut text = String::with_capacity(4096);
-            env.metrics.render(&mut text);
-            env.app.write_metrics(&mut text);
-            let mut r = Response::empty(200);
-            r.content_type = Some("text/plain; version=0.0.4");
-            r.body = crate::response::Body::Owned(text.into_bytes());
-            r
-        }
-        Builtin::WrongMethod => Response::error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
-            .with_header("Allow", "GET, HEAD"),
-    }
+fn request_timeout() -> Response {
+    Response::error(
+        408,
+        "REQUEST_TIMEOUT",
+        "Request head or body not received in time",
+    )
 }
 
 fn internal_error() -> Response {
@@ -745,3 +718,6 @@ fn too_large(limit: u64) -> Response {
     let msg = format!("Request body exceeds the limit of {limit} bytes");
     Response::error(413, "PAYLOAD_TOO_LARGE", &msg)
 }
+
+#[cfg(test)]
+mod tests;

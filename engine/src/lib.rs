@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod builtin;
 pub mod chunked;
 pub mod client;
 pub mod conn;

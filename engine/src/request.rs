@@ -3,7 +3,8 @@
 //! Responsible for: one copy of the raw head bytes plus the offsets of its parts, so that
 //! the application can look at method, path, query and headers (in `admit`, then in
 //! `handle`, possibly on another thread) with two allocations per request whatever the
-//! number of headers. Not responsible for: validation (done by `parse` before this is built).
+//! number of headers. Not responsible for: validation (done by `parse` before this is built)
+//! or reading the clock (a head carries the instant it is given: the loop's, see `conn`).
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -206,15 +207,28 @@ impl RequestHead {
     }
 
     /// Parses a whole head from `buf` (for tests, benchmarks and fuzzers that need a head
-    /// without a connection); `Ok(None)` if `buf` holds no complete head.
+    /// without a connection), stamped as received at `received`; `Ok(None)` if `buf` holds
+    /// no complete head.
+    pub fn from_bytes_at(
+        buf: &[u8],
+        id: RequestId,
+        peer: IpAddr,
+        received: std::time::Instant,
+    ) -> Result<Option<RequestHead>, crate::parse::ParseError> {
+        let mut slots = crate::parse::header_slots();
+        let head = crate::parse::parse(buf, &mut slots)?;
+        Ok(head.map(|h| RequestHead::from_parsed(&h, buf, id, peer, received)))
+    }
+
+    /// [`from_bytes_at`](Self::from_bytes_at) stamped with the current instant: the one
+    /// clock read of this module, for callers that have no loop clock to pass. Connections
+    /// never use it; their heads carry the loop's instant (`Env::now`).
     pub fn from_bytes(
         buf: &[u8],
         id: RequestId,
         peer: IpAddr,
     ) -> Result<Option<RequestHead>, crate::parse::ParseError> {
-        let mut slots = crate::parse::header_slots();
-        let head = crate::parse::parse(buf, &mut slots)?;
-        Ok(head.map(|h| RequestHead::from_parsed(&h, buf, id, peer, std::time::Instant::now())))
+        Self::from_bytes_at(buf, id, peer, std::time::Instant::now())
     }
 
     fn text(&self, r: &Range<usize>) -> &str {
@@ -304,6 +318,16 @@ mod tests {
         assert_eq!(h.content_length, Some(3));
         assert!(h.has_body());
         assert_eq!(h.request_id.as_str(), "id");
+    }
+
+    #[test]
+    fn a_head_carries_the_instant_it_is_given() {
+        let at = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = RequestHead::from_bytes_at(buf, RequestId::new(b"id"), [127, 0, 0, 1].into(), at)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.received, at);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::app::App;
+use crate::builtin::Builtin;
 use crate::client::driver::{self, Driver, Owner};
 use crate::client::{ExchangeId, HttpEvent, Resolver};
 use crate::conn::{Conn, Env, Timeouts};
@@ -82,7 +83,7 @@ struct TaskSlot {
 }
 
 struct Slot<A: App> {
-    conn: Conn<A>,
+    conn: Conn<Builtin<A>>,
     io: Transport,
     /// A TLS handshake not complete by then closes the connection (the header timeout).
     handshake_by: u64,
@@ -100,7 +101,7 @@ struct Slot<A: App> {
 /// borrowed at once.
 struct Core<A: App> {
     index: usize,
-    app: Arc<A>,
+    app: Builtin<A>,
     mailbox: Arc<Mailbox>,
     metrics: Arc<Metrics>,
     ids: RequestIds,
@@ -115,7 +116,7 @@ struct Core<A: App> {
 }
 
 impl<A: App> Core<A> {
-    fn env(&mut self, token: u64) -> Env<'_, A> {
+    fn env(&mut self, token: u64) -> Env<'_, Builtin<A>> {
         Env {
             app: &self.app,
             date: self.date.get(),
@@ -123,7 +124,6 @@ impl<A: App> Core<A> {
             token,
             ids: &mut self.ids,
             stats: self.metrics.loop_stats(self.index),
-            metrics: &self.metrics,
             timeouts: self.cfg.timeouts,
             now_ms: self.now_ms,
             now_us: self.now_us,
@@ -213,7 +213,7 @@ impl<A: App> Worker<A> {
             shared: shared.clone(),
             core: Core {
                 index,
-                app,
+                app: builtin(app, &shared),
                 mailbox,
                 metrics: shared.metrics.clone(),
                 ids: RequestIds::new(seed.wrapping_mul(0x9e37_79b9)),
@@ -788,6 +788,13 @@ impl<A: App> Worker<A> {
             Some(_) => false,
         }
     }
+}
+
+/// `app` behind the operations routes, which read the server's counters and shutdown flag.
+fn builtin<A: App>(app: Arc<A>, shared: &Arc<Shared>) -> Builtin<A> {
+    let flag = shared.clone();
+    let draining = move || flag.shutdown.load(Ordering::Acquire);
+    Builtin::new(app, shared.metrics.clone(), draining)
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {

@@ -18,11 +18,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use halyard_api::auth::{self, Kind, Verifiers};
-use halyard_api::body::{self, Fields};
+use halyard_api::body::{self, Field, Fields, Item, Text};
 use halyard_api::jwt::Jwt;
 use halyard_api::route::{Guard, ROUTES};
 use halyard_api::sdk_token::{Grant, SdkSigner};
 use halyard_api::{scope, tokens, Api, ApiConfig};
+use halyard_engine::builtin::Builtin;
 use halyard_engine::chunked::ChunkedDecoder;
 use halyard_engine::conn::{Conn, Env, Timeouts};
 use halyard_engine::metrics::Metrics;
@@ -293,47 +294,105 @@ pub fn json_body(data: &[u8]) {
     }
 }
 
+/// The kinds a body declaration may give its fields, with the bounds the handlers use.
+const FUZZ_PRICING: &[Field] = &[Field::number("inputPerMTok", 0.0, 1e9)];
+const FUZZ_LIMITS: &[Field] = &[
+    Field::whole("requestsPerSecond", 1, 1_000_000),
+    Field::whole("burst", 1, 10_000_000),
+];
+const FUZZ_MODEL: &[Field] = &[
+    Field::one_of("provider", &["echo", "openai"]),
+    Field::text("model", 1, 128).required_if("provider", "openai"),
+    Field::text("baseUrl", 0, 2048).format(body::HTTP_URL),
+    Field::object("pricing", FUZZ_PRICING),
+];
+const FUZZ_AGENT: &[Field] = &[Field::text("name", 1, 64)
+    .format(body::AGENT_NAME)
+    .required()];
+const FUZZ_MESSAGE: &[Field] = &[
+    Field::one_of("role", &["system", "user", "assistant"]).required(),
+    Field::text("content", 0, 100_000).required(),
+];
+const FUZZ_BODY: &[Field] = &[
+    Field::text("name", 1, 64).required(),
+    Field::text("description", 0, 2000),
+    Field::text("instructions", 0, 100_000),
+    Field::text("entryAgentName", 0, 64)
+        .format(body::AGENT_NAME)
+        .clearable(),
+    Field::text("message", 0, 100_000),
+    Field::text("value", 1, 65_536).bytes(),
+    Field::text("email", 0, 254).format(body::EMAIL),
+    Field::text("password", 12, 1024).required_with("email"),
+    Field::bool("disabled"),
+    Field::whole("maxTokens", 1, 1_000_000),
+    Field::whole("expiresIn", 60, 31_536_000),
+    Field::number("temperature", 0.0, 2.0),
+    Field::list("scopes", Item::OneOf(&scope::NAMES), 0, 10),
+    Field::list(
+        "allowedOrigins",
+        Item::Text(Text::new(1, 253).format(body::ORIGIN)),
+        1,
+        100,
+    ),
+    Field::list("messages", Item::Object(FUZZ_MESSAGE), 1, 1000),
+    Field::json("metadata", 16 * 1024),
+    Field::time("expiresAt"),
+    Field::object("model", FUZZ_MODEL),
+    Field::object("limits", FUZZ_LIMITS),
+    Field::list("agents", Item::Object(FUZZ_AGENT), 0, 64),
+];
+
 /// The field readers of the request types, over any JSON value.
 fn validate_fields(v: &serde_json::Value) {
-    let Ok(mut f) = Fields::of(v) else {
+    let Ok(mut f) = Fields::of(v, FUZZ_BODY) else {
         assert!(!v.is_object());
         return;
     };
-    // Strings, with the limits the handlers use.
-    f.req_str("name", 64);
-    f.opt_str("description", 2000);
-    f.opt_str("instructions", 100_000);
-    f.patch_str("entryAgentName", 64);
-    f.opt_str("message", 100_000);
-    f.opt_bool("disabled");
-    f.opt_u64("maxTokens", 1, 1_000_000);
-    f.opt_u64("expiresIn", 60, 31_536_000);
-    f.opt_f64("temperature", 0.0, 2.0);
-    f.opt_strings("scopes", 32, 10);
-    f.opt_strings("allowedOrigins", 253, 100);
-    f.opt_object_text("metadata", 16 * 1024);
-    f.opt_time("expiresAt");
+    for name in [
+        "name",
+        "description",
+        "instructions",
+        "message",
+        "value",
+        "email",
+        "password",
+    ] {
+        f.str(name);
+    }
+    f.patch_str("entryAgentName");
+    f.bool("disabled");
+    f.whole("maxTokens");
+    f.whole("expiresIn");
+    f.number("temperature");
+    f.strings("scopes");
+    f.strings("allowedOrigins");
+    f.each("messages", |m| {
+        m.str("role");
+        m.str("content");
+    });
+    f.json_text("metadata");
+    f.time("expiresAt");
     f.nested("model", |m| {
-        m.opt_str("provider", 16);
-        m.opt_str("baseUrl", 2048);
+        m.str("provider");
+        m.str("model");
+        m.str("baseUrl");
         m.nested("pricing", |p| {
-            p.opt_f64("inputPerMTok", 0.0, 1e9);
+            p.number("inputPerMTok");
         });
     });
     f.nested("limits", |l| {
-        l.opt_u64("requestsPerSecond", 1, 1_000_000);
-        l.opt_u64("burst", 1, 10_000_000);
+        l.whole("requestsPerSecond");
+        l.whole("burst");
     });
-    if let Some(serde_json::Value::Array(items)) = f.raw("agents") {
-        for item in items.iter().take(64) {
-            if let Ok(mut af) = Fields::of(item) {
-                af.req_str("name", 64).map(body::is_agent_name);
-                let _ = af.finish();
-            }
-        }
-    }
-    for s in ["name", "origin", "value"] {
-        if let Some(serde_json::Value::String(s)) = f.raw(s) {
+    f.each("agents", |a| {
+        a.str("name");
+    });
+    if let Some(obj) = v.as_object() {
+        for s in ["name", "origin", "value"]
+            .iter()
+            .filter_map(|k| obj.get(*k)?.as_str())
+        {
             body::is_agent_name(s);
             body::is_secret_name(s);
             body::is_origin(s);
@@ -392,11 +451,12 @@ pub struct Fixture {
     /// Verifiers with the fixture's secrets.
     pub verifiers: Verifiers,
     /// The whole API over the store (rate limits off).
-    pub api: Api,
+    /// The API behind the engine's operations routes, as the server runs it.
+    pub api: Builtin<Api>,
     /// Deferred replies and stream notices of `api_request`, discarded.
     letters: Mutex<crossbeam_channel::Receiver<halyard_engine::reply::Post>>,
     mailbox: Arc<Mailbox>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// A valid JWT of the fixture's owner.
@@ -549,6 +609,7 @@ pub fn fixture() -> &'static Fixture {
         )
         .expect("API");
         let (tx, rx) = crossbeam_channel::unbounded();
+        let metrics = Arc::new(Metrics::new(1));
         Fixture {
             store,
             verifiers: Verifiers {
@@ -556,10 +617,10 @@ pub fn fixture() -> &'static Fixture {
                 sdk: SdkSigner::new(SDK_KEY),
                 root: Some(tokens::digest(ROOT_KEY)),
             },
-            api,
+            api: Builtin::new(Arc::new(api), metrics.clone(), || false),
             letters: Mutex::new(rx),
             mailbox: Arc::new(Mailbox::new(tx, None)),
-            metrics: Metrics::new(1),
+            metrics,
         }
     })
 }
@@ -644,9 +705,13 @@ pub fn credentials(data: &[u8]) {
 // log_records: the record decoder, segment recovery, Txn payloads and their replay
 // ---------------------------------------------------------------------------------------
 
-/// Walks `data` as records and as a segment (with and without a valid header in front),
-/// decodes every payload as a `Txn` (and `data` itself, so the fuzzer reaches the payload
-/// decoder without forging checksums) and replays what decodes into a fresh state.
+/// Walks `data` as v2 records and as a segment (bare, and behind a valid v2 and v1 segment
+/// header), decodes every payload as a `Txn` (and `data` itself, so the fuzzer reaches the
+/// payload decoder without forging checksums) and replays what decodes into a fresh state.
+/// Checks the v2 promise that payload bytes never decide recovery: a cut inside the records
+/// that read cleanly is a torn tail (or a clean end) keeping exactly the records wholly
+/// before it, and `data` framed as a payload and cut anywhere inside is torn with no record
+/// read out of it, whatever frames `data` holds.
 pub fn log_records(data: &[u8]) {
     let (records, end) = record::decode(data);
     let mut at = 0;
@@ -657,31 +722,11 @@ pub fn log_records(data: &[u8]) {
     }
     match end {
         Next::End => assert_eq!(at, data.len()),
-        Next::Torn { offset, .. } => assert_eq!(offset, at),
-        Next::Corrupt {
-            offset, next_valid, ..
-        } => {
-            assert_eq!(offset, at);
-            assert!(next_valid > offset && next_valid < data.len());
-            let (after, _) = record::decode(&data[next_valid..]);
-            assert!(!after.is_empty(), "next_valid is not a valid record");
-        }
+        Next::Torn { offset, .. } | Next::Corrupt { offset, .. } => assert_eq!(offset, at),
         Next::Record(_) => panic!("decode ended on a record"),
     }
-    // The whole input as a segment, and behind a valid segment header.
-    let scan = halyard_storage::recover_segment_bytes(data);
-    assert!(scan.valid_end as usize <= data.len());
-    let mut seg =
-        halyard_storage::header::encode(halyard_storage::header::SEGMENT_MAGIC, 1).to_vec();
-    let header_len = seg.len();
-    seg.extend_from_slice(data);
-    let scan = halyard_storage::recover_segment_bytes(&seg);
-    assert_eq!(
-        scan.records,
-        records.len() as u64,
-        "segment scan disagrees with the reader"
-    );
-    assert_eq!(scan.valid_end as usize, header_len + at);
+    check_cut(data, &records, cut_point(data, at));
+    check_segments(data, &records, at);
 
     let state = State::default();
     for r in &records {
@@ -689,14 +734,83 @@ pub fn log_records(data: &[u8]) {
             replay(&state, r.payload);
         }
     }
+    let (v1_records, _) = record::decode_format(record::Format::V1, data);
+    for r in &v1_records {
+        replay(&state, r.payload);
+    }
     replay(&state, data);
-    // A payload the fuzzer wrote, framed with a valid checksum, read back.
+    check_framed_payload(data);
+}
+
+/// A cut point in `0..=valid`, picked from the input so the fuzzer steers it.
+fn cut_point(data: &[u8], valid: usize) -> usize {
+    let pick = data.first().map_or(0, |&b| b as usize * 257) + data.len();
+    pick % (valid + 1)
+}
+
+/// `data[..cut]`, with `cut` inside the cleanly read records: torn or clean, never corrupt,
+/// and the same records as far as they are whole.
+fn check_cut(data: &[u8], records: &[record::Record<'_>], cut: usize) {
+    let (before, end) = record::decode(&data[..cut]);
+    let whole = records.iter().take_while(|r| r.end() <= cut).count();
+    assert_eq!(
+        before[..],
+        records[..whole],
+        "a cut changed the records before it"
+    );
+    let valid_end = before.last().map_or(0, |r| r.end());
+    match end {
+        Next::End => assert_eq!(valid_end, cut),
+        Next::Torn { offset, .. } => assert_eq!(offset, valid_end),
+        other => panic!("a cut inside valid records read as {other:?}"),
+    }
+}
+
+/// The input as a segment on its own, and behind valid v2 and v1 segment headers.
+fn check_segments(data: &[u8], records: &[record::Record<'_>], valid: usize) {
+    let scan = halyard_storage::recover_segment_bytes(data);
+    assert!(scan.valid_end as usize <= data.len());
+    for version in [2, 1] {
+        let magic = halyard_storage::header::SEGMENT_MAGIC;
+        let mut seg = halyard_storage::header::encode_version(magic, version, 1).to_vec();
+        let header_len = seg.len();
+        seg.extend_from_slice(data);
+        let scan = halyard_storage::recover_segment_bytes(&seg);
+        assert!(scan.valid_end as usize <= seg.len());
+        if version == 2 {
+            assert_eq!(
+                scan.records,
+                records.len() as u64,
+                "segment scan disagrees with the reader"
+            );
+            assert_eq!(scan.valid_end as usize, header_len + valid);
+        }
+    }
+}
+
+/// `data` as the payload of one valid frame: read back whole, and cut anywhere inside
+/// it, a torn tail at 0 with no record, whatever frames `data` holds.
+fn check_framed_payload(data: &[u8]) {
     let mut framed = Vec::new();
     record::encode(RecordType::Txn, data, &mut framed);
     let (again, end) = record::decode(&framed);
     assert_eq!(end, Next::End);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].payload, data);
+    let cuts = [
+        1,
+        record::FRAME_HEADER_LEN,
+        framed.len() / 2,
+        framed.len() - 1,
+    ];
+    for cut in cuts.into_iter().filter(|&c| c > 0 && c < framed.len()) {
+        let (recs, end) = record::decode(&framed[..cut]);
+        assert!(recs.is_empty(), "a record read from inside a payload");
+        assert!(
+            matches!(end, Next::Torn { offset: 0, .. }),
+            "cut at {cut} of a framed payload: {end:?}"
+        );
+    }
 }
 
 fn replay(state: &State, payload: &[u8]) {
@@ -843,7 +957,7 @@ fn names_openai(body: &[u8]) -> bool {
 /// Feeds `input` to a fresh connection over the fixture's API; returns what it wrote.
 fn run_conn(fx: &Fixture, input: &[u8]) -> Vec<u8> {
     let mut ids = RequestIds::new(1);
-    let mut conn: Conn<Api> = Conn::new(PEER, 0);
+    let mut conn: Conn<Builtin<Api>> = Conn::new(PEER, 0);
     let mut env = Env {
         app: &fx.api,
         date: b"Thu, 01 Jan 2026 00:00:00 GMT",
@@ -851,7 +965,6 @@ fn run_conn(fx: &Fixture, input: &[u8]) -> Vec<u8> {
         token: 1,
         ids: &mut ids,
         stats: fx.metrics.loop_stats(0),
-        metrics: &fx.metrics,
         timeouts: Timeouts {
             header_ms: 10_000,
             idle_ms: 10_000,

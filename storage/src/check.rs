@@ -60,7 +60,8 @@ impl fmt::Display for CheckReport {
 
 /// Verifies `dir`. Without `repair` nothing on disk changes (a torn tail is reported, not
 /// cut), and it may run beside a live server: a record being written as it reads shows as
-/// a torn tail. With `repair`, torn tails and corruption are cut as `Store::open` with
+/// a torn tail; v1 files are read and reported, not upgraded. With `repair`, torn tails
+/// and corruption are cut, and a v1 directory upgraded to v2, as `Store::open` with
 /// `repair` would, under the directory's lock ([`OpenError::Locked`] while a server has it
 /// open). `Err` when the directory cannot be read or, with `repair`, is locked.
 pub fn check(dir: &Path, repair: bool) -> Result<CheckReport, OpenError> {

@@ -66,7 +66,8 @@ pub enum OpenError {
         /// The error.
         error: io::Error,
     },
-    /// A damaged record in the middle of the log. Start with `repair` (`halyard check
+    /// A damaged record that is not a torn tail: in the middle of the log, in a segment
+    /// that has a successor, or in a snapshot. Start with `repair` (`halyard check
     /// --repair`) to cut the log at this point.
     Corrupt {
         /// The segment or snapshot file.
@@ -131,7 +132,7 @@ impl fmt::Display for OpenError {
                 damage,
             } => write!(
                 f,
-                "corrupt log: {} at offset {offset}: {damage} (valid records follow; run `halyard check --repair` to cut the log here)",
+                "corrupt log: {} at offset {offset}: {damage} (not a torn write at the end of the log; run `halyard check --repair` to cut the log here)",
                 file.display()
             ),
             OpenError::BadHeader { file, error } => write!(f, "{}: {error}", file.display()),

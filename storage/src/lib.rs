@@ -6,7 +6,8 @@
 //!
 //! | module | responsible for |
 //! |---|---|
-//! | [`record`] | record frame, sans-I/O reader (fuzz entry point) |
+//! | [`record`] | v2 record frame, sans-I/O reader, torn-or-corrupt rule (fuzz entry point) |
+//! | [`record_v1`] | v1 record frame, read only (v1 directories are upgraded on open) |
 //! | [`header`] | 32-byte file header of segments and snapshots |
 //! | [`segment`] | segment names, durable creation, [`segment::recover_segment_bytes`] |
 //! | [`codec`] | varint / length-prefixed payload primitives |
@@ -16,6 +17,7 @@
 //! | [`writer`] | writer thread, group commit, segment roll, poisoning |
 //! | [`fsync`] | `FsyncPolicy`, the `Syncer` seam |
 //! | [`recovery`] | open-time replay, torn tail, corruption, repair |
+//! | [`upgrade`] | rewriting a v1 directory as v2 after replay |
 //! | [`snapshot`] | snapshot files and crash-safe compaction |
 //! | [`check`] | offline `halyard check` |
 //! | [`lock`] | the data directory's lock (one process at a time) |
@@ -23,7 +25,7 @@
 //! | [`store`] | the embedded `Store` implementing it |
 //! | [`ids`] | prefixed id generator |
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! A data directory holds segment files `NNNNNNNNNNNNNNNNNNNN.log` (20 decimal digits, the
 //! segment number, starting at 1), at most one live snapshot `snap-NNNNNNNNNNNNNNNNNNNN.snap`
@@ -36,24 +38,70 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic: `HLYDLOG\0` (segment) or `HLYDSNP\0` (snapshot) |
-//! | 8..12 | format version, u32 = 1 |
+//! | 8..12 | format version, u32: 2 (1 is still read, see below) |
 //! | 12..20 | number, u64: the segment number, or the last segment a snapshot covers |
 //! | 20..24 | reserved, zero |
 //! | 24..28 | masked CRC32C of bytes 0..24, u32 |
 //! | 28..32 | reserved, zero |
 //!
-//! **Record** (from byte 32 on, back to back, no padding):
+//! The version decides how every record of the file is framed; a file holds one format only.
+//!
+//! **Record frame, v2** (from byte 32 on, back to back, no padding; 13 bytes of header):
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | `len`: payload length, u32 (at most 128 MiB) |
-//! | 4..8 | masked CRC32C (Castagnoli) over the type byte followed by the payload, u32 |
-//! | 8 | type: 1 = `Txn` (segments), 2 = `SnapshotEntry`, 3 = `SnapshotEnd` (snapshots) |
-//! | 9..9+len | payload |
+//! | 4 | type: 1 = `Txn` (segments), 2 = `SnapshotEntry`, 3 = `SnapshotEnd` (snapshots) |
+//! | 5..9 | payload CRC: masked CRC32C of the payload, u32 |
+//! | 9..13 | header CRC: masked CRC32C of bytes 0..9 (length, type, payload CRC), u32 |
+//! | 13..13+len | payload |
 //!
 //! The mask is LevelDB's, `rotr(crc, 15) + 0xa282ead8`, because a CRC over data that
 //! embeds CRCs is weak. A segment rolls over once the next record would take it past the
 //! segment size (default 64 MiB); a record larger than that gets a segment of its own.
+//!
+//! Why this frame (and not LevelDB's 32 KiB blocks of fragments): the header CRC makes a
+//! length trustworthy before its payload is read, so the reader walks from one verified
+//! frame end to the next and never has to resynchronise: no byte inside a length claimed by
+//! a valid header is ever looked at as a possible frame, which is what makes client text
+//! (an agent's `instructions` holding a whole valid frame, v1 or v2) unable to change a
+//! verdict. Blocks would still need a scan after damage (at block starts), could not tell
+//! torn from corrupt inside the last block, and would make framing depend on the file
+//! position, moving framing and CRCs from the committing threads onto the single writer
+//! thread; they would also split and re-copy large records (imports up to 60 MiB). The cost
+//! here is 4 bytes per record (13 instead of v1's 9) and a CRC over 9 bytes.
+//!
+//! **Torn tail or corruption** (v2, [`record::Reader`]). The reader stops at the first frame
+//! that is not a valid record, at offset `p` (the end of the last valid record). Let `live`
+//! be the end of the file without its trailing zero bytes (a crash can leave file-system
+//! blocks that read back as zeros).
+//!
+//! | at `p` | verdict | why |
+//! |---|---|---|
+//! | `live == p` (nothing but zeros from `p` on) | torn: cut at `p` | zero-filled tail |
+//! | fewer than 13 bytes in `p..live` | torn: cut at `p` | the header itself was being written |
+//! | header CRC valid, frame end `p + 13 + len` past the end of the file | torn: cut at `p` | payload cut short; its bytes are never interpreted |
+//! | header CRC valid, payload CRC wrong, frame end `>= live` | torn: cut at `p` | the last frame, nothing after it |
+//! | header CRC valid, payload CRC wrong, frame end `< live` | **corrupt** | data follows the frame the valid header delimits |
+//! | header CRC wrong, at least 13 bytes in `p..live` | **corrupt** | a write that stopped leaves a short header or a whole one (case 2 or 3); with an untrusted length nothing after it can be told from payload, so no guess is made |
+//! | header CRC valid, `len` over 128 MiB or unknown type | **corrupt** | a checksummed header is not a tear |
+//!
+//! Torn is cut silently (reported as `torn`) only in the last segment; the same damage in a
+//! segment that has a successor, or any damage in a snapshot, is corruption, since those are
+//! complete and synced before anything after them exists. Corruption stops the open with
+//! the file and offset (`OpenError::Corrupt`), unless `repair` (`halyard check --repair`)
+//! cuts the log there: that file truncated at `p`, later segments deleted.
+//!
+//! **Format v1** (still read, upgraded on open). Same file header with version 1; records
+//! are `[len u32][masked CRC32C of the type byte and the payload, u32][type u8][payload]`
+//! (9 bytes of header, no header CRC). Its rule, kept for v1 files only: damage with a
+//! valid v1 frame at any later byte offset of the segment is corruption, damage with none
+//! is a torn tail ([`record_v1`]); a payload holding a frame can fool that scan, which is
+//! why v2 exists. When a store opens a directory whose snapshot or any replayed segment is
+//! v1, it replays it under the v1 rules, writes the recovered state as a v2 snapshot
+//! `snap-N` (N = the last segment), deletes every segment up to N and every older snapshot,
+//! and starts v2 segment N+1 ([`upgrade`]; crash-safe by the snapshot's rename).
+//! `halyard check` without `--repair` reads v1 and changes nothing.
 //!
 //! **Payloads** use the [`codec`] primitives: `varint` is unsigned LEB128, `str`/`bytes`
 //! are a varint length and the bytes (strings UTF-8), `opt<T>` is a byte 0/1 then `T`,
@@ -84,10 +132,8 @@
 //! A run of token events therefore costs one byte of id and one of name each.
 //!
 //! **Recovery**: the newest snapshot is loaded (it must be complete: header, entries and the
-//! end record with the right count), segments after it are replayed in order. Damage with
-//! no valid record after it in the last segment is a torn write and is cut; damage followed
-//! by a valid record, or in a segment that has a successor, is corruption and stops the open
-//! with the file and offset, unless `repair` cuts the log there. See [`recovery`].
+//! end record with the right count), segments after it are replayed in order, each by the
+//! rule of its format version (above). See [`recovery`].
 //!
 //! # Concurrency
 //!
@@ -111,11 +157,13 @@ pub mod lock;
 pub mod model;
 pub mod mutation;
 pub mod record;
+pub mod record_v1;
 pub mod recovery;
 pub mod segment;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod upgrade;
 pub mod writer;
 
 pub use backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
@@ -129,3 +177,4 @@ pub use recovery::RecoveryReport;
 pub use segment::recover_segment_bytes;
 pub use snapshot::{CompactReport, CompactStep};
 pub use store::{LogStats, Options, Store};
+pub use upgrade::Upgrade;

@@ -1,18 +1,21 @@
 //! Opening a data directory: choose the snapshot, replay the segments after it, cut a torn
 //! tail, refuse (or with `repair`, cut) corruption, clean up leftovers of an interrupted
-//! compaction.
+//! compaction, and upgrade a v1 directory to v2.
 //!
-//! Responsible for: turning the files of a data directory into the in-memory state and the
-//! position where the writer continues, and the [`RecoveryReport`] that says what was found.
-//! Not responsible for: the record format (`record`, `segment`), the snapshot format
-//! (`snapshot`), or offline reporting (`check` wraps this module).
+//! Responsible for: turning the files of a data directory (v1 or v2) into the in-memory
+//! state and the position where the writer continues, and the [`RecoveryReport`] that says
+//! what was found; starting the upgrade ([`crate::upgrade`]) when a live file is v1 and the
+//! directory may be written. Not responsible for: the record format (`record`,
+//! `record_v1`, `segment`), the snapshot format (`snapshot`), or offline reporting (`check`
+//! wraps this module).
 //!
-//! Rules. Damage with no valid record after it, in the last segment, is a torn write: the
-//! segment is truncated at the last valid record. Any other damage (a bad record followed by
-//! valid ones, damage in a segment that has a successor, a missing segment, an undecodable
-//! payload) is corruption: opening fails with the file and offset, unless `repair` is set, in
-//! which case the log is cut at that point (that file truncated, later segments deleted:
-//! point-in-time recovery, as RocksDB's default) and the cut is reported.
+//! Rules. Damage that the segment's reader calls a torn tail ([`crate::record::Reader`] for
+//! v2; v1 keeps its old rule, [`crate::record_v1`]), in the last segment, is a torn write:
+//! the segment is truncated at the last valid record. Any other damage (damage the reader
+//! calls corrupt, any damage in a segment that has a successor, a missing segment, an
+//! undecodable payload) is corruption: opening fails with the file and offset, unless
+//! `repair` is set, in which case the log is cut at that point (that file truncated, later
+//! segments deleted: point-in-time recovery, as RocksDB's default) and the cut is reported.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -28,6 +31,7 @@ use crate::record::{Damage, Next, Reader, RecordType};
 use crate::segment;
 use crate::snapshot;
 use crate::state::State;
+use crate::upgrade::{self, Upgrade};
 
 /// How to treat the directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct SnapshotUsed {
     pub covers_through: u64,
     /// Its entry records.
     pub entries: u64,
+    /// Its format version.
+    pub version: u32,
 }
 
 /// A torn tail that was (or, read-only, would be) cut.
@@ -83,6 +89,10 @@ pub struct RecoveryReport {
     pub repairs: Vec<String>,
     /// Leftover files removed (temporary snapshots, segments a snapshot covers).
     pub removed: Vec<PathBuf>,
+    /// Live files read in format v1 (the snapshot loaded and segments replayed).
+    pub v1_files: u64,
+    /// The upgrade to v2 done after replay (never read-only).
+    pub upgraded: Option<Upgrade>,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -127,6 +137,15 @@ impl fmt::Display for RecoveryReport {
         }
         for p in &self.removed {
             writeln!(f, "removed leftover {}", p.display())?;
+        }
+        match &self.upgraded {
+            Some(u) => writeln!(f, "{u}")?,
+            None if self.v1_files > 0 => writeln!(
+                f,
+                "{} files in format v1 (upgraded to v2 when the store opens them)",
+                self.v1_files
+            )?,
+            None => {}
         }
         if self.rejected > 0 {
             writeln!(f, "warning: {} records refused on replay", self.rejected)?;
@@ -199,6 +218,8 @@ impl fmt::Display for Problem {
 /// The replay of one segment.
 pub(crate) struct SegmentReplay {
     pub len: u64,
+    /// The header's format version (0 if the header is bad).
+    pub version: u32,
     pub records: u64,
     pub rejected: u64,
     /// End of the last good record (0 if the header is bad).
@@ -216,12 +237,13 @@ pub(crate) fn replay_segment(
     let bytes = fs::read(&path).map_err(io_at(&path))?;
     let mut out = SegmentReplay {
         len: bytes.len() as u64,
+        version: 0,
         records: 0,
         rejected: 0,
         valid_end: 0,
         problem: None,
     };
-    match header::decode(SEGMENT_MAGIC, &bytes) {
+    let head = match header::decode(SEGMENT_MAGIC, &bytes) {
         Err(e) => {
             out.problem = Some(Problem::BadHeader(e));
             return Ok(out);
@@ -230,9 +252,10 @@ pub(crate) fn replay_segment(
             out.problem = Some(Problem::WrongNumber(h.number));
             return Ok(out);
         }
-        Ok(_) => {}
-    }
-    let mut reader = Reader::at(&bytes, HEADER_LEN);
+        Ok(h) => h,
+    };
+    out.version = head.version;
+    let mut reader = Reader::with_format(head.format(), &bytes, HEADER_LEN);
     out.problem = loop {
         match reader.next_record() {
             Next::Record(r) if r.kind == RecordType::Txn => match Txn::decode(r.payload) {
@@ -253,7 +276,7 @@ pub(crate) fn replay_segment(
             }
             Next::End => break None,
             Next::Torn { offset, damage } => break Some(Problem::Torn(offset as u64, damage)),
-            Next::Corrupt { offset, damage, .. } => {
+            Next::Corrupt { offset, damage } => {
                 break Some(Problem::Corrupt(offset as u64, damage))
             }
         }
@@ -282,11 +305,15 @@ fn load_snapshot(
     for &n in listing.snapshots.iter().rev() {
         let path = snapshot::path(dir, n);
         match snapshot::load(&path, state) {
-            Ok(entries) => {
+            Ok(loaded) => {
+                if loaded.version < header::FORMAT_VERSION {
+                    report.v1_files += 1;
+                }
                 report.snapshot = Some(SnapshotUsed {
                     file: path,
                     covers_through: n,
-                    entries,
+                    entries: loaded.entries,
+                    version: loaded.version,
                 });
                 return Ok(Some(n));
             }
@@ -344,6 +371,9 @@ pub(crate) fn recover(
         }
         expected = n + 1;
         let r = replay_segment(dir, n, state)?;
+        if r.version != 0 && r.version < header::FORMAT_VERSION {
+            rec.report.v1_files += 1;
+        }
         rec.report.segments += 1;
         rec.report.records += r.records;
         rec.report.rejected += r.rejected;
@@ -386,8 +416,33 @@ pub(crate) fn recover(
     if changed_dir {
         syncer.sync_dir(dir).map_err(io_at(dir))?;
     }
+    if !mode.read_only && rec.report.v1_files > 0 {
+        upgrade_after_replay(dir, state, syncer, &mut rec)?;
+    }
     rec.report.elapsed = started.elapsed();
     Ok(rec)
+}
+
+/// Rewrites a directory with v1 files as v2 (see [`crate::upgrade`]); the writer then starts
+/// a new segment after the last one, so it never appends v2 frames to a v1 file.
+fn upgrade_after_replay(
+    dir: &Path,
+    state: &State,
+    syncer: &dyn Syncer,
+    rec: &mut Recovered,
+) -> Result<(), OpenError> {
+    // The last segment still on disk, or the snapshot's number when none is left.
+    let last = rec.next_segment.saturating_sub(1);
+    if last == 0 {
+        // No file is left to replace (repair removed it): nothing to upgrade.
+        return Ok(());
+    }
+    let done = upgrade::to_v2(dir, last, state, syncer)?;
+    rec.report.upgraded = Some(done);
+    rec.tail = None;
+    rec.next_segment = last + 1;
+    rec.closed_bytes = 0;
+    Ok(())
 }
 
 pub(crate) fn problem_error(path: &Path, p: &Problem) -> OpenError {

@@ -3,7 +3,7 @@
 //! Responsible for: the `NNNNNNNNNNNNNNNNNNNN.log` naming scheme, creating a segment
 //! durably (header written, file synced, directory synced), and classifying a segment's bytes
 //! into valid records plus a clean, torn or corrupt end ([`recover_segment_bytes`], which
-//! fuzzers call). Not responsible for: deciding what to do about damage (`recovery`), or
+//! fuzzers call), in the frame format its header names (v1 segments are still read). Not responsible for: deciding what to do about damage (`recovery`), or
 //! appending records (`writer`).
 
 use std::fs::{File, OpenOptions};
@@ -56,14 +56,14 @@ pub fn create(dir: &Path, n: u64, syncer: &dyn Syncer) -> io::Result<File> {
 pub enum SegmentEnd {
     /// Ends exactly after the last valid record.
     Clean,
-    /// Damage at `offset` with nothing valid after it: a torn write.
+    /// A torn write at `offset` (see [`crate::record::Reader`] for the rule).
     Torn {
         /// File offset where valid data ends.
         offset: u64,
         /// What was wrong at that offset.
         damage: Damage,
     },
-    /// Damage at `offset` followed by valid records: corruption.
+    /// Damage at `offset` that a torn write cannot explain: corruption.
     Corrupt {
         /// File offset of the damaged record.
         offset: u64,
@@ -101,7 +101,7 @@ pub fn scan(bytes: &[u8], mut each: impl FnMut(Record<'_>)) -> SegmentScan {
             }
         }
     };
-    let mut reader = Reader::at(bytes, HEADER_LEN);
+    let mut reader = Reader::with_format(header.format(), bytes, HEADER_LEN);
     let mut records = 0u64;
     let end = loop {
         match reader.next_record() {
@@ -116,7 +116,7 @@ pub fn scan(bytes: &[u8], mut each: impl FnMut(Record<'_>)) -> SegmentScan {
                     damage,
                 }
             }
-            Next::Corrupt { offset, damage, .. } => {
+            Next::Corrupt { offset, damage } => {
                 break SegmentEnd::Corrupt {
                     offset: offset as u64,
                     damage,

@@ -15,8 +15,10 @@
 //! A crash before 4 leaves a temp file that recovery deletes; after 4, recovery uses the
 //! new snapshot and deletes what it covers. Deleted resources are simply absent from the
 //! state that is written, so they do not survive. The cost is a second copy of the state in
-//! memory while a compaction runs.
-//! Not responsible for: deciding when to compact (the writer asks past the threshold).
+//! memory while a compaction runs. Also: [`write_state`], the same steps 2-5 for a state
+//! already in memory (the v1 upgrade), and loading v1 snapshots.
+//! Not responsible for: deciding when to compact (the writer asks past the threshold), or
+//! which files an upgrade removes (`upgrade`).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -69,11 +71,21 @@ fn temp_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{}.tmp", file_name(n)))
 }
 
-/// Loads a snapshot file into `state`; returns its entry count. Any damage, or a missing
-/// end record, is an error: a snapshot is renamed into place only once complete and synced.
-pub fn load(path: &Path, state: &State) -> Result<u64, OpenError> {
+/// What [`load`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entry records applied.
+    pub entries: u64,
+    /// The file's format version (1: to be upgraded).
+    pub version: u32,
+}
+
+/// Loads a snapshot file (v1 or v2) into `state`. Any damage, or a missing end record, is
+/// an error: a snapshot is renamed into place only once complete and synced, so even a
+/// damaged last record is not a torn write.
+pub fn load(path: &Path, state: &State) -> Result<Loaded, OpenError> {
     let bytes = fs::read(path).map_err(io_at(path))?;
-    header::decode(SNAPSHOT_MAGIC, &bytes).map_err(|error| OpenError::BadHeader {
+    let head = header::decode(SNAPSHOT_MAGIC, &bytes).map_err(|error| OpenError::BadHeader {
         file: path.to_owned(),
         error,
     })?;
@@ -87,7 +99,7 @@ pub fn load(path: &Path, state: &State) -> Result<u64, OpenError> {
         offset: offset as u64,
         error,
     };
-    let mut reader = Reader::at(&bytes, HEADER_LEN);
+    let mut reader = Reader::with_format(head.format(), &bytes, HEADER_LEN);
     let mut entries = 0u64;
     loop {
         match reader.next_record() {
@@ -110,7 +122,10 @@ pub fn load(path: &Path, state: &State) -> Result<u64, OpenError> {
                 if count != entries || r.end() != bytes.len() {
                     return Err(corrupt(r.offset, Damage::ChecksumMismatch));
                 }
-                return Ok(entries);
+                return Ok(Loaded {
+                    entries,
+                    version: head.version,
+                });
             }
             Next::Record(r) => return Err(corrupt(r.offset, Damage::UnknownType(r.kind as u8))),
             Next::End => {
@@ -118,7 +133,7 @@ pub fn load(path: &Path, state: &State) -> Result<u64, OpenError> {
                     file: path.to_owned(),
                 })
             }
-            Next::Torn { offset, damage } | Next::Corrupt { offset, damage, .. } => {
+            Next::Torn { offset, damage } | Next::Corrupt { offset, damage } => {
                 return Err(corrupt(offset, damage))
             }
         }
@@ -418,6 +433,35 @@ pub fn compact(
     }
     syncer.sync_dir(dir).map_err(io_at(dir))?;
     stop(CompactStep::DeleteCovered, &mut report);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Writes `state` as snapshot `upto` (temporary file, fdatasync, rename, directory fsync):
+/// steps 2-5 of a compaction, for a state already in memory. Deletes nothing; a crash
+/// before the rename leaves only a temporary file, which recovery deletes.
+pub(crate) fn write_state(
+    dir: &Path,
+    upto: u64,
+    state: &State,
+    syncer: &dyn Syncer,
+) -> Result<CompactReport, OpenError> {
+    let started = Instant::now();
+    let mut report = CompactReport {
+        covers_through: upto,
+        entries: 0,
+        bytes: 0,
+        removed: 0,
+        elapsed: Duration::ZERO,
+        stopped_after: None,
+    };
+    let tmp = temp_path(dir, upto);
+    let file = write_temp(&tmp, upto, state, &mut report)?;
+    syncer.sync_data(&file).map_err(io_at(&tmp))?;
+    drop(file);
+    let fin = path(dir, upto);
+    fs::rename(&tmp, &fin).map_err(io_at(&fin))?;
+    syncer.sync_dir(dir).map_err(io_at(dir))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

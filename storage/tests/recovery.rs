@@ -257,3 +257,155 @@ fn one_store_at_a_time_opens_a_data_directory() {
     let (again, _) = open(dir.path());
     assert!(again.session(T, P, "ses_after").is_some());
 }
+
+/// Commits, in one segment: tenant and project, a session with three messages, an agent
+/// `agt_before`, then agent `agt_evil` whose instructions embed `frame` (several times, with
+/// text around it). Returns the segment, its bytes, and where the evil record starts.
+fn build_with_frame_text(
+    dir: &std::path::Path,
+    frame: &str,
+) -> (std::path::PathBuf, Vec<u8>, usize) {
+    let o = Options {
+        segment_size: 1 << 20,
+        snapshot_threshold: u64::MAX,
+        ..Options::default()
+    };
+    let (store, _) = Store::open(dir, o).unwrap();
+    seed(&store);
+    store
+        .commit_wait(T, vec![Mutation::PutSession(session(P, "ses_1", 1))])
+        .unwrap();
+    for i in 0..3 {
+        let m = message(&format!("msg_{i}"), &format!("content {i}"));
+        store
+            .commit_wait(T, vec![Mutation::append_message(P, "ses_1", &m)])
+            .unwrap();
+    }
+    store
+        .commit_wait(
+            T,
+            vec![Mutation::PutAgent(agent(P, "agt_before", "before"))],
+        )
+        .unwrap();
+    let mut evil = agent(P, "agt_evil", "evil");
+    evil.instructions = Some(format!("You are helpful. {frame}{frame} then {frame}."));
+    store
+        .commit_wait(T, vec![Mutation::PutAgent(evil)])
+        .unwrap();
+    drop(store);
+    let segs = segments(dir);
+    assert_eq!(segs.len(), 1);
+    let bytes = fs::read(&segs[0]).unwrap();
+    let (recs, end) = record::decode(&bytes[header::HEADER_LEN..]);
+    assert_eq!(end, record::Next::End);
+    let last = header::HEADER_LEN + recs.last().unwrap().offset;
+    (segs[0].clone(), bytes, last)
+}
+
+/// The defect of v1: a torn write in the middle of a record whose payload holds a complete
+/// valid frame. Every cut inside that record must be a torn tail (the record cut, all before
+/// it kept), for both frame shapes, and the store must go on appending after the cut.
+#[test]
+fn torn_record_whose_text_embeds_a_valid_frame_is_cut_not_refused() {
+    for format in [record::Format::V1, record::Format::V2] {
+        let frame = ascii_frame(format, T);
+        let dir = TempDir::new("torn-frame-text");
+        let (seg, bytes, last) = build_with_frame_text(dir.path(), &frame);
+        let inner = bytes
+            .windows(frame.len())
+            .position(|w| w == frame.as_bytes())
+            .expect("the frame is in the log as written");
+        assert!(
+            inner > last,
+            "{format:?}: the frame sits inside the last record"
+        );
+        for cut in last + 1..bytes.len() {
+            fs::write(&seg, &bytes[..cut]).unwrap();
+            let (store, report) = match Store::open(dir.path(), opts()) {
+                Ok(opened) => opened,
+                Err(e) => panic!("{format:?}, cut at {cut}: refused to open: {e}"),
+            };
+            let torn = report.torn.as_ref().expect("torn tail reported");
+            assert_eq!(torn.offset, last as u64, "{format:?}, cut at {cut}");
+            assert!(report.corruption.is_empty(), "{report}");
+            assert!(store.agent(T, P, "agt_evil").is_none(), "cut at {cut}");
+            assert!(store.agent(T, P, "agt_before").is_some(), "cut at {cut}");
+            assert_eq!(message_count(&store), 3, "cut at {cut}");
+            drop(store);
+            // The cut is durable: the next open finds a clean log of the same length.
+            assert_eq!(fs::metadata(&seg).unwrap().len(), last as u64);
+        }
+        // The whole record reads back, text and all.
+        fs::write(&seg, &bytes).unwrap();
+        let (store, report) = Store::open(dir.path(), opts()).unwrap();
+        assert!(report.torn.is_none());
+        let evil = store.agent(T, P, "agt_evil").expect("whole record kept");
+        assert!(evil.instructions.unwrap().contains(&frame));
+    }
+}
+
+/// A flipped byte in an early record whose text embeds frames, followed by valid records:
+/// refused with the file and offset, `check` names it and changes nothing, and
+/// `check --repair` cuts the log there, keeping everything before it.
+#[test]
+fn corruption_before_valid_records_is_refused_then_repaired() {
+    let frame = ascii_frame(record::Format::V2, T);
+    let dir = TempDir::new("corrupt-frame-text");
+    let (seg, _, evil_at) = build_with_frame_text(dir.path(), &frame);
+    // Valid records after the agent that carries the frames.
+    let (store, _) = Store::open(dir.path(), opts()).unwrap();
+    for i in 3..6 {
+        let m = message(&format!("msg_{i}"), "after");
+        store
+            .commit_wait(T, vec![Mutation::append_message(P, "ses_1", &m)])
+            .unwrap();
+    }
+    drop(store);
+    let clean = fs::read(&seg).unwrap();
+    // One byte in the header, then one inside the embedded frame of the payload.
+    let in_frame = evil_at
+        + clean[evil_at..]
+            .windows(frame.len())
+            .position(|w| w == frame.as_bytes())
+            .unwrap()
+        + 3;
+    for pos in [evil_at + 2, evil_at + 10, in_frame] {
+        let mut damaged = clean.clone();
+        damaged[pos] ^= 0x01;
+        fs::write(&seg, &damaged).unwrap();
+        let err = Store::open(dir.path(), opts()).expect_err("corruption must be refused");
+        match &err {
+            OpenError::Corrupt { file, offset, .. } => {
+                assert_eq!(file, &seg);
+                assert_eq!(*offset, evil_at as u64, "flip at {pos}");
+            }
+            other => panic!("flip at {pos}: {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("offset {evil_at}")) && text.contains("check --repair"),
+            "{text}"
+        );
+        let report = check(dir.path(), false).unwrap();
+        assert!(!report.is_ok(), "{report}");
+        assert_eq!(
+            fs::read(&seg).unwrap(),
+            damaged,
+            "check without --repair wrote"
+        );
+    }
+    let report = check(dir.path(), true).unwrap();
+    assert!(
+        report.is_ok() && report.to_string().contains("REPAIRED"),
+        "{report}"
+    );
+    assert_eq!(fs::metadata(&seg).unwrap().len(), evil_at as u64);
+    let (store, report) = Store::open(dir.path(), opts()).unwrap();
+    assert!(
+        report.corruption.is_empty() && report.torn.is_none(),
+        "{report}"
+    );
+    assert!(store.agent(T, P, "agt_before").is_some());
+    assert!(store.agent(T, P, "agt_evil").is_none());
+    assert_eq!(message_count(&store), 3);
+}

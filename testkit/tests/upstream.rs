@@ -1,7 +1,8 @@
 //! The fake OpenAI-compatible upstream from the outside: plain `std::net::TcpStream`
 //! clients (most through `halyard_testkit::Client`) and a rustls client check every script
-//! directive, keep-alive and pipelining, the connection counters, TLS, the `fake-upstream`
-//! binary, and (ignored, run by hand) ten thousand concurrent streams. Every wait is bounded.
+//! directive, keep-alive and pipelining, the connection counters, TLS and the `fake-upstream`
+//! binary. Every wait is bounded. (Ten thousand concurrent streams are a benchmark:
+//! `benches/load/chat.sh --only upstream`.)
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halyard_testkit::{raise_fd_limit, Client, FakeUpstream, Response, UpstreamOptions};
+use halyard_testkit::{Client, FakeUpstream, Response, UpstreamOptions};
 use serde_json::{json, Value};
 
 /// Bound on any single wait.
@@ -699,164 +700,4 @@ fn binary_refuses_bad_flags() {
         err.contains("--tls-cert and --tls-key go together"),
         "{err}"
     );
-}
-
-// ---- ten thousand streams (by hand) ----
-
-/// CPU time of process `pid` so far: user and system.
-fn cpu_time(pid: u32) -> (Duration, Duration) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().expect("ticks"))
-        .collect();
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    let ticks = |t: u64| Duration::from_millis(t * 1000 / hz);
-    (ticks(fields[0]), ticks(fields[1]))
-}
-
-/// Peak resident set size of process `pid`, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// One benchmark client connection.
-struct Stream {
-    sock: mio::net::TcpStream,
-    sent_at: Option<Instant>,
-    done_at: Option<Instant>,
-    bytes: usize,
-    tail: Vec<u8>,
-    rounds_left: u32,
-}
-
-/// Ten thousand concurrent streams of 20 tokens at 50 ms from the `fake-upstream` binary's
-/// one loop thread, with its CPU time and peak memory. Run by hand, in release:
-///
-/// ```sh
-/// cargo test --release -p halyard-testkit --test upstream -- --ignored --nocapture ten_thousand
-/// ```
-///
-/// `FAKE_UPSTREAM_STREAMS` (default 10000) and `FAKE_UPSTREAM_ROUNDS` (sequential requests
-/// per connection, default 1) change the load. The open-file limit must allow the streams
-/// in this process and in the child.
-#[test]
-#[ignore = "a benchmark: run by hand with --release"]
-fn ten_thousand_streams() {
-    raise_fd_limit();
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("FAKE_UPSTREAM_STREAMS", 10_000) as usize;
-    let rounds = env("FAKE_UPSTREAM_ROUNDS", 1) as u32;
-    let p = Proc::spawn(&[]);
-    let pid = p.child.id();
-    let request = post(&body("fake:tokens=20;delay_ms=50", "one two three"), "");
-    let mut poll = mio::Poll::new().expect("poll");
-    let mut streams = Vec::with_capacity(n);
-    let (cpu0, t0) = (cpu_time(pid), Instant::now());
-    for i in 0..n {
-        let mut sock = mio::net::TcpStream::connect(p.addr).expect("connect");
-        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-        poll.registry()
-            .register(&mut sock, mio::Token(i), interest)
-            .expect("register");
-        streams.push(Stream {
-            sock,
-            sent_at: None,
-            done_at: None,
-            bytes: 0,
-            tail: Vec::new(),
-            rounds_left: rounds,
-        });
-    }
-    let connected = t0.elapsed();
-    let mut last_sent = t0;
-    let mut durations = Vec::with_capacity(n * rounds as usize);
-    let mut sizes = Vec::with_capacity(n * rounds as usize);
-    let mut events = mio::Events::with_capacity(4096);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut finished = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while finished < n {
-        assert!(
-            Instant::now() < deadline,
-            "{finished} of {n} streams finished"
-        );
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .expect("poll");
-        for ev in events.iter() {
-            let st = &mut streams[ev.token().0];
-            if st.sent_at.is_none() && st.done_at.is_none() && ev.is_writable() {
-                st.sock.write_all(&request).expect("request");
-                last_sent = Instant::now();
-                st.sent_at = Some(last_sent);
-            }
-            loop {
-                match st.sock.read(&mut buf) {
-                    Ok(0) => panic!("server closed a stream"),
-                    Ok(k) => {
-                        st.bytes += k;
-                        st.tail.extend_from_slice(&buf[..k]);
-                        let cut = st.tail.len().saturating_sub(5);
-                        st.tail.drain(..cut);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => panic!("read: {e}"),
-                }
-            }
-            if st.sent_at.is_some() && st.tail == b"0\r\n\r\n" {
-                let now = Instant::now();
-                durations.push(now - st.sent_at.take().expect("sent"));
-                sizes.push(std::mem::take(&mut st.bytes));
-                st.tail.clear();
-                st.rounds_left -= 1;
-                if st.rounds_left == 0 {
-                    st.done_at = Some(now);
-                    finished += 1;
-                } else {
-                    st.sock.write_all(&request).expect("request");
-                    st.sent_at = Some(now);
-                }
-            }
-        }
-    }
-    let wall = t0.elapsed();
-    let (user, sys) = cpu_time(pid);
-    let (user, sys) = (user - cpu0.0, sys - cpu0.1);
-    let cpu = user + sys;
-    durations.sort();
-    let ms = |q: f64| durations[((durations.len() - 1) as f64 * q) as usize].as_millis();
-    println!(
-        "{n} streams x {rounds} round(s) of 20 tokens at 50 ms: connects {connected:.2?}, \
-         last request sent at {:.2?}, wall {wall:.2?}; upstream CPU {cpu:.2?} (user {user:.2?}, \
-         system {sys:.2?}: {:.0}% of one core over the wall time), peak RSS {} KiB; \
-         per stream (ideal 1000 ms) min {} p50 {} p99 {} max {} ms",
-        last_sent - t0,
-        cpu.as_secs_f64() * 100.0 / wall.as_secs_f64(),
-        peak_rss_kib(pid),
-        ms(0.0),
-        ms(0.5),
-        ms(0.99),
-        ms(1.0),
-    );
-    assert!(
-        sizes.iter().all(|&s| s == sizes[0]),
-        "every stream the same"
-    );
-    assert!(cpu < wall, "the loop thread kept up on less than one core");
 }

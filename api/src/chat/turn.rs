@@ -573,17 +573,24 @@ impl TurnTask {
 
     /// Stops the provider (closing the upstream connection) and keeps what was said.
     fn cancel(&mut self, cx: &mut Cx<'_>) -> Status {
-        let c = match self.model.take() {
-            Some(Model::OpenAi(up)) => {
+        match self.stop_model(cx) {
+            Some(c) => self.generated(c, cx),
+            None => Status::Pending,
+        }
+    }
+
+    /// Stops the provider, closing its upstream connection: what it said so far, as a
+    /// cancelled completion (`None` when no call runs).
+    fn stop_model(&mut self, cx: &mut Cx<'_>) -> Option<Completion> {
+        Some(match self.model.take()? {
+            Model::OpenAi(up) => {
                 if let Some(id) = up.exchange {
                     cx.cancel(id);
                 }
                 up.relay.completion(Some("cancelled"))
             }
-            Some(Model::Echo { .. }) => Echo::completion(&self.prompt, &self.text, "cancelled"),
-            None => return Status::Pending,
-        };
-        self.generated(c, cx)
+            Model::Echo { .. } => Echo::completion(&self.prompt, &self.text, "cancelled"),
+        })
     }
 
     fn shutdown(&mut self, cx: &mut Cx<'_>) -> Status {
@@ -591,15 +598,8 @@ impl TurnTask {
             // The reply is being made durable: its answer follows.
             return Status::Pending;
         }
-        let said = match self.model.take() {
-            Some(Model::OpenAi(up)) => {
-                if let Some(id) = up.exchange {
-                    cx.cancel(id);
-                }
-                up.relay.completion(Some("cancelled"))
-            }
-            Some(Model::Echo { .. }) => Echo::completion(&self.prompt, &self.text, "cancelled"),
-            None => return Status::Done,
+        let Some(said) = self.stop_model(cx) else {
+            return Status::Done;
         };
         self.store_said(&said);
         let message = "The server is shutting down; what was said is stored";

@@ -3,28 +3,55 @@
 use halyard_engine::{Reply, Response};
 use halyard_storage::{ids, Limits, Mutation, Tenant};
 
+use super::identity::{MAX_EMAIL, MAX_PASSWORD, MIN_PASSWORD};
 use super::Call;
-use crate::body::Fields;
+use crate::body::{Field, Fields, EMAIL};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 use crate::view;
+
+/// The longest tenant name.
+const MAX_NAME: usize = 128;
+
+/// A tenant's limits (each bound fits the `u32` it is stored in).
+const LIMITS: &[Field] = &[
+    Field::whole("requestsPerSecond", 1, 1_000_000),
+    Field::whole("burst", 1, 10_000_000),
+    Field::whole("sessionMessagesPerMinute", 1, 1_000_000),
+    Field::whole("maxConcurrentSessions", 1, 100_000_000),
+];
+
+/// The body of `POST /api/v1/admin/tenants`: an owner user when `ownerEmail` is given.
+pub(super) const CREATE_BODY: &[Field] = &[
+    Field::text("name", 1, MAX_NAME).required(),
+    Field::object("limits", LIMITS),
+    Field::text("ownerEmail", 0, MAX_EMAIL).format(EMAIL),
+    Field::text("ownerPassword", MIN_PASSWORD, MAX_PASSWORD).required_with("ownerEmail"),
+];
+
+/// The body of `PATCH /api/v1/admin/tenants/:tenantId`.
+pub(super) const PATCH_BODY: &[Field] = &[
+    Field::text("name", 1, MAX_NAME),
+    Field::object("limits", LIMITS),
+    Field::bool("disabled"),
+];
 
 /// Reads `limits{...}` over `base`.
 fn read_limits(f: &mut Fields<'_>, base: Limits) -> Limits {
     let mut limits = base;
     f.nested("limits", |l| {
-        if let Some(v) = l.opt_u64("requestsPerSecond", 1, 1_000_000) {
-            limits.requests_per_second = v as u32;
-        }
-        if let Some(v) = l.opt_u64("burst", 1, 10_000_000) {
-            limits.burst = v as u32;
-        }
-        if let Some(v) = l.opt_u64("sessionMessagesPerMinute", 1, 1_000_000) {
-            limits.session_messages_per_minute = v as u32;
-        }
-        if let Some(v) = l.opt_u64("maxConcurrentSessions", 1, 100_000_000) {
-            limits.max_concurrent_sessions = v as u32;
-        }
+        let mut set = |name: &str, to: &mut u32| {
+            if let Some(v) = l.whole(name) {
+                *to = v as u32;
+            }
+        };
+        set("requestsPerSecond", &mut limits.requests_per_second);
+        set("burst", &mut limits.burst);
+        set(
+            "sessionMessagesPerMinute",
+            &mut limits.session_messages_per_minute,
+        );
+        set("maxConcurrentSessions", &mut limits.max_concurrent_sessions);
     });
     limits
 }
@@ -32,20 +59,11 @@ fn read_limits(f: &mut Fields<'_>, base: Limits) -> Limits {
 /// `POST /api/v1/admin/tenants`.
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let name = f.req_str("name", 128);
+    let mut f = Fields::of(&body, CREATE_BODY)?;
+    let name = f.str("name");
     let limits = read_limits(&mut f, Limits::default());
-    let email = f.opt_str("ownerEmail", 254);
-    let password = f.opt_str("ownerPassword", 1024);
-    if email.is_some() && password.is_none_or(|p| p.chars().count() < 12) {
-        f.fail(
-            "ownerPassword",
-            "is required with ownerEmail, at least 12 characters",
-        );
-    }
-    if email.is_some_and(|e| !e.contains('@')) {
-        f.fail("ownerEmail", "must be an email address");
-    }
+    let email = f.str("ownerEmail");
+    let password = f.str("ownerPassword");
     f.finish()?;
     let now = crate::time::now_ms();
     let tenant = Tenant {
@@ -87,15 +105,12 @@ pub fn patch(c: &Call<'_>) -> ApiResult<Reply> {
         .tenant(id)
         .ok_or_else(|| ApiError::NotFound(format!("Tenant not found: {id}")))?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    if let Some(name) = f.opt_str("name", 128) {
-        if name.is_empty() {
-            f.fail("name", "must not be empty");
-        }
+    let mut f = Fields::of(&body, PATCH_BODY)?;
+    if let Some(name) = f.str("name") {
         tenant.name = name.to_string();
     }
     tenant.limits = read_limits(&mut f, tenant.limits);
-    if let Some(d) = f.opt_bool("disabled") {
+    if let Some(d) = f.bool("disabled") {
         tenant.disabled = d;
     }
     f.finish()?;

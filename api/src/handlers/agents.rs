@@ -6,9 +6,66 @@ use serde_json::Value;
 
 use super::projects::page_of;
 use super::Call;
-use crate::body::{is_agent_name, Fields};
+use crate::body::{Field, Fields, AGENT_NAME, HTTP_URL};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time, view};
+
+/// The longest agent name (as [`AGENT_NAME`] allows).
+const MAX_NAME: usize = 64;
+/// The longest DSL text.
+const MAX_DSL: usize = 1_000_000;
+
+/// A model's sampling temperature (also a direct model call's).
+pub(super) const TEMPERATURE: Field = Field::number("temperature", 0.0, 2.0);
+/// The most tokens a model may answer with (also a direct model call's).
+pub(super) const MAX_TOKENS: Field = Field::whole("maxTokens", 1, 1_000_000);
+
+/// Prices per million tokens.
+const PRICING: &[Field] = &[
+    Field::number("inputPerMTok", 0.0, 1e9),
+    Field::number("outputPerMTok", 0.0, 1e9),
+];
+
+/// An agent's model settings: an echo agent defaults its model name, an openai one must
+/// name it.
+const MODEL: &[Field] = &[
+    Field::one_of("provider", &["echo", "openai"]),
+    Field::text("model", 1, 128).required_if("provider", "openai"),
+    Field::text("baseUrl", 0, 2048).format(HTTP_URL),
+    Field::text("apiKeySecret", 0, 128),
+    TEMPERATURE,
+    MAX_TOKENS,
+    Field::object("pricing", PRICING),
+];
+
+// An agent's fields besides its name, the same in both bodies.
+const DESCRIPTION: Field = Field::text("description", 0, 2000);
+const INSTRUCTIONS: Field = Field::text("instructions", 0, 100_000);
+const MODEL_FIELD: Field = Field::object("model", MODEL);
+const DSL: Field = Field::text("dslContent", 0, MAX_DSL);
+
+/// The body of `POST /api/projects/:pid/agents` (and of each agent of an import).
+pub(super) const CREATE_BODY: &[Field] = &[
+    Field::text("name", 1, MAX_NAME)
+        .format(AGENT_NAME)
+        .required(),
+    DESCRIPTION,
+    INSTRUCTIONS,
+    MODEL_FIELD,
+    DSL,
+];
+
+/// The body of `PUT /api/projects/:pid/agents/:name`: the path names the agent.
+pub(super) const PUT_BODY: &[Field] = &[
+    Field::text("name", 0, MAX_NAME).format(AGENT_NAME),
+    DESCRIPTION,
+    INSTRUCTIONS,
+    MODEL_FIELD,
+    DSL,
+];
+
+/// The body of `PUT /api/projects/:pid/agents/:name/dsl`.
+pub(super) const DSL_BODY: &[Field] = &[Field::text("dslContent", 1, MAX_DSL).required()];
 
 /// An agent's fields as sent in a body, validated.
 pub struct AgentInput {
@@ -27,40 +84,23 @@ pub struct AgentInput {
 fn read_model(f: &mut Fields<'_>) -> ModelConfig {
     let mut m = crate::chat::provider::echo_model();
     f.nested("model", |mf| {
-        let provider = mf.opt_str("provider", 16).unwrap_or("echo");
-        if !matches!(provider, "echo" | "openai") {
-            mf.fail("provider", "must be echo or openai");
-        }
+        let provider = mf.str("provider").unwrap_or("echo");
         m.provider = provider.to_string();
-        let default_model = if provider == "openai" {
-            None
-        } else {
-            Some("echo")
-        };
-        match mf.opt_str("model", 128).or(default_model) {
-            Some(name) if !name.is_empty() => m.model = name.to_string(),
-            _ => mf.fail("model", "is required for the openai provider"),
+        if let Some(name) = mf.str("model") {
+            m.model = name.to_string();
         }
-        m.base_url = mf.opt_str("baseUrl", 2048).map(String::from);
-        if m.base_url
-            .as_deref()
-            .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
-        {
-            mf.fail("baseUrl", "must be an http:// or https:// URL");
-        }
+        m.base_url = mf.str("baseUrl").map(String::from);
         if provider == "openai" && m.base_url.is_none() {
             m.base_url = Some(crate::chat::openai::DEFAULT_BASE_URL.into());
         }
-        m.api_key_secret = mf.opt_str("apiKeySecret", 128).map(String::from);
-        m.temperature = mf.opt_f64("temperature", 0.0, 2.0);
-        m.max_tokens = mf.opt_u64("maxTokens", 1, 1_000_000);
+        m.api_key_secret = mf.str("apiKeySecret").map(String::from);
+        m.temperature = mf.number("temperature");
+        m.max_tokens = mf.whole("maxTokens");
         let mut pricing = None;
         mf.nested("pricing", |pf| {
-            let input = pf.opt_f64("inputPerMTok", 0.0, 1e9).unwrap_or(0.0);
-            let output = pf.opt_f64("outputPerMTok", 0.0, 1e9).unwrap_or(0.0);
             pricing = Some(Pricing {
-                input_per_mtok: input,
-                output_per_mtok: output,
+                input_per_mtok: pf.number("inputPerMTok").unwrap_or(0.0),
+                output_per_mtok: pf.number("outputPerMTok").unwrap_or(0.0),
             });
         });
         m.pricing = pricing;
@@ -68,22 +108,14 @@ fn read_model(f: &mut Fields<'_>) -> ModelConfig {
     m
 }
 
-/// Validates an agent body (`name_required` on create).
-pub fn read_agent(f: &mut Fields<'_>, name_required: bool) -> AgentInput {
-    let name = if name_required {
-        f.req_str("name", 64)
-    } else {
-        f.opt_str("name", 64)
-    };
-    if name.is_some_and(|n| !is_agent_name(n)) {
-        f.fail("name", "must match [a-z0-9-]{1,64}");
-    }
+/// Validates an agent body, read with [`CREATE_BODY`] or [`PUT_BODY`].
+pub fn read_agent(f: &mut Fields<'_>) -> AgentInput {
     AgentInput {
-        name: name.map(String::from),
-        description: f.opt_str("description", 2000).map(String::from),
-        instructions: f.opt_str("instructions", 100_000).map(String::from),
+        name: f.str("name").map(String::from),
+        description: f.str("description").map(String::from),
+        instructions: f.str("instructions").map(String::from),
         model: read_model(f),
-        dsl_content: f.opt_str("dslContent", 1_000_000).map(String::from),
+        dsl_content: f.str("dslContent").map(String::from),
     }
 }
 
@@ -130,8 +162,8 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let input = read_agent(&mut f, true);
+    let mut f = Fields::of(&body, CREATE_BODY)?;
+    let input = read_agent(&mut f);
     f.finish()?;
     let agent = input.into_agent(&project.id, None, time::now_ms());
     let resp = reply::created(vec![("agent", view::agent(&agent))]);
@@ -149,8 +181,8 @@ pub fn replace(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let existing = find(c, &project)?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let input = read_agent(&mut f, false);
+    let mut f = Fields::of(&body, PUT_BODY)?;
+    let input = read_agent(&mut f);
     f.finish()?;
     let agent = input.into_agent(&project.id, Some(&existing), time::now_ms());
     let resp = reply::ok(vec![("agent", view::agent(&agent))]);
@@ -162,8 +194,8 @@ pub fn set_dsl(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let mut agent = find(c, &project)?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let dsl = f.req_str("dslContent", 1_000_000);
+    let mut f = Fields::of(&body, DSL_BODY)?;
+    let dsl = f.str("dslContent");
     f.finish()?;
     agent.dsl_content = dsl.map(String::from);
     agent.updated_at = time::now_ms();

@@ -7,10 +7,11 @@ use halyard_engine::{Reply, Response};
 use halyard_storage::{Agent, Page, Session, SessionStatus};
 use serde_json::{json, Value};
 
-use super::sessions::{open_session, pick_agent, release_slot, sees_session};
+use super::agents::{MAX_TOKENS, TEMPERATURE};
+use super::sessions::{open_session, pick_agent, release_slot, sees_session, MAX_METADATA};
 use super::Call;
 use crate::auth::Kind;
-use crate::body::Fields;
+use crate::body::{Field, Fields, Item, Text};
 use crate::chat::provider::{Prompt, Speaker};
 use crate::chat::runtime::{cost, Direct, Job, Style, Turn, Work};
 use crate::chat::sse;
@@ -19,6 +20,61 @@ use crate::{reply, time};
 
 /// Longest user message.
 pub const MAX_MESSAGE: usize = 100_000;
+
+// Fields of more than one chat body.
+const PROJECT_ID: Field = Field::text("projectId", 1, 64).required();
+const MESSAGE: Field = Field::text("message", 1, MAX_MESSAGE).required();
+const AGENT_ID: Field = Field::text("agentId", 0, 64);
+
+/// The body of `/chat/agent` and `/chat/agent/stream`: a turn on a new or existing session.
+pub(super) const AGENT_BODY: &[Field] = &[
+    PROJECT_ID,
+    MESSAGE,
+    Field::text("sessionId", 0, 64),
+    AGENT_ID,
+    Field::json("metadata", MAX_METADATA),
+    Field::json("sessionMetadata", MAX_METADATA),
+    Field::list("attachmentIds", Item::Text(Text::new(1, 64)), 0, 100),
+];
+
+/// The body of `/chat/send`, and of `/chat/stream`'s turn on a session.
+pub(super) const SESSION_TURN_BODY: &[Field] =
+    &[Field::text("sessionId", 1, 64).required(), MESSAGE];
+
+/// The speakers of a direct model call's messages, as [`speaker`] reads them.
+const ROLES: [&str; 3] = ["system", "user", "assistant"];
+
+/// One message of a direct model call (an empty one is allowed).
+const PROMPT_MESSAGE: &[Field] = &[
+    Field::one_of("role", &ROLES).required(),
+    Field::text("content", 0, MAX_MESSAGE).required(),
+];
+
+/// A direct model call's conversation.
+const MESSAGES: Field = Field::list("messages", Item::Object(PROMPT_MESSAGE), 1, 1000).required();
+
+/// The body of `/chat/stream`'s direct model call, with the agent's model.
+pub(super) const DIRECT_BODY: &[Field] = &[PROJECT_ID, MESSAGES, AGENT_ID, TEMPERATURE, MAX_TOKENS];
+
+/// The body of `/chat/complete`: a direct model call that may name another model.
+pub(super) const COMPLETE_BODY: &[Field] = &[
+    PROJECT_ID,
+    MESSAGES,
+    AGENT_ID,
+    TEMPERATURE,
+    MAX_TOKENS,
+    Field::text("modelId", 0, 128),
+];
+
+/// The speaker of a role name of [`ROLES`].
+fn speaker(role: &str) -> Option<Speaker> {
+    match role {
+        "system" => Some(Speaker::System),
+        "user" => Some(Speaker::User),
+        "assistant" => Some(Speaker::Assistant),
+        _ => None,
+    }
+}
 
 fn session_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Session not found: {id}"))
@@ -87,21 +143,17 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
     }
 }
 
-fn read_message<'a>(f: &mut Fields<'a>) -> Option<&'a str> {
-    f.req_str("message", MAX_MESSAGE)
-}
-
 /// `POST /api/v1/chat/agent` and `/chat/agent/stream`.
 pub fn agent(c: &Call<'_>, style: Style) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let project_id = f.req_str("projectId", 64);
-    let message = read_message(&mut f);
-    let session_id = f.opt_str("sessionId", 64);
-    let agent_id = f.opt_str("agentId", 64);
-    f.opt_object_text("metadata", 16 * 1024);
-    let session_meta = f.opt_object_text("sessionMetadata", 16 * 1024);
-    f.opt_strings("attachmentIds", 64, 100);
+    let mut f = Fields::of(&body, AGENT_BODY)?;
+    let project_id = f.str("projectId");
+    let message = f.str("message");
+    let session_id = f.str("sessionId");
+    let agent_id = f.str("agentId");
+    f.json_text("metadata");
+    let session_meta = f.json_text("sessionMetadata");
+    f.strings("attachmentIds");
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
     let (session, agent, new) = match session_id {
@@ -154,56 +206,44 @@ fn session_turn(c: &Call<'_>, session_id: &str, message: &str, style: Style) -> 
 /// `POST /api/v1/chat/send`.
 pub fn send(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let session_id = f.req_str("sessionId", 64);
-    let message = read_message(&mut f);
+    read_session_turn(c, &body, Style::AgentSync)
+}
+
+/// A turn on the session a `{sessionId, message}` body names.
+fn read_session_turn(c: &Call<'_>, body: &Value, style: Style) -> ApiResult<Reply> {
+    let mut f = Fields::of(body, SESSION_TURN_BODY)?;
+    let session_id = f.str("sessionId");
+    let message = f.str("message");
     f.finish()?;
     session_turn(
         c,
         session_id.unwrap_or_default(),
         message.unwrap_or_default(),
-        Style::AgentSync,
+        style,
     )
 }
 
-/// The direct-call form: `{projectId, messages, agentId?, temperature?, maxTokens?}`.
+/// The direct-call form: `{projectId, messages, agentId?, temperature?, maxTokens?}`, and
+/// `modelId?` for `/chat/complete`.
 fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Direct> {
-    let mut f = Fields::of(body)?;
-    let project_id = f.req_str("projectId", 64);
-    let agent_id = f.opt_str("agentId", 64);
-    let temperature = f.opt_f64("temperature", 0.0, 2.0);
-    let max_tokens = f.opt_u64("maxTokens", 1, 1_000_000);
-    let model_id = if with_model_id {
-        f.opt_str("modelId", 128)
+    let spec = if with_model_id {
+        COMPLETE_BODY
     } else {
-        None
+        DIRECT_BODY
     };
+    let mut f = Fields::of(body, spec)?;
+    let project_id = f.str("projectId");
+    let agent_id = f.str("agentId");
+    let temperature = f.number("temperature");
+    let max_tokens = f.whole("maxTokens");
+    let model_id = with_model_id.then(|| f.str("modelId")).flatten();
     let mut messages = Vec::new();
-    match f.raw("messages") {
-        Some(Value::Array(items)) if !items.is_empty() && items.len() <= 1000 => {
-            for (i, m) in items.iter().enumerate() {
-                let role = match m["role"].as_str() {
-                    Some("system") => Some(Speaker::System),
-                    Some("user") => Some(Speaker::User),
-                    Some("assistant") => Some(Speaker::Assistant),
-                    _ => None,
-                };
-                match (role, m["content"].as_str()) {
-                    (Some(r), Some(text)) if text.chars().count() <= MAX_MESSAGE => {
-                        messages.push((r, text.to_string()))
-                    }
-                    _ => f.fail(
-                        &format!("messages[{i}]"),
-                        "must be {role: system|user|assistant, content: string}",
-                    ),
-                }
-            }
+    f.each("messages", |m| {
+        let role = m.str("role").and_then(speaker);
+        if let (Some(role), Some(text)) = (role, m.str("content")) {
+            messages.push((role, text.to_string()));
         }
-        _ => f.fail(
-            "messages",
-            "must be a non-empty array of at most 1000 messages",
-        ),
-    }
+    });
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
     let agent = pick_agent(c, &project, agent_id, None)?;
@@ -233,16 +273,7 @@ pub fn stream(c: &Call<'_>) -> ApiResult<Reply> {
         let direct = read_direct(c, &body, false)?;
         return submit(c, Work::Direct(direct), Style::ChatStream);
     }
-    let mut f = Fields::of(&body)?;
-    let session_id = f.req_str("sessionId", 64);
-    let message = read_message(&mut f);
-    f.finish()?;
-    session_turn(
-        c,
-        session_id.unwrap_or_default(),
-        message.unwrap_or_default(),
-        Style::ChatStream,
-    )
+    read_session_turn(c, &body, Style::ChatStream)
 }
 
 /// `POST /api/v1/chat/complete` (JWT or API key only).
@@ -377,4 +408,16 @@ pub fn usage(c: &Call<'_>) -> ApiResult<Response> {
         ),
         ("byModel", Value::Array(by_model)),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_role_is_a_speaker() {
+        for role in ROLES {
+            assert!(speaker(role).is_some(), "{role}");
+        }
+    }
 }

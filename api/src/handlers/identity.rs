@@ -6,22 +6,53 @@ use serde_json::json;
 
 use super::projects::page_of;
 use super::Call;
-use crate::auth::{parse_role, Principal};
-use crate::body::Fields;
+use crate::auth::{parse_role, Principal, ROLE_NAMES};
+use crate::body::{Field, Fields, Item, Text, EMAIL};
 use crate::error::{ApiError, ApiResult};
-use crate::scope::{Scope, Scopes};
+use crate::scope::{self, Scope, Scopes};
 use crate::{password, reply, seed, time, tokens, view};
 
 const BAD_LOGIN: &str = "Invalid email or password";
+
+/// The longest email address.
+pub(super) const MAX_EMAIL: usize = 254;
+/// The shortest password a new user may have.
+pub(super) const MIN_PASSWORD: usize = 12;
+/// The longest password.
+pub(super) const MAX_PASSWORD: usize = 1024;
+
+/// The body of `POST /api/v1/auth/login`: any email and password may be tried; the stored
+/// user decides, not the rules for a new one.
+pub(super) const LOGIN_BODY: &[Field] = &[
+    Field::text("email", 1, MAX_EMAIL).required(),
+    Field::text("password", 1, MAX_PASSWORD).required(),
+    Field::text("tenantId", 0, 64),
+];
+
+/// The body of `POST /api/v1/users`.
+pub(super) const USER_BODY: &[Field] = &[
+    Field::text("email", 1, MAX_EMAIL).format(EMAIL).required(),
+    Field::text("password", MIN_PASSWORD, MAX_PASSWORD).required(),
+    Field::one_of("role", &ROLE_NAMES),
+];
+
+/// The body of `POST /api/v1/api-keys`.
+pub(super) const KEY_BODY: &[Field] = &[
+    Field::text("name", 1, 128).required(),
+    Field::one_of("kind", &["user", "service"]),
+    Field::list("scopes", Item::OneOf(&scope::NAMES), 0, 16),
+    Field::list("projectIds", Item::Text(Text::new(1, 64)), 0, 100),
+    Field::time("expiresAt"),
+];
 
 /// `POST /api/v1/auth/login`: the same `401` after the same work for an unknown email and a
 /// wrong password.
 pub fn login(c: &Call<'_>) -> ApiResult<Response> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let email = f.req_str("email", 254).map(str::to_ascii_lowercase);
-    let pw = f.req_str("password", 1024);
-    let tenant_id = f.opt_str("tenantId", 64);
+    let mut f = Fields::of(&body, LOGIN_BODY)?;
+    let email = f.str("email").map(str::to_ascii_lowercase);
+    let pw = f.str("password");
+    let tenant_id = f.str("tenantId");
     f.finish()?;
     let (email, pw) = (email.unwrap_or_default(), pw.unwrap_or_default());
     let candidate = c
@@ -74,24 +105,14 @@ pub fn me(c: &Call<'_>) -> ApiResult<Response> {
 /// `POST /api/v1/users`.
 pub fn create_user(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let email = f.req_str("email", 254);
-    let pw = f.req_str("password", 1024);
-    let role = match f.opt_str("role", 16) {
-        None => Some(Role::Developer),
-        Some(r) => parse_role(r),
-    };
-    if role.is_none() {
-        f.fail("role", "must be owner, developer or viewer");
-    }
-    if email.is_some_and(|e| !e.contains('@')) {
-        f.fail("email", "must be an email address");
-    }
-    if pw.is_some_and(|p| p.chars().count() < 12) {
-        f.fail("password", "must be at least 12 characters");
-    }
+    let mut f = Fields::of(&body, USER_BODY)?;
+    let email = f.str("email");
+    let pw = f.str("password");
+    let role = f
+        .str("role")
+        .and_then(parse_role)
+        .unwrap_or(Role::Developer);
     f.finish()?;
-    let role = role.unwrap_or(Role::Developer);
     let p = c.principal()?;
     // A user's JWT sees every project of the tenant with its role's scopes: only a
     // credential that already holds as much may create one.
@@ -152,22 +173,24 @@ pub fn list_users(c: &Call<'_>) -> ApiResult<Response> {
 /// `POST /api/v1/api-keys`.
 pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let name = f.req_str("name", 128);
-    let kind = match f.opt_str("kind", 16) {
-        None | Some("user") => Some(KeyKind::User),
-        Some("service") => Some(KeyKind::Service),
-        Some(_) => None,
+    let mut f = Fields::of(&body, KEY_BODY)?;
+    let name = f.str("name");
+    let kind = match f.str("kind") {
+        Some("service") => KeyKind::Service,
+        _ => KeyKind::User,
     };
-    if kind.is_none() {
-        f.fail("kind", "must be user or service");
-    }
-    let scope_names = f.opt_strings("scopes", 32, 16).unwrap_or_default();
-    let scopes: Vec<Scope> = scope_names.iter().filter_map(|s| Scope::parse(s)).collect();
-    if scopes.len() != scope_names.len() {
-        f.fail("scopes", "has an unknown scope");
-    }
-    let mut project_ids = f.opt_strings("projectIds", 64, 100).unwrap_or_default();
+    let scopes: Vec<Scope> = f
+        .strings("scopes")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Scope::parse)
+        .collect();
+    let mut project_ids: Vec<String> = f
+        .strings("projectIds")
+        .unwrap_or_default()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let principal = c.principal()?;
     let tenant = c.tenant()?;
     // A project the creator may not see is as unknown as one that does not exist.
@@ -178,15 +201,14 @@ pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
         f.fail("projectIds", format!("unknown project: {bad}"));
     }
     let now = time::now_ms();
-    let expires_at = f.opt_time("expiresAt");
+    let expires_at = f.time("expiresAt");
     if expires_at.is_some_and(|e| e <= now) {
         f.fail("expiresAt", "must be in the future");
     }
     f.finish()?;
-    let kind = kind.unwrap_or(KeyKind::User);
     // A new key never holds more than its creator: no scope it lacks, no project it
     // cannot see.
-    let scopes = if scope_names.is_empty() {
+    let scopes = if scopes.is_empty() {
         common_scopes(Scopes::default_for_key(), principal.scopes)
     } else {
         let wanted = Scopes::of(&scopes);

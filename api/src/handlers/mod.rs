@@ -1,9 +1,10 @@
 //! Route handlers: one module per resource family, plus the [`Call`] they all use.
 //!
-//! Responsible for: dispatching a route to its handler, and the shared steps (path
-//! captures, the principal, the body, the page, finding a visible project, committing
-//! writes and answering once they are durable). Not responsible for: authentication or
-//! routing (done in `admit`).
+//! Responsible for: dispatching a route to its handler, naming the body declaration each
+//! route reads (for the OpenAPI document), and the shared steps (path captures, the
+//! principal, the body, the page, finding a visible project, committing writes and
+//! answering once they are durable). Not responsible for: authentication or routing (done
+//! in `admit`).
 
 mod admin;
 mod agents;
@@ -16,10 +17,6 @@ pub(crate) mod sessions;
 mod transfer;
 pub(crate) mod widget;
 
-/// Bounds the OpenAPI document states as the handlers check them.
-pub(crate) use chat::MAX_MESSAGE;
-pub(crate) use secrets::MAX_VALUE as MAX_SECRET_VALUE;
-
 use std::sync::{Arc, Mutex};
 
 use halyard_engine::{Reply, Request, Response};
@@ -27,6 +24,7 @@ use halyard_storage::{Completion, Mutation, Page, Project};
 use serde_json::Value;
 
 use crate::auth::Principal;
+use crate::body::Field;
 use crate::chat::runtime::Style;
 use crate::error::{ApiError, ApiResult};
 use crate::reply::Finish;
@@ -136,6 +134,44 @@ impl<'a> Call<'a> {
             }
         }
         Ok(reply)
+    }
+}
+
+/// The request body a route reads, as its handler declares it.
+pub(crate) enum RequestBody {
+    /// No declared fields: no body, or one documented as any object.
+    Any,
+    /// An object with these fields.
+    Object(&'static [Field]),
+    /// One of two objects (`/chat/stream`: a turn on a session, or a direct model call).
+    Either(&'static [Field], &'static [Field]),
+}
+
+/// The body route `id` reads. An import's document is declared (`transfer::IMPORT_BODY`)
+/// but documented as any object, as an export document always was.
+pub(crate) fn request_body(id: RouteId) -> RequestBody {
+    use RequestBody::{Any, Either, Object};
+    match id {
+        RouteId::AdminTenantCreate => Object(admin::CREATE_BODY),
+        RouteId::AdminTenantPatch => Object(admin::PATCH_BODY),
+        RouteId::Login => Object(identity::LOGIN_BODY),
+        RouteId::UserCreate => Object(identity::USER_BODY),
+        RouteId::KeyCreate => Object(identity::KEY_BODY),
+        RouteId::ProjectCreate => Object(projects::CREATE_BODY),
+        RouteId::ProjectPatch => Object(projects::PATCH_BODY),
+        RouteId::AgentCreate => Object(agents::CREATE_BODY),
+        RouteId::AgentPut => Object(agents::PUT_BODY),
+        RouteId::AgentDsl => Object(agents::DSL_BODY),
+        RouteId::SessionCreate => Object(sessions::CREATE_BODY),
+        RouteId::PublicKeyCreate => Object(sdk::KEY_BODY),
+        RouteId::SdkInit => Object(sdk::INIT_BODY),
+        RouteId::SecretCreate => Object(secrets::CREATE_BODY),
+        RouteId::SecretRotate => Object(secrets::ROTATE_BODY),
+        RouteId::ChatAgent | RouteId::ChatAgentStream => Object(chat::AGENT_BODY),
+        RouteId::ChatSend => Object(chat::SESSION_TURN_BODY),
+        RouteId::ChatStream => Either(chat::SESSION_TURN_BODY, chat::DIRECT_BODY),
+        RouteId::ChatComplete => Object(chat::COMPLETE_BODY),
+        _ => Any,
     }
 }
 

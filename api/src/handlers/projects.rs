@@ -4,9 +4,30 @@ use halyard_engine::{Reply, Response};
 use halyard_storage::{ids, Listed, Mutation, Page, Project};
 
 use super::Call;
-use crate::body::{is_agent_name, Fields, Patch};
+use crate::body::{Field, Fields, AGENT_NAME};
 use crate::error::ApiResult;
 use crate::{reply, time, view};
+
+/// The longest project name.
+const MAX_NAME: usize = 128;
+/// The longest project description.
+const MAX_DESCRIPTION: usize = 2000;
+/// The project's entry agent, by name.
+const ENTRY_AGENT: Field = Field::text("entryAgentName", 0, 64).format(AGENT_NAME);
+
+/// The body of `POST /api/projects`.
+pub(super) const CREATE_BODY: &[Field] = &[
+    Field::text("name", 1, MAX_NAME).required(),
+    Field::text("description", 0, MAX_DESCRIPTION),
+    ENTRY_AGENT,
+];
+
+/// The body of `PATCH /api/projects/:projectId` (and the project of an import manifest).
+pub(super) const PATCH_BODY: &[Field] = &[
+    Field::text("name", 1, MAX_NAME),
+    Field::text("description", 0, MAX_DESCRIPTION).clearable(),
+    ENTRY_AGENT.clearable(),
+];
 
 /// The slug of a project name: lowercase ASCII letters and digits joined by single dashes.
 pub fn slugify(name: &str) -> String {
@@ -52,13 +73,10 @@ pub fn list(c: &Call<'_>) -> ApiResult<Response> {
 /// `POST /api/projects`.
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let name = f.req_str("name", 128);
-    let description = f.opt_str("description", 2000);
-    let entry = f.opt_str("entryAgentName", 64);
-    if entry.is_some_and(|e| !is_agent_name(e)) {
-        f.fail("entryAgentName", "must match [a-z0-9-]{1,64}");
-    }
+    let mut f = Fields::of(&body, CREATE_BODY)?;
+    let name = f.str("name");
+    let description = f.str("description");
+    let entry = f.str("entryAgentName");
     f.finish()?;
     let now = time::now_ms();
     let name = name.unwrap_or_default();
@@ -84,20 +102,14 @@ pub fn get(c: &Call<'_>) -> ApiResult<Response> {
 pub fn patch(c: &Call<'_>) -> ApiResult<Reply> {
     let mut project = c.project()?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    if let Some(name) = f.opt_str("name", 128) {
-        if name.is_empty() {
-            f.fail("name", "must not be empty");
-        }
+    let mut f = Fields::of(&body, PATCH_BODY)?;
+    if let Some(name) = f.str("name") {
         project.name = name.to_string();
     }
-    f.patch_str("description", 2000)
+    f.patch_str("description")
         .apply_to(&mut project.description);
-    let entry = f.patch_str("entryAgentName", 64);
-    if matches!(entry, Patch::Set(e) if !is_agent_name(e)) {
-        f.fail("entryAgentName", "must match [a-z0-9-]{1,64}");
-    }
-    entry.apply_to(&mut project.entry_agent_name);
+    f.patch_str("entryAgentName")
+        .apply_to(&mut project.entry_agent_name);
     f.finish()?;
     project.updated_at = time::now_ms();
     let resp = reply::ok(vec![("project", view::project(&project))]);

@@ -6,31 +6,44 @@ use halyard_storage::{ids, Mutation, Project, PublicKey};
 use serde_json::{json, Value};
 
 use super::Call;
-use crate::body::{is_origin, Fields};
+use crate::body::{Field, Fields, Item, Text, ORIGIN};
 use crate::error::{ApiError, ApiResult};
 use crate::sdk_token::{Grant, TTL_SECS};
 use crate::{reply, time, tokens, view};
+
+/// What the key's pages may do: declared for clients but not read, as every key's pages
+/// may chat.
+const PERMISSIONS: &[Field] = &[Field::bool("chat")];
+
+/// The body of `POST /api/projects/:pid/sdk-public-keys`.
+pub(super) const KEY_BODY: &[Field] = &[
+    Field::text("name", 1, 128).required(),
+    Field::list(
+        "allowedOrigins",
+        Item::Text(Text::new(1, 253).format(ORIGIN)),
+        1,
+        50,
+    )
+    .required(),
+    Field::object("permissions", PERMISSIONS),
+];
+
+/// Who the page's visitor is, as the page says.
+const USER_CONTEXT: &[Field] = &[Field::text("userId", 0, 256)];
+
+/// The body of `POST /api/v1/sdk/init`.
+pub(super) const INIT_BODY: &[Field] = &[
+    Field::text("projectId", 1, 64).required(),
+    Field::object("userContext", USER_CONTEXT),
+];
 
 /// `POST /api/projects/:pid/sdk-public-keys`.
 pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let name = f.req_str("name", 128);
-    let origins = f.opt_strings("allowedOrigins", 253, 50);
-    match &origins {
-        None if f.raw("allowedOrigins").is_none() => f.fail("allowedOrigins", "is required"),
-        Some(o) if o.is_empty() => f.fail("allowedOrigins", "must list 1 to 50 origins"),
-        Some(o) => {
-            if let Some(bad) = o.iter().find(|o| !is_origin(o)) {
-                f.fail(
-                    "allowedOrigins",
-                    format!("not an origin (scheme://host[:port]): {bad}"),
-                );
-            }
-        }
-        None => {}
-    }
+    let mut f = Fields::of(&body, KEY_BODY)?;
+    let name = f.str("name");
+    let origins = f.strings("allowedOrigins");
     f.finish()?;
     let key = tokens::mint(tokens::PUBLIC_KEY);
     let record = PublicKey {
@@ -39,7 +52,11 @@ pub fn create_key(c: &Call<'_>) -> ApiResult<Reply> {
         name: name.unwrap_or_default().to_string(),
         prefix: tokens::visible_prefix(&key, tokens::PUBLIC_KEY),
         digest: tokens::digest(&key),
-        allowed_origins: origins.unwrap_or_default(),
+        allowed_origins: origins
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::from)
+            .collect(),
         created_at: time::now_ms(),
     };
     let resp = reply::created(vec![
@@ -118,10 +135,10 @@ pub fn init(c: &Call<'_>) -> ApiResult<Response> {
         .as_ref()
         .ok_or(ApiError::Unauthorized("Missing or invalid credential"))?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let project_id = f.req_str("projectId", 64);
+    let mut f = Fields::of(&body, INIT_BODY)?;
+    let project_id = f.str("projectId");
     f.nested("userContext", |u| {
-        u.opt_str("userId", 256);
+        u.str("userId");
     });
     f.finish()?;
     let project_id = project_id.unwrap_or_default();

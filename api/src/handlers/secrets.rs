@@ -5,7 +5,7 @@ use halyard_engine::{Reply, Response};
 use halyard_storage::{ids, Mutation, Secret};
 
 use super::Call;
-use crate::body::{is_secret_name, Fields};
+use crate::body::{Field, Fields, SECRET_NAME};
 use crate::error::{ApiError, ApiResult};
 use crate::vault::aad;
 use crate::{reply, time, view};
@@ -13,27 +13,29 @@ use crate::{reply, time, view};
 /// Largest secret value.
 pub const MAX_VALUE: usize = 64 * 1024;
 
-fn read_value<'a>(f: &mut Fields<'a>) -> Option<&'a str> {
-    let v = f.req_str("value", usize::MAX);
-    if v.is_some_and(|v| v.len() > MAX_VALUE) {
-        f.fail("value", "must be at most 65536 bytes");
-    }
-    v
-}
+/// A secret's value: sealed and stored as bytes, so bounded in bytes.
+const VALUE: Field = Field::text("value", 1, MAX_VALUE).bytes().required();
+
+/// The body of `POST /api/projects/:pid/secrets`.
+pub(super) const CREATE_BODY: &[Field] = &[
+    Field::text("name", 1, 128).format(SECRET_NAME).required(),
+    VALUE,
+    Field::time("expiresAt"),
+];
+
+/// The body of `POST /api/projects/:pid/secrets/:name/rotate`.
+pub(super) const ROTATE_BODY: &[Field] = &[VALUE];
 
 /// `POST /api/projects/:pid/secrets`.
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let tenant = c.tenant()?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let name = f.req_str("name", 128);
-    if name.is_some_and(|n| !is_secret_name(n)) {
-        f.fail("name", "must match [A-Z0-9_]{1,128}");
-    }
-    let value = read_value(&mut f);
+    let mut f = Fields::of(&body, CREATE_BODY)?;
+    let name = f.str("name");
+    let value = f.str("value");
     let now = time::now_ms();
-    let expires_at = f.opt_time("expiresAt");
+    let expires_at = f.time("expiresAt");
     if expires_at.is_some_and(|e| e <= now) {
         f.fail("expiresAt", "must be in the future");
     }
@@ -82,8 +84,8 @@ pub fn rotate(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let mut secret = find(c, &project.id)?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let value = read_value(&mut f);
+    let mut f = Fields::of(&body, ROTATE_BODY)?;
+    let value = f.str("value");
     f.finish()?;
     secret.ciphertext = c
         .api

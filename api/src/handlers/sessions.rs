@@ -9,9 +9,19 @@ use serde_json::Value;
 
 use super::Call;
 use crate::auth::Principal;
-use crate::body::Fields;
+use crate::body::{Field, Fields};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time, view};
+
+/// The largest metadata object, as JSON text.
+pub(super) const MAX_METADATA: usize = 16 * 1024;
+
+/// The body of `POST /api/projects/:pid/sessions`.
+pub(super) const CREATE_BODY: &[Field] = &[
+    Field::text("agentId", 0, 64),
+    Field::text("agentName", 0, 64),
+    Field::json("metadata", MAX_METADATA),
+];
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Session not found: {id}"))
@@ -115,10 +125,10 @@ pub fn release_slot(c: &Call<'_>, tenant: &str, session_id: &str) {
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let body = c.body()?;
-    let mut f = Fields::of(&body)?;
-    let agent_id = f.opt_str("agentId", 64);
-    let agent_name = f.opt_str("agentName", 64);
-    let metadata = f.opt_object_text("metadata", 16 * 1024);
+    let mut f = Fields::of(&body, CREATE_BODY)?;
+    let agent_id = f.str("agentId");
+    let agent_name = f.str("agentName");
+    let metadata = f.json_text("metadata");
     f.finish()?;
     let agent = pick_agent(c, &project, agent_id, agent_name)?;
     let session = open_session(c, &project, &agent, metadata)?;

@@ -10,9 +10,10 @@ use halyard_engine::{Reply, Response};
 use halyard_storage::{Agent, Mutation, Page, Project};
 use serde_json::{json, Value};
 
-use super::agents::{read_agent, AgentInput};
+use super::agents::{self, read_agent, AgentInput};
+use super::projects;
 use super::Call;
-use crate::body::{is_agent_name, Fields, Patch};
+use crate::body::{Field, Fields, Item, Patch};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time, view};
 
@@ -20,6 +21,19 @@ use crate::{reply, time, view};
 pub const FORMAT_VERSION: u64 = 1;
 /// Most agents one document may hold.
 pub const MAX_AGENTS: usize = 10_000;
+
+/// What an import takes from the manifest: its version, and the project's fields that a
+/// PATCH of the project may change (the name stays).
+const MANIFEST: &[Field] = &[
+    Field::whole("version", 1, FORMAT_VERSION),
+    Field::object("project", projects::PATCH_BODY),
+];
+
+/// The body of an import and its preview: an export document.
+pub(super) const IMPORT_BODY: &[Field] = &[
+    Field::object("manifest", MANIFEST),
+    Field::list("agents", Item::Object(agents::CREATE_BODY), 0, MAX_AGENTS).required(),
+];
 
 /// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
 pub fn export(c: &Call<'_>) -> ApiResult<Response> {
@@ -67,61 +81,27 @@ struct Document {
 }
 
 fn read_document(body: &Value) -> ApiResult<Document> {
-    let mut f = Fields::of(body)?;
+    let mut f = Fields::of(body, IMPORT_BODY)?;
     let mut description = Patch::Absent;
     let mut entry_agent = Patch::Absent;
     f.nested("manifest", |m| {
-        m.opt_u64("version", 1, FORMAT_VERSION);
+        m.whole("version");
         m.nested("project", |p| {
-            description = p.patch_str("description", 2000).map(String::from);
-            let e = p.patch_str("entryAgentName", 64);
-            if matches!(e, Patch::Set(n) if !is_agent_name(n)) {
-                p.fail("entryAgentName", "must match [a-z0-9-]{1,64}");
-            }
-            entry_agent = e.map(String::from);
+            description = p.patch_str("description").map(String::from);
+            entry_agent = p.patch_str("entryAgentName").map(String::from);
         });
     });
-    let items = match f.raw("agents") {
-        Some(Value::Array(items)) if items.len() <= MAX_AGENTS => items.as_slice(),
-        Some(Value::Array(_)) => {
-            f.fail("agents", format!("must hold at most {MAX_AGENTS} agents"));
-            &[]
-        }
-        Some(_) => {
-            f.fail("agents", "must be an array");
-            &[]
-        }
-        None => {
-            f.fail("agents", "is required");
-            &[]
-        }
-    };
-    let mut agents = Vec::with_capacity(items.len());
+    let mut agents = Vec::new();
     let mut seen = HashSet::new();
-    for (i, item) in items.iter().enumerate() {
-        let field = format!("agents[{i}]");
-        let Value::Object(_) = item else {
-            f.fail(&field, "must be an object");
-            continue;
-        };
-        let mut af = Fields::of(item)?;
-        let input = read_agent(&mut af, true);
-        if let Err(ApiError::Validation(details)) = af.finish() {
-            for d in details {
-                f.fail(&format!("{field}.{}", d.field), d.message);
-            }
-            continue;
-        }
+    f.each("agents", |af| {
+        let input = read_agent(af);
         if let Some(name) = &input.name {
             if !seen.insert(name.clone()) {
-                f.fail(
-                    &format!("{field}.name"),
-                    format!("duplicate agent name: {name}"),
-                );
+                af.fail("name", format!("duplicate agent name: {name}"));
             }
         }
         agents.push(input);
-    }
+    });
     f.finish()?;
     Ok(Document {
         description,

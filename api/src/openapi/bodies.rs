@@ -1,254 +1,133 @@
 //! What each route's request body and query may hold, as JSON Schema, for the OpenAPI
 //! document.
 //!
-//! Responsible for stating the bounds the handlers check (`body::Fields`: required fields,
-//! string lengths, number ranges, names' patterns), so that a schema-driven client such as
-//! schemathesis sends bodies that reach the handlers' logic rather than only their
-//! validation. Not responsible for the checks themselves: the handlers stay the authority,
-//! and `tests/api_conventions.rs` posts each schema's smallest valid body to the server.
+//! Responsible for: writing the body declarations the handlers read through (`body::Field`
+//! tables, named by `handlers::request_body`) as JSON Schema, so that a schema-driven client
+//! such as schemathesis sends bodies that reach the handlers' logic rather than only their
+//! validation; and the query parameters of the routes that read them. Not responsible for
+//! the declarations or the checks: `tests/api_conventions.rs` posts each schema's smallest
+//! valid body to the server.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::handlers::{MAX_MESSAGE, MAX_SECRET_VALUE};
+use crate::body::{Field, Item, Presence, Rule, Text};
+use crate::handlers::{request_body, RequestBody};
 use crate::route::RouteId;
-use crate::scope;
 
-/// A string of at most `max` characters.
-fn text(max: usize) -> Value {
-    json!({"type": "string", "maxLength": max})
-}
-
-/// A string of 1 to `max` characters.
-fn nonempty(max: usize) -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": max})
-}
-
-/// A string of at most `max` characters, or null (a PATCH that clears the field).
-fn clearable(max: usize) -> Value {
-    json!({"type": ["string", "null"], "maxLength": max})
-}
-
-fn whole(min: u64, max: u64) -> Value {
-    json!({"type": "integer", "minimum": min, "maximum": max})
-}
-
-fn number(min: f64, max: f64) -> Value {
-    json!({"type": "number", "minimum": min, "maximum": max})
-}
-
-fn strings(max: usize, max_items: usize) -> Value {
-    json!({"type": "array", "items": text(max), "maxItems": max_items})
-}
-
-/// What `body::is_agent_name` accepts.
-const AGENT_NAME: &str = "^[a-z0-9-]{1,64}$";
-
-/// An agent name.
-fn agent_name() -> Value {
-    json!({"type": "string", "pattern": AGENT_NAME})
-}
-
-/// An RFC 3339 date-time in the future (the handlers refuse a past one).
-fn future_time() -> Value {
-    json!({"type": "string", "format": "date-time"})
-}
-
-fn object(required: &[&str], properties: Value) -> Value {
-    json!({"type": "object", "required": required, "properties": properties})
-}
-
-fn tenant_limits() -> Value {
-    object(
-        &[],
-        json!({
-            "requestsPerSecond": whole(1, 1_000_000),
-            "burst": whole(1, 10_000_000),
-            "sessionMessagesPerMinute": whole(1, 1_000_000),
-            "maxConcurrentSessions": whole(1, 100_000_000),
-        }),
-    )
-}
-
-fn agent(name_required: bool) -> Value {
-    let mut model = object(
-        &[],
-        json!({
-            "provider": {"enum": ["echo", "openai"]},
-            "model": nonempty(128),
-            "baseUrl": {"type": "string", "pattern": "^https?://", "maxLength": 2048},
-            "apiKeySecret": text(128),
-            "temperature": number(0.0, 2.0),
-            "maxTokens": whole(1, 1_000_000),
-            "pricing": object(&[], json!({
-                "inputPerMTok": number(0.0, 1e9),
-                "outputPerMTok": number(0.0, 1e9),
-            })),
-        }),
-    );
-    // An echo agent defaults its model name; an openai one must name it.
-    model["if"] =
-        json!({"required": ["provider"], "properties": {"provider": {"const": "openai"}}});
-    model["then"] = json!({"required": ["model"]});
-    object(
-        if name_required { &["name"] } else { &[] },
-        json!({
-            "name": agent_name(),
-            "description": text(2000),
-            "instructions": text(100_000),
-            "model": model,
-            "dslContent": text(1_000_000),
-        }),
-    )
-}
-
-/// The fields of `/chat/agent` and `/chat/agent/stream`.
-fn agent_turn() -> Value {
-    object(
-        &["projectId", "message"],
-        json!({
-            "projectId": nonempty(64),
-            "message": nonempty(MAX_MESSAGE),
-            "sessionId": text(64),
-            "agentId": text(64),
-            "metadata": {"type": "object"},
-            "sessionMetadata": {"type": "object"},
-            "attachmentIds": strings(64, 100),
-        }),
-    )
-}
-
-/// The fields of a direct model call (`/chat/stream`'s second form, `/chat/complete`).
-fn model_call(with_model_id: bool) -> Value {
-    let message = object(
-        &["role", "content"],
-        json!({
-            "role": {"enum": ["system", "user", "assistant"]},
-            "content": text(MAX_MESSAGE),
-        }),
-    );
-    let mut props = json!({
-        "projectId": nonempty(64),
-        "messages": {"type": "array", "items": message, "minItems": 1, "maxItems": 1000},
-        "agentId": text(64),
-        "temperature": number(0.0, 2.0),
-        "maxTokens": whole(1, 1_000_000),
-    });
-    if with_model_id {
-        props["modelId"] = text(128);
-    }
-    object(&["projectId", "messages"], props)
-}
-
-fn session_turn() -> Value {
-    object(
-        &["sessionId", "message"],
-        json!({"sessionId": nonempty(64), "message": nonempty(MAX_MESSAGE)}),
-    )
-}
-
-/// The request body's schema for `id`; a plain object where the body is free-form (an
-/// export document) or unused.
+/// The request body's schema for `id`.
 pub(super) fn request(id: RouteId) -> Value {
-    use RouteId::*;
-    match id {
-        AdminTenantCreate => {
-            let mut o = object(
-                &["name"],
-                json!({
-                    "name": nonempty(128),
-                    "limits": tenant_limits(),
-                    "ownerEmail": {"type": "string", "pattern": "@", "maxLength": 254},
-                    "ownerPassword": {"type": "string", "minLength": 12, "maxLength": 1024},
-                }),
-            );
-            o["dependentRequired"] = json!({"ownerEmail": ["ownerPassword"]});
-            o
-        }
-        AdminTenantPatch => object(
-            &[],
-            json!({"name": text(128), "limits": tenant_limits(), "disabled": {"type": "boolean"}}),
-        ),
-        Login => object(
-            &["email", "password"],
-            json!({"email": nonempty(254), "password": nonempty(1024), "tenantId": text(64)}),
-        ),
-        UserCreate => object(
-            &["email", "password"],
-            json!({
-                "email": {"type": "string", "pattern": "@", "maxLength": 254},
-                "password": {"type": "string", "minLength": 12, "maxLength": 1024},
-                "role": {"enum": ["owner", "developer", "viewer"]},
-            }),
-        ),
-        KeyCreate => object(
-            &["name"],
-            json!({
-                "name": nonempty(128),
-                "kind": {"enum": ["user", "service"]},
-                "scopes": {
-                    "type": "array",
-                    "items": {"enum": scope::ALL.iter().map(|(_, name)| *name).collect::<Vec<_>>()},
-                    "maxItems": 16,
-                },
-                "projectIds": strings(64, 100),
-                "expiresAt": future_time(),
-            }),
-        ),
-        ProjectCreate => object(
-            &["name"],
-            json!({"name": nonempty(128), "description": text(2000), "entryAgentName": agent_name()}),
-        ),
-        ProjectPatch => object(
-            &[],
-            json!({
-                "name": text(128),
-                "description": clearable(2000),
-                "entryAgentName": {"type": ["string", "null"], "pattern": AGENT_NAME},
-            }),
-        ),
-        AgentCreate => agent(true),
-        AgentPut => agent(false),
-        AgentDsl => object(&["dslContent"], json!({"dslContent": nonempty(1_000_000)})),
-        SessionCreate => object(
-            &[],
-            json!({"agentId": text(64), "agentName": text(64), "metadata": {"type": "object"}}),
-        ),
-        PublicKeyCreate => object(
-            &["name", "allowedOrigins"],
-            json!({
-                "name": nonempty(128),
-                // `body::is_origin`: scheme://host[:port], no path.
-                "allowedOrigins": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": "^https?://[^/?# ]{1,253}$"},
-                    "minItems": 1,
-                    "maxItems": 50,
-                },
-                "permissions": object(&[], json!({"chat": {"type": "boolean"}})),
-            }),
-        ),
-        SdkInit => object(
-            &["projectId"],
-            json!({
-                "projectId": nonempty(64),
-                "userContext": object(&[], json!({"userId": text(256)})),
-            }),
-        ),
-        SecretCreate => object(
-            &["name", "value"],
-            json!({
-                "name": {"type": "string", "pattern": "^[A-Z0-9_]{1,128}$"},
-                "value": nonempty(MAX_SECRET_VALUE),
-                "expiresAt": future_time(),
-            }),
-        ),
-        SecretRotate => object(&["value"], json!({"value": nonempty(MAX_SECRET_VALUE)})),
-        ChatAgent | ChatAgentStream => agent_turn(),
-        ChatSend => session_turn(),
-        ChatStream => json!({"anyOf": [session_turn(), model_call(false)]}),
-        ChatComplete => model_call(true),
-        _ => json!({"type": "object"}),
+    match request_body(id) {
+        RequestBody::Any => json!({"type": "object"}),
+        RequestBody::Object(fields) => object(fields),
+        RequestBody::Either(a, b) => json!({"anyOf": [object(a), object(b)]}),
     }
+}
+
+/// An object of `fields`, with its conditional requirements.
+fn object(fields: &[Field]) -> Value {
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| matches!(f.presence, Presence::Required))
+        .map(|f| f.name)
+        .collect();
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.to_string(), field(f)))
+        .collect();
+    let mut schema = json!({"type": "object", "required": required, "properties": properties});
+    let dependent = dependent_required(fields);
+    if !dependent.is_empty() {
+        schema["dependentRequired"] = Value::Object(dependent);
+    }
+    let mut conditions: Vec<Value> = fields.iter().filter_map(condition).collect();
+    if conditions.len() == 1 {
+        let only = conditions.remove(0);
+        schema["if"] = only["if"].clone();
+        schema["then"] = only["then"].clone();
+    } else if !conditions.is_empty() {
+        schema["allOf"] = Value::Array(conditions);
+    }
+    schema
+}
+
+/// `{"other": ["field", ...]}` for the fields required with another.
+fn dependent_required(fields: &[Field]) -> Map<String, Value> {
+    let mut dependent = Map::new();
+    for f in fields {
+        if let Presence::RequiredWith(other) = f.presence {
+            let names = dependent.entry(other).or_insert_with(|| json!([]));
+            if let Value::Array(names) = names {
+                names.push(f.name.into());
+            }
+        }
+    }
+    dependent
+}
+
+/// `{"if": ..., "then": ...}` for a field required when another holds a value.
+fn condition(f: &Field) -> Option<Value> {
+    let Presence::RequiredIf { field, equals } = f.presence else {
+        return None;
+    };
+    Some(json!({
+        "if": {"required": [field], "properties": {field: {"const": equals}}},
+        "then": {"required": [f.name]},
+    }))
+}
+
+/// One field's value; a clearable one may also be `null`.
+fn field(f: &Field) -> Value {
+    let mut schema = rule(&f.rule);
+    if f.clearable {
+        schema["type"] = json!([schema["type"].take(), "null"]);
+    }
+    schema
+}
+
+fn rule(r: &Rule) -> Value {
+    match r {
+        Rule::Text(t) => text(t),
+        Rule::OneOf(options) => json!({"enum": options}),
+        Rule::Bool => json!({"type": "boolean"}),
+        Rule::Whole { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        Rule::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
+        Rule::Time => json!({"type": "string", "format": "date-time"}),
+        Rule::Json { .. } => json!({"type": "object"}),
+        Rule::Object(fields) => object(fields),
+        Rule::List {
+            item,
+            min_items,
+            max_items,
+        } => {
+            let mut schema = json!({"type": "array", "items": item_schema(item)});
+            if *min_items > 0 {
+                schema["minItems"] = (*min_items).into();
+            }
+            schema["maxItems"] = (*max_items).into();
+            schema
+        }
+    }
+}
+
+fn item_schema(item: &Item) -> Value {
+    match item {
+        Item::Text(t) => text(t),
+        Item::OneOf(options) => json!({"enum": options}),
+        Item::Object(fields) => object(fields),
+    }
+}
+
+/// A string. A byte bound is stated as the same number of characters, which it implies.
+fn text(t: &Text) -> Value {
+    let mut schema = json!({"type": "string"});
+    if let Some(format) = t.format {
+        schema["pattern"] = format.pattern.into();
+    }
+    if t.min > 0 {
+        schema["minLength"] = t.min.into();
+    }
+    schema["maxLength"] = t.max.into();
+    schema
 }
 
 /// Query parameters beyond pagination, for the routes that read them.
@@ -260,7 +139,7 @@ pub(super) fn query(id: RouteId) -> Vec<Value> {
             param("channel", false, json!({"enum": ["api", "sdk"]})),
         ],
         RouteId::ChatUsage => vec![
-            param("projectId", true, nonempty(64)),
+            param("projectId", true, text(&Text::new(1, 64))),
             param(
                 "startDate",
                 false,
@@ -274,5 +153,33 @@ pub(super) fn query(id: RouteId) -> Vec<Value> {
             param("groupBy", false, json!({"enum": ["model"]})),
         ],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_requirements_are_stated() {
+        let tenant = request(RouteId::AdminTenantCreate);
+        assert_eq!(tenant["required"], json!(["name"]));
+        assert_eq!(
+            tenant["dependentRequired"],
+            json!({"ownerEmail": ["ownerPassword"]})
+        );
+        let model = &request(RouteId::AgentCreate)["properties"]["model"];
+        assert_eq!(model["if"]["properties"]["provider"]["const"], "openai");
+        assert_eq!(model["then"]["required"], json!(["model"]));
+    }
+
+    #[test]
+    fn clearable_fields_may_be_null() {
+        let patch = request(RouteId::ProjectPatch);
+        assert_eq!(
+            patch["properties"]["description"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(patch["properties"]["name"]["type"], "string");
     }
 }

@@ -38,28 +38,28 @@ type Undo = Box<dyn FnOnce(&mut Ctx<'_>)>;
 struct UndoLog<'u>(Option<&'u mut Vec<Undo>>);
 
 impl UndoLog<'_> {
-    fn push(&mut self, f: impl FnOnce(&mut Ctx<'_>) + 'static) {
-        if let Some(v) = &mut self.0 {
-            v.push(Box::new(f));
+    fn push(&mut self, undo: impl FnOnce(&mut Ctx<'_>) + 'static) {
+        if let Some(entries) = &mut self.0 {
+            entries.push(Box::new(undo));
         }
     }
 }
 
-/// Validates and applies `muts` for `tenant`, all or nothing.
+/// Validates and applies `mutations` for `tenant`, all or nothing.
 pub(crate) fn apply_txn(
     ctx: &mut Ctx<'_>,
     tenant: &str,
-    muts: Vec<Mutation>,
+    mutations: Vec<Mutation>,
 ) -> Result<(), StoreError> {
     let mut undo: Vec<Undo> = Vec::new();
-    let needs_undo = muts.len() > 1;
-    for m in muts {
+    let needs_undo = mutations.len() > 1;
+    for mutation in mutations {
         let log = UndoLog(needs_undo.then_some(&mut undo));
-        if let Err(e) = apply_one(ctx, tenant, m, log) {
-            while let Some(u) = undo.pop() {
-                u(ctx);
+        if let Err(refused) = apply_one(ctx, tenant, mutation, log) {
+            while let Some(undo_one) = undo.pop() {
+                undo_one(ctx);
             }
-            return Err(e);
+            return Err(refused);
         }
     }
     Ok(())
@@ -81,151 +81,178 @@ fn conflict(what: &'static str, name: &str) -> StoreError {
 
 fn tenant_mut<'c>(
     tenants: &'c mut HashMap<String, TenantState>,
-    t: &str,
+    tenant: &str,
 ) -> Result<&'c mut TenantState, StoreError> {
-    tenants.get_mut(t).ok_or_else(|| not_found("tenant", t))
+    tenants
+        .get_mut(tenant)
+        .ok_or_else(|| not_found("tenant", tenant))
 }
 
 fn project_mut<'c>(
     tenants: &'c mut HashMap<String, TenantState>,
-    t: &str,
-    pid: &str,
+    tenant: &str,
+    project_id: &str,
 ) -> Result<&'c mut ProjectData, StoreError> {
-    tenant_mut(tenants, t)?
+    tenant_mut(tenants, tenant)?
         .projects
-        .get_mut(pid)
-        .ok_or_else(|| not_found("project", pid))
+        .get_mut(project_id)
+        .ok_or_else(|| not_found("project", project_id))
 }
 
 fn session_mut<'c>(
     tenants: &'c mut HashMap<String, TenantState>,
-    t: &str,
-    pid: &str,
-    sid: &str,
+    tenant: &str,
+    project_id: &str,
+    session_id: &str,
 ) -> Result<&'c mut SessionData, StoreError> {
-    project_mut(tenants, t, pid)?
+    project_mut(tenants, tenant, project_id)?
         .sessions
-        .get_mut(sid)
-        .ok_or_else(|| not_found("session", sid))
+        .get_mut(session_id)
+        .ok_or_else(|| not_found("session", session_id))
 }
 
 fn apply_one(
     ctx: &mut Ctx<'_>,
-    t: &str,
-    m: Mutation,
+    tenant: &str,
+    mutation: Mutation,
     mut undo: UndoLog<'_>,
 ) -> Result<(), StoreError> {
-    let tn = t.to_owned();
-    match m {
-        Mutation::PutTenant(x) => {
-            if x.id != t {
+    let tenant_id = tenant.to_owned();
+    match mutation {
+        Mutation::PutTenant(record) => {
+            if record.id != tenant {
                 return Err(StoreError::Invalid(format!(
-                    "tenant {} put in a transaction of tenant {t}",
-                    x.id
+                    "tenant {} put in a transaction of tenant {tenant}",
+                    record.id
                 )));
             }
-            let prev = put_tenant(ctx, x);
-            undo.push(move |c| match prev {
-                Some(p) => {
-                    put_tenant(c, p);
+            let prev = put_tenant(ctx, record);
+            undo.push(move |ctx| match prev {
+                Some(prev) => {
+                    put_tenant(ctx, prev);
                 }
                 None => {
-                    c.tenants.remove(&tn);
+                    ctx.tenants.remove(&tenant_id);
                 }
             });
         }
-        Mutation::PutUser(u) => {
-            let ts = tenant_mut(ctx.tenants, t)?;
-            if ts.user_emails.get(&u.email).is_some_and(|h| *h != u.id) {
-                return Err(conflict("email", &u.email));
+        Mutation::PutUser(user) => {
+            let state = tenant_mut(ctx.tenants, tenant)?;
+            if state
+                .user_emails
+                .get(&user.email)
+                .is_some_and(|holder| *holder != user.id)
+            {
+                return Err(conflict("email", &user.email));
             }
-            let id = u.id.clone();
-            let prev = put_user(ctx, t, u);
-            undo.push(move |c| restore(c, &tn, prev, put_user, |c, t| del_user(c, t, &id)));
+            let id = user.id.clone();
+            let prev = put_user(ctx, tenant, user);
+            undo.push(move |ctx| {
+                restore(ctx, &tenant_id, prev, put_user, |ctx, tenant| {
+                    del_user(ctx, tenant, &id)
+                })
+            });
         }
         Mutation::DeleteUser { id } => {
-            let prev = del_user(ctx, t, &id).ok_or_else(|| not_found("user", &id))?;
-            undo.push(move |c| {
-                put_user(c, &tn, prev);
+            let prev = del_user(ctx, tenant, &id).ok_or_else(|| not_found("user", &id))?;
+            undo.push(move |ctx| {
+                put_user(ctx, &tenant_id, prev);
             });
         }
-        Mutation::PutApiKey(k) => {
-            let ts = tenant_mut(ctx.tenants, t)?;
-            if !k.revoked && ts.key_names.get(&k.name).is_some_and(|h| *h != k.id) {
-                return Err(conflict("key name", &k.name));
+        Mutation::PutApiKey(key) => {
+            let state = tenant_mut(ctx.tenants, tenant)?;
+            if !key.revoked
+                && state
+                    .key_names
+                    .get(&key.name)
+                    .is_some_and(|holder| *holder != key.id)
+            {
+                return Err(conflict("key name", &key.name));
             }
-            let id = k.id.clone();
-            let prev = put_key(ctx, t, k);
-            undo.push(move |c| restore(c, &tn, prev, put_key, |c, t| del_key(c, t, &id)));
+            let id = key.id.clone();
+            let prev = put_key(ctx, tenant, key);
+            undo.push(move |ctx| {
+                restore(ctx, &tenant_id, prev, put_key, |ctx, tenant| {
+                    del_key(ctx, tenant, &id)
+                })
+            });
         }
         Mutation::DeleteApiKey { id } => {
-            tenant_mut(ctx.tenants, t)?;
-            let prev = del_key(ctx, t, &id).ok_or_else(|| not_found("api key", &id))?;
-            undo.push(move |c| {
-                put_key(c, &tn, prev);
+            tenant_mut(ctx.tenants, tenant)?;
+            let prev = del_key(ctx, tenant, &id).ok_or_else(|| not_found("api key", &id))?;
+            undo.push(move |ctx| {
+                put_key(ctx, &tenant_id, prev);
             });
         }
-        Mutation::PutProject(p) => {
-            let ts = tenant_mut(ctx.tenants, t)?;
-            if ts.slugs.get(&p.slug).is_some_and(|h| *h != p.id) {
-                return Err(conflict("project slug", &p.slug));
+        Mutation::PutProject(project) => {
+            let state = tenant_mut(ctx.tenants, tenant)?;
+            if state
+                .slugs
+                .get(&project.slug)
+                .is_some_and(|holder| *holder != project.id)
+            {
+                return Err(conflict("project slug", &project.slug));
             }
-            let id = p.id.clone();
-            let prev = put_project(ts, p);
-            undo.push(move |c| match prev {
-                Some(p) => {
-                    if let Ok(ts) = tenant_mut(c.tenants, &tn) {
-                        put_project(ts, p);
+            let id = project.id.clone();
+            let prev = put_project(state, project);
+            undo.push(move |ctx| match prev {
+                Some(prev) => {
+                    if let Ok(state) = tenant_mut(ctx.tenants, &tenant_id) {
+                        put_project(state, prev);
                     }
                 }
                 None => {
-                    del_project(c, &tn, &id);
+                    del_project(ctx, &tenant_id, &id);
                 }
             });
         }
         Mutation::DeleteProject { id } => {
-            tenant_mut(ctx.tenants, t)?;
-            let data = del_project(ctx, t, &id).ok_or_else(|| not_found("project", &id))?;
-            undo.push(move |c| restore_project(c, &tn, data));
+            tenant_mut(ctx.tenants, tenant)?;
+            let data = del_project(ctx, tenant, &id).ok_or_else(|| not_found("project", &id))?;
+            undo.push(move |ctx| restore_project(ctx, &tenant_id, data));
         }
-        Mutation::PutAgent(a) => {
-            let pd = project_mut(ctx.tenants, t, &a.project_id)?;
-            if pd.agent_names.get(&a.name).is_some_and(|h| *h != a.id) {
-                return Err(conflict("agent name", &a.name));
+        Mutation::PutAgent(agent) => {
+            let project = project_mut(ctx.tenants, tenant, &agent.project_id)?;
+            if project
+                .agent_names
+                .get(&agent.name)
+                .is_some_and(|holder| *holder != agent.id)
+            {
+                return Err(conflict("agent name", &agent.name));
             }
-            let (pid, id) = (a.project_id.clone(), a.id.clone());
-            let prev = put_agent(pd, a);
-            undo.push(move |c| {
-                if let Ok(pd) = project_mut(c.tenants, &tn, &pid) {
+            let (project_id, id) = (agent.project_id.clone(), agent.id.clone());
+            let prev = put_agent(project, agent);
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
                     match prev {
-                        Some(p) => {
-                            put_agent(pd, p);
+                        Some(prev) => {
+                            put_agent(project, prev);
                         }
                         None => {
-                            del_agent(pd, &id);
+                            del_agent(project, &id);
                         }
                     }
                 }
             });
         }
         Mutation::DeleteAgent { project_id, id } => {
-            let pd = project_mut(ctx.tenants, t, &project_id)?;
-            let prev = del_agent(pd, &id).ok_or_else(|| not_found("agent", &id))?;
-            undo.push(move |c| {
-                if let Ok(pd) = project_mut(c.tenants, &tn, &project_id) {
-                    put_agent(pd, prev);
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let prev = del_agent(project, &id).ok_or_else(|| not_found("agent", &id))?;
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    put_agent(project, prev);
                 }
             });
         }
-        Mutation::PutSession(s) => {
-            project_mut(ctx.tenants, t, &s.project_id)?;
-            let (pid, id) = (s.project_id.clone(), s.id.clone());
-            let prev = put_session(ctx, t, s);
-            undo.push(move |c| match prev {
-                Some(p) => {
-                    put_session(c, &tn, p);
+        Mutation::PutSession(session) => {
+            project_mut(ctx.tenants, tenant, &session.project_id)?;
+            let (project_id, id) = (session.project_id.clone(), session.id.clone());
+            let prev = put_session(ctx, tenant, session);
+            undo.push(move |ctx| match prev {
+                Some(prev) => {
+                    put_session(ctx, &tenant_id, prev);
                 }
-                None => del_new_session(c, &tn, &pid, &id),
+                None => del_new_session(ctx, &tenant_id, &project_id, &id),
             });
         }
         Mutation::AppendMessage {
@@ -233,21 +260,29 @@ fn apply_one(
             session_id,
             message,
         } => {
-            let sd = session_mut(ctx.tenants, t, &project_id, &session_id)?;
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
             let view = message
                 .view()
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            let s = &mut sd.session;
-            let before = (s.message_count, s.token_count, s.last_activity_at);
-            s.message_count += 1;
-            s.token_count += view.usage.map_or(0, |u| u.total_tokens);
-            s.last_activity_at = view.created_at;
-            sd.messages.push(message);
-            undo.push(move |c| {
-                if let Ok(sd) = session_mut(c.tenants, &tn, &project_id, &session_id) {
-                    sd.messages.pop();
-                    let s = &mut sd.session;
-                    (s.message_count, s.token_count, s.last_activity_at) = before;
+                .map_err(|bad| StoreError::Invalid(bad.to_string()))?;
+            let session = &mut data.session;
+            let before = (
+                session.message_count,
+                session.token_count,
+                session.last_activity_at,
+            );
+            session.message_count += 1;
+            session.token_count += view.usage.map_or(0, |usage| usage.total_tokens);
+            session.last_activity_at = view.created_at;
+            data.messages.push(message);
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    data.messages.pop();
+                    let session = &mut data.session;
+                    (
+                        session.message_count,
+                        session.token_count,
+                        session.last_activity_at,
+                    ) = before;
                 }
             });
         }
@@ -256,11 +291,11 @@ fn apply_one(
             session_id,
             message,
         } => {
-            let sd = session_mut(ctx.tenants, t, &project_id, &session_id)?;
-            sd.messages.push(message);
-            undo.push(move |c| {
-                if let Ok(sd) = session_mut(c.tenants, &tn, &project_id, &session_id) {
-                    sd.messages.pop();
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            data.messages.push(message);
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    data.messages.pop();
                 }
             });
         }
@@ -268,63 +303,67 @@ fn apply_one(
             project_id,
             session_id,
         } => {
-            let sd = session_mut(ctx.tenants, t, &project_id, &session_id)?;
-            let old = std::mem::take(&mut sd.messages);
-            let count = std::mem::replace(&mut sd.session.message_count, 0);
-            undo.push(move |c| {
-                if let Ok(sd) = session_mut(c.tenants, &tn, &project_id, &session_id) {
-                    sd.messages = old;
-                    sd.session.message_count = count;
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let old = std::mem::take(&mut data.messages);
+            let count = std::mem::replace(&mut data.session.message_count, 0);
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    data.messages = old;
+                    data.session.message_count = count;
                 }
             });
         }
-        Mutation::PutSecret(s) => {
-            let pd = project_mut(ctx.tenants, t, &s.project_id)?;
-            if pd.secrets.get(&s.name).is_some_and(|h| h.id != s.id) {
-                return Err(conflict("secret name", &s.name));
+        Mutation::PutSecret(secret) => {
+            let project = project_mut(ctx.tenants, tenant, &secret.project_id)?;
+            if project
+                .secrets
+                .get(&secret.name)
+                .is_some_and(|holder| holder.id != secret.id)
+            {
+                return Err(conflict("secret name", &secret.name));
             }
-            let (pid, name) = (s.project_id.clone(), s.name.clone());
-            let prev = pd.secrets.insert(s.name.clone(), s);
-            undo.push(move |c| {
-                if let Ok(pd) = project_mut(c.tenants, &tn, &pid) {
+            let (project_id, name) = (secret.project_id.clone(), secret.name.clone());
+            let prev = project.secrets.insert(secret.name.clone(), secret);
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
                     match prev {
-                        Some(p) => pd.secrets.insert(name, p),
-                        None => pd.secrets.remove(&name),
+                        Some(prev) => project.secrets.insert(name, prev),
+                        None => project.secrets.remove(&name),
                     };
                 }
             });
         }
         Mutation::DeleteSecret { project_id, name } => {
-            let pd = project_mut(ctx.tenants, t, &project_id)?;
-            let prev = pd
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let prev = project
                 .secrets
                 .remove(&name)
                 .ok_or_else(|| not_found("secret", &name))?;
-            undo.push(move |c| {
-                if let Ok(pd) = project_mut(c.tenants, &tn, &project_id) {
-                    pd.secrets.insert(name, prev);
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    project.secrets.insert(name, prev);
                 }
             });
         }
-        Mutation::PutPublicKey(k) => {
-            project_mut(ctx.tenants, t, &k.project_id)?;
-            let (pid, id) = (k.project_id.clone(), k.id.clone());
-            let prev = put_public_key(ctx, t, k);
-            undo.push(move |c| match prev {
-                Some(p) => {
-                    put_public_key(c, &tn, p);
+        Mutation::PutPublicKey(key) => {
+            project_mut(ctx.tenants, tenant, &key.project_id)?;
+            let (project_id, id) = (key.project_id.clone(), key.id.clone());
+            let prev = put_public_key(ctx, tenant, key);
+            undo.push(move |ctx| match prev {
+                Some(prev) => {
+                    put_public_key(ctx, &tenant_id, prev);
                 }
                 None => {
-                    del_public_key(c, &tn, &pid, &id);
+                    del_public_key(ctx, &tenant_id, &project_id, &id);
                 }
             });
         }
         Mutation::DeletePublicKey { project_id, id } => {
-            project_mut(ctx.tenants, t, &project_id)?;
-            let prev = del_public_key(ctx, t, &project_id, &id)
+            project_mut(ctx.tenants, tenant, &project_id)?;
+            let prev = del_public_key(ctx, tenant, &project_id, &id)
                 .ok_or_else(|| not_found("public key", &id))?;
-            undo.push(move |c| {
-                put_public_key(c, &tn, prev);
+            undo.push(move |ctx| {
+                put_public_key(ctx, &tenant_id, prev);
             });
         }
         Mutation::StartStream {
@@ -332,47 +371,53 @@ fn apply_one(
             owner,
             created_at,
         } => {
-            let ts = tenant_mut(ctx.tenants, t)?;
+            let state = tenant_mut(ctx.tenants, tenant)?;
             let data = StreamData {
                 owner,
                 created_at,
                 events: Vec::new(),
             };
-            let prev = ts.streams.insert(stream_id.clone(), data);
-            undo.push(move |c| {
-                if let Ok(ts) = tenant_mut(c.tenants, &tn) {
+            let prev = state.streams.insert(stream_id.clone(), data);
+            undo.push(move |ctx| {
+                if let Ok(state) = tenant_mut(ctx.tenants, &tenant_id) {
                     match prev {
-                        Some(p) => ts.streams.insert(stream_id, p),
-                        None => ts.streams.remove(&stream_id),
+                        Some(prev) => state.streams.insert(stream_id, prev),
+                        None => state.streams.remove(&stream_id),
                     };
                 }
             });
         }
         Mutation::AppendStreamEvent { stream_id, event } => {
-            append_stream_events(ctx, t, stream_id, vec![event], undo)?;
+            append_stream_events(ctx, tenant, stream_id, vec![event], undo)?;
         }
         Mutation::AppendStreamEvents { stream_id, events } => {
-            append_stream_events(ctx, t, stream_id, events, undo)?;
+            append_stream_events(ctx, tenant, stream_id, events, undo)?;
         }
         Mutation::DeleteStream { stream_id } => {
-            let ts = tenant_mut(ctx.tenants, t)?;
-            let prev = ts
+            let state = tenant_mut(ctx.tenants, tenant)?;
+            let prev = state
                 .streams
                 .remove(&stream_id)
                 .ok_or_else(|| not_found("stream", &stream_id))?;
-            undo.push(move |c| {
-                if let Ok(ts) = tenant_mut(c.tenants, &tn) {
-                    ts.streams.insert(stream_id, prev);
+            undo.push(move |ctx| {
+                if let Ok(state) = tenant_mut(ctx.tenants, &tenant_id) {
+                    state.streams.insert(stream_id, prev);
                 }
             });
         }
         Mutation::SetMeta { key, value } => {
-            let mut meta = ctx.meta.write().unwrap_or_else(|p| p.into_inner());
+            let mut meta = ctx
+                .meta
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let prev = meta.insert(key.clone(), value);
-            undo.push(move |c| {
-                let mut meta = c.meta.write().unwrap_or_else(|p| p.into_inner());
+            undo.push(move |ctx| {
+                let mut meta = ctx
+                    .meta
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 match prev {
-                    Some(p) => meta.insert(key, p),
+                    Some(prev) => meta.insert(key, prev),
                     None => meta.remove(&key),
                 };
             });
@@ -383,10 +428,10 @@ fn apply_one(
 
 fn stream_mut<'c>(
     tenants: &'c mut HashMap<String, TenantState>,
-    t: &str,
+    tenant: &str,
     id: &str,
 ) -> Result<&'c mut StreamData, StoreError> {
-    tenant_mut(tenants, t)?
+    tenant_mut(tenants, tenant)?
         .streams
         .get_mut(id)
         .ok_or_else(|| not_found("stream", id))
@@ -395,19 +440,23 @@ fn stream_mut<'c>(
 /// Appends a batch of events to a stream after checking its ids (see [`check_event_ids`]).
 fn append_stream_events(
     ctx: &mut Ctx<'_>,
-    t: &str,
+    tenant: &str,
     stream_id: String,
     events: Vec<StreamEvent>,
     mut undo: UndoLog<'_>,
 ) -> Result<(), StoreError> {
-    let st = stream_mut(ctx.tenants, t, &stream_id)?;
-    check_event_ids(&stream_id, st.events.last().map(|e| e.id), &events)?;
-    let before = st.events.len();
-    st.events.extend(events);
-    let tn = t.to_owned();
-    undo.push(move |c| {
-        if let Ok(st) = stream_mut(c.tenants, &tn, &stream_id) {
-            st.events.truncate(before);
+    let stream = stream_mut(ctx.tenants, tenant, &stream_id)?;
+    check_event_ids(
+        &stream_id,
+        stream.events.last().map(|last| last.id),
+        &events,
+    )?;
+    let before = stream.events.len();
+    stream.events.extend(events);
+    let tenant_id = tenant.to_owned();
+    undo.push(move |ctx| {
+        if let Ok(stream) = stream_mut(ctx.tenants, &tenant_id, &stream_id) {
+            stream.events.truncate(before);
         }
     });
     Ok(())
@@ -423,243 +472,258 @@ fn check_event_ids(
     events: &[StreamEvent],
 ) -> Result<(), StoreError> {
     let mut prev = last;
-    for e in events {
-        if let Some(p) = prev.filter(|&p| e.id <= p) {
+    for event in events {
+        if let Some(prev_id) = prev.filter(|&prev_id| event.id <= prev_id) {
             return Err(StoreError::Invalid(format!(
-                "stream {stream_id}: event id {} is not after {p}",
-                e.id
+                "stream {stream_id}: event id {} is not after {prev_id}",
+                event.id
             )));
         }
-        prev = Some(e.id);
+        prev = Some(event.id);
     }
     Ok(())
 }
 
 /// Undo helper for `Put*` by id: put the previous value back, or delete the new one.
 fn restore<T, R>(
-    c: &mut Ctx<'_>,
-    t: &str,
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
     prev: Option<T>,
     put: impl FnOnce(&mut Ctx<'_>, &str, T) -> Option<T>,
     del: impl FnOnce(&mut Ctx<'_>, &str) -> R,
 ) {
     match prev {
-        Some(p) => {
-            put(c, t, p);
+        Some(prev) => {
+            put(ctx, tenant, prev);
         }
         None => {
-            del(c, t);
+            del(ctx, tenant);
         }
     }
 }
 
-fn put_tenant(c: &mut Ctx<'_>, x: Tenant) -> Option<Tenant> {
-    match c.tenants.get_mut(&x.id) {
-        Some(ts) => Some(std::mem::replace(&mut ts.tenant, x)),
+fn put_tenant(ctx: &mut Ctx<'_>, record: Tenant) -> Option<Tenant> {
+    match ctx.tenants.get_mut(&record.id) {
+        Some(state) => Some(std::mem::replace(&mut state.tenant, record)),
         None => {
-            c.tenants.insert(x.id.clone(), TenantState::new(x));
+            ctx.tenants
+                .insert(record.id.clone(), TenantState::new(record));
             None
         }
     }
 }
 
-fn put_user(c: &mut Ctx<'_>, t: &str, u: User) -> Option<User> {
-    let ts = c.tenants.get_mut(t)?;
-    let (id, email) = (u.id.clone(), u.email.clone());
-    let prev = ts.users.insert(id.clone(), u);
-    if let Some(p) = &prev {
-        ts.user_emails.remove(&p.email);
-        c.index.remove_email(&p.email, t, &id);
+fn put_user(ctx: &mut Ctx<'_>, tenant: &str, user: User) -> Option<User> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let (id, email) = (user.id.clone(), user.email.clone());
+    let prev = state.users.insert(id.clone(), user);
+    if let Some(prev) = &prev {
+        state.user_emails.remove(&prev.email);
+        ctx.index.remove_email(&prev.email, tenant, &id);
     }
-    ts.user_emails.insert(email.clone(), id.clone());
-    c.index.add_email(&email, t, &id);
+    state.user_emails.insert(email.clone(), id.clone());
+    ctx.index.add_email(&email, tenant, &id);
     prev
 }
 
-fn del_user(c: &mut Ctx<'_>, t: &str, id: &str) -> Option<User> {
-    let ts = c.tenants.get_mut(t)?;
-    let prev = ts.users.remove(id)?;
-    ts.user_emails.remove(&prev.email);
-    c.index.remove_email(&prev.email, t, id);
+fn del_user(ctx: &mut Ctx<'_>, tenant: &str, id: &str) -> Option<User> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let prev = state.users.remove(id)?;
+    state.user_emails.remove(&prev.email);
+    ctx.index.remove_email(&prev.email, tenant, id);
     Some(prev)
 }
 
-fn put_key(c: &mut Ctx<'_>, t: &str, k: ApiKey) -> Option<ApiKey> {
-    let ts = c.tenants.get_mut(t)?;
-    let id = k.id.clone();
-    let (name, digest, live) = (k.name.clone(), k.digest, !k.revoked);
-    let prev = ts.keys.insert(id.clone(), k);
-    if let Some(p) = &prev {
-        if ts.key_names.get(&p.name) == Some(&id) {
-            ts.key_names.remove(&p.name);
+fn put_key(ctx: &mut Ctx<'_>, tenant: &str, key: ApiKey) -> Option<ApiKey> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let id = key.id.clone();
+    let (name, digest, live) = (key.name.clone(), key.digest, !key.revoked);
+    let prev = state.keys.insert(id.clone(), key);
+    if let Some(prev) = &prev {
+        if state.key_names.get(&prev.name) == Some(&id) {
+            state.key_names.remove(&prev.name);
         }
-        c.index.keys.remove(&p.digest);
+        ctx.index.keys.remove(&prev.digest);
     }
     if live {
-        ts.key_names.insert(name, id.clone());
+        state.key_names.insert(name, id.clone());
     }
-    let loc = KeyLocation {
-        tenant: t.to_owned(),
+    let location = KeyLocation {
+        tenant: tenant.to_owned(),
         key_id: id,
     };
-    c.index.keys.insert(digest, loc);
+    ctx.index.keys.insert(digest, location);
     prev
 }
 
-fn del_key(c: &mut Ctx<'_>, t: &str, id: &str) -> Option<ApiKey> {
-    let ts = c.tenants.get_mut(t)?;
-    let prev = ts.keys.remove(id)?;
-    if ts.key_names.get(&prev.name).is_some_and(|h| h == id) {
-        ts.key_names.remove(&prev.name);
+fn del_key(ctx: &mut Ctx<'_>, tenant: &str, id: &str) -> Option<ApiKey> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let prev = state.keys.remove(id)?;
+    if state
+        .key_names
+        .get(&prev.name)
+        .is_some_and(|holder| holder == id)
+    {
+        state.key_names.remove(&prev.name);
     }
-    c.index.keys.remove(&prev.digest);
+    ctx.index.keys.remove(&prev.digest);
     Some(prev)
 }
 
-fn put_project(ts: &mut TenantState, p: Project) -> Option<Project> {
-    let (id, slug) = (p.id.clone(), p.slug.clone());
-    let prev = match ts.projects.get_mut(&id) {
-        Some(pd) => Some(std::mem::replace(&mut pd.project, p)),
+fn put_project(state: &mut TenantState, project: Project) -> Option<Project> {
+    let (id, slug) = (project.id.clone(), project.slug.clone());
+    let prev = match state.projects.get_mut(&id) {
+        Some(data) => Some(std::mem::replace(&mut data.project, project)),
         None => {
-            ts.projects.insert(id.clone(), ProjectData::new(p));
+            state.projects.insert(id.clone(), ProjectData::new(project));
             None
         }
     };
     if let Some(old) = &prev {
-        ts.slugs.remove(&old.slug);
+        state.slugs.remove(&old.slug);
     }
-    ts.slugs.insert(slug, id);
+    state.slugs.insert(slug, id);
     prev
 }
 
-fn del_project(c: &mut Ctx<'_>, t: &str, id: &str) -> Option<ProjectData> {
-    let ts = c.tenants.get_mut(t)?;
-    let data = ts.projects.remove(id)?;
-    ts.slugs.remove(&data.project.slug);
-    ts.active_sessions -= data.active_sessions();
-    for sid in data.sessions.keys() {
-        c.index.sessions.remove(sid);
+fn del_project(ctx: &mut Ctx<'_>, tenant: &str, id: &str) -> Option<ProjectData> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let data = state.projects.remove(id)?;
+    state.slugs.remove(&data.project.slug);
+    state.active_sessions -= data.active_sessions();
+    for session_id in data.sessions.keys() {
+        ctx.index.sessions.remove(session_id);
     }
-    for k in data.public_keys.values() {
-        c.index.public_keys.remove(&k.digest);
-        c.index.remove_origins(&k.allowed_origins);
+    for key in data.public_keys.values() {
+        ctx.index.public_keys.remove(&key.digest);
+        ctx.index.remove_origins(&key.allowed_origins);
     }
     Some(data)
 }
 
-fn restore_project(c: &mut Ctx<'_>, t: &str, data: ProjectData) {
-    let Some(ts) = c.tenants.get_mut(t) else {
+fn restore_project(ctx: &mut Ctx<'_>, tenant: &str, data: ProjectData) {
+    let Some(state) = ctx.tenants.get_mut(tenant) else {
         return;
     };
-    ts.active_sessions += data.active_sessions();
-    for sid in data.sessions.keys() {
-        let loc = SessionLocation {
-            tenant: t.to_owned(),
+    state.active_sessions += data.active_sessions();
+    for session_id in data.sessions.keys() {
+        let location = SessionLocation {
+            tenant: tenant.to_owned(),
             project_id: data.project.id.clone(),
         };
-        c.index.sessions.insert(sid.clone(), loc);
+        ctx.index.sessions.insert(session_id.clone(), location);
     }
-    for k in data.public_keys.values() {
-        index_public_key(c.index, t, k);
+    for key in data.public_keys.values() {
+        index_public_key(ctx.index, tenant, key);
     }
-    ts.slugs
+    state
+        .slugs
         .insert(data.project.slug.clone(), data.project.id.clone());
-    ts.projects.insert(data.project.id.clone(), data);
+    state.projects.insert(data.project.id.clone(), data);
 }
 
-fn put_agent(pd: &mut ProjectData, a: Agent) -> Option<Agent> {
-    let (id, name) = (a.id.clone(), a.name.clone());
-    let prev = pd.agents.insert(id.clone(), a);
-    if let Some(p) = &prev {
-        pd.agent_names.remove(&p.name);
+fn put_agent(project: &mut ProjectData, agent: Agent) -> Option<Agent> {
+    let (id, name) = (agent.id.clone(), agent.name.clone());
+    let prev = project.agents.insert(id.clone(), agent);
+    if let Some(prev) = &prev {
+        project.agent_names.remove(&prev.name);
     }
-    pd.agent_names.insert(name, id);
+    project.agent_names.insert(name, id);
     prev
 }
 
-fn del_agent(pd: &mut ProjectData, id: &str) -> Option<Agent> {
-    let prev = pd.agents.remove(id)?;
-    pd.agent_names.remove(&prev.name);
+fn del_agent(project: &mut ProjectData, id: &str) -> Option<Agent> {
+    let prev = project.agents.remove(id)?;
+    project.agent_names.remove(&prev.name);
     Some(prev)
 }
 
-fn is_active(s: &Session) -> u64 {
-    (s.status == SessionStatus::Active) as u64
+fn is_active(session: &Session) -> u64 {
+    (session.status == SessionStatus::Active) as u64
 }
 
-fn put_session(c: &mut Ctx<'_>, t: &str, s: Session) -> Option<Session> {
-    let ts = c.tenants.get_mut(t)?;
-    let pd = ts.projects.get_mut(&s.project_id)?;
-    ts.active_sessions += is_active(&s);
-    if let Some(sd) = pd.sessions.get_mut(&s.id) {
-        let prev = std::mem::replace(&mut sd.session, s);
-        ts.active_sessions -= is_active(&prev);
+fn put_session(ctx: &mut Ctx<'_>, tenant: &str, session: Session) -> Option<Session> {
+    let state = ctx.tenants.get_mut(tenant)?;
+    let project = state.projects.get_mut(&session.project_id)?;
+    state.active_sessions += is_active(&session);
+    if let Some(data) = project.sessions.get_mut(&session.id) {
+        let prev = std::mem::replace(&mut data.session, session);
+        state.active_sessions -= is_active(&prev);
         return Some(prev);
     }
-    let loc = SessionLocation {
-        tenant: t.to_owned(),
-        project_id: s.project_id.clone(),
+    let location = SessionLocation {
+        tenant: tenant.to_owned(),
+        project_id: session.project_id.clone(),
     };
-    c.index.sessions.insert(s.id.clone(), loc);
-    pd.session_order.push(s.id.clone());
-    let sd = SessionData {
-        session: s,
+    ctx.index.sessions.insert(session.id.clone(), location);
+    project.session_order.push(session.id.clone());
+    let data = SessionData {
+        session,
         messages: Vec::new(),
     };
-    pd.sessions.insert(sd.session.id.clone(), sd);
+    project.sessions.insert(data.session.id.clone(), data);
     None
 }
 
 /// Undo of a session creation (sessions are otherwise never deleted one by one).
-fn del_new_session(c: &mut Ctx<'_>, t: &str, pid: &str, id: &str) {
-    let Some(ts) = c.tenants.get_mut(t) else {
+fn del_new_session(ctx: &mut Ctx<'_>, tenant: &str, project_id: &str, id: &str) {
+    let Some(state) = ctx.tenants.get_mut(tenant) else {
         return;
     };
-    let Some(pd) = ts.projects.get_mut(pid) else {
+    let Some(project) = state.projects.get_mut(project_id) else {
         return;
     };
-    if let Some(sd) = pd.sessions.remove(id) {
-        ts.active_sessions -= is_active(&sd.session);
+    if let Some(data) = project.sessions.remove(id) {
+        state.active_sessions -= is_active(&data.session);
     }
-    if pd.session_order.last().is_some_and(|l| l == id) {
-        pd.session_order.pop();
+    if project.session_order.last().is_some_and(|last| last == id) {
+        project.session_order.pop();
     } else {
-        pd.session_order.retain(|s| s != id);
+        project.session_order.retain(|session_id| session_id != id);
     }
-    c.index.sessions.remove(&id.to_owned());
+    ctx.index.sessions.remove(&id.to_owned());
 }
 
-fn index_public_key(index: &GlobalIndex, t: &str, k: &PublicKey) {
-    let loc = PublicKeyLocation {
-        tenant: t.to_owned(),
-        project_id: k.project_id.clone(),
-        key_id: k.id.clone(),
+fn index_public_key(index: &GlobalIndex, tenant: &str, key: &PublicKey) {
+    let location = PublicKeyLocation {
+        tenant: tenant.to_owned(),
+        project_id: key.project_id.clone(),
+        key_id: key.id.clone(),
     };
-    index.public_keys.insert(k.digest, loc);
-    index.add_origins(&k.allowed_origins);
+    index.public_keys.insert(key.digest, location);
+    index.add_origins(&key.allowed_origins);
 }
 
-fn put_public_key(c: &mut Ctx<'_>, t: &str, k: PublicKey) -> Option<PublicKey> {
-    let pd = c.tenants.get_mut(t)?.projects.get_mut(&k.project_id)?;
-    index_public_key(c.index, t, &k);
-    let prev = pd.public_keys.insert(k.id.clone(), k);
-    if let Some(p) = &prev {
-        c.index.remove_origins(&p.allowed_origins);
-        if pd
+fn put_public_key(ctx: &mut Ctx<'_>, tenant: &str, key: PublicKey) -> Option<PublicKey> {
+    let project = ctx
+        .tenants
+        .get_mut(tenant)?
+        .projects
+        .get_mut(&key.project_id)?;
+    index_public_key(ctx.index, tenant, &key);
+    let prev = project.public_keys.insert(key.id.clone(), key);
+    if let Some(prev) = &prev {
+        ctx.index.remove_origins(&prev.allowed_origins);
+        if project
             .public_keys
-            .get(&p.id)
-            .is_none_or(|n| n.digest != p.digest)
+            .get(&prev.id)
+            .is_none_or(|now| now.digest != prev.digest)
         {
-            c.index.public_keys.remove(&p.digest);
+            ctx.index.public_keys.remove(&prev.digest);
         }
     }
     prev
 }
 
-fn del_public_key(c: &mut Ctx<'_>, t: &str, pid: &str, id: &str) -> Option<PublicKey> {
-    let pd = c.tenants.get_mut(t)?.projects.get_mut(pid)?;
-    let prev = pd.public_keys.remove(id)?;
-    c.index.public_keys.remove(&prev.digest);
-    c.index.remove_origins(&prev.allowed_origins);
+fn del_public_key(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    project_id: &str,
+    id: &str,
+) -> Option<PublicKey> {
+    let project = ctx.tenants.get_mut(tenant)?.projects.get_mut(project_id)?;
+    let prev = project.public_keys.remove(id)?;
+    ctx.index.public_keys.remove(&prev.digest);
+    ctx.index.remove_origins(&prev.allowed_origins);
     Some(prev)
 }

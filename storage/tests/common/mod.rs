@@ -175,3 +175,46 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A frame (v1 or v2 shape) around a decodable `Txn` payload, with every byte ASCII so that
+/// it fits in a `String` such as an agent's `instructions`: the text a client could send to
+/// fool a recovery that scans payload bytes for frames.
+pub fn ascii_frame(format: record::Format, tenant: &str) -> String {
+    for nonce in 0u32.. {
+        let mut e = codec::Encoder::default();
+        let muts = [Mutation::DeleteProject {
+            id: format!("{P}-{nonce}"),
+        }];
+        Txn::encode_parts(tenant, &muts, &mut e);
+        let mut out = Vec::new();
+        match format {
+            record::Format::V1 => {
+                record_v1::encode(record::RecordType::Txn, &e.into_bytes(), &mut out)
+            }
+            record::Format::V2 => {
+                record::encode(record::RecordType::Txn, &e.into_bytes(), &mut out)
+            }
+        }
+        if out.iter().all(|&b| b < 0x80) {
+            return String::from_utf8(out).expect("ASCII");
+        }
+    }
+    unreachable!("some nonce gives an ASCII frame")
+}
+
+/// Copies every file of `from` into `to` (a fixture into a test's own directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The format version in a segment or snapshot file's header.
+pub fn file_version(path: &Path) -> u32 {
+    let bytes = std::fs::read(path).unwrap();
+    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])
+}

@@ -43,8 +43,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 const USAGE: &str = "usage: chatload --port PORT --path PATH --body JSON [--proto halyard|openai]
-  [--key KEY] [--streams N] [--rounds N] [--connect-batch N] [--timeout SECS]
-  [--watch NAME=PID]...
+  [--key KEY] [--streams N] [--rounds N | --duration SECS] [--connect-batch N]
+  [--timeout SECS] [--watch NAME=PID]...
   --port PORT         127.0.0.1:PORT
   --path PATH         request target (POST), e.g. /api/v1/chat/agent/stream
   --body JSON         request body
@@ -52,6 +52,8 @@ const USAGE: &str = "usage: chatload --port PORT --path PATH --body JSON [--prot
   --key KEY           sent as Authorization: Bearer KEY
   --streams N         concurrent streams (default 10000)
   --rounds N          requests per stream, one after the other (default 1)
+  --duration SECS     instead: each stream loops requests until SECS have passed since the
+                      first request (the last ones finish); turns_per_s is then reported
   --connect-batch N   connections being established at once (default 512)
   --timeout SECS      bound on the whole run (default 120)
   --watch NAME=PID    sample this process's threads, RSS and CPU";
@@ -73,6 +75,7 @@ struct Args {
     key: Option<String>,
     streams: usize,
     rounds: u32,
+    duration: Option<Duration>,
     connect_batch: usize,
     timeout: Duration,
     watch: Vec<(String, u32)>,
@@ -118,6 +121,9 @@ struct Totals {
     tokens: Vec<u32>,
     first_write: Option<Instant>,
     last_write: Option<Instant>,
+    /// With --duration: no request starts after this.
+    stop_at: Option<Instant>,
+    duration: Option<Duration>,
     last_done: Option<Instant>,
 }
 
@@ -171,7 +177,10 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut events = Events::with_capacity(4096);
     let mut buf = vec![0u8; READ_BUF];
-    let mut totals = Totals::default();
+    let mut totals = Totals {
+        duration: args.duration,
+        ..Totals::default()
+    };
     let now = Instant::now();
     let mut streams: Vec<Stream> = (0..args.streams)
         .map(|_| Stream {
@@ -184,7 +193,7 @@ fn run(args: &Args) -> Result<bool, String> {
             tokens: 0,
             in_head: true,
             status_seen: false,
-            rounds_left: args.rounds,
+            rounds_left: if args.duration.is_some() { u32::MAX } else { args.rounds },
             partial: Vec::new(),
         })
         .collect();
@@ -316,9 +325,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let client_cpu = own_cpu().saturating_sub(client_cpu0);
     let peak = watcher.stop();
     let unfinished = streams.iter().filter(|s| s.state == State::Busy).count();
-    let all_done = totals.errors == 0
-        && unfinished == 0
-        && totals.done == args.streams as u64 * u64::from(args.rounds);
+    let expected = match args.duration {
+        Some(_) => totals.done,
+        None => args.streams as u64 * u64::from(args.rounds),
+    };
+    let all_done = totals.errors == 0 && unfinished == 0 && totals.done == expected;
 
     // ---- report
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -336,7 +347,7 @@ fn run(args: &Args) -> Result<bool, String> {
         "\"write_spread_ms\":{:.1},\"done\":{},\"expected\":{},\"errors\":{},\"unfinished\":{unfinished},",
         ms(totals.last_write.unwrap_or(first) - first),
         totals.done,
-        args.streams as u64 * u64::from(args.rounds),
+        expected,
         totals.errors
     );
     out.push_str("\"error_kinds\":[");
@@ -347,11 +358,13 @@ fn run(args: &Args) -> Result<bool, String> {
         out.push_str(&json_string(k));
     }
     out.push_str("],");
+    let wall = totals.last_done.unwrap_or(end) - first;
     let _ = write!(
         out,
-        "\"wall_ms\":{:.1},\"run_ms\":{:.1},",
-        ms(totals.last_done.unwrap_or(end) - first),
-        ms(end - first)
+        "\"wall_ms\":{:.1},\"run_ms\":{:.1},\"turns_per_s\":{:.1},",
+        ms(wall),
+        ms(end - first),
+        totals.done as f64 / wall.as_secs_f64().max(1e-9)
     );
     totals.tokens.sort_unstable();
     let tok_total: u64 = totals.tokens.iter().map(|&t| u64::from(t)).sum();
@@ -447,7 +460,10 @@ fn start_request(s: &mut Stream, totals: &mut Totals) {
     s.in_head = true;
     s.status_seen = false;
     s.partial.clear();
-    totals.first_write.get_or_insert(now);
+    if totals.first_write.is_none() {
+        totals.first_write = Some(now);
+        totals.stop_at = totals.duration.map(|d| now + d);
+    }
     totals.last_write = Some(now);
 }
 
@@ -583,7 +599,7 @@ fn on_line(
     }
     totals.tokens.push(s.tokens);
     s.rounds_left -= 1;
-    if s.rounds_left == 0 {
+    if s.rounds_left == 0 || totals.stop_at.is_some_and(|t| now >= t) {
         s.state = State::Finished;
         return Ok(true);
     }
@@ -747,6 +763,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         key: None,
         streams: 10_000,
         rounds: 1,
+        duration: None,
         connect_batch: 512,
         timeout: Duration::from_secs(120),
         watch: Vec::new(),
@@ -775,6 +792,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--streams" => args.streams = num(&value)? as usize,
             "--rounds" => args.rounds = num(&value)? as u32,
+            "--duration" => args.duration = Some(Duration::from_secs(num(&value)?)),
             "--connect-batch" => args.connect_batch = num(&value)? as usize,
             "--timeout" => args.timeout = Duration::from_secs(num(&value)?),
             "--watch" => {
