@@ -91,16 +91,37 @@ impl Mailbox {
         }
     }
 
-    /// Posts `post` and wakes the loop.
+    /// Posts `post` and wakes the loop, unless it is posted from the loop's own thread (a
+    /// task or handler there): the loop reads its mailbox again before it sleeps, and the
+    /// wake would be an `eventfd` write per stream event (measured: 0.9 µs a relayed token).
     pub(crate) fn post(&self, post: Post) {
         // The receiver lives as long as the loop; after it is gone nobody needs the news.
-        if self.tx.send(post).is_ok() {
+        if self.tx.send(post).is_ok() && !self.is_current() {
             if let Some(w) = &self.waker {
                 // A failed wake means the loop is gone too.
                 let _ = w.wake();
             }
         }
     }
+
+    /// Marks the calling thread as the one whose loop reads this mailbox.
+    pub(crate) fn enter(&self) {
+        CURRENT.with(|c| c.set(self as *const Mailbox as usize));
+    }
+
+    fn is_current(&self) -> bool {
+        CURRENT.with(|c| c.get() == self as *const Mailbox as usize)
+    }
+
+    /// Whether posts wait to be read.
+    pub(crate) fn has_mail(&self) -> bool {
+        !self.tx.is_empty()
+    }
+}
+
+thread_local! {
+    /// The mailbox (its address) of the loop running on this thread; 0 elsewhere.
+    static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Where a reply for one request goes.

@@ -240,6 +240,7 @@ impl<A: App> Worker<A> {
     /// Runs the loop until shutdown completes.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.core.mailbox.enter();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -282,7 +283,8 @@ impl<A: App> Worker<A> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || self.driver.has_again() {
+        // Posts from this thread did not wake the loop: they are read before it sleeps.
+        if !self.again.is_empty() || self.driver.has_again() || self.core.mailbox.has_mail() {
             return Some(Duration::ZERO);
         }
         let now = self.core.now_ms;
