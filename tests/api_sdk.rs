@@ -375,10 +375,17 @@ fn sdk_refresh_issues_a_new_token_and_keeps_the_old_one() {
     let v = ok(&r, 200);
     assert_eq!(acao(&r), Some(o.as_str()));
     assert!(vary_has_origin(&r));
-    // Within the same second the refreshed grant (same widget session, same expiry
-    // second) may mint the same string; either way it is a working token.
+    // Within the same second too, every refresh is a new token (its own id).
     let new = v["token"].as_str().unwrap().to_string();
     assert!(new.starts_with("sdk_"), "{v}");
+    assert_ne!(new, old, "a refresh issues a new token");
+    let again = ok(
+        &sdk("POST", "/api/v1/sdk/refresh", &old, &o)
+            .json(&json!({}))
+            .send(),
+        200,
+    );
+    assert_ne!(again["token"].as_str(), Some(new.as_str()));
     assert_eq!(v["expiresIn"], json!(14400));
     assert_eq!(v["projectId"], json!(pid));
     ok(&sdk("GET", &base, &old, &o).send(), 200);

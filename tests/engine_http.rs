@@ -99,6 +99,11 @@ fn framing_violations_are_400_and_close() {
         b"GET /x HTTP/1.1\nHost: t\n\n",
         b"GET /x HTTP/1.1\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        // A Host value that is not host[:port] (RFC 9112 section 3.2).
+        b"GET /health/live HTTP/1.1\r\nHost: \xc3\x28\xff\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x:80a\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: user@x\r\n\r\n",
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
     ];

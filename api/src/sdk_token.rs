@@ -55,6 +55,10 @@ pub struct Grant {
     /// Token id (owner of the sessions it creates).
     #[serde(rename = "i")]
     pub id: String,
+    /// This token's own id: new at every issue, refreshes included (the owner id above
+    /// stays, so a refreshed token keeps its sessions). Tokens from before it carry none.
+    #[serde(rename = "j", default, skip_serializing_if = "String::is_empty")]
+    pub token_id: String,
     /// Expiry (seconds since the epoch).
     #[serde(rename = "e")]
     pub exp: u64,
@@ -119,6 +123,7 @@ mod tests {
             origin: "https://a.example".into(),
             public_key: "pkey_1".into(),
             id: "tok_1".into(),
+            token_id: "tok_1".into(),
             exp,
         }
     }

@@ -44,7 +44,8 @@ pub enum ParseError {
     Malformed(&'static str),
     /// The request target is neither origin-form nor `*` for OPTIONS, or not UTF-8.
     BadTarget,
-    /// HTTP/1.1 without exactly one `Host`, or HTTP/1.0 with several.
+    /// HTTP/1.1 without exactly one `Host`, HTTP/1.0 with several, or a `Host` value that is
+    /// not a URI host with an optional port (RFC 9112 section 3.2).
     BadHost,
     /// `Content-Length` repeated, listed, or not plain digits.
     BadContentLength,
@@ -88,7 +89,9 @@ impl fmt::Display for ParseError {
             ParseError::NulByte => f.write_str("NUL byte in request head"),
             ParseError::Malformed(what) => write!(f, "malformed request head: {what}"),
             ParseError::BadTarget => f.write_str("request target must be an absolute path"),
-            ParseError::BadHost => f.write_str("exactly one Host header is required"),
+            ParseError::BadHost => {
+                f.write_str("exactly one Host header, a valid host[:port], is required")
+            }
             ParseError::BadContentLength => f.write_str("invalid Content-Length"),
             ParseError::BadTransferEncoding => {
                 f.write_str("Transfer-Encoding must be a single 'chunked'")
@@ -249,6 +252,68 @@ struct Fields<'b> {
     request_id: Option<&'b [u8]>,
 }
 
+/// Whether `v` is a `Host` value: `uri-host [ ":" port ]` (RFC 9110 section 7.2, RFC 3986
+/// section 3.2.2): an IP-literal in brackets, or a reg-name (which covers IPv4) of
+/// unreserved characters, sub-delims and percent-escapes; the port is digits. Empty is
+/// allowed (a target without an authority).
+pub fn is_valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => match v.iter().position(|&b| b == b']') {
+            Some(end) => (&v[..=end], &v[end + 1..]),
+            None => return false,
+        },
+        _ => match v.iter().position(|&b| b == b':') {
+            Some(colon) => (&v[..colon], &v[colon..]),
+            None => (v, &v[v.len()..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok
+        && if host.first() == Some(&b'[') {
+            is_ip_literal(&host[1..host.len() - 1])
+        } else {
+            is_reg_name(host)
+        }
+}
+
+fn is_reg_name(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' if v.len() > i + 2
+                && v[i + 1].is_ascii_hexdigit()
+                && v[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// An IPv6 address, or an `IPvFuture` (`v` hex `.` then unreserved, sub-delims or `:`).
+fn is_ip_literal(v: &[u8]) -> bool {
+    if let Some(rest) = v.strip_prefix(b"v").or_else(|| v.strip_prefix(b"V")) {
+        let dot = rest.iter().position(|&b| b == b'.').unwrap_or(0);
+        let (ver, tail) = (&rest[..dot], &rest[dot.min(rest.len())..]);
+        return !ver.is_empty()
+            && ver.iter().all(u8::is_ascii_hexdigit)
+            && tail.len() > 1
+            && tail[1..]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    std::str::from_utf8(v).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 fn scan_fields<'b>(
     headers: &[httparse::Header<'b>],
     version: Version,
@@ -273,6 +338,9 @@ fn scan_fields<'b>(
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"host") {
+            if !is_valid_host(value) {
+                return Err(ParseError::BadHost);
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"connection") {
             keep_alive = connection_keeps_alive(value, keep_alive);
@@ -350,6 +418,45 @@ fn is_sane_request_id(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_values_follow_the_uri_host_grammar() {
+        for ok in [
+            &b""[..],
+            b"x",
+            b"localhost:8080",
+            b"127.0.0.1",
+            b"127.0.0.1:",
+            b"[::1]:443",
+            b"[2001:db8::7]",
+            b"[v1.fe80::a+en1]",
+            b"a.b-c_d~e",
+            b"ex%41mple.com",
+            b"sub!$&'()*+,;=",
+        ] {
+            assert!(is_valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"\xc3\x28\xff"[..],
+            b"a b",
+            b"x:80a",
+            b"x:80:90",
+            b"[::1",
+            b"[::g]",
+            b"[::1]x",
+            b"user@host",
+            b"ex%4",
+            b"ex%zz",
+            b"/path",
+            b"[v.x]",
+        ] {
+            assert!(!is_valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let r = b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n";
+        assert_eq!(run(r), Err(ParseError::BadHost));
+        let r = b"GET / HTTP/1.1\r\nHost: \xc3\x28\xff\r\n\r\n";
+        assert_eq!(run(r), Err(ParseError::BadHost));
+    }
 
     fn run(input: &[u8]) -> Result<Option<(usize, Framing, bool)>, ParseError> {
         let mut slots = header_slots();

@@ -474,6 +474,7 @@ pub fn fixture_sdk_token() -> String {
         origin: ORIGIN.into(),
         public_key: PUBLIC_KEY_ID.into(),
         id: "sdkt_fuzz".into(),
+        token_id: String::new(),
         exp: SDK_EXP,
     })
 }

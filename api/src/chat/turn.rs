@@ -24,6 +24,7 @@ use super::openai::{self, Relay};
 use super::provider::{Completion, Echo, Prompt, ProviderError, Speaker};
 use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
 use super::{runtime::STREAM_BUFFER, sse};
+use crate::emit::Object;
 use crate::error::ApiError;
 use crate::reply::Finish;
 use crate::vault::aad;
@@ -705,18 +706,23 @@ impl TurnTask {
     /// Sends one delta to the stream (a sync answer collects it in the completion); false
     /// when every listener has been gone for the grace period.
     fn relay_delta(&mut self, delta: &str, cx: &mut Cx<'_>) -> bool {
-        let data = match self.style {
-            Style::AgentStream => json!({"delta": delta, "index": self.index}),
-            Style::ChatStream => json!({"delta": delta}),
+        // Written straight, not through a `Value`: this is the per-token path of a relay.
+        let mut data = Vec::with_capacity(delta.len() + 32);
+        let mut o = Object::begin(&mut data);
+        o.str("delta", delta);
+        let event = match self.style {
+            Style::AgentStream => {
+                o.u64("index", self.index);
+                "token"
+            }
+            Style::ChatStream => "text_delta",
             Style::AgentSync | Style::Complete => return true,
         };
+        o.end();
         self.index += 1;
-        let event = if self.style == Style::AgentStream {
-            "token"
-        } else {
-            "text_delta"
-        };
-        let listeners = self.emit(event, &data);
+        // Escaped JSON is ASCII-safe UTF-8 built from a `&str`.
+        let data = String::from_utf8(data).unwrap_or_default();
+        let listeners = self.emit_text(event, data);
         let Out::Stream(em) = &mut self.out else {
             return true;
         };
@@ -734,13 +740,18 @@ impl TurnTask {
 
     /// Publishes an event on the open stream; returns how many listen.
     fn emit(&mut self, event: &str, data: &Value) -> usize {
+        self.emit_text(event, data.to_string())
+    }
+
+    /// Publishes an event whose data is JSON text already.
+    fn emit_text(&mut self, event: &str, data: String) -> usize {
         let Out::Stream(em) = &mut self.out else {
             return 0;
         };
         let e = halyard_storage::StreamEvent {
             id: em.next_id,
             event: event.to_string(),
-            data: data.to_string(),
+            data,
         };
         em.next_id += 1;
         self.shared.hub.publish(&em.stream_id, e)

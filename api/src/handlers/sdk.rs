@@ -115,7 +115,14 @@ fn widget_config(project: &Project) -> Value {
     })
 }
 
+/// Mints a token for `grant` under a new token id (two tokens issued within the same
+/// second are still different tokens) and answers with it.
 fn token_reply(c: &Call<'_>, grant: &Grant, project: &Project) -> Response {
+    let grant = Grant {
+        token_id: ids::new_id("tok_"),
+        ..grant.clone()
+    };
+    let grant = &grant;
     let token = c.api.verifiers.sdk.mint(grant);
     reply::ok(vec![
         ("token", token.into()),
@@ -161,6 +168,7 @@ pub fn init(c: &Call<'_>) -> ApiResult<Response> {
         origin,
         public_key: pk.id.clone(),
         id: ids::new_id("tok_"),
+        token_id: String::new(),
         exp: time::now_ms() / 1000 + TTL_SECS,
     };
     Ok(token_reply(c, &grant, &project))
