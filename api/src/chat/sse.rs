@@ -10,7 +10,7 @@ use halyard_engine::Response;
 pub fn frame(id: u64, event: &str, data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + event.len() + data.len());
     out.extend_from_slice(b"id: ");
-    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
     out.extend_from_slice(b"\nevent: ");
     out.extend_from_slice(event.as_bytes());
     out.extend_from_slice(b"\ndata: ");
