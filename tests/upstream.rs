@@ -137,17 +137,7 @@ fn messages(t: &Tenant, pid: &str, sid: &str) -> Vec<(String, String)> {
         )),
         200,
     );
-    v["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no messages: {v}"))
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().expect("role").to_string(),
-                m["content"].as_str().expect("content").to_string(),
-            )
-        })
-        .collect()
+    role_contents(&v)
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -562,10 +552,8 @@ fn a_connection_dropped_mid_stream_ends_with_an_error_and_stores_no_reply() {
 
 // ---- connections ----
 
-/// The (role, content) of the messages of a request the upstream received.
-fn sent_messages(body: &str) -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(body).expect("request body JSON");
-    assert_eq!(v["stream"], json!(true), "{v}");
+/// The (role, content) of each item of `v["messages"]` (a stored session's, or a request's).
+fn role_contents(v: &Value) -> Vec<(String, String)> {
     v["messages"]
         .as_array()
         .unwrap_or_else(|| panic!("no messages: {v}"))
@@ -577,6 +565,13 @@ fn sent_messages(body: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The (role, content) of the messages of a request the upstream received.
+fn sent_messages(body: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(body).expect("request body JSON");
+    assert_eq!(v["stream"], json!(true), "{v}");
+    role_contents(&v)
 }
 
 #[test]

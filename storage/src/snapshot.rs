@@ -324,6 +324,20 @@ pub struct CompactReport {
     pub stopped_after: Option<CompactStep>,
 }
 
+impl CompactReport {
+    /// A report of nothing done yet for a snapshot covering segments `<= upto`.
+    fn empty(upto: u64) -> Self {
+        CompactReport {
+            covers_through: upto,
+            entries: 0,
+            bytes: 0,
+            removed: 0,
+            elapsed: Duration::ZERO,
+            stopped_after: None,
+        }
+    }
+}
+
 /// Rebuilds the state covered by segments `<= upto` from the files alone.
 fn fold(dir: &Path, upto: u64) -> Result<(State, Vec<u64>, Vec<u64>), OpenError> {
     let listing = recovery::list(dir)?;
@@ -377,14 +391,7 @@ pub fn compact(
     stop_after: Option<CompactStep>,
 ) -> Result<CompactReport, OpenError> {
     let started = Instant::now();
-    let mut report = CompactReport {
-        covers_through: upto,
-        entries: 0,
-        bytes: 0,
-        removed: 0,
-        elapsed: Duration::ZERO,
-        stopped_after: None,
-    };
+    let mut report = CompactReport::empty(upto);
     // A queued background request can arrive after a manual compaction went further; its
     // segments are gone, and folding nothing would write an empty (if harmless) snapshot.
     if recovery::list(dir)?.snapshots.iter().any(|&n| n >= upto) {
@@ -447,14 +454,7 @@ pub(crate) fn write_state(
     syncer: &dyn Syncer,
 ) -> Result<CompactReport, OpenError> {
     let started = Instant::now();
-    let mut report = CompactReport {
-        covers_through: upto,
-        entries: 0,
-        bytes: 0,
-        removed: 0,
-        elapsed: Duration::ZERO,
-        stopped_after: None,
-    };
+    let mut report = CompactReport::empty(upto);
     let tmp = temp_path(dir, upto);
     let file = write_temp(&tmp, upto, state, &mut report)?;
     syncer.sync_data(&file).map_err(io_at(&tmp))?;
