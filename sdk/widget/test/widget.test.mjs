@@ -69,7 +69,10 @@ async function withPage(t, url, { viewport = { width: 1100, height: 760 }, setup
       const h = document.querySelector('#halyard-chat');
       return h ? `state=${h.dataset.state}: ${h.shadowRoot.textContent}` : 'no widget';
     }).catch((err) => String(err));
-    e.message += `\n--- widget: ${widget}\n--- console:\n${consoleLines.join('\n')}\n--- screenshot: ${shot}`;
+    const more = `\n--- widget: ${widget}\n--- console:\n${consoleLines.join('\n')}\n--- screenshot: ${shot}`;
+    e.message += more;
+    // The test reporter prints the stack, which was fixed when the error was made.
+    if (typeof e.stack === 'string') e.stack += more;
     throw e;
   } finally {
     await context.close();
@@ -114,7 +117,17 @@ async function openWidget(page) {
   await page.getByRole('dialog').waitFor(WAIT);
 }
 
+/**
+ * Types `text` and presses Enter once the previous turn is over. A turn's last token shows
+ * before its `done` event (sent once the reply is durable); until then the log is
+ * `aria-busy` and the widget ignores Enter, as its disabled Send button shows.
+ */
 async function say(page, text) {
+  await page.waitForFunction(
+    () => !document.querySelector('#halyard-chat').shadowRoot.querySelector('.log').hasAttribute('aria-busy'),
+    undefined,
+    WAIT,
+  );
   const box = page.getByRole('textbox');
   await box.fill(text);
   await box.press('Enter');
