@@ -1,10 +1,12 @@
-//! Binary payload encoding primitives: LEB128 varints, length-prefixed byte strings and
-//! UTF-8 strings, fixed-width little-endian integers.
+//! Binary payload encoding: LEB128 varints, length-prefixed byte strings and UTF-8
+//! strings, fixed-width little-endian integers, and the [`Codec`] trait that gives every
+//! stored type exactly one binary form.
 //!
-//! Responsible for: turning scalar values into bytes and back, bounds-checked, without
-//! allocating on the decode side unless the caller asks for an owned value.
-//! Not responsible for: record framing or checksums (`record`), or what the fields mean
-//! (`mutation`, `model`).
+//! Responsible for: turning values into bytes and back, bounds-checked, without allocating
+//! on the decode side unless the caller asks for an owned value; the one form of `Option`
+//! (a byte 0/1, then the value), of `Vec` (a varint count, then the items) and of tag enums
+//! (`codec_enum!`, one byte). Not responsible for: record framing or checksums
+//! (`record`), or what the fields mean (`mutation`, `model`).
 //!
 //! Why this encoding: replay speed is bounded by decoding, and a varint + length-prefixed
 //! layout decodes in one forward pass with no lookahead, no escaping and no field names.
@@ -113,36 +115,6 @@ impl Encoder {
     /// Raw bytes with no length prefix (the reader must know the length).
     pub fn raw(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
-    }
-
-    /// An optional string: a presence byte, then the string.
-    pub fn opt_str(&mut self, v: Option<&str>) {
-        match v {
-            Some(s) => {
-                self.u8(1);
-                self.str(s);
-            }
-            None => self.u8(0),
-        }
-    }
-
-    /// An optional varint: a presence byte, then the value.
-    pub fn opt_varint(&mut self, v: Option<u64>) {
-        match v {
-            Some(x) => {
-                self.u8(1);
-                self.varint(x);
-            }
-            None => self.u8(0),
-        }
-    }
-
-    /// A list of strings: a count, then each string.
-    pub fn str_list(&mut self, v: &[String]) {
-        self.varint(v.len() as u64);
-        for s in v {
-            self.str(s);
-        }
     }
 }
 
@@ -261,44 +233,210 @@ impl<'a> Decoder<'a> {
     pub fn string(&mut self) -> Result<String, DecodeError> {
         self.str().map(str::to_owned)
     }
+}
 
-    /// An optional owned string.
-    pub fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
-        Ok(if self.bool()? {
-            Some(self.string()?)
-        } else {
-            None
-        })
+/// A value with exactly one binary form in the log, as rustls's `Codec` gives its wire
+/// types: `decode` reads back what `encode` wrote. Structs list their fields once, in
+/// format order (`codec_struct!`); tag enums are defined once with their tags
+/// (`codec_enum!`). The golden files (`tests/fixtures/v2/golden`) pin the result.
+///
+/// Every encoding takes at least one byte: that lets `Vec<T>` refuse a count larger than
+/// the bytes left before it allocates.
+pub trait Codec<'a>: Sized {
+    /// Appends the value.
+    fn encode(&self, e: &mut Encoder);
+    /// Reads one value; the decoder stays after it.
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError>;
+}
+
+impl Codec<'_> for u8 {
+    fn encode(&self, e: &mut Encoder) {
+        e.u8(*self)
     }
-
-    /// An optional varint.
-    pub fn opt_varint(&mut self) -> Result<Option<u64>, DecodeError> {
-        Ok(if self.bool()? {
-            Some(self.varint()?)
-        } else {
-            None
-        })
-    }
-
-    /// A list of owned strings.
-    pub fn str_list(&mut self) -> Result<Vec<String>, DecodeError> {
-        let n = self.varint()?;
-        // Each string takes at least one byte, so a count past the remaining input is corrupt;
-        // checking first keeps a hostile count from reserving gigabytes.
-        if n > (self.buf.len() - self.pos) as u64 {
-            return Err(DecodeError::BadLength);
-        }
-        let mut v = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            v.push(self.string()?);
-        }
-        Ok(v)
-    }
-
-    /// A 32-byte digest (SHA-256), raw.
-    pub fn digest(&mut self) -> Result<[u8; 32], DecodeError> {
-        let mut d = [0u8; 32];
-        d.copy_from_slice(self.take(32)?);
-        Ok(d)
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.u8()
     }
 }
+
+impl Codec<'_> for bool {
+    fn encode(&self, e: &mut Encoder) {
+        e.bool(*self)
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.bool()
+    }
+}
+
+/// A varint that must fit in 32 bits.
+impl Codec<'_> for u32 {
+    fn encode(&self, e: &mut Encoder) {
+        e.varint(u64::from(*self))
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.varint_u32()
+    }
+}
+
+/// A varint.
+impl Codec<'_> for u64 {
+    fn encode(&self, e: &mut Encoder) {
+        e.varint(*self)
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.varint()
+    }
+}
+
+impl Codec<'_> for f64 {
+    fn encode(&self, e: &mut Encoder) {
+        e.f64(*self)
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.f64()
+    }
+}
+
+impl Codec<'_> for String {
+    fn encode(&self, e: &mut Encoder) {
+        e.str(self)
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.string()
+    }
+}
+
+/// The same bytes as `String`, borrowed from the payload.
+impl<'a> Codec<'a> for &'a str {
+    fn encode(&self, e: &mut Encoder) {
+        e.str(self)
+    }
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        d.str()
+    }
+}
+
+/// A digest: 32 raw bytes, no length.
+impl Codec<'_> for [u8; 32] {
+    fn encode(&self, e: &mut Encoder) {
+        e.raw(self)
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let mut a = [0u8; 32];
+        a.copy_from_slice(d.take(32)?);
+        Ok(a)
+    }
+}
+
+/// A presence byte (0 or 1), then the value.
+impl<'a, T: Codec<'a>> Codec<'a> for Option<T> {
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            Some(v) => {
+                e.u8(1);
+                v.encode(e);
+            }
+            None => e.u8(0),
+        }
+    }
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        Ok(if d.bool()? { Some(T::decode(d)?) } else { None })
+    }
+}
+
+/// A varint count, then the items (so `Vec<u8>` is a length-prefixed byte string).
+impl<'a, T: Codec<'a>> Codec<'a> for Vec<T> {
+    fn encode(&self, e: &mut Encoder) {
+        encode_list(self, e)
+    }
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        let n = d.varint()?;
+        // Each item takes at least one byte: a larger count is damage, refused before a
+        // hostile count can reserve gigabytes.
+        if n > d.remaining() as u64 {
+            return Err(DecodeError::BadLength);
+        }
+        (0..n).map(|_| T::decode(d)).collect()
+    }
+}
+
+/// Writes a slice in the form of `Vec<T>`.
+pub fn encode_list<'a, T: Codec<'a>>(items: &[T], e: &mut Encoder) {
+    e.varint(items.len() as u64);
+    for item in items {
+        item.encode(e);
+    }
+}
+
+/// Implements [`Codec`] for a struct from its field list, written once: the fields are
+/// encoded and decoded in the listed order, which is the format. Leaving a field out does
+/// not compile.
+macro_rules! codec_struct {
+    ($name:ident { $($field:ident),+ $(,)? }) => {
+        impl<'a> $crate::codec::Codec<'a> for $name {
+            fn encode(&self, e: &mut $crate::codec::Encoder) {
+                $( $crate::codec::Codec::encode(&self.$field, e); )+
+            }
+            fn decode(
+                d: &mut $crate::codec::Decoder<'a>,
+            ) -> Result<Self, $crate::codec::DecodeError> {
+                // Struct expression fields are evaluated in the order written.
+                Ok($name { $( $field: $crate::codec::Codec::decode(d)?, )+ })
+            }
+        }
+    };
+}
+pub(crate) use codec_struct;
+
+/// Defines a tag enum once, as rustls's `enum_builder!` does: the enum with its tag bytes
+/// as discriminants, `tag`/`from_tag`/`ALL`, and a one-byte [`Codec`] whose unknown tags
+/// are [`DecodeError::BadTag`] naming the enum. A tag keeps its meaning forever.
+macro_rules! codec_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $tag:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant = $tag, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            #[allow(dead_code)] // tests use it; a private enum may not
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The byte that stands for this variant.
+            pub const fn tag(self) -> u8 {
+                self as u8
+            }
+
+            /// The variant a byte stands for, if any.
+            pub const fn from_tag(tag: u8) -> Option<Self> {
+                match tag {
+                    $( $tag => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+
+        impl<'a> $crate::codec::Codec<'a> for $name {
+            fn encode(&self, e: &mut $crate::codec::Encoder) {
+                e.u8(self.tag())
+            }
+            fn decode(
+                d: &mut $crate::codec::Decoder<'a>,
+            ) -> Result<Self, $crate::codec::DecodeError> {
+                let tag = d.u8()?;
+                Self::from_tag(tag).ok_or($crate::codec::DecodeError::BadTag {
+                    what: $what,
+                    tag: u64::from(tag),
+                })
+            }
+        }
+    };
+}
+pub(crate) use codec_enum;

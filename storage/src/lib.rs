@@ -10,8 +10,8 @@
 //! | [`record_v1`] | v1 record frame, read only (v1 directories are upgraded on open) |
 //! | [`header`] | 32-byte file header of segments and snapshots |
 //! | [`segment`] | segment names, durable creation, [`segment::recover_segment_bytes`] |
-//! | [`codec`] | varint / length-prefixed payload primitives |
-//! | [`model`] | resource structs and their encoding |
+//! | [`codec`] | varint / length-prefixed primitives, the `Codec` trait, tag enums |
+//! | [`model`] | resource structs and their field order in the log |
 //! | [`mutation`] | typed mutations, the `Txn` payload |
 //! | [`state`] | in-memory state, validation + apply, queries |
 //! | [`writer`] | writer thread, group commit, segment roll, poisoning |
@@ -103,13 +103,16 @@
 //! and starts v2 segment N+1 ([`upgrade`]; crash-safe by the snapshot's rename).
 //! `halyard check` without `--repair` reads v1 and changes nothing.
 //!
-//! **Payloads** use the [`codec`] primitives: `varint` is unsigned LEB128, `str`/`bytes`
-//! are a varint length and the bytes (strings UTF-8), `opt<T>` is a byte 0/1 then `T`,
-//! `list<T>` is a varint count then the items, `f64` is 8 bytes of IEEE-754 bits, a digest
-//! is 32 raw bytes. A `Txn` payload (and a `SnapshotEntry` payload) is
-//! `str tenant | varint count | count × mutation`, each mutation a tag byte (1..=23, see
-//! [`mutation::Mutation::encode`]) followed by its fields in declaration order as in
-//! [`model`]. `AppendMessage` carries the encoded message as a length-prefixed byte string
+//! **Payloads** are written by one [`Codec`] per type: `varint` is unsigned LEB128 (`u64`,
+//! and `u32` refused past 32 bits), `str`/`bytes` are a varint length and the bytes
+//! (strings UTF-8), `opt<T>` is a byte 0/1 then `T`, `list<T>` is a varint count then the
+//! items, `f64` is 8 bytes of IEEE-754 bits, a digest is 32 raw bytes, a tag enum
+//! (role, key kind, session status, channel, message role) is one byte. A `Txn` payload
+//! (and a `SnapshotEntry` payload) is `str tenant | varint count | count × mutation`, each
+//! mutation a tag byte ([`mutation::MutationTag`], 1..=23) followed by its fields in
+//! declaration order; a resource's fields are written in the order its `codec_struct!`
+//! lists them in [`model`]. The committed files in `tests/fixtures/v2/golden` must decode
+//! to known values, which pins all of this. `AppendMessage` carries the encoded message as a length-prefixed byte string
 //! so that replay copies it into memory without re-encoding. A `SnapshotEnd` payload is
 //! `varint entries`. Every commit is exactly one record, so a crash keeps all of a
 //! transaction or none of it.
@@ -168,6 +171,7 @@ pub mod writer;
 
 pub use backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
 pub use check::{check, CheckReport};
+pub use codec::Codec;
 pub use error::{OpenError, StoreError};
 pub use fsync::{FsyncPolicy, OsSyncer, ParseFsyncPolicyError, Syncer};
 pub use health::Health;

@@ -6,7 +6,7 @@
 //! library. Not responsible for: validation of field contents (the API does that), JSON
 //! shapes of responses, or indexes (`state`).
 
-use crate::codec::{DecodeError, Decoder, Encoder};
+use crate::codec::{codec_enum, codec_struct, Codec, DecodeError, Decoder, Encoder};
 
 /// Per-tenant limits (CONVENTIONS.md section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +49,16 @@ pub struct Tenant {
     pub updated_at: u64,
 }
 
-/// A user's role (CONVENTIONS.md section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Every permission.
-    Owner,
-    /// All but `key:admin`.
-    Developer,
-    /// The `:read` permissions.
-    Viewer,
+codec_enum! {
+    /// A user's role (CONVENTIONS.md section 2).
+    pub enum Role ("role") {
+        /// Every permission.
+        Owner = 0,
+        /// All but `key:admin`.
+        Developer = 1,
+        /// The `:read` permissions.
+        Viewer = 2,
+    }
 }
 
 /// A user of a tenant.
@@ -75,13 +76,14 @@ pub struct User {
     pub created_at: u64,
 }
 
-/// The kind of an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `abl_sk-...`
-    User,
-    /// `ak_...`
-    Service,
+codec_enum! {
+    /// The kind of an API key.
+    pub enum KeyKind ("key kind") {
+        /// `abl_sk-...`
+        User = 0,
+        /// `ak_...`
+        Service = 1,
+    }
 }
 
 /// An API key; the secret itself is never stored, only its SHA-256 digest.
@@ -181,22 +183,24 @@ pub struct Agent {
     pub updated_at: u64,
 }
 
-/// Whether a session is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionStatus {
-    /// Open; counts toward the concurrency limit.
-    Active,
-    /// Ended by `DELETE`; history kept.
-    Ended,
+codec_enum! {
+    /// Whether a session is open.
+    pub enum SessionStatus ("session status") {
+        /// Open; counts toward the concurrency limit.
+        Active = 0,
+        /// Ended by `DELETE`; history kept.
+        Ended = 1,
+    }
 }
 
-/// Where a session came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// A credential of the API.
-    Api,
-    /// A widget SDK token.
-    Sdk,
+codec_enum! {
+    /// Where a session came from.
+    pub enum Channel ("channel") {
+        /// A credential of the API.
+        Api = 0,
+        /// A widget SDK token.
+        Sdk = 1,
+    }
 }
 
 /// A session.
@@ -228,15 +232,28 @@ pub struct Session {
     pub created_by_token: Option<String>,
 }
 
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageRole {
-    /// The client.
-    User,
-    /// The agent.
-    Assistant,
-    /// A system message.
-    System,
+codec_enum! {
+    /// Who wrote a message.
+    pub enum MessageRole ("message role") {
+        /// The client.
+        User = 0,
+        /// The agent.
+        Assistant = 1,
+        /// A system message.
+        System = 2,
+    }
+}
+
+codec_enum! {
+    /// How a message's usage is stored: the byte before its numbers.
+    enum UsageTag ("message usage") {
+        /// No usage (user and system messages).
+        Absent = 0,
+        /// Input, output and total tokens: written before latency was recorded.
+        WithoutLatency = 1,
+        /// Input, output and total tokens, then the latency.
+        WithLatency = 2,
+    }
 }
 
 /// Token usage of a turn.
@@ -348,6 +365,19 @@ pub struct MessageRef<'a> {
     pub created_at: u64,
 }
 
+impl Message {
+    /// A borrowed view.
+    pub fn view(&self) -> MessageRef<'_> {
+        MessageRef {
+            id: &self.id,
+            role: self.role,
+            content: &self.content,
+            usage: self.usage,
+            created_at: self.created_at,
+        }
+    }
+}
+
 impl MessageRef<'_> {
     /// An owned copy.
     pub fn to_message(&self) -> Message {
@@ -394,407 +424,176 @@ impl StoredMessage {
     }
 }
 
-fn tag_err(what: &'static str, tag: u8) -> DecodeError {
-    DecodeError::BadTag {
-        what,
-        tag: tag as u64,
-    }
-}
+// The field lists below are the format: each struct is written field by field in this
+// order (see the crate doc and `codec`); the golden files pin it.
 
-impl Limits {
+codec_struct!(Limits {
+    requests_per_second,
+    burst,
+    session_messages_per_minute,
+    max_concurrent_sessions,
+});
+codec_struct!(Tenant {
+    id,
+    name,
+    limits,
+    disabled,
+    created_at,
+    updated_at,
+});
+codec_struct!(User {
+    id,
+    email,
+    password_hash,
+    role,
+    created_at,
+});
+codec_struct!(ApiKey {
+    id,
+    name,
+    digest,
+    prefix,
+    last4,
+    kind,
+    scopes,
+    project_ids,
+    expires_at,
+    revoked,
+    created_at,
+});
+codec_struct!(Project {
+    id,
+    name,
+    slug,
+    description,
+    entry_agent_name,
+    created_at,
+    updated_at,
+});
+codec_struct!(Pricing {
+    input_per_mtok,
+    output_per_mtok,
+});
+codec_struct!(ModelConfig {
+    provider,
+    model,
+    base_url,
+    api_key_secret,
+    temperature,
+    max_tokens,
+    pricing,
+});
+codec_struct!(Agent {
+    id,
+    project_id,
+    name,
+    description,
+    instructions,
+    model,
+    dsl_content,
+    created_at,
+    updated_at,
+});
+codec_struct!(Session {
+    id,
+    project_id,
+    agent_id,
+    agent_name,
+    status,
+    channel,
+    message_count,
+    token_count,
+    created_at,
+    last_activity_at,
+    metadata,
+    created_by_token,
+});
+codec_struct!(Secret {
+    id,
+    project_id,
+    name,
+    version,
+    ciphertext,
+    created_at,
+    updated_at,
+    expires_at,
+});
+codec_struct!(PublicKey {
+    id,
+    project_id,
+    name,
+    prefix,
+    digest,
+    allowed_origins,
+    created_at,
+});
+codec_struct!(StreamEvent { id, event, data });
+
+/// `id | role | content | usage | created_at`, the usage as a [`UsageTag`] and its numbers
+/// (tag 1, without latency, is only read).
+impl<'a> Codec<'a> for MessageRef<'a> {
     fn encode(&self, e: &mut Encoder) {
-        e.varint(self.requests_per_second as u64);
-        e.varint(self.burst as u64);
-        e.varint(self.session_messages_per_minute as u64);
-        e.varint(self.max_concurrent_sessions as u64);
-    }
-
-    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Limits {
-            requests_per_second: d.varint_u32()?,
-            burst: d.varint_u32()?,
-            session_messages_per_minute: d.varint_u32()?,
-            max_concurrent_sessions: d.varint_u32()?,
-        })
-    }
-}
-
-impl Tenant {
-    /// Writes the tenant.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.name);
-        self.limits.encode(e);
-        e.bool(self.disabled);
-        e.varint(self.created_at);
-        e.varint(self.updated_at);
-    }
-
-    /// Reads a tenant.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Tenant {
-            id: d.string()?,
-            name: d.string()?,
-            limits: Limits::decode(d)?,
-            disabled: d.bool()?,
-            created_at: d.varint()?,
-            updated_at: d.varint()?,
-        })
-    }
-}
-
-impl Role {
-    fn to_u8(self) -> u8 {
-        match self {
-            Role::Owner => 0,
-            Role::Developer => 1,
-            Role::Viewer => 2,
-        }
-    }
-
-    fn from_u8(b: u8) -> Result<Self, DecodeError> {
-        match b {
-            0 => Ok(Role::Owner),
-            1 => Ok(Role::Developer),
-            2 => Ok(Role::Viewer),
-            t => Err(tag_err("role", t)),
-        }
-    }
-}
-
-impl User {
-    /// Writes the user.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.email);
-        e.str(&self.password_hash);
-        e.u8(self.role.to_u8());
-        e.varint(self.created_at);
-    }
-
-    /// Reads a user.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(User {
-            id: d.string()?,
-            email: d.string()?,
-            password_hash: d.string()?,
-            role: Role::from_u8(d.u8()?)?,
-            created_at: d.varint()?,
-        })
-    }
-}
-
-impl ApiKey {
-    /// Writes the key.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.name);
-        e.raw(&self.digest);
-        e.str(&self.prefix);
-        e.str(&self.last4);
-        e.u8(match self.kind {
-            KeyKind::User => 0,
-            KeyKind::Service => 1,
-        });
-        e.str_list(&self.scopes);
-        e.str_list(&self.project_ids);
-        e.opt_varint(self.expires_at);
-        e.bool(self.revoked);
-        e.varint(self.created_at);
-    }
-
-    /// Reads a key.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(ApiKey {
-            id: d.string()?,
-            name: d.string()?,
-            digest: d.digest()?,
-            prefix: d.string()?,
-            last4: d.string()?,
-            kind: match d.u8()? {
-                0 => KeyKind::User,
-                1 => KeyKind::Service,
-                t => return Err(tag_err("key kind", t)),
-            },
-            scopes: d.str_list()?,
-            project_ids: d.str_list()?,
-            expires_at: d.opt_varint()?,
-            revoked: d.bool()?,
-            created_at: d.varint()?,
-        })
-    }
-}
-
-impl Project {
-    /// Writes the project.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.name);
-        e.str(&self.slug);
-        e.opt_str(self.description.as_deref());
-        e.opt_str(self.entry_agent_name.as_deref());
-        e.varint(self.created_at);
-        e.varint(self.updated_at);
-    }
-
-    /// Reads a project.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Project {
-            id: d.string()?,
-            name: d.string()?,
-            slug: d.string()?,
-            description: d.opt_string()?,
-            entry_agent_name: d.opt_string()?,
-            created_at: d.varint()?,
-            updated_at: d.varint()?,
-        })
-    }
-}
-
-impl ModelConfig {
-    fn encode(&self, e: &mut Encoder) {
-        e.str(&self.provider);
-        e.str(&self.model);
-        e.opt_str(self.base_url.as_deref());
-        e.opt_str(self.api_key_secret.as_deref());
-        match self.temperature {
-            Some(t) => {
-                e.u8(1);
-                e.f64(t);
-            }
-            None => e.u8(0),
-        }
-        e.opt_varint(self.max_tokens);
-        match self.pricing {
-            Some(p) => {
-                e.u8(1);
-                e.f64(p.input_per_mtok);
-                e.f64(p.output_per_mtok);
-            }
-            None => e.u8(0),
-        }
-    }
-
-    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(ModelConfig {
-            provider: d.string()?,
-            model: d.string()?,
-            base_url: d.opt_string()?,
-            api_key_secret: d.opt_string()?,
-            temperature: if d.bool()? { Some(d.f64()?) } else { None },
-            max_tokens: d.opt_varint()?,
-            pricing: if d.bool()? {
-                Some(Pricing {
-                    input_per_mtok: d.f64()?,
-                    output_per_mtok: d.f64()?,
-                })
-            } else {
-                None
-            },
-        })
-    }
-}
-
-impl Agent {
-    /// Writes the agent.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.project_id);
-        e.str(&self.name);
-        e.opt_str(self.description.as_deref());
-        e.opt_str(self.instructions.as_deref());
-        self.model.encode(e);
-        e.opt_str(self.dsl_content.as_deref());
-        e.varint(self.created_at);
-        e.varint(self.updated_at);
-    }
-
-    /// Reads an agent.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Agent {
-            id: d.string()?,
-            project_id: d.string()?,
-            name: d.string()?,
-            description: d.opt_string()?,
-            instructions: d.opt_string()?,
-            model: ModelConfig::decode(d)?,
-            dsl_content: d.opt_string()?,
-            created_at: d.varint()?,
-            updated_at: d.varint()?,
-        })
-    }
-}
-
-impl Session {
-    /// Writes the session.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.project_id);
-        e.str(&self.agent_id);
-        e.str(&self.agent_name);
-        e.u8(match self.status {
-            SessionStatus::Active => 0,
-            SessionStatus::Ended => 1,
-        });
-        e.u8(match self.channel {
-            Channel::Api => 0,
-            Channel::Sdk => 1,
-        });
-        e.varint(self.message_count);
-        e.varint(self.token_count);
-        e.varint(self.created_at);
-        e.varint(self.last_activity_at);
-        e.str(&self.metadata);
-        e.opt_str(self.created_by_token.as_deref());
-    }
-
-    /// Reads a session.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Session {
-            id: d.string()?,
-            project_id: d.string()?,
-            agent_id: d.string()?,
-            agent_name: d.string()?,
-            status: match d.u8()? {
-                0 => SessionStatus::Active,
-                1 => SessionStatus::Ended,
-                t => return Err(tag_err("session status", t)),
-            },
-            channel: match d.u8()? {
-                0 => Channel::Api,
-                1 => Channel::Sdk,
-                t => return Err(tag_err("channel", t)),
-            },
-            message_count: d.varint()?,
-            token_count: d.varint()?,
-            created_at: d.varint()?,
-            last_activity_at: d.varint()?,
-            metadata: d.string()?,
-            created_by_token: d.opt_string()?,
-        })
-    }
-}
-
-impl Message {
-    /// Writes the message.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.u8(match self.role {
-            MessageRole::User => 0,
-            MessageRole::Assistant => 1,
-            MessageRole::System => 2,
-        });
-        e.str(&self.content);
+        self.id.encode(e);
+        self.role.encode(e);
+        self.content.encode(e);
         match self.usage {
             Some(u) => {
-                e.u8(2);
-                e.varint(u.input_tokens);
-                e.varint(u.output_tokens);
-                e.varint(u.total_tokens);
-                e.varint(u.latency_ms);
+                UsageTag::WithLatency.encode(e);
+                for n in [
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.total_tokens,
+                    u.latency_ms,
+                ] {
+                    n.encode(e);
+                }
             }
-            None => e.u8(0),
+            None => UsageTag::Absent.encode(e),
         }
-        e.varint(self.created_at);
+        self.created_at.encode(e);
     }
-}
 
-impl<'a> MessageRef<'a> {
-    /// Reads a message without copying its strings.
-    pub fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
         Ok(MessageRef {
-            id: d.str()?,
-            role: match d.u8()? {
-                0 => MessageRole::User,
-                1 => MessageRole::Assistant,
-                2 => MessageRole::System,
-                t => return Err(tag_err("message role", t)),
-            },
-            content: d.str()?,
-            usage: match d.u8()? {
-                0 => None,
-                // 1: without latency (format written before latency was recorded).
-                tag @ (1 | 2) => Some(Usage {
+            id: Codec::decode(d)?,
+            role: Codec::decode(d)?,
+            content: Codec::decode(d)?,
+            usage: match UsageTag::decode(d)? {
+                UsageTag::Absent => None,
+                tag @ (UsageTag::WithoutLatency | UsageTag::WithLatency) => Some(Usage {
                     input_tokens: d.varint()?,
                     output_tokens: d.varint()?,
                     total_tokens: d.varint()?,
-                    latency_ms: if tag == 2 { d.varint()? } else { 0 },
+                    latency_ms: match tag {
+                        UsageTag::WithLatency => d.varint()?,
+                        _ => 0,
+                    },
                 }),
-                t => return Err(tag_err("message usage", t)),
             },
-            created_at: d.varint()?,
+            created_at: Codec::decode(d)?,
         })
     }
 }
 
-impl Secret {
-    /// Writes the secret.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.project_id);
-        e.str(&self.name);
-        e.varint(self.version as u64);
-        e.bytes(&self.ciphertext);
-        e.varint(self.created_at);
-        e.varint(self.updated_at);
-        e.opt_varint(self.expires_at);
+/// The form of [`MessageRef`], owned.
+impl Codec<'_> for Message {
+    fn encode(&self, e: &mut Encoder) {
+        self.view().encode(e)
     }
 
-    /// Reads a secret.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Secret {
-            id: d.string()?,
-            project_id: d.string()?,
-            name: d.string()?,
-            version: d.varint_u32()?,
-            ciphertext: d.bytes()?.to_vec(),
-            created_at: d.varint()?,
-            updated_at: d.varint()?,
-            expires_at: d.opt_varint()?,
-        })
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        MessageRef::decode(d).map(|m| m.to_message())
     }
 }
 
-impl PublicKey {
-    /// Writes the public key.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.str(&self.id);
-        e.str(&self.project_id);
-        e.str(&self.name);
-        e.str(&self.prefix);
-        e.raw(&self.digest);
-        e.str_list(&self.allowed_origins);
-        e.varint(self.created_at);
+/// A length-prefixed byte string holding the message's own encoding, so that replay copies
+/// it into memory without re-encoding.
+impl Codec<'_> for StoredMessage {
+    fn encode(&self, e: &mut Encoder) {
+        e.bytes(self.as_bytes())
     }
 
-    /// Reads a public key.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(PublicKey {
-            id: d.string()?,
-            project_id: d.string()?,
-            name: d.string()?,
-            prefix: d.string()?,
-            digest: d.digest()?,
-            allowed_origins: d.str_list()?,
-            created_at: d.varint()?,
-        })
-    }
-}
-
-impl StreamEvent {
-    /// Writes the event.
-    pub fn encode(&self, e: &mut Encoder) {
-        e.varint(self.id);
-        e.str(&self.event);
-        e.str(&self.data);
-    }
-
-    /// Reads an event.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(StreamEvent {
-            id: d.varint()?,
-            event: d.string()?,
-            data: d.string()?,
-        })
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        StoredMessage::from_bytes(d.bytes()?)
     }
 }

@@ -5,11 +5,64 @@
 //! payload. Not responsible for: validating a mutation against the state or applying it
 //! (`state`), or framing (`record`).
 
-use crate::codec::{DecodeError, Decoder, Encoder};
+use crate::codec::{codec_enum, encode_list, Codec, DecodeError, Decoder, Encoder};
 use crate::model::{
     Agent, ApiKey, Message, Project, PublicKey, Secret, Session, StoredMessage, StreamEvent,
     Tenant, User,
 };
+
+codec_enum! {
+    /// The byte before each mutation in a payload. A tag keeps its meaning forever; tags
+    /// only older code writes are still read.
+    pub enum MutationTag ("mutation") {
+        /// [`Mutation::PutTenant`].
+        PutTenant = 1,
+        /// [`Mutation::PutUser`].
+        PutUser = 2,
+        /// [`Mutation::DeleteUser`].
+        DeleteUser = 3,
+        /// [`Mutation::PutApiKey`].
+        PutApiKey = 4,
+        /// [`Mutation::DeleteApiKey`].
+        DeleteApiKey = 5,
+        /// [`Mutation::PutProject`].
+        PutProject = 6,
+        /// [`Mutation::DeleteProject`].
+        DeleteProject = 7,
+        /// [`Mutation::PutAgent`].
+        PutAgent = 8,
+        /// [`Mutation::DeleteAgent`].
+        DeleteAgent = 9,
+        /// [`Mutation::PutSession`].
+        PutSession = 10,
+        /// [`Mutation::AppendMessage`].
+        AppendMessage = 11,
+        /// [`Mutation::ClearMessages`].
+        ClearMessages = 12,
+        /// [`Mutation::PutSecret`].
+        PutSecret = 13,
+        /// [`Mutation::DeleteSecret`].
+        DeleteSecret = 14,
+        /// [`Mutation::PutPublicKey`].
+        PutPublicKey = 15,
+        /// [`Mutation::DeletePublicKey`].
+        DeletePublicKey = 16,
+        /// [`Mutation::StartStream`] without a start time (read only; read as 0).
+        StartStreamUntimed = 17,
+        /// [`Mutation::AppendStreamEvent`] (one event, from before batches).
+        AppendStreamEvent = 18,
+        /// [`Mutation::DeleteStream`].
+        DeleteStream = 19,
+        /// [`Mutation::SetMeta`].
+        SetMeta = 20,
+        /// [`Mutation::RestoreMessage`].
+        RestoreMessage = 21,
+        /// [`Mutation::StartStream`] with its start time.
+        StartStream = 22,
+        /// [`Mutation::AppendStreamEvents`].
+        AppendStreamEvents = 23,
+    }
+}
 
 /// One change to the state. `Put*` creates or replaces a whole resource by id; `Delete*`
 /// removes one. Uniqueness and existence are checked when the mutation is committed.
@@ -146,213 +199,156 @@ impl Mutation {
         }
     }
 
-    /// Writes the mutation: a tag byte, then its fields.
-    pub fn encode(&self, e: &mut Encoder) {
+    /// The tag this mutation is written with (a `StartStream` always gets the newer 22).
+    pub fn tag(&self) -> MutationTag {
         match self {
-            Mutation::PutTenant(t) => {
-                e.u8(1);
-                t.encode(e)
-            }
-            Mutation::PutUser(u) => {
-                e.u8(2);
-                u.encode(e)
-            }
-            Mutation::DeleteUser { id } => {
-                e.u8(3);
-                e.str(id)
-            }
-            Mutation::PutApiKey(k) => {
-                e.u8(4);
-                k.encode(e)
-            }
-            Mutation::DeleteApiKey { id } => {
-                e.u8(5);
-                e.str(id)
-            }
-            Mutation::PutProject(p) => {
-                e.u8(6);
-                p.encode(e)
-            }
-            Mutation::DeleteProject { id } => {
-                e.u8(7);
-                e.str(id)
-            }
-            Mutation::PutAgent(a) => {
-                e.u8(8);
-                a.encode(e)
-            }
-            Mutation::DeleteAgent { project_id, id } => {
-                e.u8(9);
-                e.str(project_id);
-                e.str(id)
-            }
-            Mutation::PutSession(s) => {
-                e.u8(10);
-                s.encode(e)
-            }
+            Mutation::PutTenant(_) => MutationTag::PutTenant,
+            Mutation::PutUser(_) => MutationTag::PutUser,
+            Mutation::DeleteUser { .. } => MutationTag::DeleteUser,
+            Mutation::PutApiKey(_) => MutationTag::PutApiKey,
+            Mutation::DeleteApiKey { .. } => MutationTag::DeleteApiKey,
+            Mutation::PutProject(_) => MutationTag::PutProject,
+            Mutation::DeleteProject { .. } => MutationTag::DeleteProject,
+            Mutation::PutAgent(_) => MutationTag::PutAgent,
+            Mutation::DeleteAgent { .. } => MutationTag::DeleteAgent,
+            Mutation::PutSession(_) => MutationTag::PutSession,
+            Mutation::AppendMessage { .. } => MutationTag::AppendMessage,
+            Mutation::ClearMessages { .. } => MutationTag::ClearMessages,
+            Mutation::PutSecret(_) => MutationTag::PutSecret,
+            Mutation::DeleteSecret { .. } => MutationTag::DeleteSecret,
+            Mutation::PutPublicKey(_) => MutationTag::PutPublicKey,
+            Mutation::DeletePublicKey { .. } => MutationTag::DeletePublicKey,
+            Mutation::StartStream { .. } => MutationTag::StartStream,
+            Mutation::AppendStreamEvent { .. } => MutationTag::AppendStreamEvent,
+            Mutation::DeleteStream { .. } => MutationTag::DeleteStream,
+            Mutation::SetMeta { .. } => MutationTag::SetMeta,
+            Mutation::RestoreMessage { .. } => MutationTag::RestoreMessage,
+            Mutation::AppendStreamEvents { .. } => MutationTag::AppendStreamEvents,
+        }
+    }
+}
+
+/// Encodes a mutation's fields one after another, in the order given.
+macro_rules! fields {
+    ($e:expr; $($f:expr),+) => {{
+        $( Codec::encode($f, $e); )+
+    }};
+}
+
+/// A tag byte, then the fields in declaration order (the crate doc's table).
+impl Codec<'_> for Mutation {
+    fn encode(&self, e: &mut Encoder) {
+        self.tag().encode(e);
+        match self {
+            Mutation::PutTenant(t) => t.encode(e),
+            Mutation::PutUser(u) => u.encode(e),
+            Mutation::PutApiKey(k) => k.encode(e),
+            Mutation::PutProject(p) => p.encode(e),
+            Mutation::PutAgent(a) => a.encode(e),
+            Mutation::PutSession(s) => s.encode(e),
+            Mutation::PutSecret(s) => s.encode(e),
+            Mutation::PutPublicKey(k) => k.encode(e),
+            Mutation::DeleteUser { id }
+            | Mutation::DeleteApiKey { id }
+            | Mutation::DeleteProject { id } => id.encode(e),
+            Mutation::DeleteAgent { project_id, id }
+            | Mutation::DeletePublicKey { project_id, id } => fields!(e; project_id, id),
             Mutation::AppendMessage {
                 project_id,
                 session_id,
                 message,
-            } => encode_message(e, 11, project_id, session_id, message),
+            }
+            | Mutation::RestoreMessage {
+                project_id,
+                session_id,
+                message,
+            } => fields!(e; project_id, session_id, message),
             Mutation::ClearMessages {
                 project_id,
                 session_id,
-            } => {
-                e.u8(12);
-                e.str(project_id);
-                e.str(session_id)
-            }
-            Mutation::PutSecret(s) => {
-                e.u8(13);
-                s.encode(e)
-            }
-            Mutation::DeleteSecret { project_id, name } => {
-                e.u8(14);
-                e.str(project_id);
-                e.str(name)
-            }
-            Mutation::PutPublicKey(k) => {
-                e.u8(15);
-                k.encode(e)
-            }
-            Mutation::DeletePublicKey { project_id, id } => {
-                e.u8(16);
-                e.str(project_id);
-                e.str(id)
-            }
-            // Always the newer tag 22; tag 17 (no start time) is only ever decoded.
+            } => fields!(e; project_id, session_id),
+            Mutation::DeleteSecret { project_id, name } => fields!(e; project_id, name),
             Mutation::StartStream {
                 stream_id,
                 owner,
                 created_at,
-            } => {
-                e.u8(22);
-                e.str(stream_id);
-                e.str(owner);
-                e.varint(*created_at)
-            }
-            Mutation::AppendStreamEvent { stream_id, event } => {
-                e.u8(18);
-                e.str(stream_id);
-                event.encode(e)
-            }
-            Mutation::DeleteStream { stream_id } => {
-                e.u8(19);
-                e.str(stream_id)
-            }
-            Mutation::SetMeta { key, value } => {
-                e.u8(20);
-                e.str(key);
-                e.bytes(value)
-            }
-            Mutation::RestoreMessage {
-                project_id,
-                session_id,
-                message,
-            } => encode_message(e, 21, project_id, session_id, message),
+            } => fields!(e; stream_id, owner, created_at),
+            Mutation::AppendStreamEvent { stream_id, event } => fields!(e; stream_id, event),
+            Mutation::DeleteStream { stream_id } => stream_id.encode(e),
+            Mutation::SetMeta { key, value } => fields!(e; key, value),
             Mutation::AppendStreamEvents { stream_id, events } => {
-                e.u8(23);
                 encode_events(e, stream_id, events)
             }
         }
     }
 
-    /// Reads one mutation.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<Mutation, DecodeError> {
-        let tag = d.u8()?;
-        Ok(match tag {
-            1 => Mutation::PutTenant(Tenant::decode(d)?),
-            2 => Mutation::PutUser(User::decode(d)?),
-            3 => Mutation::DeleteUser { id: d.string()? },
-            4 => Mutation::PutApiKey(ApiKey::decode(d)?),
-            5 => Mutation::DeleteApiKey { id: d.string()? },
-            6 => Mutation::PutProject(Project::decode(d)?),
-            7 => Mutation::DeleteProject { id: d.string()? },
-            8 => Mutation::PutAgent(Agent::decode(d)?),
-            9 => Mutation::DeleteAgent {
-                project_id: d.string()?,
-                id: d.string()?,
+    fn decode(d: &mut Decoder<'_>) -> Result<Mutation, DecodeError> {
+        use Codec as C;
+        Ok(match MutationTag::decode(d)? {
+            MutationTag::PutTenant => Mutation::PutTenant(C::decode(d)?),
+            MutationTag::PutUser => Mutation::PutUser(C::decode(d)?),
+            MutationTag::DeleteUser => Mutation::DeleteUser { id: C::decode(d)? },
+            MutationTag::PutApiKey => Mutation::PutApiKey(C::decode(d)?),
+            MutationTag::DeleteApiKey => Mutation::DeleteApiKey { id: C::decode(d)? },
+            MutationTag::PutProject => Mutation::PutProject(C::decode(d)?),
+            MutationTag::DeleteProject => Mutation::DeleteProject { id: C::decode(d)? },
+            MutationTag::PutAgent => Mutation::PutAgent(C::decode(d)?),
+            MutationTag::DeleteAgent => Mutation::DeleteAgent {
+                project_id: C::decode(d)?,
+                id: C::decode(d)?,
             },
-            10 => Mutation::PutSession(Session::decode(d)?),
-            11 => {
-                let (project_id, session_id, message) = decode_message(d)?;
-                Mutation::AppendMessage {
-                    project_id,
-                    session_id,
-                    message,
-                }
-            }
-            12 => Mutation::ClearMessages {
-                project_id: d.string()?,
-                session_id: d.string()?,
+            MutationTag::PutSession => Mutation::PutSession(C::decode(d)?),
+            MutationTag::AppendMessage => Mutation::AppendMessage {
+                project_id: C::decode(d)?,
+                session_id: C::decode(d)?,
+                message: C::decode(d)?,
             },
-            13 => Mutation::PutSecret(Secret::decode(d)?),
-            14 => Mutation::DeleteSecret {
-                project_id: d.string()?,
-                name: d.string()?,
+            MutationTag::ClearMessages => Mutation::ClearMessages {
+                project_id: C::decode(d)?,
+                session_id: C::decode(d)?,
             },
-            15 => Mutation::PutPublicKey(PublicKey::decode(d)?),
-            16 => Mutation::DeletePublicKey {
-                project_id: d.string()?,
-                id: d.string()?,
+            MutationTag::PutSecret => Mutation::PutSecret(C::decode(d)?),
+            MutationTag::DeleteSecret => Mutation::DeleteSecret {
+                project_id: C::decode(d)?,
+                name: C::decode(d)?,
             },
-            17 => Mutation::StartStream {
-                stream_id: d.string()?,
-                owner: d.string()?,
+            MutationTag::PutPublicKey => Mutation::PutPublicKey(C::decode(d)?),
+            MutationTag::DeletePublicKey => Mutation::DeletePublicKey {
+                project_id: C::decode(d)?,
+                id: C::decode(d)?,
+            },
+            MutationTag::StartStreamUntimed => Mutation::StartStream {
+                stream_id: C::decode(d)?,
+                owner: C::decode(d)?,
                 created_at: 0,
             },
-            18 => Mutation::AppendStreamEvent {
-                stream_id: d.string()?,
-                event: StreamEvent::decode(d)?,
+            MutationTag::AppendStreamEvent => Mutation::AppendStreamEvent {
+                stream_id: C::decode(d)?,
+                event: C::decode(d)?,
             },
-            19 => Mutation::DeleteStream {
-                stream_id: d.string()?,
+            MutationTag::DeleteStream => Mutation::DeleteStream {
+                stream_id: C::decode(d)?,
             },
-            20 => Mutation::SetMeta {
-                key: d.string()?,
-                value: d.bytes()?.to_vec(),
+            MutationTag::SetMeta => Mutation::SetMeta {
+                key: C::decode(d)?,
+                value: C::decode(d)?,
             },
-            21 => {
-                let (project_id, session_id, message) = decode_message(d)?;
-                Mutation::RestoreMessage {
-                    project_id,
-                    session_id,
-                    message,
-                }
-            }
-            22 => Mutation::StartStream {
-                stream_id: d.string()?,
-                owner: d.string()?,
-                created_at: d.varint()?,
+            MutationTag::RestoreMessage => Mutation::RestoreMessage {
+                project_id: C::decode(d)?,
+                session_id: C::decode(d)?,
+                message: C::decode(d)?,
             },
-            23 => {
+            MutationTag::StartStream => Mutation::StartStream {
+                stream_id: C::decode(d)?,
+                owner: C::decode(d)?,
+                created_at: C::decode(d)?,
+            },
+            MutationTag::AppendStreamEvents => {
                 let (stream_id, events) = decode_events(d)?;
                 Mutation::AppendStreamEvents { stream_id, events }
             }
-            t => {
-                return Err(DecodeError::BadTag {
-                    what: "mutation",
-                    tag: t as u64,
-                })
-            }
         })
     }
-}
-
-fn encode_message(e: &mut Encoder, tag: u8, pid: &str, sid: &str, m: &StoredMessage) {
-    e.u8(tag);
-    e.str(pid);
-    e.str(sid);
-    // Length-prefixed so that replay can copy the message bytes without re-encoding them.
-    e.bytes(m.as_bytes());
-}
-
-fn decode_message(d: &mut Decoder<'_>) -> Result<(String, String, StoredMessage), DecodeError> {
-    let pid = d.string()?;
-    let sid = d.string()?;
-    let msg = StoredMessage::from_bytes(d.bytes()?)?;
-    Ok((pid, sid, msg))
 }
 
 /// Writes a batch of stream events (see the crate doc's table for the layout). A token
@@ -418,11 +414,8 @@ pub struct Txn {
 impl Txn {
     /// Writes the payload: tenant, count, mutations.
     pub fn encode_parts(tenant: &str, mutations: &[Mutation], e: &mut Encoder) {
-        e.str(tenant);
-        e.varint(mutations.len() as u64);
-        for m in mutations {
-            m.encode(e);
-        }
+        tenant.encode(e);
+        encode_list(mutations, e);
     }
 
     /// Writes the payload.
@@ -433,17 +426,11 @@ impl Txn {
     /// Reads a whole payload; trailing bytes are an error.
     pub fn decode(payload: &[u8]) -> Result<Txn, DecodeError> {
         let mut d = Decoder::new(payload);
-        let tenant = d.string()?;
-        let n = d.varint()?;
-        // Every mutation takes at least one byte: a larger count is damage.
-        if n > payload.len() as u64 {
-            return Err(DecodeError::BadLength);
-        }
-        let mut mutations = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            mutations.push(Mutation::decode(&mut d)?);
-        }
+        let txn = Txn {
+            tenant: Codec::decode(&mut d)?,
+            mutations: Codec::decode(&mut d)?,
+        };
         d.finish()?;
-        Ok(Txn { tenant, mutations })
+        Ok(txn)
     }
 }

@@ -29,27 +29,15 @@ const HEADER_CHECKED_LEN: usize = 9;
 /// in a length field is damage, not data.
 pub const MAX_PAYLOAD_LEN: usize = 128 * 1024 * 1024;
 
-/// What a record holds. The type byte is covered by the header checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum RecordType {
-    /// One committed transaction: a tenant id and its mutations, applied all or nothing.
-    Txn = 1,
-    /// One entry of a snapshot file (same payload encoding as `Txn`).
-    SnapshotEntry = 2,
-    /// The last record of a complete snapshot: the entry count.
-    SnapshotEnd = 3,
-}
-
-impl RecordType {
-    /// The type for a byte, if known.
-    pub fn from_u8(b: u8) -> Option<RecordType> {
-        match b {
-            1 => Some(RecordType::Txn),
-            2 => Some(RecordType::SnapshotEntry),
-            3 => Some(RecordType::SnapshotEnd),
-            _ => None,
-        }
+crate::codec::codec_enum! {
+    /// What a record holds. The type byte is covered by the header checksum.
+    pub enum RecordType ("record type") {
+        /// One committed transaction: a tenant id and its mutations, applied all or nothing.
+        Txn = 1,
+        /// One entry of a snapshot file (same payload encoding as `Txn`).
+        SnapshotEntry = 2,
+        /// The last record of a complete snapshot: the entry count.
+        SnapshotEnd = 3,
     }
 }
 
@@ -109,7 +97,7 @@ fn header_crc(checked: &[u8]) -> u32 {
 /// Fills `header` (13 bytes) for a payload of `len` bytes with checksum `pcrc`.
 fn write_header(header: &mut [u8], kind: RecordType, len: usize, pcrc: u32) {
     header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
-    header[4] = kind as u8;
+    header[4] = kind.tag();
     header[5..9].copy_from_slice(&pcrc.to_le_bytes());
     let hcrc = header_crc(&header[..HEADER_CHECKED_LEN]);
     header[9..13].copy_from_slice(&hcrc.to_le_bytes());
@@ -348,7 +336,7 @@ fn check_frame(buf: &[u8], pos: usize) -> Result<Option<Record<'_>>, Bad> {
     if len > MAX_PAYLOAD_LEN {
         return Err(unchecked(Damage::LengthTooLarge));
     }
-    let kind = RecordType::from_u8(h[4]).ok_or_else(|| unchecked(Damage::UnknownType(h[4])))?;
+    let kind = RecordType::from_tag(h[4]).ok_or_else(|| unchecked(Damage::UnknownType(h[4])))?;
     let checked = |damage| Bad {
         damage,
         claimed_end: Some(pos + FRAME_HEADER_LEN + len),
@@ -429,7 +417,7 @@ mod tests {
         let out = framed(&[b"abc"]);
         assert_eq!(out.len(), FRAME_HEADER_LEN + 3);
         assert_eq!(&out[0..4], &3u32.to_le_bytes());
-        assert_eq!(out[4], RecordType::Txn as u8);
+        assert_eq!(out[4], RecordType::Txn.tag());
         assert_eq!(&out[5..9], &payload_crc(b"abc").to_le_bytes());
         let hcrc = mask_crc(crc32c::crc32c(&out[0..9]));
         assert_eq!(&out[9..13], &hcrc.to_le_bytes());

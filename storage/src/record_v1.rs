@@ -30,8 +30,8 @@ pub fn encode(kind: RecordType, payload: &[u8], out: &mut Vec<u8>) {
     assert!(payload.len() <= MAX_PAYLOAD_LEN, "record payload too large");
     out.reserve(FRAME_HEADER_LEN + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&record_crc(kind as u8, payload).to_le_bytes());
-    out.push(kind as u8);
+    out.extend_from_slice(&record_crc(kind.tag(), payload).to_le_bytes());
+    out.push(kind.tag());
     out.extend_from_slice(payload);
 }
 
@@ -69,7 +69,7 @@ fn check_frame(buf: &[u8], pos: usize) -> Result<Record<'_>, Option<Damage>> {
     let payload = rest
         .get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len)
         .ok_or(Some(Damage::ShortPayload))?;
-    let kind = RecordType::from_u8(type_byte).ok_or(Some(Damage::UnknownType(type_byte)))?;
+    let kind = RecordType::from_tag(type_byte).ok_or(Some(Damage::UnknownType(type_byte)))?;
     if record_crc(type_byte, payload) != crc {
         return Err(Some(Damage::ChecksumMismatch));
     }

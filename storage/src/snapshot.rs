@@ -25,7 +25,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::codec::{Decoder, Encoder};
+use crate::codec::{Codec, Decoder, Encoder};
 use crate::error::{io_at, OpenError};
 use crate::fsync::Syncer;
 use crate::header::{self, HEADER_LEN, SNAPSHOT_MAGIC};
@@ -127,7 +127,7 @@ pub fn load(path: &Path, state: &State) -> Result<Loaded, OpenError> {
                     version: head.version,
                 });
             }
-            Next::Record(r) => return Err(corrupt(r.offset, Damage::UnknownType(r.kind as u8))),
+            Next::Record(r) => return Err(corrupt(r.offset, Damage::UnknownType(r.kind.tag()))),
             Next::End => {
                 return Err(OpenError::IncompleteSnapshot {
                     file: path.to_owned(),

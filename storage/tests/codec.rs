@@ -363,3 +363,80 @@ fn ids_are_prefixed_and_unique() {
         assert!(seen.insert(id));
     }
 }
+
+fn encoded<'a, T: Codec<'a>>(v: &T) -> Vec<u8> {
+    let mut e = Encoder::default();
+    v.encode(&mut e);
+    e.into_bytes()
+}
+
+#[test]
+fn option_is_a_presence_byte_then_the_value() {
+    assert_eq!(encoded(&None::<u64>), [0]);
+    assert_eq!(encoded(&Some(300u64)), [1, 0xac, 0x02]);
+    let mut d = Decoder::new(&[2, 7]);
+    assert_eq!(
+        <Option<u64>>::decode(&mut d),
+        Err(codec::DecodeError::BadTag {
+            what: "bool",
+            tag: 2
+        })
+    );
+}
+
+#[test]
+fn vec_is_a_count_then_the_items_and_bytes_are_a_byte_string() {
+    let v = vec!["a".to_string(), String::new()];
+    assert_eq!(encoded(&v), [2, 1, b'a', 0]);
+    // Vec<u8> is the same as a length-prefixed byte string.
+    let mut e = Encoder::default();
+    e.bytes(b"xyz");
+    assert_eq!(encoded(&b"xyz".to_vec()), e.into_bytes());
+    let bytes = encoded(&v);
+    let mut d = Decoder::new(&bytes);
+    assert_eq!(<Vec<String>>::decode(&mut d).unwrap(), v);
+    d.finish().unwrap();
+}
+
+#[test]
+fn a_count_larger_than_the_bytes_left_is_refused_before_allocating() {
+    // A count of 2^62 items with 1 byte after it.
+    let mut e = Encoder::default();
+    e.varint(1 << 62);
+    e.u8(0);
+    let bytes = e.into_bytes();
+    let mut d = Decoder::new(&bytes);
+    assert_eq!(
+        <Vec<u64>>::decode(&mut d),
+        Err(codec::DecodeError::BadLength)
+    );
+}
+
+#[test]
+fn tag_enums_have_distinct_tags_and_refuse_unknown_ones() {
+    let tags: Vec<u8> = mutation::MutationTag::ALL.iter().map(|t| t.tag()).collect();
+    assert_eq!(
+        tags,
+        (1..=23).collect::<Vec<u8>>(),
+        "mutation tags in order"
+    );
+    for t in mutation::MutationTag::ALL {
+        assert_eq!(mutation::MutationTag::from_tag(t.tag()), Some(*t));
+    }
+    assert_eq!(
+        Role::decode(&mut Decoder::new(&[3])),
+        Err(codec::DecodeError::BadTag {
+            what: "role",
+            tag: 3
+        })
+    );
+    assert_eq!(
+        Mutation::decode(&mut Decoder::new(&[0])),
+        Err(codec::DecodeError::BadTag {
+            what: "mutation",
+            tag: 0
+        })
+    );
+    assert_eq!(RecordType::from_tag(4), None);
+    assert_eq!(encoded(&Channel::Sdk), [1]);
+}

@@ -487,7 +487,11 @@ fn assert_decodes(name: &str, magic: [u8; 8], kind: RecordType, expected: &[Gold
     for (i, (r, g)) in txns.iter().zip(expected).enumerate() {
         let got = Txn::decode(r.payload).unwrap_or_else(|e| panic!("{name} record {i}: {e}"));
         assert_eq!(got, g.txn, "{name} record {i} decodes to another value");
-        assert_eq!(r.payload, &payload(g)[..], "{name} record {i}: bytes differ");
+        assert_eq!(
+            r.payload,
+            &payload(g)[..],
+            "{name} record {i}: bytes differ"
+        );
     }
 }
 
@@ -513,22 +517,65 @@ fn the_committed_files_are_what_the_values_encode_to() {
     assert!(read_fixture(SEG) == segment_file(), "{SEG} differs");
 }
 
-#[test]
-fn every_tag_is_in_the_golden_files() {
-    let mut seen = std::collections::BTreeSet::new();
+/// Every mutation decoded from the golden values' payloads, with the tag it was read from.
+fn golden_mutations() -> Vec<(u8, Mutation)> {
+    let mut out = Vec::new();
     for g in snapshot_entries().iter().chain(&segment_records()) {
         let bytes = payload(g);
         let mut d = codec::Decoder::new(&bytes);
         d.string().unwrap();
-        let n = d.varint().unwrap();
-        for _ in 0..n {
-            let at = d.position();
-            seen.insert(bytes[at]);
-            Mutation::decode(&mut d).unwrap();
+        for _ in 0..d.varint().unwrap() {
+            let tag = bytes[d.position()];
+            out.push((tag, Mutation::decode(&mut d).unwrap()));
         }
     }
-    let all: std::collections::BTreeSet<u8> = (1..=23).collect();
-    assert_eq!(seen, all, "mutation tags used by the golden files");
+    out
+}
+
+fn assert_covers<T: PartialEq + std::fmt::Debug>(what: &str, seen: &[T], all: &[T]) {
+    let missing: Vec<_> = all.iter().filter(|v| !seen.contains(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what} missing from the golden files: {missing:?}"
+    );
+}
+
+#[test]
+fn every_tag_and_variant_is_in_the_golden_files() {
+    use std::collections::BTreeSet;
+    let muts = golden_mutations();
+    let tags: BTreeSet<u8> = muts.iter().map(|(t, _)| *t).collect();
+    let all: BTreeSet<u8> = mutation::MutationTag::ALL.iter().map(|t| t.tag()).collect();
+    assert_eq!(tags, all, "mutation tags");
+    let (mut roles, mut kinds, mut statuses, mut channels, mut authors) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut usages = BTreeSet::new();
+    for (_, m) in &muts {
+        match m {
+            Mutation::PutUser(u) => roles.push(u.role),
+            Mutation::PutApiKey(k) => kinds.push(k.kind),
+            Mutation::PutSession(s) => {
+                statuses.push(s.status);
+                channels.push(s.channel);
+            }
+            Mutation::AppendMessage { message, .. } | Mutation::RestoreMessage { message, .. } => {
+                authors.push(message.view().unwrap().role);
+                // The byte after id, role and content: the usage tag.
+                let mut d = codec::Decoder::new(message.as_bytes());
+                d.str().unwrap();
+                d.u8().unwrap();
+                d.str().unwrap();
+                usages.insert(d.u8().unwrap());
+            }
+            _ => {}
+        }
+    }
+    assert_covers("roles", &roles, Role::ALL);
+    assert_covers("key kinds", &kinds, KeyKind::ALL);
+    assert_covers("session statuses", &statuses, SessionStatus::ALL);
+    assert_covers("channels", &channels, Channel::ALL);
+    assert_covers("message roles", &authors, MessageRole::ALL);
+    assert_eq!(usages, BTreeSet::from([0, 1, 2]), "message usage tags");
 }
 
 #[test]
@@ -538,7 +585,11 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     copy_dir(&fixture(), dir.path());
     let (store, report) = Store::open(dir.path(), common::opts()).expect("open");
     assert!(report.torn.is_none(), "{:?}", report.torn);
-    assert_eq!((report.records, report.rejected), (7, 0), "every record applies");
+    assert_eq!(
+        (report.records, report.rejected),
+        (7, 0),
+        "every record applies"
+    );
     assert_eq!(store.tenant(T), Some(tenant()));
     assert_eq!(store.agent(T, P, "agt_full"), Some(full_agent()));
     assert_eq!(store.agent(T, P, "agt_bare"), None);
