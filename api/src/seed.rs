@@ -262,6 +262,8 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, SeedError> {
         dsl_content: None,
         created_at: now,
         updated_at: now,
+        tools: Vec::new(),
+        max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
     };
     let project_id = project.id.clone();
     let mut m = owner.mutations(tenant);

@@ -558,6 +558,8 @@ pub fn fixture_mutations() -> Vec<Mutation> {
             dsl_content: None,
             created_at: now,
             updated_at: now,
+            tools: Vec::new(),
+            max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
         }),
         Mutation::PutPublicKey(PublicKey {
             id: PUBLIC_KEY_ID.into(),

@@ -8,7 +8,7 @@
 use crate::error::StoreError;
 use crate::model::{
     Agent, ApiKey, Channel, Message, Project, PublicKey, Secret, Session, SessionStatus,
-    StreamEvent, Tenant, User,
+    StreamEvent, Tenant, Tool, User,
 };
 use crate::mutation::Mutation;
 
@@ -121,6 +121,12 @@ pub trait Backend: Send + Sync {
     fn project(&self, tenant: &str, id: &str) -> Option<Project>;
     /// A tenant's projects.
     fn projects(&self, tenant: &str, page: Page) -> Listed<Project>;
+    /// A tool by id.
+    fn tool(&self, tenant: &str, project_id: &str, id: &str) -> Option<Tool>;
+    /// A tool by name within a project.
+    fn tool_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Tool>;
+    /// Tools of a project, newest first.
+    fn tools(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Tool>;
     /// An agent by id.
     fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent>;
     /// An agent by name within a project.

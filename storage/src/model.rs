@@ -181,6 +181,48 @@ pub struct Agent {
     pub created_at: u64,
     /// Last change (ms).
     pub updated_at: u64,
+    /// Names of the project's tools the agent may call.
+    pub tools: Vec<String>,
+    /// The most model calls a turn makes while the model keeps asking for tools.
+    pub max_tool_iterations: u32,
+}
+
+/// The tool-call budget of an agent that does not name one (and of agents stored before
+/// tools existed).
+pub const DEFAULT_MAX_TOOL_ITERATIONS: u32 = 8;
+
+codec_enum! {
+    /// How a tool is called.
+    pub enum ToolType ("tool type") {
+        /// An HTTP request built from a template.
+        Http = 0,
+        /// A tool of a Model Context Protocol server (streamable HTTP).
+        Mcp = 1,
+    }
+}
+
+/// A tool of a project, which its agents may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    /// `tool_...`
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Name (`[a-z0-9_-]{1,64}`), unique within the project.
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: Option<String>,
+    /// HTTP or MCP.
+    pub tool_type: ToolType,
+    /// The JSON Schema of its arguments, as JSON text.
+    pub parameters: String,
+    /// The settings of its type (URL template, headers, auth, limits...), as JSON text: the
+    /// API owns their shape, so storage needs no JSON library.
+    pub config: String,
+    /// Creation time (ms).
+    pub created_at: u64,
+    /// Last change (ms).
+    pub updated_at: u64,
 }
 
 codec_enum! {
@@ -491,6 +533,56 @@ codec_struct!(Agent {
     instructions,
     model,
     dsl_content,
+    created_at,
+    updated_at,
+    tools,
+    max_tool_iterations,
+});
+
+/// An agent as written before tools existed (mutation tag 8): the fields of [`Agent`] up to
+/// `updated_at`. Read as an agent with no tools and the default iteration cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentV0(pub Agent);
+
+impl<'a> Codec<'a> for AgentV0 {
+    fn encode(&self, e: &mut Encoder) {
+        let a = &self.0;
+        a.id.encode(e);
+        a.project_id.encode(e);
+        a.name.encode(e);
+        a.description.encode(e);
+        a.instructions.encode(e);
+        a.model.encode(e);
+        a.dsl_content.encode(e);
+        a.created_at.encode(e);
+        a.updated_at.encode(e);
+    }
+
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        Ok(AgentV0(Agent {
+            id: Codec::decode(d)?,
+            project_id: Codec::decode(d)?,
+            name: Codec::decode(d)?,
+            description: Codec::decode(d)?,
+            instructions: Codec::decode(d)?,
+            model: Codec::decode(d)?,
+            dsl_content: Codec::decode(d)?,
+            created_at: Codec::decode(d)?,
+            updated_at: Codec::decode(d)?,
+            tools: Vec::new(),
+            max_tool_iterations: DEFAULT_MAX_TOOL_ITERATIONS,
+        }))
+    }
+}
+
+codec_struct!(Tool {
+    id,
+    project_id,
+    name,
+    description,
+    tool_type,
+    parameters,
+    config,
     created_at,
     updated_at,
 });

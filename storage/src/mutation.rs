@@ -7,8 +7,8 @@
 
 use crate::codec::{codec_enum, encode_list, Codec, DecodeError, Decoder, Encoder};
 use crate::model::{
-    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, StoredMessage, StreamEvent,
-    Tenant, User,
+    Agent, AgentV0, ApiKey, Message, Project, PublicKey, Secret, Session, StoredMessage,
+    StreamEvent, Tenant, Tool, User,
 };
 
 codec_enum! {
@@ -29,8 +29,8 @@ codec_enum! {
         PutProject = 6,
         /// [`Mutation::DeleteProject`].
         DeleteProject = 7,
-        /// [`Mutation::PutAgent`].
-        PutAgent = 8,
+        /// [`Mutation::PutAgent`] as written before tools (read only, see [`AgentV0`]).
+        PutAgentV0 = 8,
         /// [`Mutation::DeleteAgent`].
         DeleteAgent = 9,
         /// [`Mutation::PutSession`].
@@ -61,6 +61,12 @@ codec_enum! {
         StartStream = 22,
         /// [`Mutation::AppendStreamEvents`].
         AppendStreamEvents = 23,
+        /// [`Mutation::PutAgent`] with the agent's tools.
+        PutAgent = 25,
+        /// [`Mutation::PutTool`].
+        PutTool = 26,
+        /// [`Mutation::DeleteTool`].
+        DeleteTool = 27,
     }
 }
 
@@ -98,6 +104,15 @@ pub enum Mutation {
         /// Project id.
         project_id: String,
         /// Agent id.
+        id: String,
+    },
+    /// Create or replace a tool (name unique within its project; the project must exist).
+    PutTool(Tool),
+    /// Remove a tool.
+    DeleteTool {
+        /// Project id.
+        project_id: String,
+        /// Tool id.
         id: String,
     },
     /// Create or replace a session (the project must exist). Replacing keeps the messages.
@@ -224,6 +239,8 @@ impl Mutation {
             Mutation::SetMeta { .. } => MutationTag::SetMeta,
             Mutation::RestoreMessage { .. } => MutationTag::RestoreMessage,
             Mutation::AppendStreamEvents { .. } => MutationTag::AppendStreamEvents,
+            Mutation::PutTool(_) => MutationTag::PutTool,
+            Mutation::DeleteTool { .. } => MutationTag::DeleteTool,
         }
     }
 }
@@ -248,11 +265,13 @@ impl Codec<'_> for Mutation {
             Mutation::PutSession(s) => s.encode(e),
             Mutation::PutSecret(s) => s.encode(e),
             Mutation::PutPublicKey(k) => k.encode(e),
+            Mutation::PutTool(t) => t.encode(e),
             Mutation::DeleteUser { id }
             | Mutation::DeleteApiKey { id }
             | Mutation::DeleteProject { id } => id.encode(e),
             Mutation::DeleteAgent { project_id, id }
-            | Mutation::DeletePublicKey { project_id, id } => fields!(e; project_id, id),
+            | Mutation::DeletePublicKey { project_id, id }
+            | Mutation::DeleteTool { project_id, id } => fields!(e; project_id, id),
             Mutation::AppendMessage {
                 project_id,
                 session_id,
@@ -292,6 +311,7 @@ impl Codec<'_> for Mutation {
             MutationTag::DeleteApiKey => Mutation::DeleteApiKey { id: C::decode(d)? },
             MutationTag::PutProject => Mutation::PutProject(C::decode(d)?),
             MutationTag::DeleteProject => Mutation::DeleteProject { id: C::decode(d)? },
+            MutationTag::PutAgentV0 => Mutation::PutAgent(AgentV0::decode(d)?.0),
             MutationTag::PutAgent => Mutation::PutAgent(C::decode(d)?),
             MutationTag::DeleteAgent => Mutation::DeleteAgent {
                 project_id: C::decode(d)?,
@@ -342,6 +362,11 @@ impl Codec<'_> for Mutation {
                 stream_id: C::decode(d)?,
                 owner: C::decode(d)?,
                 created_at: C::decode(d)?,
+            },
+            MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
+            MutationTag::DeleteTool => Mutation::DeleteTool {
+                project_id: C::decode(d)?,
+                id: C::decode(d)?,
             },
             MutationTag::AppendStreamEvents => {
                 let (stream_id, events) = decode_events(d)?;

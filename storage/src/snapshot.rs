@@ -228,6 +228,9 @@ fn emit_tenant<W: Write>(
         for s in p.secrets.values() {
             w.push(t, &Mutation::PutSecret(s.clone()))?;
         }
+        for tool in p.tools.values() {
+            w.push(t, &Mutation::PutTool(tool.clone()))?;
+        }
         for k in p.public_keys.values() {
             w.push(t, &Mutation::PutPublicKey(k.clone()))?;
         }

@@ -24,7 +24,9 @@ use crate::error::{io_at, OpenError, StoreError};
 use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
 use crate::lock::DirLock;
-use crate::model::{Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, User};
+use crate::model::{
+    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, User,
+};
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::recovery::{self, RecoveryMode, RecoveryReport};
@@ -367,6 +369,15 @@ impl Backend for Store {
     }
     fn projects(&self, tenant: &str, page: Page) -> Listed<Project> {
         self.state.projects(tenant, page)
+    }
+    fn tool(&self, tenant: &str, project_id: &str, id: &str) -> Option<Tool> {
+        self.state.tool(tenant, project_id, id)
+    }
+    fn tool_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Tool> {
+        self.state.tool_by_name(tenant, project_id, name)
+    }
+    fn tools(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Tool> {
+        self.state.tools(tenant, project_id, page)
     }
     fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent> {
         self.state.agent(tenant, project_id, id)

@@ -4,8 +4,8 @@
 //! from the values below. Each record must decode to its value, and each value must encode
 //! to the committed bytes, so reordering a field in `model.rs`, renumbering a tag or
 //! changing a primitive fails here instead of silently changing the format. The files use
-//! every mutation tag (legacy tags 17 and the message usage tag 1 as bytes the older code
-//! wrote), every variant of every tag enum, and both sides of every `Option`.
+//! every mutation tag (legacy tags 8 and 17 and the message usage tag 1 as bytes the older
+//! code wrote), every variant of every tag enum, and both sides of every `Option`.
 //!
 //! The files change only with the format, on purpose: `HALYARD_BLESS_GOLDEN=1 cargo test -p
 //! halyard-storage --test golden` rewrites them from the values, and the diff goes with a
@@ -37,6 +37,26 @@ fn fixture() -> PathBuf {
 struct Golden {
     txn: Txn,
     legacy: Option<Vec<u8>>,
+}
+
+/// A record written before tools: agents in their tag 8 form ([`AgentV0`]).
+fn before_tools(txn: &str, mutations: Vec<Mutation>) -> Golden {
+    let mut e = Encoder::default();
+    e.str(txn);
+    e.varint(mutations.len() as u64);
+    for m in &mutations {
+        match m {
+            Mutation::PutAgent(a) => {
+                e.u8(8);
+                AgentV0(a.clone()).encode(&mut e);
+            }
+            other => other.encode(&mut e),
+        }
+    }
+    Golden {
+        legacy: Some(e.into_bytes()),
+        ..now(txn, mutations)
+    }
 }
 
 fn now(txn: &str, mutations: Vec<Mutation>) -> Golden {
@@ -141,6 +161,8 @@ fn full_agent() -> Agent {
         dsl_content: Some("agent assistant {}".into()),
         created_at: 1_700_000_000_008,
         updated_at: 1_700_000_000_009,
+        tools: vec![],
+        max_tool_iterations: DEFAULT_MAX_TOOL_ITERATIONS,
     }
 }
 
@@ -159,6 +181,8 @@ fn bare_agent() -> Agent {
         dsl_content: None,
         created_at: 1_700_000_000_010,
         updated_at: 1_700_000_000_010,
+        tools: vec![],
+        max_tool_iterations: DEFAULT_MAX_TOOL_ITERATIONS,
     }
 }
 
@@ -240,7 +264,7 @@ fn snapshot_entries() -> Vec<Golden> {
     let mut ses = session("ses_gold", SessionStatus::Active, Channel::Api, None);
     ses.message_count = 1;
     vec![
-        now(
+        before_tools(
             T,
             vec![
                 Mutation::PutTenant(tenant()),
@@ -306,7 +330,7 @@ fn segment_records() -> Vec<Golden> {
     legacy_start.str("str_old");
     legacy_start.str("usr_owner");
     vec![
-        now(
+        before_tools(
             T,
             vec![
                 Mutation::PutUser(user("usr_dev", "dev@gold.example", Role::Developer)),
@@ -413,7 +437,61 @@ fn segment_records() -> Vec<Golden> {
                 value: b"gold".to_vec(),
             }],
         ),
+        // Tools (tags 25 to 27).
+        now(
+            T,
+            vec![
+                Mutation::PutTool(http_tool()),
+                Mutation::PutTool(mcp_tool()),
+                Mutation::PutAgent(tooled_agent()),
+            ],
+        ),
+        now(
+            T,
+            vec![Mutation::DeleteTool {
+                project_id: P.into(),
+                id: "tool_mcp".into(),
+            }],
+        ),
     ]
+}
+
+fn http_tool() -> Tool {
+    Tool {
+        id: "tool_http".into(),
+        project_id: P.into(),
+        name: "get_weather".into(),
+        description: Some("Weather by city".into()),
+        tool_type: ToolType::Http,
+        parameters: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+        config: r#"{"method":"GET","url":"https://weather.example/{city}"}"#.into(),
+        created_at: 1_700_000_000_018,
+        updated_at: 1_700_000_000_019,
+    }
+}
+
+fn mcp_tool() -> Tool {
+    Tool {
+        id: "tool_mcp".into(),
+        project_id: P.into(),
+        name: "search".into(),
+        description: None,
+        tool_type: ToolType::Mcp,
+        parameters: r#"{"type":"object"}"#.into(),
+        config: r#"{"serverUrl":"http://127.0.0.1:9000/mcp","toolName":"search"}"#.into(),
+        created_at: 1_700_000_000_020,
+        updated_at: 1_700_000_000_020,
+    }
+}
+
+fn tooled_agent() -> Agent {
+    Agent {
+        id: "agt_tools".into(),
+        name: "planner".into(),
+        tools: vec!["get_weather".into(), "search".into()],
+        max_tool_iterations: 3,
+        ..full_agent()
+    }
 }
 
 fn payload(g: &Golden) -> Vec<u8> {
@@ -550,10 +628,12 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     let (mut roles, mut kinds, mut statuses, mut channels, mut authors) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut usages = BTreeSet::new();
+    let mut tool_types = vec![];
     for (_, m) in &muts {
         match m {
             Mutation::PutUser(u) => roles.push(u.role),
             Mutation::PutApiKey(k) => kinds.push(k.kind),
+            Mutation::PutTool(t) => tool_types.push(t.tool_type),
             Mutation::PutSession(s) => {
                 statuses.push(s.status);
                 channels.push(s.channel);
@@ -575,6 +655,7 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     assert_covers("session statuses", &statuses, SessionStatus::ALL);
     assert_covers("channels", &channels, Channel::ALL);
     assert_covers("message roles", &authors, MessageRole::ALL);
+    assert_covers("tool types", &tool_types, ToolType::ALL);
     assert_eq!(usages, BTreeSet::from([0, 1, 2]), "message usage tags");
 }
 
@@ -587,7 +668,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (7, 0),
+        (9, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T), Some(tenant()));
@@ -605,4 +686,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert_eq!(sdk.created_by_token.as_deref(), Some("tok_1"));
     assert_eq!(store.meta("instance").as_deref(), Some(&b"gold"[..]));
     assert_eq!(store.meta("jwt_secret"), Some(vec![0, 1, 2, 0xff]));
+    assert_eq!(store.tool(T, P, "tool_http"), Some(http_tool()));
+    assert_eq!(store.tool_by_name(T, P, "search"), None);
+    assert_eq!(store.agent(T, P, "agt_tools"), Some(tooled_agent()));
 }

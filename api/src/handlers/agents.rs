@@ -79,6 +79,10 @@ pub struct AgentInput {
     pub model: ModelConfig,
     /// DSL text.
     pub dsl_content: Option<String>,
+    /// Names of the project's tools it may call.
+    pub tools: Vec<String>,
+    /// Its model-call budget per turn.
+    pub max_tool_iterations: u32,
 }
 
 fn read_model(f: &mut Fields<'_>) -> ModelConfig {
@@ -116,6 +120,8 @@ pub fn read_agent(f: &mut Fields<'_>) -> AgentInput {
         instructions: f.str("instructions").map(String::from),
         model: read_model(f),
         dsl_content: f.str("dslContent").map(String::from),
+        tools: Vec::new(),
+        max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
     }
 }
 
@@ -135,6 +141,8 @@ impl AgentInput {
             dsl_content: self.dsl_content,
             created_at: existing.map_or(now, |a| a.created_at),
             updated_at: now,
+            tools: self.tools,
+            max_tool_iterations: self.max_tool_iterations,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation}
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiKey, Project, PublicKey, Session, SessionStatus, StreamEvent, Tenant, User,
+    Agent, ApiKey, Project, PublicKey, Session, SessionStatus, StreamEvent, Tenant, Tool, User,
 };
 use crate::mutation::Mutation;
 
@@ -310,6 +310,39 @@ fn apply_one(
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.messages = old;
                     data.session.message_count = count;
+                }
+            });
+        }
+        Mutation::PutTool(tool) => {
+            let project = project_mut(ctx.tenants, tenant, &tool.project_id)?;
+            if project
+                .tool_names
+                .get(&tool.name)
+                .is_some_and(|holder| *holder != tool.id)
+            {
+                return Err(conflict("tool name", &tool.name));
+            }
+            let (project_id, id) = (tool.project_id.clone(), tool.id.clone());
+            let prev = put_tool(project, tool);
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    match prev {
+                        Some(prev) => {
+                            put_tool(project, prev);
+                        }
+                        None => {
+                            del_tool(project, &id);
+                        }
+                    }
+                }
+            });
+        }
+        Mutation::DeleteTool { project_id, id } => {
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let prev = del_tool(project, &id).ok_or_else(|| not_found("tool", &id))?;
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    put_tool(project, prev);
                 }
             });
         }
@@ -635,6 +668,22 @@ fn put_agent(project: &mut ProjectData, agent: Agent) -> Option<Agent> {
 fn del_agent(project: &mut ProjectData, id: &str) -> Option<Agent> {
     let prev = project.agents.remove(id)?;
     project.agent_names.remove(&prev.name);
+    Some(prev)
+}
+
+fn put_tool(project: &mut ProjectData, tool: Tool) -> Option<Tool> {
+    let (id, name) = (tool.id.clone(), tool.name.clone());
+    let prev = project.tools.insert(id.clone(), tool);
+    if let Some(prev) = &prev {
+        project.tool_names.remove(&prev.name);
+    }
+    project.tool_names.insert(name, id);
+    prev
+}
+
+fn del_tool(project: &mut ProjectData, id: &str) -> Option<Tool> {
+    let prev = project.tools.remove(id)?;
+    project.tool_names.remove(&prev.name);
     Some(prev)
 }
 

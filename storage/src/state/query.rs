@@ -8,7 +8,9 @@
 use super::tenant::{ProjectData, TenantState};
 use super::State;
 use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
-use crate::model::{Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, User};
+use crate::model::{
+    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, User,
+};
 
 /// Sorts newest first by (created_at, id) and cuts one page.
 fn page_newest_first<T: Clone>(
@@ -111,6 +113,31 @@ impl State {
         self.with_tenant(tenant, |t| {
             let all = t.projects.values().map(|p| &p.project).collect();
             page_newest_first(all, |p| (p.created_at, &p.id), page)
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// A tool by id.
+    pub fn tool(&self, tenant: &str, pid: &str, id: &str) -> Option<Tool> {
+        self.with_project(tenant, pid, |p| p.tools.get(id).cloned())
+            .flatten()
+    }
+
+    /// A tool by name.
+    pub fn tool_by_name(&self, tenant: &str, pid: &str, name: &str) -> Option<Tool> {
+        self.with_project(tenant, pid, |p| {
+            p.tool_names
+                .get(name)
+                .and_then(|id| p.tools.get(id))
+                .cloned()
+        })
+        .flatten()
+    }
+
+    /// Tools of a project, newest first.
+    pub fn tools(&self, tenant: &str, pid: &str, page: Page) -> Listed<Tool> {
+        self.with_project(tenant, pid, |p| {
+            page_newest_first(p.tools.values().collect(), |t| (t.created_at, &t.id), page)
         })
         .unwrap_or_else(empty)
     }

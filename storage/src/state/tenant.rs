@@ -1,14 +1,14 @@
 //! One tenant's in-memory data and its per-tenant indexes.
 //!
 //! Responsible for: holding a tenant's users, keys, projects (with their agents, sessions,
-//! messages, secrets and public keys) and streams, indexed by id and by the names that must
+//! messages, secrets, public keys and tools) and streams, indexed by id and by the names that must
 //! be unique. Not responsible for: changing them (`apply`) or cross-tenant lookups (`index`).
 
 use std::collections::HashMap;
 
 use crate::model::{
     Agent, ApiKey, Project, PublicKey, Secret, Session, SessionStatus, StoredMessage, StreamEvent,
-    Tenant, User,
+    Tenant, Tool, User,
 };
 
 /// A session and its messages, oldest first.
@@ -37,6 +37,10 @@ pub struct ProjectData {
     pub secrets: HashMap<String, Secret>,
     /// Public keys by id.
     pub public_keys: HashMap<String, PublicKey>,
+    /// Tools by id.
+    pub tools: HashMap<String, Tool>,
+    /// Tool name to id.
+    pub tool_names: HashMap<String, String>,
 }
 
 impl ProjectData {
@@ -50,6 +54,8 @@ impl ProjectData {
             session_order: Vec::new(),
             secrets: HashMap::new(),
             public_keys: HashMap::new(),
+            tools: HashMap::new(),
+            tool_names: HashMap::new(),
         }
     }
 

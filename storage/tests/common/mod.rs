@@ -75,6 +75,8 @@ pub fn agent(pid: &str, id: &str, name: &str) -> Agent {
         dsl_content: Some("agent x {}".into()),
         created_at: 30,
         updated_at: 30,
+        tools: vec![],
+        max_tool_iterations: DEFAULT_MAX_TOOL_ITERATIONS,
     }
 }
 
