@@ -87,6 +87,65 @@ impl ApiError {
         }
     }
 
+    /// One error of every kind with what it means, in status order: the error codes the
+    /// reference (`docs`) lists. A test matches every variant, so a new one must be added.
+    pub fn catalog() -> Vec<(ApiError, &'static str)> {
+        vec![
+            (
+                ApiError::BadRequest(String::new()),
+                "unparsable request: malformed JSON or invalid UTF-8 (the message names the byte offset), a bad query parameter or `Last-Event-ID`",
+            ),
+            (
+                ApiError::Validation(Vec::new()),
+                "a well-formed body with invalid fields; `error.details[]` lists each `{field, message}`",
+            ),
+            (
+                ApiError::Unauthorized(""),
+                "no valid credential: missing, malformed, unknown, expired or revoked",
+            ),
+            (
+                ApiError::Forbidden(String::new()),
+                "a valid credential that may not do this: a missing scope, a disallowed `Origin`, a disabled tenant",
+            ),
+            (
+                ApiError::NotFound(String::new()),
+                "no such route or resource, or another tenant's (the same response)",
+            ),
+            (
+                ApiError::MethodNotAllowed(String::new()),
+                "a known path with another method; `Allow` lists the methods",
+            ),
+            (
+                ApiError::Conflict(String::new()),
+                "a duplicate (name, slug, email), an ended session, an import already running",
+            ),
+            (
+                ApiError::TooLarge(0),
+                "a body over the route's limit, decided before it is read (the connection then closes)",
+            ),
+            (
+                ApiError::UnsupportedMediaType,
+                "a non-empty body whose `Content-Type` is not `application/json` or `*/*+json`",
+            ),
+            (
+                ApiError::RateLimited(String::new(), 0),
+                "a rate or concurrency limit; `Retry-After` and `retryAfterMs` say when to retry",
+            ),
+            (
+                ApiError::QueueFull(0),
+                "`--max-running-turns` agent turns are running; `Retry-After` and `retryAfterMs` as above",
+            ),
+            (
+                ApiError::Internal,
+                "a bug (a handler panicked, or stored data failed a check); the message is generic",
+            ),
+            (
+                ApiError::Unavailable(String::new()),
+                "a backend (model provider, storage) offline or not configured, or the server shutting down",
+            ),
+        ]
+    }
+
     /// A one-field validation error.
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::Validation(vec![FieldError {
@@ -175,3 +234,40 @@ fn capitalize(s: &str) -> String {
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each variant's place in [`ApiError::catalog`]; a new variant does not compile here
+    /// until it is given one (and added to the catalog, or the test below fails).
+    fn place(e: &ApiError) -> usize {
+        match e {
+            ApiError::BadRequest(_) => 0,
+            ApiError::Validation(_) => 1,
+            ApiError::Unauthorized(_) => 2,
+            ApiError::Forbidden(_) => 3,
+            ApiError::NotFound(_) => 4,
+            ApiError::MethodNotAllowed(_) => 5,
+            ApiError::Conflict(_) => 6,
+            ApiError::TooLarge(_) => 7,
+            ApiError::UnsupportedMediaType => 8,
+            ApiError::RateLimited(..) => 9,
+            ApiError::QueueFull(_) => 10,
+            ApiError::Internal => 11,
+            ApiError::Unavailable(_) => 12,
+        }
+    }
+
+    /// The number of arms of [`place`].
+    const VARIANTS: usize = 13;
+
+    #[test]
+    fn the_catalog_holds_every_variant_once_in_status_order() {
+        let catalog = ApiError::catalog();
+        let places: Vec<usize> = catalog.iter().map(|(e, _)| place(e)).collect();
+        assert_eq!(places, (0..VARIANTS).collect::<Vec<_>>());
+        let statuses: Vec<u16> = catalog.iter().map(|(e, _)| e.status()).collect();
+        assert!(statuses.windows(2).all(|w| w[0] <= w[1]), "{statuses:?}");
+    }
+}

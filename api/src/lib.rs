@@ -16,6 +16,7 @@ pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod cors;
+pub mod docs;
 pub mod emit;
 pub mod error;
 mod handlers;
@@ -204,13 +205,8 @@ impl Api {
             Some(p) if p.kind != Kind::Root => Some(self.take_tenant(head, p)?),
             _ => None,
         };
-        let limit = if def.id == route::RouteId::Import {
-            route::IMPORT_BODY_LIMIT
-        } else {
-            route::BODY_LIMIT
-        };
         Ok((
-            limit,
+            route::body_limit(def.id),
             Ctx {
                 target: Target::Route(def, params),
                 principal,

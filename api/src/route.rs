@@ -15,6 +15,15 @@ pub const BODY_LIMIT: u64 = 1024 * 1024;
 /// Body limit of `POST /api/projects/:projectId/project-io/import`.
 pub const IMPORT_BODY_LIMIT: u64 = 60 * 1024 * 1024;
 
+/// The body limit of route `id`: what `admit` enforces and the reference states.
+pub fn body_limit(id: RouteId) -> u64 {
+    if id == RouteId::Import {
+        IMPORT_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
 /// What credential a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guard {

@@ -55,11 +55,11 @@ impl Default for Hub {
 
 /// The frame that ends a listener that cannot keep up.
 fn slow_consumer_frame(id: u64) -> Vec<u8> {
-    sse::frame(
-        id,
-        "error",
-        r#"{"code":"SLOW_CONSUMER","message":"The client reads too slowly; resume with Last-Event-ID"}"#,
-    )
+    let data = sse::error_data(
+        sse::SLOW_CONSUMER,
+        "The client reads too slowly; resume with Last-Event-ID",
+    );
+    sse::frame(id, sse::ERROR, &data)
 }
 
 impl Hub {
@@ -203,14 +203,14 @@ fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Liv
 
 /// Whether `event` ends a stream (nothing follows it).
 fn is_last(event: &str) -> bool {
-    matches!(event, "done" | "complete" | "error")
+    [sse::DONE, sse::COMPLETE, sse::ERROR].contains(&event)
 }
 
 /// The frame that ends the resume of a stream a restart cut short.
 fn interrupted_frame(id: u64) -> Vec<u8> {
-    sse::frame(
-        id,
-        "error",
-        r#"{"code":"STREAM_INTERRUPTED","message":"The server restarted before this stream ended; its last events were not stored"}"#,
-    )
+    let data = sse::error_data(
+        sse::STREAM_INTERRUPTED,
+        "The server restarted before this stream ended; its last events were not stored",
+    );
+    sse::frame(id, sse::ERROR, &data)
 }

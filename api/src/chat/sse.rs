@@ -5,6 +5,126 @@
 
 use halyard_engine::Response;
 
+/// `/chat/agent/stream`: the turn's session, first.
+pub const SESSION: &str = "session";
+/// `/chat/agent/stream`: one delta of the reply.
+pub const TOKEN: &str = "token";
+/// `/chat/agent/stream`: the reply is stored; last.
+pub const DONE: &str = "done";
+/// `/chat/stream` direct call: the model used, first.
+pub const METADATA: &str = "metadata";
+/// `/chat/stream`: one delta of the reply.
+pub const TEXT_DELTA: &str = "text_delta";
+/// `/chat/stream`: token counts, before `complete`.
+pub const USAGE: &str = "usage";
+/// `/chat/stream`: the call (and a turn's stored reply) is over; last.
+pub const COMPLETE: &str = "complete";
+/// Any stream: a failure after the stream started; last.
+pub const ERROR: &str = "error";
+
+/// One kind of event a chat stream sends: what the OpenAPI document's `Event` schema
+/// enumerates and the reference (`docs`) describes.
+#[derive(Debug, Clone, Copy)]
+pub struct EventKind {
+    /// The `event:` name.
+    pub name: &'static str,
+    /// The `data:` JSON object's fields.
+    pub data: &'static str,
+    /// Which routes send it.
+    pub routes: &'static str,
+    /// When it is sent.
+    pub when: &'static str,
+}
+
+/// Every event a chat stream may send, agent-turn events first.
+pub const EVENTS: &[EventKind] = &[
+    EventKind {
+        name: SESSION,
+        data: "`{sessionId}`",
+        routes: "`/chat/agent/stream`",
+        when: "first: the session of the turn (a new one when the body named none)",
+    },
+    EventKind {
+        name: TOKEN,
+        data: "`{delta, index}`",
+        routes: "`/chat/agent/stream`",
+        when: "each delta of the reply; `index` counts from 0",
+    },
+    EventKind {
+        name: DONE,
+        data: "`{sessionId, messageId, usage: {inputTokens, outputTokens, totalTokens}}`",
+        routes: "`/chat/agent/stream`",
+        when: "last: the reply is stored (durable) under `messageId`",
+    },
+    EventKind {
+        name: METADATA,
+        data: "`{model, provider}`",
+        routes: "`/chat/stream` (direct call only)",
+        when: "first, on a direct model call (`messages[]`); a turn on a session has none",
+    },
+    EventKind {
+        name: TEXT_DELTA,
+        data: "`{delta}`",
+        routes: "`/chat/stream`",
+        when: "each delta of the reply",
+    },
+    EventKind {
+        name: USAGE,
+        data: "`{inputTokens, outputTokens}`",
+        routes: "`/chat/stream`",
+        when: "after the last delta",
+    },
+    EventKind {
+        name: COMPLETE,
+        data: "`{inputTokens, outputTokens, totalTokens, latencyMs}`",
+        routes: "`/chat/stream`",
+        when: "last: the call is over (a turn's reply is stored first)",
+    },
+    EventKind {
+        name: ERROR,
+        data: "`{code, message}`",
+        routes: "every stream, and resumes",
+        when: "last: a failure after the stream started (see the stream error codes)",
+    },
+];
+
+/// An `event: error` code that only streams send (the others are the API's error codes).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamErrorCode {
+    /// The `code`.
+    pub code: &'static str,
+    /// When it is sent.
+    pub when: &'static str,
+}
+
+/// A listener's buffer (`STREAM_BUFFER`) filled up: it is ended, the turn goes on.
+pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
+/// A resumed stream whose last events a restart lost: it will never end otherwise.
+pub const STREAM_INTERRUPTED: &str = "STREAM_INTERRUPTED";
+/// The server is shutting down: a running turn stores what was said and ends.
+pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+
+/// The codes of [`ERROR`] events beyond the API's error codes.
+pub const STREAM_ERROR_CODES: &[StreamErrorCode] = &[
+    StreamErrorCode {
+        code: SLOW_CONSUMER,
+        when: "the client read too slowly (256 KiB unread); its response ends, the turn goes on: resume with `Last-Event-ID`",
+    },
+    StreamErrorCode {
+        code: STREAM_INTERRUPTED,
+        when: "on a resume: the server restarted before the stream ended, and its last events were not stored",
+    },
+    StreamErrorCode {
+        code: SHUTTING_DOWN,
+        when: "the server is shutting down (SIGTERM/SIGINT); what was said is stored",
+    },
+];
+
+/// The `data` of an `event: error` with `code` and `message`.
+pub fn error_data(code: &str, message: &str) -> String {
+    serde_json::json!({"code": code, "message": message}).to_string()
+}
+
 /// One event: `id: N\nevent: NAME\ndata: DATA\n\n`. `data` must be one line (JSON text
 /// from serde_json is).
 pub fn frame(id: u64, event: &str, data: &str) -> Vec<u8> {

@@ -500,7 +500,7 @@ impl TurnTask {
             Style::AgentStream => {
                 let data =
                     json!({"sessionId": sid, "messageId": reply_id, "usage": usage_json(&c.usage)});
-                self.emit("done", &data);
+                self.emit(sse::DONE, &data);
             }
             Style::ChatStream => self.emit_usage_and_complete(&c),
         }
@@ -530,7 +530,7 @@ impl TurnTask {
     fn emit_usage_and_complete(&mut self, c: &Completion) {
         let u = &c.usage;
         self.emit(
-            "usage",
+            sse::USAGE,
             &json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}),
         );
         let complete = json!({
@@ -539,7 +539,7 @@ impl TurnTask {
             "totalTokens": u.total_tokens,
             "latencyMs": self.started.elapsed().as_millis() as u64,
         });
-        self.emit("complete", &complete);
+        self.emit(sse::COMPLETE, &complete);
     }
 }
 
@@ -607,8 +607,8 @@ impl TurnTask {
         match &self.out {
             Out::Stream(_) => {
                 self.emit(
-                    "error",
-                    &json!({"code": "SHUTTING_DOWN", "message": message}),
+                    sse::ERROR,
+                    &json!({"code": sse::SHUTTING_DOWN, "message": message}),
                 );
                 self.end_stream();
             }
@@ -646,7 +646,7 @@ impl TurnTask {
         match &self.out {
             Out::Stream(_) => {
                 let data = json!({"code": e.code(), "message": e.to_string()});
-                self.emit("error", &data);
+                self.emit(sse::ERROR, &data);
                 self.end_stream();
             }
             _ => self.respond(e.into_response()),
@@ -696,10 +696,10 @@ impl TurnTask {
                 .session
                 .as_ref()
                 .map_or("", |on| on.session.id.as_str());
-            self.emit("session", &json!({"sessionId": sid}));
+            self.emit(sse::SESSION, &json!({"sessionId": sid}));
         } else if self.session.is_none() {
             let meta = json!({"model": self.prompt.model, "provider": self.agent.model.provider});
-            self.emit("metadata", &meta);
+            self.emit(sse::METADATA, &meta);
         }
     }
 
@@ -713,9 +713,9 @@ impl TurnTask {
         let event = match self.style {
             Style::AgentStream => {
                 o.u64("index", self.index);
-                "token"
+                sse::TOKEN
             }
-            Style::ChatStream => "text_delta",
+            Style::ChatStream => sse::TEXT_DELTA,
             Style::AgentSync | Style::Complete => return true,
         };
         o.end();

@@ -136,7 +136,7 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
                     release_slot(c, &t.tenant, &t.session.id);
                 }
             }
-            let e = ApiError::QueueFull(1000);
+            let e = ApiError::QueueFull(super::QUEUE_FULL_RETRY_MS);
             job.responder.send(c.finish.apply(e.into_response()));
             Ok(reply)
         }

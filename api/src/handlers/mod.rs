@@ -31,6 +31,9 @@ use crate::reply::Finish;
 use crate::route::{Params, RouteDef, RouteId};
 use crate::{Api, Ctx};
 
+/// The `retryAfterMs` of `429 QUEUE_FULL`: a running turn usually ends within a second.
+pub(crate) const QUEUE_FULL_RETRY_MS: u64 = 1000;
+
 /// Work to do once a commit's outcome is known (`true`: durable).
 pub(crate) type After = Box<dyn FnOnce(bool) + Send>;
 
@@ -172,6 +175,15 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::ChatStream => Either(chat::SESSION_TURN_BODY, chat::DIRECT_BODY),
         RouteId::ChatComplete => Object(chat::COMPLETE_BODY),
         _ => Any,
+    }
+}
+
+/// The body route `id` reads, as declared: [`request_body`], except that an import's
+/// document is its declaration (`transfer::IMPORT_BODY`) for the reference (`docs`).
+pub(crate) fn declared_body(id: RouteId) -> RequestBody {
+    match id {
+        RouteId::Import | RouteId::ImportPreview => RequestBody::Object(transfer::IMPORT_BODY),
+        _ => request_body(id),
     }
 }
 

@@ -131,7 +131,7 @@ fn text(t: &Text) -> Value {
 }
 
 /// Query parameters beyond pagination, for the routes that read them.
-pub(super) fn query(id: RouteId) -> Vec<Value> {
+pub(crate) fn query(id: RouteId) -> Vec<Value> {
     let param = |name: &str, required: bool, schema: Value| json!({"name": name, "in": "query", "required": required, "schema": schema});
     match id {
         RouteId::SessionList => vec![

@@ -6,7 +6,7 @@
 //! `bodies`) and the response envelopes. Not responsible for: the engine's operations
 //! routes beyond listing them.
 
-mod bodies;
+pub(crate) mod bodies;
 
 use std::sync::OnceLock;
 
@@ -47,7 +47,8 @@ fn security(guard: Guard) -> Value {
     }
 }
 
-fn is_list(id: RouteId) -> bool {
+/// Routes that answer a page of a list (`limit`, `offset`, `pagination`).
+pub(crate) fn is_list(id: RouteId) -> bool {
     use RouteId::*;
     matches!(
         id,
@@ -64,7 +65,7 @@ fn is_list(id: RouteId) -> bool {
 }
 
 /// Routes whose success is a server-sent event stream (their errors are still JSON).
-fn is_stream(id: RouteId) -> bool {
+pub(crate) fn is_stream(id: RouteId) -> bool {
     matches!(
         id,
         RouteId::ChatAgentStream | RouteId::ChatStream | RouteId::ChatResume
@@ -197,7 +198,7 @@ fn build() -> Value {
                     "required": ["event", "data"],
                     "properties": {
                         "id": {"type": "string", "pattern": "^[0-9]+$"},
-                        "event": {"enum": ["session", "token", "done", "metadata", "text_delta", "usage", "complete", "error"]},
+                        "event": {"enum": crate::chat::sse::EVENTS.iter().map(|e| e.name).collect::<Vec<_>>()},
                         "data": {"type": "string", "contentMediaType": "application/json"},
                     },
                 },
