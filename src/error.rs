@@ -16,6 +16,7 @@ use halyard_api::SetupError;
 use halyard_engine::TlsError;
 use halyard_storage::{OpenError, StoreError};
 
+use crate::activation::ActivationError;
 use crate::config::ConfigError;
 
 /// Why `serve`, `tenant create` or `check` failed.
@@ -43,6 +44,12 @@ pub enum ServeError {
     Setup(SetupError),
     /// The listen address could not be bound.
     Listen(SocketAddr, io::Error),
+    /// The socket-activation variables are invalid or name no usable descriptor.
+    Activation(ActivationError),
+    /// The socket systemd passed cannot be served.
+    Inherited(io::Error),
+    /// The thread that notifies systemd could not be started.
+    Notify(io::Error),
     /// The SIGTERM and SIGINT handlers could not be installed.
     Signals(io::Error),
     /// The SIGHUP handler could not be installed.
@@ -75,6 +82,11 @@ impl fmt::Display for ServeError {
             ServeError::Seed(e) => write!(f, "{e}"),
             ServeError::Setup(e) => write!(f, "{e}"),
             ServeError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ServeError::Activation(e) => write!(f, "socket activation: {e}"),
+            ServeError::Inherited(e) => {
+                write!(f, "cannot serve the socket passed by systemd: {e}")
+            }
+            ServeError::Notify(e) => write!(f, "cannot start notifying systemd: {e}"),
             ServeError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             ServeError::Sighup(e) => write!(f, "cannot install the SIGHUP handler: {e}"),
             ServeError::Server(e) => write!(f, "server failed: {e}"),
@@ -96,8 +108,11 @@ impl std::error::Error for ServeError {
             ServeError::MasterKey(e) => Some(e),
             ServeError::Seed(e) => Some(e),
             ServeError::Setup(e) => Some(e),
+            ServeError::Activation(e) => Some(e),
             ServeError::ReadPublicKeys(_, e)
             | ServeError::Listen(_, e)
+            | ServeError::Inherited(e)
+            | ServeError::Notify(e)
             | ServeError::Signals(e)
             | ServeError::Sighup(e)
             | ServeError::Server(e) => Some(e),

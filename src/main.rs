@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod activation;
 mod cli;
 mod config;
 mod demo;
 mod error;
 mod fd_limit;
+mod notify;
 mod serve;
+mod supervisor;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,8 +1,9 @@
 //! Wiring of the commands: open what they need, run, report.
 //!
 //! Responsible for: `serve` (load the TLS certificate, open storage, load keys, seed
-//! `--dev`, bind the engine, run the API until a signal, reload the certificate on SIGHUP,
-//! print where it listens), `tenant create` and `check`.
+//! `--dev`, bind the engine or take the socket systemd passed, run the API until a signal,
+//! reload the certificate on SIGHUP, print where it listens, keep systemd informed when it
+//! asks to be), `tenant create` and `check`.
 //! Not responsible for: HTTP, routes or the log format.
 
 use std::path::Path;
@@ -75,6 +76,17 @@ fn external_issuer() -> Result<Option<ExternalIssuer>, ServeError> {
 
 /// Runs `halyard serve` until SIGTERM/SIGINT completes a graceful shutdown.
 pub fn run(settings: &Settings) -> Result<(), ServeError> {
+    // First, while the process has one thread: both read and clear environment variables.
+    let passed = crate::activation::take_env().map_err(ServeError::Activation)?;
+    let systemd = crate::notify::take_env();
+    let inherited = match passed {
+        Some(passed) => {
+            let name = passed.name().map(str::to_owned);
+            let listener = passed.into_listener().map_err(ServeError::Activation)?;
+            Some((listener, name))
+        }
+        None => None,
+    };
     // The certificate is checked first: a bad one fails the start before anything opens.
     let tls = match &settings.tls {
         Some((cert, key)) => {
@@ -124,8 +136,21 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
         None
     };
     let app = Arc::new(Api::new(store.clone() as Arc<dyn Backend>, cfg)?);
-    let mut server = halyard_engine::Server::bind(settings.engine.clone())
-        .map_err(|e| ServeError::Listen(settings.engine.listen, e))?;
+    let mut server = match inherited {
+        Some((listener, name)) => {
+            let server = halyard_engine::Server::from_listener(settings.engine.clone(), listener)
+                .map_err(ServeError::Inherited)?;
+            eprintln!(
+                "halyard: serving the socket passed by systemd (descriptor {}{}); --listen is \
+                 not used",
+                crate::activation::FIRST_FD,
+                name.map(|n| format!(", {n}")).unwrap_or_default()
+            );
+            server
+        }
+        None => halyard_engine::Server::bind(settings.engine.clone())
+            .map_err(|e| ServeError::Listen(settings.engine.listen, e))?,
+    };
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
@@ -137,6 +162,7 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     if let Some(reload) = server.reload_handle() {
         reload.on_sighup().map_err(ServeError::Sighup)?;
     }
+    notify_systemd(systemd, &server)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     println!(
         "halyard listening on {scheme}://{addr} ({} event loops, data in {})",
@@ -161,6 +187,35 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     server.run(app).map_err(ServeError::Server)?;
     println!("halyard stopped");
     Ok(())
+}
+
+/// Starts telling systemd about the server (ready, alive, stopping) when it asked for that
+/// with `NOTIFY_SOCKET`. Unusable variables are warnings: the server itself is fine.
+fn notify_systemd(
+    systemd: crate::notify::FromEnv,
+    server: &halyard_engine::Server,
+) -> Result<(), ServeError> {
+    let Some(target) = systemd.socket else {
+        return Ok(());
+    };
+    let notifier = match target.and_then(|t| crate::notify::Notifier::new(&t)) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("halyard: warning: {e}; systemd will not hear that the server is ready");
+            return Ok(());
+        }
+    };
+    let watchdog = systemd.watchdog.unwrap_or_else(|e| {
+        eprintln!("halyard: warning: {e}; the systemd watchdog is not pinged");
+        None
+    });
+    crate::supervisor::start(
+        notifier,
+        watchdog,
+        server.liveness(),
+        server.shutdown_handle(),
+    )
+    .map_err(ServeError::Notify)
 }
 
 /// Runs `halyard tenant ...`.

@@ -5,8 +5,10 @@
 //! conventions; admission ([`App::admit`]) before any body byte is read; replies now,
 //! deferred (completed from any thread) or streamed (SSE frames from any thread); a timer
 //! wheel per loop for header, idle and heartbeat deadlines; optional TLS (rustls) on the same
-//! loops, with certificates reloadable at run time. The engine knows nothing about
-//! agents, tenants or storage: the application plugs in through [`App`].
+//! loops, with certificates reloadable at run time; a listener may also be handed in
+//! (systemd socket activation), and [`Liveness`] gives a watchdog proof that the loops turn.
+//! The engine knows nothing about agents, tenants or storage: the application plugs in
+//! through [`App`].
 //!
 //! The connection state machine ([`conn::Conn`]), the parser ([`parse`]), the chunked
 //! decoder ([`chunked`]) and the wheel ([`wheel`]) do no I/O and read no clock, so tests and
@@ -21,6 +23,7 @@ pub mod chunked;
 pub mod client;
 pub mod conn;
 pub mod date;
+pub mod liveness;
 pub mod metrics;
 pub mod parse;
 pub mod reply;
@@ -37,6 +40,7 @@ pub mod wheel;
 mod worker;
 
 pub use app::{Admission, App, Reply, Request};
+pub use liveness::Liveness;
 pub use reply::{Responder, StreamError, StreamSender};
 pub use request::{Method, RequestHead};
 pub use response::{Body, Response};

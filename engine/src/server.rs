@@ -1,21 +1,24 @@
 //! The server: its listeners, its event loops and the state they share.
 //!
 //! Responsible for: binding one `SO_REUSEPORT` listener per loop on the same address (so the
-//! kernel spreads connections without a shared accept lock), starting the loops on their own
-//! threads (serving HTTPS on every loop when a [`TlsAcceptor`] is set), the global
-//! connection cap, and the shutdown flag every loop watches.
-//! Not responsible for: HTTP or timers (see `conn`, `worker`), certificates (see `tls`) or
-//! signals (see `shutdown`, `tls_reload`).
+//! kernel spreads connections without a shared accept lock), or sharing one listener handed
+//! in from outside (systemd socket activation) among the loops; starting the loops on their
+//! own threads (serving HTTPS on every loop when a [`TlsAcceptor`] is set), the global
+//! connection cap, the shutdown flag every loop watches, and the rounds of [`Liveness`].
+//! Not responsible for: HTTP or timers (see `conn`, `worker`), certificates (see `tls`),
+//! signals (see `shutdown`, `tls_reload`) or where a handed-in listener comes from.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::app::App;
 use crate::conn::Timeouts;
+use crate::liveness::{Liveness, Rounds};
 use crate::metrics::Metrics;
 use crate::reply::Mailbox;
 use crate::shutdown::ShutdownHandle;
@@ -64,6 +67,12 @@ pub(crate) struct Shared {
     open: AtomicUsize,
     max_connections: usize,
     mailboxes: Mutex<Vec<Arc<Mailbox>>>,
+    /// Rounds of [`Liveness`], answered by each loop at the top of its turns.
+    pub(crate) rounds: Rounds,
+    /// Held while the shutdown flag is checked by [`Shared::wait_for_shutdown`] and around
+    /// its notification, so a waiter cannot miss the one `notify_all`.
+    stop_lock: Mutex<()>,
+    stop_cv: Condvar,
 }
 
 impl Shared {
@@ -89,9 +98,28 @@ impl Shared {
             .push(mailbox);
     }
 
-    /// Sets the shutdown flag and wakes every loop.
+    /// Sets the shutdown flag, wakes every loop and every thread waiting for a shutdown.
     pub(crate) fn trigger_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
+        drop(self.stop_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.stop_cv.notify_all();
+        self.wake_all();
+    }
+
+    /// Blocks until a shutdown is requested or `timeout` (if any) passes; true when one is.
+    pub(crate) fn wait_for_shutdown(&self, timeout: Option<Duration>) -> bool {
+        let requested = || self.shutdown.load(Ordering::Acquire);
+        let guard = self.stop_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // A poisoned lock guards nothing here (the flag is an atomic): the flag is read anyway.
+        match timeout {
+            Some(t) => drop(self.stop_cv.wait_timeout_while(guard, t, |_| !requested())),
+            None => drop(self.stop_cv.wait_while(guard, |_| !requested())),
+        }
+        requested()
+    }
+
+    /// Interrupts every loop's `poll`.
+    pub(crate) fn wake_all(&self) {
         for m in self
             .mailboxes
             .lock()
@@ -124,20 +152,56 @@ impl Server {
         for _ in 1..threads {
             listeners.push(listener(local_addr)?);
         }
+        Ok(Server::with_listeners(config, listeners, local_addr))
+    }
+
+    /// Serves on `listener`, a listening TCP socket made elsewhere (passed by systemd
+    /// socket activation), instead of binding `config.listen`, which is ignored.
+    ///
+    /// Every loop polls its own duplicate of the one socket (`try_clone`: one queue of
+    /// pending connections, several descriptors): each loop's `epoll` reports a new
+    /// connection and the loops race to accept it; the losers get `WouldBlock`. No extra
+    /// `SO_REUSEPORT` sockets are bound beside it: their queues would die with this process,
+    /// while the handed-in socket's queue outlives it (the service manager keeps it open), so
+    /// connections that arrive while the server restarts wait for the next one.
+    ///
+    /// Fails with `InvalidInput` when the socket is not a listening IPv4 or IPv6 stream
+    /// socket.
+    pub fn from_listener(config: Config, listener: std::net::TcpListener) -> io::Result<Server> {
+        check_listener(&listener)?;
+        let local_addr = listener.local_addr()?;
+        let threads = config.threads.max(1);
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 1..threads {
+            listeners.push(listener.try_clone()?);
+        }
+        listeners.push(listener);
+        Ok(Server::with_listeners(config, listeners, local_addr))
+    }
+
+    fn with_listeners(
+        config: Config,
+        listeners: Vec<std::net::TcpListener>,
+        local_addr: SocketAddr,
+    ) -> Server {
+        let threads = listeners.len();
         let shared = Arc::new(Shared {
             shutdown: AtomicBool::new(false),
             metrics: Arc::new(Metrics::new(threads)),
             open: AtomicUsize::new(0),
             max_connections: config.max_connections,
             mailboxes: Mutex::new(Vec::new()),
+            rounds: Rounds::new(threads),
+            stop_lock: Mutex::new(()),
+            stop_cv: Condvar::new(),
         });
-        Ok(Server {
+        Server {
             listeners,
             local_addr,
             config,
             tls: None,
             shared,
-        })
+        }
     }
 
     /// Serves HTTPS with `tls` on every loop instead of plain HTTP.
@@ -165,6 +229,11 @@ impl Server {
     /// A handle that starts a graceful shutdown from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle::new(self.shared.clone())
+    }
+
+    /// A handle that asks the loops for proof that they still turn (for a watchdog).
+    pub fn liveness(&self) -> Liveness {
+        Liveness::new(self.shared.clone())
     }
 
     /// A handle that reloads the certificate and key from any thread (or on SIGHUP); `None`
@@ -236,6 +305,25 @@ fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
     // Connections of an earlier run still in TIME_WAIT do not count as a listener.
     probe.set_reuse_address(true)?;
     probe.bind(&addr.into())
+}
+
+/// Refuses what the loops cannot serve: a socket that is not listening (a connected one would
+/// never report a connection to accept), or not TCP over IPv4 or IPv6 (a Unix socket would
+/// accept, but the engine's connections are TCP streams with a peer IP address).
+fn check_listener(listener: &std::net::TcpListener) -> io::Result<()> {
+    let sock = SockRef::from(listener);
+    let invalid = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_string()));
+    if sock.r#type()? != Type::STREAM {
+        return invalid("the socket is not a stream socket");
+    }
+    let domain = sock.domain()?;
+    if domain != Domain::IPV4 && domain != Domain::IPV6 {
+        return invalid("the socket is not an IPv4 or IPv6 socket");
+    }
+    if !sock.is_listener()? {
+        return invalid("the socket is not listening");
+    }
+    Ok(())
 }
 
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

@@ -32,6 +32,12 @@ impl ShutdownHandle {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Blocks until a shutdown is requested (true) or `timeout` passes first (false); with no
+    /// timeout, until a shutdown is requested.
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> bool {
+        self.shared.wait_for_shutdown(timeout)
+    }
+
     /// Starts a thread that calls [`shutdown`](Self::shutdown) on SIGTERM or SIGINT.
     pub fn on_signals(&self) -> io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};

@@ -171,6 +171,8 @@ pub(crate) struct Worker<A: App> {
     again: Vec<(usize, u32)>,
     /// Set while accepting is paused for lack of descriptors: when to try again.
     accept_retry_at: Option<u64>,
+    /// The last liveness round this loop answered (see `liveness`).
+    answered_round: u64,
 }
 
 impl<A: App> Worker<A> {
@@ -232,6 +234,7 @@ impl<A: App> Worker<A> {
             fired: Vec::new(),
             again: Vec::new(),
             accept_retry_at: None,
+            answered_round: 0,
         })
     }
 }
@@ -242,6 +245,10 @@ impl<A: App> Worker<A> {
         let mut events = Events::with_capacity(1024);
         self.core.mailbox.enter();
         loop {
+            // Proof of life for a watchdog: this turn's work is done and the loop is back.
+            self.shared
+                .rounds
+                .answer(self.core.index, &mut self.answered_round);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -62,6 +62,10 @@ pub struct StartOptions<'a> {
     pub prelude: Option<&'a str>,
     /// Collect stderr lines in [`Halyard::stderr`] instead of passing them through.
     pub capture_stderr: bool,
+    /// A descriptor of the test's (a listening socket) that the child gets as descriptor 3,
+    /// where systemd passes sockets to an activated service. The descriptor stays open in
+    /// the test. `LISTEN_FDS`/`LISTEN_PID` are the test's to set (see `prelude`).
+    pub fd3: Option<std::os::fd::RawFd>,
 }
 
 impl Halyard {
@@ -194,6 +198,25 @@ impl Halyard {
             unsafe {
                 cmd.pre_exec(|| {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(fd) = opts.fd3 {
+            // SAFETY: the closure runs in the forked child before exec and only calls dup2(2)
+            // and fcntl(2), which are async-signal-safe. dup2 gives the copy no close-on-exec
+            // flag; when the descriptor is 3 already, dup2 would do nothing, so the flag is
+            // cleared instead.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let ok = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0) == 0
+                    } else {
+                        libc::dup2(fd, 3) == 3
+                    };
+                    if !ok {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
