@@ -335,4 +335,15 @@ fn write_seeds() {
     for (name, bytes) in responses {
         write("http_response", name, bytes);
     }
+
+    // tool_schema: `schema \0 arguments`.
+    let schemas: &[(&str, &[u8])] = &[
+        ("weather", b"{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":5},\"days\":{\"type\":\"integer\",\"minimum\":1}},\"required\":[\"city\"],\"additionalProperties\":false}\0{\"city\":\"Oslo\",\"days\":0,\"x\":1}"),
+        ("nested", b"{\"type\":\"object\",\"properties\":{\"items\":{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\"},{\"enum\":[1,2]}]},\"minItems\":1}}}\0{\"items\":[\"a\",3,null]}"),
+        ("bare", b"{\"type\":\"object\"}\0[]"),
+        ("refused", b"{\"type\":\"object\",\"properties\":{\"a\":{\"pattern\":\"x\"}}}\0{}"),
+    ];
+    for (name, bytes) in schemas {
+        write("tool_schema", name, bytes);
+    }
 }

@@ -799,8 +799,10 @@ fn smallest(schema: &serde_json::Value) -> serde_json::Value {
     match kind {
         "string" => match schema["pattern"].as_str() {
             Some("^[a-z0-9-]{1,64}$") => json!("schema-agent"),
+            Some("^[a-z0-9_-]{1,64}$") => json!(unique("schema_tool")),
             Some("^[A-Z0-9_]{1,128}$") => json!("SCHEMA_SECRET"),
             Some("^https?://[^/?# ]{1,253}$") => json!("https://schema.example"),
+            Some("^https?://") => json!("https://schema.example/api"),
             Some("@") => json!(format!("{}@example.test", unique("schema"))),
             Some(p) => panic!("no sample for the pattern {p}"),
             None if schema["format"] == "date-time" => json!("2999-01-01T00:00:00Z"),
@@ -817,6 +819,26 @@ fn smallest(schema: &serde_json::Value) -> serde_json::Value {
             for name in schema["required"].as_array().into_iter().flatten() {
                 let name = name.as_str().expect("field name");
                 body.insert(name.into(), smallest(&schema["properties"][name]));
+            }
+            // Fields required by a condition (`if`/`then`, alone or in `allOf`) that the
+            // body chosen so far meets.
+            let conditions =
+                std::iter::once(schema).chain(schema["allOf"].as_array().into_iter().flatten());
+            for c in conditions.filter(|c| c.get("if").is_some()) {
+                let holds = c["if"]["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .all(|(field, rule)| body.get(field) == Some(&rule["const"]));
+                for name in c["then"]["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| holds)
+                {
+                    let name = name.as_str().expect("field name");
+                    body.insert(name.into(), smallest(&schema["properties"][name]));
+                }
             }
             Value::Object(body)
         }

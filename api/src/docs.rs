@@ -485,16 +485,23 @@ fn answer(id: RouteId) -> &'static str {
         SdkConfig => {
             "`{success, config: {projectId, projectName, agentName, greeting, theme, features: {chat, voice}}}`."
         }
+        ToolList => "`{success, tools, pagination}`, newest first.",
+        ToolCreate => {
+            "`{success, tool: {id, projectId, name, description, toolType, parameters, createdAt, updatedAt, ...}}` with the settings of its type (`method`, `url`, `headers`, `query`, `body` for `http`; `serverUrl`, `toolName` for `mcp`; `auth`, `responseLimit`, `timeoutMs`). `parameters` is checked as a JSON Schema object (supported keywords only); credentials in `headers` or URLs are `400` (name a secret in `auth.secret`); `409` when the name exists in the project."
+        }
+        ToolGet => "`{success, tool}`.",
+        ToolPut => "`{success, tool}`: the whole tool replaced; a new name is carried into the agents that use it, in the same commit.",
+        ToolDelete => "`{success}`; `409` naming the agents that use it, unless `?force=true`, which takes it out of their `tools`.",
         SecretCreate => "`{success, secret: {id, name, version, createdAt, updatedAt, expiresAt}}`, never the value; `409` when the name exists.",
         SecretList => "`{success, secrets, pagination}`: metadata only.",
         SecretRotate => "`{success, secret}` with `version` + 1.",
         SecretDelete => "`{success}`.",
         Export => {
-            "`{success, manifest: {project: {name, description, entryAgentName}, exportedAt, version}, agents: [{name, description, instructions, model, dslContent}]}` (no keys, secrets or sessions)."
+            "`{success, manifest: {project: {name, description, entryAgentName}, exportedAt, version}, agents: [{name, description, instructions, model, dslContent, tools, maxToolIterations}], tools: [{name, description, toolType, parameters, ...settings}]}` (no keys, secrets or sessions; a tool's `auth` names a secret, never holds one)."
         }
         ImportPreview => "`{success, preview: {create, update, delete}}` (agent names); changes nothing. `delete` is filled only with `?prune=true`.",
         Import => {
-            "`{success, applied: {created, updated, deleted}}`: agents matched by name are created or replaced, agents absent from the document are deleted only with `?prune=true`, the project's `description` and `entryAgentName` are taken (its name and slug stay). One commit: all or nothing. `409` while another import of the project runs."
+            "`{success, applied: {created, updated, deleted}}` (agent names): tools, then agents, matched by name are created or replaced; tools and agents absent from the document are deleted only with `?prune=true`; an agent may name the document's tools and the project's (`400` otherwise); the project's `description` and `entryAgentName` are taken (its name and slug stay). One commit: all or nothing. `409` while another import of the project runs."
         }
         ChatAgent => {
             "`{success, sessionId, messageId, response, usage: {inputTokens, outputTokens, totalTokens}, latencyMs}` once the reply is stored. A new session when `sessionId` is absent (on `agentId`, else the entry agent)."

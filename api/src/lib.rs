@@ -26,6 +26,7 @@ pub mod password;
 pub mod query;
 pub mod reply;
 pub mod route;
+pub mod schema;
 pub mod scope;
 pub mod sdk_token;
 pub mod seed;

@@ -6,7 +6,7 @@
 
 use halyard_storage::{
     Agent, ApiKey, Channel, KeyKind, Message, MessageRole, Project, PublicKey, Role, Secret,
-    Session, SessionStatus, Tenant, Usage, User,
+    Session, SessionStatus, Tenant, Tool, ToolType, Usage, User,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -90,6 +90,8 @@ pub struct AgentView<'a> {
     instructions: Option<&'a str>,
     model: ModelView<'a>,
     dsl_content: Option<&'a str>,
+    tools: &'a [String],
+    max_tool_iterations: u32,
     created_at: Iso,
     updated_at: Iso,
 }
@@ -138,6 +140,8 @@ impl<'a> AgentView<'a> {
                 }),
             },
             dsl_content: a.dsl_content.as_deref(),
+            tools: &a.tools,
+            max_tool_iterations: a.max_tool_iterations,
             created_at: Iso(a.created_at),
             updated_at: Iso(a.updated_at),
         }
@@ -214,6 +218,29 @@ pub fn secret(s: &Secret) -> Value {
         "updatedAt": iso(s.updated_at),
         "expiresAt": opt_time(s.expires_at),
     })
+}
+
+/// A tool: its fields, its parsed parameters schema and the settings of its type.
+pub fn tool(t: &Tool) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "projectId": t.project_id,
+        "name": t.name,
+        "description": t.description,
+        "toolType": match t.tool_type {
+            ToolType::Http => "http",
+            ToolType::Mcp => "mcp",
+        },
+        "parameters": serde_json::from_str::<Value>(&t.parameters).unwrap_or(Value::Null),
+        "createdAt": iso(t.created_at),
+        "updatedAt": iso(t.updated_at),
+    });
+    if let (Value::Object(out), Ok(Value::Object(config))) =
+        (&mut v, serde_json::from_str::<Value>(&t.config))
+    {
+        out.extend(config);
+    }
+    v
 }
 
 /// A widget public key's metadata (never the key).

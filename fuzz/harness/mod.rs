@@ -51,6 +51,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("last_event_id", last_event_id),
     ("api_request", api_request),
     ("http_response", http_response),
+    ("tool_schema", tool_schema),
 ];
 
 /// The harness function of target `name`.
@@ -1009,6 +1010,46 @@ fn check_response(out: &[u8], what: &str) {
 
 /// The application trait is used through `Conn`; keep the import honest.
 fn _uses_app<A: App>() {}
+
+// ---------------------------------------------------------------------------------------
+// tool_schema: the JSON Schema check of tool parameters and of a model's arguments
+// ---------------------------------------------------------------------------------------
+
+/// The input is `schema JSON \0 arguments JSON`. Checking any schema must not panic; a
+/// schema that passes must validate any arguments without panicking, the same way twice,
+/// with each error naming a path under `$`; the object `{}` passes a schema that requires
+/// nothing and limits nothing.
+pub fn tool_schema(data: &[u8]) {
+    use halyard_api::schema::{check_parameters, validate};
+    use serde_json::Value;
+
+    let (schema, args) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b"{}"[..]),
+    };
+    let Ok(schema) = serde_json::from_slice::<Value>(schema) else {
+        return;
+    };
+    if check_parameters(&schema).is_err() {
+        return;
+    }
+    let Ok(args) = serde_json::from_slice::<Value>(args) else {
+        return;
+    };
+    let first = validate(&schema, &args);
+    assert_eq!(
+        first,
+        validate(&schema, &args),
+        "validation is deterministic"
+    );
+    if let Err(errors) = first {
+        assert!(!errors.is_empty() && errors.len() <= 8, "{errors:?}");
+        assert!(errors.iter().all(|e| e.starts_with('$')), "{errors:?}");
+    }
+    if schema.as_object().is_some_and(|o| o.len() == 1) {
+        assert_eq!(validate(&schema, &serde_json::json!({})), Ok(()));
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // http_response: the outbound client's response reader, then its event-stream reader

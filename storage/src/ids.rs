@@ -30,6 +30,8 @@ pub const KEY: &str = "key_";
 pub const SECRET: &str = "sec_";
 /// Prefix of public key ids.
 pub const PUBLIC_KEY: &str = "pkey_";
+/// Prefix of tool ids.
+pub const TOOL: &str = "tool_";
 
 /// Fills `buf` from the kernel's random source (`/dev/urandom`).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {

@@ -48,6 +48,12 @@ impl<'a> Fields<'a> {
         });
     }
 
+    /// Whether the body holds `name` with a value other than `null`, whatever its kind (for
+    /// rules across fields, such as fields that belong to another type).
+    pub fn has(&self, name: &str) -> bool {
+        self.obj.get(name).is_some_and(|v| !v.is_null())
+    }
+
     /// A text or one-of field.
     pub fn str(&mut self, name: &str) -> Option<&'a str> {
         let (field, v) = self.value(name)?;

@@ -22,6 +22,13 @@ pub const AGENT_NAME: Format = Format {
     message: "must match [a-z0-9-]{1,64}",
 };
 
+/// A tool name: `[a-z0-9_-]{1,64}` (what OpenAI function names allow, lower case).
+pub const TOOL_NAME: Format = Format {
+    pattern: "^[a-z0-9_-]{1,64}$",
+    check: is_tool_name,
+    message: "must match [a-z0-9_-]{1,64}",
+};
+
 /// A secret name: `[A-Z0-9_]{1,128}`.
 pub const SECRET_NAME: Format = Format {
     pattern: "^[A-Z0-9_]{1,128}$",
@@ -55,6 +62,13 @@ pub fn is_agent_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Whether `s` matches `[a-z0-9_-]{1,64}` (tool names).
+pub fn is_tool_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Whether `s` matches `[A-Z0-9_]{1,128}` (secret names).
@@ -91,6 +105,8 @@ mod tests {
     fn patterns() {
         assert!(is_agent_name("my-agent-2"));
         assert!(!is_agent_name("My"));
+        assert!(is_tool_name("get_weather-2"));
+        assert!(!is_tool_name("Get"));
         assert!(is_secret_name("OPENAI_API_KEY"));
         assert!(!is_secret_name("lower"));
         assert!(is_origin("https://a.example:8443"));
@@ -103,7 +119,7 @@ mod tests {
 
     #[test]
     fn no_format_accepts_the_empty_string() {
-        for f in [AGENT_NAME, SECRET_NAME, EMAIL, HTTP_URL, ORIGIN] {
+        for f in [AGENT_NAME, TOOL_NAME, SECRET_NAME, EMAIL, HTTP_URL, ORIGIN] {
             assert!(!(f.check)(""), "{}", f.pattern);
         }
     }

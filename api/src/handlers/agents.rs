@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::projects::page_of;
 use super::Call;
-use crate::body::{Field, Fields, AGENT_NAME, HTTP_URL};
+use crate::body::{Field, Fields, Item, Text, AGENT_NAME, HTTP_URL, TOOL_NAME};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time, view};
 
@@ -38,6 +38,18 @@ const MODEL: &[Field] = &[
     Field::object("pricing", PRICING),
 ];
 
+/// Names of the project's tools an agent may call.
+const TOOLS: Field = Field::list(
+    "tools",
+    Item::Text(Text::new(1, 64).format(TOOL_NAME)),
+    0,
+    MAX_TOOLS,
+);
+/// The most tools one agent offers the model.
+const MAX_TOOLS: usize = 64;
+/// The most model calls of one turn.
+const ITERATIONS: Field = Field::whole("maxToolIterations", 1, 64);
+
 // An agent's fields besides its name, the same in both bodies.
 const DESCRIPTION: Field = Field::text("description", 0, 2000);
 const INSTRUCTIONS: Field = Field::text("instructions", 0, 100_000);
@@ -53,6 +65,8 @@ pub(super) const CREATE_BODY: &[Field] = &[
     INSTRUCTIONS,
     MODEL_FIELD,
     DSL,
+    TOOLS,
+    ITERATIONS,
 ];
 
 /// The body of `PUT /api/projects/:pid/agents/:name`: the path names the agent.
@@ -62,6 +76,8 @@ pub(super) const PUT_BODY: &[Field] = &[
     INSTRUCTIONS,
     MODEL_FIELD,
     DSL,
+    TOOLS,
+    ITERATIONS,
 ];
 
 /// The body of `PUT /api/projects/:pid/agents/:name/dsl`.
@@ -120,8 +136,39 @@ pub fn read_agent(f: &mut Fields<'_>) -> AgentInput {
         instructions: f.str("instructions").map(String::from),
         model: read_model(f),
         dsl_content: f.str("dslContent").map(String::from),
-        tools: Vec::new(),
-        max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
+        tools: read_tools(f),
+        max_tool_iterations: f
+            .whole("maxToolIterations")
+            .map_or(halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS, |n| n as u32),
+    }
+}
+
+/// The tool names, each once, in the order given.
+fn read_tools(f: &mut Fields<'_>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in f.strings("tools").unwrap_or_default() {
+        if names.iter().any(|n| n == name) {
+            f.fail("tools", format!("{name} is named twice"));
+        } else {
+            names.push(name.into());
+        }
+    }
+    names
+}
+
+/// Fails `tools` for each name that is not a tool of the project.
+pub fn check_tools(c: &Call<'_>, f: &mut Fields<'_>, project: &Project, names: &[String]) {
+    let Ok(tenant) = c.tenant() else {
+        return;
+    };
+    for name in names {
+        if c.api
+            .store
+            .tool_by_name(tenant, &project.id, name)
+            .is_none()
+        {
+            f.fail("tools", format!("{name} is not a tool of this project"));
+        }
     }
 }
 
@@ -172,6 +219,7 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
     let mut f = Fields::of(&body, CREATE_BODY)?;
     let input = read_agent(&mut f);
+    check_tools(c, &mut f, &project, &input.tools);
     f.finish()?;
     let agent = input.into_agent(&project.id, None, time::now_ms());
     let resp = reply::created(vec![("agent", view::agent(&agent))]);
@@ -191,6 +239,7 @@ pub fn replace(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
     let mut f = Fields::of(&body, PUT_BODY)?;
     let input = read_agent(&mut f);
+    check_tools(c, &mut f, &project, &input.tools);
     f.finish()?;
     let agent = input.into_agent(&project.id, Some(&existing), time::now_ms());
     let resp = reply::ok(vec![("agent", view::agent(&agent))]);

@@ -14,6 +14,7 @@ mod projects;
 mod sdk;
 mod secrets;
 pub(crate) mod sessions;
+mod tools;
 mod transfer;
 pub(crate) mod widget;
 
@@ -169,6 +170,7 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::PublicKeyCreate => Object(sdk::KEY_BODY),
         RouteId::SdkInit => Object(sdk::INIT_BODY),
         RouteId::SecretCreate => Object(secrets::CREATE_BODY),
+        RouteId::ToolCreate | RouteId::ToolPut => Object(tools::BODY),
         RouteId::SecretRotate => Object(secrets::ROTATE_BODY),
         RouteId::ChatAgent | RouteId::ChatAgentStream => Object(chat::AGENT_BODY),
         RouteId::ChatSend => Object(chat::SESSION_TURN_BODY),
@@ -244,6 +246,11 @@ pub(crate) fn dispatch(
         RouteId::SecretList => now(secrets::list(&c)),
         RouteId::SecretRotate => secrets::rotate(&c),
         RouteId::SecretDelete => secrets::delete(&c),
+        RouteId::ToolList => now(tools::list(&c)),
+        RouteId::ToolCreate => tools::create(&c),
+        RouteId::ToolGet => now(tools::get(&c)),
+        RouteId::ToolPut => tools::replace(&c),
+        RouteId::ToolDelete => tools::delete(&c),
         RouteId::Export => now(transfer::export(&c)),
         RouteId::ImportPreview => now(transfer::preview(&c)),
         RouteId::Import => transfer::import(&c),

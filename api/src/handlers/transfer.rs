@@ -1,7 +1,8 @@
 //! Project export and import (`/api/projects/:pid/project-io/...`).
 //!
-//! An import is one commit: every agent created or replaced, absent ones deleted only with
-//! `?prune=true`, the project's description and entry agent taken; all or nothing. A second
+//! An import is one commit: every tool and agent created or replaced (matched by name),
+//! absent ones deleted only with `?prune=true`, the project's description and entry agent
+//! taken; all or nothing. An agent may name the document's tools and the project's. A second
 //! import of the same project while one is in flight is `409`.
 
 use std::collections::HashSet;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::agents::{self, read_agent, AgentInput};
 use super::projects;
+use super::tools::{self, ToolInput};
 use super::Call;
 use crate::body::{Field, Fields, Item, Patch};
 use crate::error::{ApiError, ApiResult};
@@ -21,6 +23,8 @@ use crate::{reply, time, view};
 pub const FORMAT_VERSION: u64 = 1;
 /// Most agents one document may hold.
 pub const MAX_AGENTS: usize = 10_000;
+/// Most tools one document may hold.
+pub const MAX_TOOLS: usize = 10_000;
 
 /// What an import takes from the manifest: its version, and the project's fields that a
 /// PATCH of the project may change (the name stays).
@@ -33,6 +37,7 @@ const MANIFEST: &[Field] = &[
 pub(super) const IMPORT_BODY: &[Field] = &[
     Field::object("manifest", MANIFEST),
     Field::list("agents", Item::Object(agents::CREATE_BODY), 0, MAX_AGENTS).required(),
+    Field::list("tools", Item::Object(tools::BODY), 0, MAX_TOOLS),
 ];
 
 /// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
@@ -53,7 +58,25 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
                 "instructions": v["instructions"],
                 "model": v["model"],
                 "dslContent": v["dslContent"],
+                "tools": v["tools"],
+                "maxToolIterations": v["maxToolIterations"],
             })
+        })
+        .collect();
+    let tools: Vec<Value> = c
+        .api
+        .store
+        .tools(c.tenant()?, &project.id, Page::ALL)
+        .items
+        .iter()
+        .map(|t| {
+            let mut v = view::tool(t);
+            if let Value::Object(o) = &mut v {
+                for k in ["id", "projectId", "createdAt", "updatedAt"] {
+                    o.remove(k);
+                }
+            }
+            v
         })
         .collect();
     Ok(reply::ok(vec![
@@ -70,6 +93,7 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
             }),
         ),
         ("agents", Value::Array(agents)),
+        ("tools", Value::Array(tools)),
     ]))
 }
 
@@ -78,6 +102,7 @@ struct Document {
     description: Patch<String>,
     entry_agent: Patch<String>,
     agents: Vec<AgentInput>,
+    tools: Vec<ToolInput>,
 }
 
 fn read_document(body: &Value) -> ApiResult<Document> {
@@ -102,11 +127,21 @@ fn read_document(body: &Value) -> ApiResult<Document> {
         }
         agents.push(input);
     });
+    let mut tools = Vec::new();
+    let mut tool_names = HashSet::new();
+    f.each("tools", |tf| {
+        let input = tools::read(tf);
+        if !tool_names.insert(input.name.clone()) {
+            tf.fail("name", format!("duplicate tool name: {}", input.name));
+        }
+        tools.push(input);
+    });
     f.finish()?;
     Ok(Document {
         description,
         entry_agent,
         agents,
+        tools,
     })
 }
 
@@ -170,12 +205,61 @@ pub fn preview(c: &Call<'_>) -> ApiResult<Response> {
     )]))
 }
 
+/// The document's tools created or replaced by name (and, with `prune`, the project's other
+/// tools deleted), after checking that every agent of the document names a tool it will
+/// have.
+fn tool_mutations(
+    c: &Call<'_>,
+    project: &Project,
+    doc: &mut Document,
+    prune: bool,
+    now: u64,
+) -> ApiResult<Vec<Mutation>> {
+    let existing = c.api.store.tools(c.tenant()?, &project.id, Page::ALL).items;
+    let mut available: HashSet<&str> = doc.tools.iter().map(|t| t.name.as_str()).collect();
+    if !prune {
+        available.extend(existing.iter().map(|t| t.name.as_str()));
+    }
+    let mut errors = Vec::new();
+    for (i, a) in doc.agents.iter().enumerate() {
+        for name in a.tools.iter().filter(|n| !available.contains(n.as_str())) {
+            errors.push(crate::error::FieldError {
+                field: format!("agents[{i}].tools"),
+                message: format!("{name} is not a tool of the project or the document"),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let incoming: HashSet<String> = doc.tools.iter().map(|t| t.name.clone()).collect();
+    let mut mutations: Vec<Mutation> = std::mem::take(&mut doc.tools)
+        .into_iter()
+        .map(|t| {
+            let current = existing.iter().find(|e| e.name == t.name);
+            Mutation::PutTool(t.into_tool(&project.id, current, now))
+        })
+        .collect();
+    if prune {
+        mutations.extend(
+            existing
+                .iter()
+                .filter(|e| !incoming.contains(&e.name))
+                .map(|e| Mutation::DeleteTool {
+                    project_id: project.id.clone(),
+                    id: e.id.clone(),
+                }),
+        );
+    }
+    Ok(mutations)
+}
+
 /// `POST /api/projects/:pid/project-io/import`.
 pub fn import(c: &Call<'_>) -> ApiResult<Reply> {
-    let (mut project, existing, doc, prune) = load(c)?;
+    let (mut project, existing, mut doc, prune) = load(c)?;
     let plan = plan(&existing, &doc, prune);
     let now = time::now_ms();
-    let mut mutations = Vec::with_capacity(doc.agents.len() + plan.delete.len() + 1);
+    let mut mutations = tool_mutations(c, &project, &mut doc, prune, now)?;
     for input in doc.agents {
         let current = existing
             .iter()

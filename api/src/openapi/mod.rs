@@ -61,6 +61,7 @@ pub(crate) fn is_list(id: RouteId) -> bool {
             | SessionList
             | SessionMessages
             | SecretList
+            | ToolList
     )
 }
 
