@@ -61,6 +61,8 @@ codec_enum! {
         StartStream = 22,
         /// [`Mutation::AppendStreamEvents`].
         AppendStreamEvents = 23,
+        /// [`Mutation::DeleteTenant`].
+        DeleteTenant = 24,
     }
 }
 
@@ -177,6 +179,14 @@ pub enum Mutation {
         /// Value.
         value: Vec<u8>,
     },
+    /// Remove the transaction's tenant (its id must equal the transaction's) and everything
+    /// it owns: users, API keys, projects with their agents, sessions, messages, secrets
+    /// and public keys, and streams, with every cross-tenant index entry that points at
+    /// them. Snapshots leave the tenant out, so compaction reclaims its bytes.
+    DeleteTenant {
+        /// Tenant id.
+        id: String,
+    },
     /// Snapshot-only: append a message without touching the session's counters (the
     /// snapshot's `PutSession` already carries them).
     RestoreMessage {
@@ -224,6 +234,7 @@ impl Mutation {
             Mutation::SetMeta { .. } => MutationTag::SetMeta,
             Mutation::RestoreMessage { .. } => MutationTag::RestoreMessage,
             Mutation::AppendStreamEvents { .. } => MutationTag::AppendStreamEvents,
+            Mutation::DeleteTenant { .. } => MutationTag::DeleteTenant,
         }
     }
 }
@@ -250,7 +261,8 @@ impl Codec<'_> for Mutation {
             Mutation::PutPublicKey(k) => k.encode(e),
             Mutation::DeleteUser { id }
             | Mutation::DeleteApiKey { id }
-            | Mutation::DeleteProject { id } => id.encode(e),
+            | Mutation::DeleteProject { id }
+            | Mutation::DeleteTenant { id } => id.encode(e),
             Mutation::DeleteAgent { project_id, id }
             | Mutation::DeletePublicKey { project_id, id } => fields!(e; project_id, id),
             Mutation::AppendMessage {
@@ -347,6 +359,7 @@ impl Codec<'_> for Mutation {
                 let (stream_id, events) = decode_events(d)?;
                 Mutation::AppendStreamEvents { stream_id, events }
             }
+            MutationTag::DeleteTenant => Mutation::DeleteTenant { id: C::decode(d)? },
         })
     }
 }

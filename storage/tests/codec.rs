@@ -193,6 +193,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             .prop_map(|(key, value)| Mutation::SetMeta { key, value }),
         (s(), s()).prop_map(|(project_id, id)| Mutation::DeleteAgent { project_id, id }),
         s().prop_map(|id| Mutation::DeleteProject { id }),
+        s().prop_map(|id| Mutation::DeleteTenant { id }),
     ]
 }
 
@@ -417,7 +418,7 @@ fn tag_enums_have_distinct_tags_and_refuse_unknown_ones() {
     let tags: Vec<u8> = mutation::MutationTag::ALL.iter().map(|t| t.tag()).collect();
     assert_eq!(
         tags,
-        (1..=23).collect::<Vec<u8>>(),
+        (1..=24).collect::<Vec<u8>>(),
         "mutation tags in order"
     );
     for t in mutation::MutationTag::ALL {
