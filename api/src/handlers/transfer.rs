@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{Agent, Mutation, Page, Project};
+use halyard_storage::{Agent, Backend, Mutation, Page, Project};
 use serde_json::{json, Value};
 
 use super::agents::{self, read_agent, AgentInput};
@@ -38,11 +38,19 @@ pub(super) const IMPORT_BODY: &[Field] = &[
 /// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
 pub fn export(c: &Call<'_>) -> ApiResult<Response> {
     let project = c.project()?;
-    let agents = c
-        .api
-        .store
-        .agents(c.tenant()?, Some(&project.id), Page::ALL)
-        .items;
+    let (manifest, agents) = project_document(&*c.api.store, c.tenant()?, &project, time::now_ms());
+    Ok(reply::ok(vec![("manifest", manifest), ("agents", agents)]))
+}
+
+/// A project's export document: its `manifest` and its `agents`, in the shape an import
+/// reads (the tenant export repeats it for each project, so that any of them imports).
+pub(super) fn project_document(
+    store: &dyn Backend,
+    tenant: &str,
+    project: &Project,
+    exported_at: u64,
+) -> (Value, Value) {
+    let agents = store.agents(tenant, Some(&project.id), Page::ALL).items;
     let agents: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -56,21 +64,16 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
             })
         })
         .collect();
-    Ok(reply::ok(vec![
-        (
-            "manifest",
-            json!({
-                "project": {
-                    "name": project.name,
-                    "description": project.description,
-                    "entryAgentName": project.entry_agent_name,
-                },
-                "exportedAt": time::iso(time::now_ms()),
-                "version": FORMAT_VERSION,
-            }),
-        ),
-        ("agents", Value::Array(agents)),
-    ]))
+    let manifest = json!({
+        "project": {
+            "name": project.name,
+            "description": project.description,
+            "entryAgentName": project.entry_agent_name,
+        },
+        "exportedAt": time::iso(exported_at),
+        "version": FORMAT_VERSION,
+    });
+    (manifest, Value::Array(agents))
 }
 
 /// A validated import document.
