@@ -25,6 +25,9 @@ bin=target/debug/halyard
 
 data_dir="$(mktemp -d /tmp/halyard-schemathesis.XXXXXX)"
 report_dir="$(mktemp -d /tmp/halyard-schemathesis-report.XXXXXX)"
+# Where `POST /api/v1/admin/backup` may write: without it the route answers 503, which the
+# not_a_server_error check would count as a failure.
+backup_dir="$(mktemp -d /tmp/halyard-schemathesis-backups.XXXXXX)"
 log="$data_dir.log"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 pid=""
@@ -34,7 +37,7 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -rf "$data_dir" "$log" "$report_dir"
+    rm -rf "$data_dir" "$log" "$report_dir" "$backup_dir"
 }
 trap cleanup EXIT
 
@@ -45,7 +48,7 @@ trap cleanup EXIT
 # The operator key, for the admin routes.
 root="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 HALYARD_ROOT_KEY="$root" "$bin" serve --dev --no-rate-limits --provider-timeout-ms 2000 --threads 2 \
-    --listen "127.0.0.1:$port" --data-dir "$data_dir" >"$log" 2>&1 &
+    --backup-dir "$backup_dir" --listen "127.0.0.1:$port" --data-dir "$data_dir" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 200); do
     if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health/live', timeout=1)" 2>/dev/null; then
@@ -119,6 +122,14 @@ parameters = { "path.projectId" = "proj_missing", "path.name" = "missing", "path
 [[operations]]
 include-path-regex = "/secrets/[{]name[}]/rotate\$"
 parameters = { "path.name" = "SCHEMATHESIS" }
+
+# Deleting a tenant gets one that does not exist (listed before the general admin entry, so
+# that it is the one that applies), so that the target tenant stays for the operations after.
+[[operations]]
+include-method = "DELETE"
+include-path-regex = "^/api/v1/admin/tenants/"
+headers = { Authorization = "Bearer $root" }
+parameters = { "path.tenantId" = "ten_missing" }
 
 [[operations]]
 include-path-regex = "^/api/v1/admin/"

@@ -1,4 +1,5 @@
-//! The command line: `halyard serve`, `halyard tenant create`, `halyard check`.
+//! The command line: `halyard serve`, `halyard tenant create`, `halyard check`, `halyard
+//! backup`, `halyard restore`.
 //!
 //! Responsible for: flag names and help text exactly as ENDPOINTS.md section 10 writes them.
 //! Not responsible for: defaults or the config file (see `config`), or running anything.
@@ -30,6 +31,10 @@ pub enum Command {
     },
     /// Verify the log of a data directory offline and report torn or corrupt records.
     Check(CheckArgs),
+    /// Copy a consistent backup of a data directory, also while `serve` runs on it.
+    Backup(BackupArgs),
+    /// Restore a backup into a new, empty data directory, checking every file first.
+    Restore(RestoreArgs),
 }
 
 /// `halyard serve` flags. Every one is optional here: unset flags fall back to the config
@@ -101,6 +106,10 @@ pub struct ServeArgs {
     /// Switch rate and concurrency limits off (benchmarks; never in production).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Directory where `POST /api/v1/admin/backup` writes backups (created if missing); the
+    /// route is off without it.
+    #[arg(long)]
+    pub backup_dir: Option<PathBuf>,
     /// A TOML config file with the same names as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -128,4 +137,26 @@ pub struct CheckArgs {
     /// Cut the log at the first corrupt record instead of only reporting it.
     #[arg(long)]
     pub repair: bool,
+}
+
+/// `halyard backup` flags.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Data directory to back up (a running server may have it open).
+    #[arg(long, default_value = "./halyard-data")]
+    pub data_dir: PathBuf,
+    /// The backup directory to create; it must not exist.
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+/// `halyard restore` flags.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup directory (made by `halyard backup` or `POST /api/v1/admin/backup`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The data directory to create; it must be missing or empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }

@@ -38,6 +38,7 @@ pub struct FileConfig {
     provider_timeout_ms: Option<u64>,
     provider_total_timeout_ms: Option<u64>,
     stream_retention_secs: Option<u64>,
+    backup_dir: Option<PathBuf>,
 }
 
 /// Why the settings could not be resolved.
@@ -91,6 +92,8 @@ pub struct Settings {
     pub root_key: Option<String>,
     /// Whether rate and concurrency limits are enforced.
     pub rate_limits: bool,
+    /// Where the admin backup route writes (`--backup-dir`); `None`: the route is off.
+    pub backup_dir: Option<PathBuf>,
     /// Warnings for the operator (settings that no longer have an effect).
     pub warnings: Vec<String>,
 }
@@ -156,6 +159,7 @@ impl Settings {
             dev: args.dev || file.dev.unwrap_or(false),
             root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
             rate_limits: !args.no_rate_limits && file.rate_limits.unwrap_or(true),
+            backup_dir: args.backup_dir.clone().or(file.backup_dir),
             warnings,
         };
         settings.check()?;

@@ -1,6 +1,7 @@
 //! Why a command failed: [`ServeError`], printed by `main` as `halyard: <message>`.
 //!
-//! Responsible for: one variant per way `serve`, `tenant create` and `check` can fail,
+//! Responsible for: one variant per way `serve`, `tenant create`, `check`, `backup` and
+//! `restore` can fail,
 //! each with the message an operator reads and, where another error caused it, that error
 //! as its `source()`. Not responsible for: deciding to fail (see `serve`).
 
@@ -14,12 +15,12 @@ use halyard_api::seed::SeedError;
 use halyard_api::vault::MasterKeyError;
 use halyard_api::SetupError;
 use halyard_engine::TlsError;
-use halyard_storage::{OpenError, StoreError};
+use halyard_storage::{BackupError, OpenError, StoreError};
 
 use crate::activation::ActivationError;
 use crate::config::ConfigError;
 
-/// Why `serve`, `tenant create` or `check` failed.
+/// Why `serve`, `tenant create`, `check`, `backup` or `restore` failed.
 #[derive(Debug)]
 pub enum ServeError {
     /// The settings of `serve` are invalid.
@@ -62,6 +63,12 @@ pub enum ServeError {
     Check(PathBuf, OpenError),
     /// `check` found damage in the data directory.
     Damaged(PathBuf),
+    /// The `--backup-dir` could not be created or resolved.
+    BackupDir(PathBuf, io::Error),
+    /// `backup` failed.
+    Backup(BackupError),
+    /// `restore` failed.
+    Restore(BackupError),
 }
 
 impl fmt::Display for ServeError {
@@ -93,6 +100,11 @@ impl fmt::Display for ServeError {
             ServeError::TenantName => f.write_str("the tenant name must be 1 to 128 characters"),
             ServeError::Check(dir, e) => write!(f, "check of {} failed: {e}", dir.display()),
             ServeError::Damaged(dir) => write!(f, "{} has damage", dir.display()),
+            ServeError::BackupDir(dir, e) => {
+                write!(f, "cannot use the backup directory {}: {e}", dir.display())
+            }
+            ServeError::Backup(e) => write!(f, "backup failed: {e}"),
+            ServeError::Restore(e) => write!(f, "restore failed: {e}"),
         }
     }
 }
@@ -115,7 +127,9 @@ impl std::error::Error for ServeError {
             | ServeError::Notify(e)
             | ServeError::Signals(e)
             | ServeError::Sighup(e)
-            | ServeError::Server(e) => Some(e),
+            | ServeError::Server(e)
+            | ServeError::BackupDir(_, e) => Some(e),
+            ServeError::Backup(e) | ServeError::Restore(e) => Some(e),
             ServeError::ShortJwtSecret | ServeError::TenantName | ServeError::Damaged(_) => None,
         }
     }

@@ -64,6 +64,8 @@ fn main() -> ExitCode {
             .and_then(|s| serve::run(&s)),
         cli::Command::Tenant { action } => serve::tenant(action),
         cli::Command::Check(args) => serve::check(&args),
+        cli::Command::Backup(args) => serve::backup(&args),
+        cli::Command::Restore(args) => serve::restore(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! Responsible for: `serve` (load the TLS certificate, open storage, load keys, seed
 //! `--dev`, bind the engine or take the socket systemd passed, run the API until a signal,
 //! reload the certificate on SIGHUP, print where it listens, keep systemd informed when it
-//! asks to be), `tenant create` and `check`.
+//! asks to be), `tenant create`, `check`, `backup` and `restore`.
 //! Not responsible for: HTTP, routes or the log format.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use halyard_api::admission::LimitConfig;
 use halyard_api::{jwt::ExternalIssuer, seed, vault, Api, ApiConfig};
 use halyard_storage::{Backend, Mutation, Options, Store};
 
-use crate::cli::{CheckArgs, TenantAction};
+use crate::cli::{BackupArgs, CheckArgs, RestoreArgs, TenantAction};
 use crate::config::Settings;
 use crate::error::ServeError;
 
@@ -124,6 +124,7 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
             ..LimitConfig::default()
         },
         runtime: settings.runtime,
+        backup_dir: settings.backup_dir.as_deref().map(backup_dir).transpose()?,
     };
     // The demo page's port must be known before its public key is seeded (see `demo`).
     let demo = settings
@@ -232,6 +233,36 @@ pub fn tenant(action: TenantAction) -> Result<(), ServeError> {
             Ok(())
         }
     }
+}
+
+/// The `--backup-dir`, created if missing and made absolute, so that the paths the backup
+/// route answers with do not depend on the server's working directory.
+fn backup_dir(dir: &Path) -> Result<std::path::PathBuf, ServeError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::canonicalize(dir))
+        .map_err(|e| ServeError::BackupDir(dir.to_path_buf(), e))
+}
+
+/// Runs `halyard backup`. It takes no lock and writes nothing in the data directory, so it
+/// runs beside a server (see `halyard_storage::backup` for how the cut stays consistent).
+/// The master key file is copied too when the directory has one.
+pub fn backup(args: &BackupArgs) -> Result<(), ServeError> {
+    let opts = halyard_storage::BackupOptions {
+        extra_files: vec![vault::KEY_FILE.to_owned()],
+        ..halyard_storage::BackupOptions::default()
+    };
+    let report = halyard_storage::backup::take(&args.data_dir, &args.to, &opts)
+        .map_err(ServeError::Backup)?;
+    print!("{report}");
+    Ok(())
+}
+
+/// Runs `halyard restore`.
+pub fn restore(args: &RestoreArgs) -> Result<(), ServeError> {
+    let report = halyard_storage::backup::restore(&args.from, &args.data_dir)
+        .map_err(ServeError::Restore)?;
+    print!("{report}");
+    Ok(())
 }
 
 /// Runs `halyard check`.

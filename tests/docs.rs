@@ -113,7 +113,13 @@ fn every_serve_flag_is_documented_with_its_default() {
 #[test]
 fn every_flag_of_the_other_commands_is_documented() {
     let page = read(OPERATIONS);
-    for args in [&["check"][..], &["tenant", "create"][..]] {
+    let commands = [
+        &["check"][..],
+        &["tenant", "create"][..],
+        &["backup"][..],
+        &["restore"][..],
+    ];
+    for args in commands {
         for flag in flags(args) {
             let documented = page.lines().any(|l| {
                 l.starts_with(&format!("| `halyard {}", args.join(" ")))

@@ -18,8 +18,8 @@ mod spec;
 
 pub use fields::Fields;
 pub use formats::{
-    is_agent_name, is_origin, is_secret_name, is_tool_name, Format, AGENT_NAME, EMAIL, HTTP_URL,
-    ORIGIN, SECRET_NAME, TOOL_NAME,
+    is_agent_name, is_backup_name, is_origin, is_secret_name, is_tool_name, Format, AGENT_NAME,
+    BACKUP_NAME, EMAIL, HTTP_URL, ORIGIN, SECRET_NAME, TOOL_NAME,
 };
 pub use patch::Patch;
 pub use spec::{Field, Item, Presence, Rule, Text, Unit};

@@ -440,6 +440,15 @@ fn answer(id: RouteId) -> &'static str {
         }
         AdminTenantList => "`{success, tenants, pagination}`.",
         AdminTenantPatch => "`{success, tenant}`; new limits apply to the next request.",
+        AdminTenantDelete => {
+            "`{success}`: the tenant and everything it owns (users, keys, projects, agents, tools, sessions, messages, secrets, public keys, streams) removed in one commit; the next compaction reclaims their bytes. `404` for an unknown tenant."
+        }
+        AdminTenantExport => {
+            "`{success, manifest: {tenant, exportedAt, version}, users, apiKeys, projects: [{manifest, agents, tools, project, sessions (with messages), secrets, publicKeys}]}`: no password hashes, key digests or secret values; each project entry imports as a project document."
+        }
+        AdminBackup => {
+            "`{success, backup: {path, bytes, files, lastSegment, createdAt}}`: a checked backup written to `--backup-dir/NAME` (`to`, one plain name; default `backup-TIME`); `503` without `--backup-dir`, `409` when the name exists or a backup runs."
+        }
         Login => {
             "`{success, data: {token, expiresIn, user, tenantId}}` (an HS256 JWT). A wrong password and an unknown email are the same `401` after the same work. Each login is charged to the client address's budget first."
         }

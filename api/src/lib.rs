@@ -37,6 +37,8 @@ pub mod view;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use halyard_engine::{Admission, App, Method, Reply, Request, RequestHead, Response};
@@ -67,6 +69,10 @@ pub struct ApiConfig {
     pub limits: LimitConfig,
     /// Agent runtime settings.
     pub runtime: RuntimeConfig,
+    /// Where `POST /api/v1/admin/backup` may write (`--backup-dir`); `None` switches the
+    /// route off. The server process writes there, so a request names only a directory
+    /// inside it, never a path.
+    pub backup_dir: Option<PathBuf>,
 }
 
 /// Why the API could not be set up from its [`ApiConfig`].
@@ -100,6 +106,9 @@ pub struct Api {
     imports: Arc<Mutex<HashSet<String>>>,
     limiter: Arc<Limiter>,
     runtime: Runtime,
+    backup_dir: Option<PathBuf>,
+    /// Set while a backup runs: one at a time.
+    backup_running: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Api {
@@ -147,6 +156,8 @@ impl Api {
             imports: Arc::new(Mutex::new(HashSet::new())),
             limiter,
             runtime,
+            backup_dir: cfg.backup_dir,
+            backup_running: Arc::new(AtomicBool::new(false)),
         })
     }
 

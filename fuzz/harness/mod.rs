@@ -609,6 +609,7 @@ pub fn fixture() -> &'static Fixture {
                     max_running: 16,
                     ..Default::default()
                 },
+                backup_dir: None,
             },
         )
         .expect("API");

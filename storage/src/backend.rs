@@ -5,6 +5,9 @@
 //! a second backend (an external database) can implement it without the handlers changing.
 //! Not responsible for: any implementation (the embedded log is [`crate::Store`]).
 
+use std::path::Path;
+
+use crate::backup::{BackupError, BackupOptions, BackupReport};
 use crate::error::StoreError;
 use crate::model::{
     Agent, ApiKey, Channel, Message, Project, PublicKey, Secret, Session, SessionStatus,
@@ -209,4 +212,13 @@ pub trait Backend: Send + Sync {
     /// is held over the whole state. `Err` (poisoned, closed) stops the sweep; streams
     /// already deleted stay deleted.
     fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError>;
+
+    /// Copies a consistent cut of the data (every commit acknowledged before the call) into
+    /// the new directory `to`, written atomically and checked (see [`crate::backup`]).
+    /// Blocks for as long as the copy takes: call it off the event loops. Backends that
+    /// cannot answer [`BackupError::Unsupported`].
+    fn backup(&self, to: &Path, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
+        let _ = (to, opts);
+        Err(BackupError::Unsupported)
+    }
 }

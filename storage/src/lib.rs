@@ -20,6 +20,7 @@
 //! | [`upgrade`] | rewriting a v1 directory as v2 after replay |
 //! | [`snapshot`] | snapshot files and crash-safe compaction |
 //! | [`check`] | offline `halyard check` |
+//! | [`backup`] | online backups (a consistent cut beside a running server), their manifest, restore |
 //! | [`lock`] | the data directory's lock (one process at a time) |
 //! | [`backend`] | the `Backend` trait the API uses |
 //! | [`store`] | the embedded `Store` implementing it |
@@ -109,7 +110,7 @@
 //! items, `f64` is 8 bytes of IEEE-754 bits, a digest is 32 raw bytes, a tag enum
 //! (role, key kind, session status, channel, message role) is one byte. A `Txn` payload
 //! (and a `SnapshotEntry` payload) is `str tenant | varint count | count × mutation`, each
-//! mutation a tag byte ([`mutation::MutationTag`], 1..=23) followed by its fields in
+//! mutation a tag byte ([`mutation::MutationTag`], 1..=24) followed by its fields in
 //! declaration order; a resource's fields are written in the order its `codec_struct!`
 //! lists them in [`model`]. The committed files in `tests/fixtures/v2/golden` must decode
 //! to known values, which pins all of this. `AppendMessage` carries the encoded message as a length-prefixed byte string
@@ -134,6 +135,11 @@
 //! empty name before the first); `name_ref` n > 0 is followed by a name of n−1 UTF-8 bytes.
 //! A run of token events therefore costs one byte of id and one of name each.
 //!
+//! **Tenant deletion** (tag 24, `DeleteTenant`): `str tenant_id`, equal to the transaction's
+//! tenant. Replay drops the tenant with everything it owns (users, keys, projects, agents,
+//! sessions, messages, secrets, public keys, streams) and their index entries; snapshots
+//! written afterwards leave it out, so compaction removes its bytes from the directory.
+//!
 //! **Recovery**: the newest snapshot is loaded (it must be complete: header, entries and the
 //! end record with the right count), segments after it are replayed in order, each by the
 //! rule of its format version (above). See [`recovery`].
@@ -149,6 +155,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backup;
 pub mod check;
 pub mod codec;
 pub mod error;
@@ -170,6 +177,7 @@ pub mod upgrade;
 pub mod writer;
 
 pub use backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
+pub use backup::{BackupError, BackupOptions, BackupReport, RestoreReport};
 pub use check::{check, CheckReport};
 pub use codec::Codec;
 pub use error::{OpenError, StoreError};

@@ -61,6 +61,8 @@ codec_enum! {
         StartStream = 22,
         /// [`Mutation::AppendStreamEvents`].
         AppendStreamEvents = 23,
+        /// [`Mutation::DeleteTenant`].
+        DeleteTenant = 24,
         /// [`Mutation::PutAgent`] with the agent's tools.
         PutAgent = 25,
         /// [`Mutation::PutTool`].
@@ -192,6 +194,14 @@ pub enum Mutation {
         /// Value.
         value: Vec<u8>,
     },
+    /// Remove the transaction's tenant (its id must equal the transaction's) and everything
+    /// it owns: users, API keys, projects with their agents, sessions, messages, secrets
+    /// and public keys, and streams, with every cross-tenant index entry that points at
+    /// them. Snapshots leave the tenant out, so compaction reclaims its bytes.
+    DeleteTenant {
+        /// Tenant id.
+        id: String,
+    },
     /// Snapshot-only: append a message without touching the session's counters (the
     /// snapshot's `PutSession` already carries them).
     RestoreMessage {
@@ -239,6 +249,7 @@ impl Mutation {
             Mutation::SetMeta { .. } => MutationTag::SetMeta,
             Mutation::RestoreMessage { .. } => MutationTag::RestoreMessage,
             Mutation::AppendStreamEvents { .. } => MutationTag::AppendStreamEvents,
+            Mutation::DeleteTenant { .. } => MutationTag::DeleteTenant,
             Mutation::PutTool(_) => MutationTag::PutTool,
             Mutation::DeleteTool { .. } => MutationTag::DeleteTool,
         }
@@ -268,7 +279,8 @@ impl Codec<'_> for Mutation {
             Mutation::PutTool(t) => t.encode(e),
             Mutation::DeleteUser { id }
             | Mutation::DeleteApiKey { id }
-            | Mutation::DeleteProject { id } => id.encode(e),
+            | Mutation::DeleteProject { id }
+            | Mutation::DeleteTenant { id } => id.encode(e),
             Mutation::DeleteAgent { project_id, id }
             | Mutation::DeletePublicKey { project_id, id }
             | Mutation::DeleteTool { project_id, id } => fields!(e; project_id, id),
@@ -372,6 +384,7 @@ impl Codec<'_> for Mutation {
                 let (stream_id, events) = decode_events(d)?;
                 Mutation::AppendStreamEvents { stream_id, events }
             }
+            MutationTag::DeleteTenant => Mutation::DeleteTenant { id: C::decode(d)? },
         })
     }
 }

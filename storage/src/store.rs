@@ -8,8 +8,7 @@
 //! appends are written and synced). Not responsible for: the format, recovery rules or
 //! snapshot steps (their modules), or HTTP semantics.
 //!
-//! One process per data directory: the store takes no lock file, the binary must not be
-//! started twice on the same directory.
+//! One process per data directory: the store holds the directory's `LOCK` while open.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +18,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
+use crate::backup::{self, BackupError, BackupOptions, BackupReport};
 use crate::codec::Encoder;
 use crate::error::{io_at, OpenError, StoreError};
 use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
@@ -445,6 +445,15 @@ impl Backend for Store {
     }
     fn meta(&self, key: &str) -> Option<Vec<u8>> {
         self.state.meta(key)
+    }
+    /// Holds the compaction lock for the whole copy, so that no file of the cut is deleted
+    /// under it (the copy never has to start again) and the writer goes on unhindered.
+    fn backup(&self, to: &Path, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
+        let _g = self
+            .compaction_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        backup::take(&self.dir, to, opts)
     }
     fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError> {
         let mut deleted = 0;

@@ -25,6 +25,8 @@ use halyard_storage::*;
 const T: &str = "ten_gold";
 const P: &str = "proj_gold";
 const P2: &str = "proj_gone";
+/// A second tenant, created and deleted at the end of segment 2 (tag 24).
+const T2: &str = "ten_gone";
 const SNAP: &str = "snap-00000000000000000001.snap";
 const SEG: &str = "00000000000000000002.log";
 
@@ -453,6 +455,21 @@ fn segment_records() -> Vec<Golden> {
                 id: "tool_mcp".into(),
             }],
         ),
+        // Appended after the records above so that their bytes do not move.
+        now(
+            T2,
+            vec![
+                Mutation::PutTenant(Tenant {
+                    id: T2.into(),
+                    name: "Gone Ltd".into(),
+                    disabled: false,
+                    ..tenant()
+                }),
+                Mutation::PutUser(user("usr_gone", "gone@gold.example", Role::Owner)),
+                Mutation::PutProject(project("proj_t2", "t2", false)),
+            ],
+        ),
+        now(T2, vec![Mutation::DeleteTenant { id: T2.into() }]),
     ]
 }
 
@@ -668,9 +685,11 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (9, 0),
+        (11, 0),
         "every record applies"
     );
+    assert_eq!(store.tenant(T2), None);
+    assert!(store.users_by_email("gone@gold.example").is_empty());
     assert_eq!(store.tenant(T), Some(tenant()));
     assert_eq!(store.agent(T, P, "agt_full"), Some(full_agent()));
     assert_eq!(store.agent(T, P, "agt_bare"), None);

@@ -57,6 +57,22 @@ pub const ORIGIN: Format = Format {
     message: "must be an origin (scheme://host[:port])",
 };
 
+/// A backup's name inside the server's backup directory: one plain path component, so that
+/// a request can never name a file elsewhere (no `/`, no leading dot, so no `..`).
+pub const BACKUP_NAME: Format = Format {
+    pattern: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$",
+    check: is_backup_name,
+    message: "must match [A-Za-z0-9_-][A-Za-z0-9._-]{0,127} (a name, not a path)",
+};
+
+/// Whether `s` is a backup name (see [`BACKUP_NAME`]).
+pub fn is_backup_name(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Whether `s` matches `[a-z0-9-]{1,64}` (agent names).
 pub fn is_agent_name(s: &str) -> bool {
     (1..=64).contains(&s.len())

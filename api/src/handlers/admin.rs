@@ -1,4 +1,5 @@
-//! Operator routes: tenants (`/api/v1/admin/tenants`), root key only.
+//! Operator routes: tenants (`/api/v1/admin/tenants`), root key only. A tenant's export is
+//! in `tenant_export`, backups in `backup`.
 
 use halyard_engine::{Reply, Response};
 use halyard_storage::{ids, Limits, Mutation, Tenant};
@@ -118,4 +119,16 @@ pub fn patch(c: &Call<'_>) -> ApiResult<Reply> {
     let resp = reply::ok(vec![("tenant", view::tenant(&tenant))]);
     let tid = tenant.id.clone();
     c.commit_for(&tid, vec![Mutation::PutTenant(tenant)], resp, None)
+}
+
+/// `DELETE /api/v1/admin/tenants/:tenantId`: the tenant and everything it owns, in one
+/// commit (`Mutation::DeleteTenant`); its keys and logins stop working at once, and the
+/// next compaction removes its data from disk.
+pub fn delete(c: &Call<'_>) -> ApiResult<Reply> {
+    let id = c.param(0);
+    if c.api.store.tenant(id).is_none() {
+        return Err(ApiError::NotFound(format!("Tenant not found: {id}")));
+    }
+    let gone = Mutation::DeleteTenant { id: id.to_owned() };
+    c.commit_for(id, vec![gone], crate::success(), None)
 }

@@ -8,12 +8,14 @@
 
 mod admin;
 mod agents;
+mod backup;
 mod chat;
 mod identity;
 mod projects;
 mod sdk;
 mod secrets;
 pub(crate) mod sessions;
+mod tenant_export;
 mod tools;
 mod transfer;
 pub(crate) mod widget;
@@ -158,6 +160,7 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
     match id {
         RouteId::AdminTenantCreate => Object(admin::CREATE_BODY),
         RouteId::AdminTenantPatch => Object(admin::PATCH_BODY),
+        RouteId::AdminBackup => Object(backup::BODY),
         RouteId::Login => Object(identity::LOGIN_BODY),
         RouteId::UserCreate => Object(identity::USER_BODY),
         RouteId::KeyCreate => Object(identity::KEY_BODY),
@@ -209,6 +212,9 @@ pub(crate) fn dispatch(
         RouteId::AdminTenantCreate => admin::create(&c),
         RouteId::AdminTenantList => now(admin::list(&c)),
         RouteId::AdminTenantPatch => admin::patch(&c),
+        RouteId::AdminTenantDelete => admin::delete(&c),
+        RouteId::AdminTenantExport => now(tenant_export::export(&c)),
+        RouteId::AdminBackup => backup::backup(&c),
         RouteId::Login => now(identity::login(&c)),
         RouteId::Me => now(identity::me(&c)),
         RouteId::UserCreate => identity::create_user(&c),

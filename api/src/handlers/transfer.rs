@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{Agent, Mutation, Page, Project};
+use halyard_storage::{Agent, Backend, Mutation, Page, Project};
 use serde_json::{json, Value};
 
 use super::agents::{self, read_agent, AgentInput};
@@ -43,11 +43,33 @@ pub(super) const IMPORT_BODY: &[Field] = &[
 /// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
 pub fn export(c: &Call<'_>) -> ApiResult<Response> {
     let project = c.project()?;
-    let agents = c
-        .api
-        .store
-        .agents(c.tenant()?, Some(&project.id), Page::ALL)
-        .items;
+    let doc = project_document(&*c.api.store, c.tenant()?, &project, time::now_ms());
+    Ok(reply::ok(vec![
+        ("manifest", doc.manifest),
+        ("agents", doc.agents),
+        ("tools", doc.tools),
+    ]))
+}
+
+/// The parts of a project's export document.
+pub(super) struct ProjectDocument {
+    /// `{project, exportedAt, version}`.
+    pub(super) manifest: Value,
+    /// The agents, as an import reads them.
+    pub(super) agents: Value,
+    /// The tools, as an import reads them.
+    pub(super) tools: Value,
+}
+
+/// A project's export document: its `manifest`, `agents` and `tools`, in the shape an import
+/// reads (the tenant export repeats it for each project, so that any of them imports).
+pub(super) fn project_document(
+    store: &dyn Backend,
+    tenant: &str,
+    project: &Project,
+    exported_at: u64,
+) -> ProjectDocument {
+    let agents = store.agents(tenant, Some(&project.id), Page::ALL).items;
     let agents: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -63,10 +85,8 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
             })
         })
         .collect();
-    let tools: Vec<Value> = c
-        .api
-        .store
-        .tools(c.tenant()?, &project.id, Page::ALL)
+    let tools: Vec<Value> = store
+        .tools(tenant, &project.id, Page::ALL)
         .items
         .iter()
         .map(|t| {
@@ -79,22 +99,20 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
             v
         })
         .collect();
-    Ok(reply::ok(vec![
-        (
-            "manifest",
-            json!({
-                "project": {
-                    "name": project.name,
-                    "description": project.description,
-                    "entryAgentName": project.entry_agent_name,
-                },
-                "exportedAt": time::iso(time::now_ms()),
-                "version": FORMAT_VERSION,
-            }),
-        ),
-        ("agents", Value::Array(agents)),
-        ("tools", Value::Array(tools)),
-    ]))
+    let manifest = json!({
+        "project": {
+            "name": project.name,
+            "description": project.description,
+            "entryAgentName": project.entry_agent_name,
+        },
+        "exportedAt": time::iso(exported_at),
+        "version": FORMAT_VERSION,
+    });
+    ProjectDocument {
+        manifest,
+        agents: Value::Array(agents),
+        tools: Value::Array(tools),
+    }
 }
 
 /// A validated import document.

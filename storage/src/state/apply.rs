@@ -136,6 +136,15 @@ fn apply_one(
                 }
             });
         }
+        Mutation::DeleteTenant { id } => {
+            if id != tenant {
+                return Err(StoreError::Invalid(format!(
+                    "tenant {id} deleted in a transaction of tenant {tenant}"
+                )));
+            }
+            let gone = del_tenant(ctx, tenant).ok_or_else(|| not_found("tenant", tenant))?;
+            undo.push(move |ctx| restore_tenant(ctx, gone));
+        }
         Mutation::PutUser(user) => {
             let state = tenant_mut(ctx.tenants, tenant)?;
             if state
@@ -544,6 +553,57 @@ fn put_tenant(ctx: &mut Ctx<'_>, record: Tenant) -> Option<Tenant> {
             None
         }
     }
+}
+
+/// Removes a tenant and every cross-tenant index entry that points into it (emails, key
+/// digests, session ids, public key digests and their origins), so that nothing of it can
+/// be found or authenticate afterwards.
+fn del_tenant(ctx: &mut Ctx<'_>, tenant: &str) -> Option<TenantState> {
+    let state = ctx.tenants.remove(tenant)?;
+    for (id, user) in &state.users {
+        ctx.index.remove_email(&user.email, tenant, id);
+    }
+    for key in state.keys.values() {
+        ctx.index.keys.remove(&key.digest);
+    }
+    for project in state.projects.values() {
+        for session_id in project.sessions.keys() {
+            ctx.index.sessions.remove(session_id);
+        }
+        for key in project.public_keys.values() {
+            ctx.index.public_keys.remove(&key.digest);
+            ctx.index.remove_origins(&key.allowed_origins);
+        }
+    }
+    Some(state)
+}
+
+/// Undo of [`del_tenant`]: the tenant back, with its index entries.
+fn restore_tenant(ctx: &mut Ctx<'_>, state: TenantState) {
+    let tenant = state.tenant.id.clone();
+    for (id, user) in &state.users {
+        ctx.index.add_email(&user.email, &tenant, id);
+    }
+    for key in state.keys.values() {
+        let location = KeyLocation {
+            tenant: tenant.clone(),
+            key_id: key.id.clone(),
+        };
+        ctx.index.keys.insert(key.digest, location);
+    }
+    for project in state.projects.values() {
+        for session_id in project.sessions.keys() {
+            let location = SessionLocation {
+                tenant: tenant.clone(),
+                project_id: project.project.id.clone(),
+            };
+            ctx.index.sessions.insert(session_id.clone(), location);
+        }
+        for key in project.public_keys.values() {
+            index_public_key(ctx.index, &tenant, key);
+        }
+    }
+    ctx.tenants.insert(tenant, state);
 }
 
 fn put_user(ctx: &mut Ctx<'_>, tenant: &str, user: User) -> Option<User> {
