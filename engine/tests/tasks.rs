@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halyard_engine::client::{ExchangeId, Fetch, FetchTimeouts, HttpEvent, Url};
+use halyard_engine::client::{ExchangeId, Fetch, FetchTimeouts, HttpEvent, Reach, Url};
 use halyard_engine::{
     Admission, App, Config, Cx, Event, Reply, Request, RequestHead, Responder, Response, Server,
     ShutdownHandle, Status, Task,
@@ -122,6 +122,11 @@ fn fetch_of(body: &[u8]) -> Fetch {
             ..FetchTimeouts::default()
         },
         max_body: 1 << 20,
+        reach: match v["reach"].as_str() {
+            Some("public") => Reach::Public(Vec::new().into()),
+            Some(block) => Reach::Public(vec![block.parse().expect("a CIDR block")].into()),
+            None => Reach::Any,
+        },
     }
 }
 
@@ -276,4 +281,35 @@ fn a_refused_connection_and_a_late_head_fail_the_exchange() {
     );
     assert_eq!(late, "failed: timed out waiting for the response");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_public_only_exchange_never_connects_to_loopback_by_address_or_by_name() {
+    let up = FakeUpstream::start();
+    let port = up
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1")
+        .to_string();
+    let s = Running::start(Arc::default());
+    for host in ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"] {
+        let refused = s.post(
+            "/fetch",
+            &serde_json::json!({"url": format!("http://{host}:{port}/v1/chat/completions"),
+                                "model": "m", "reach": "public"}),
+        );
+        assert!(
+            refused.starts_with("failed: ") && refused.contains("not a public address"),
+            "{host}: {refused}"
+        );
+    }
+    // The operator's allow-list opens the block; the answer is the upstream's.
+    let allowed = s.post(
+        "/fetch",
+        &serde_json::json!({"url": format!("{}/chat/completions", up.base_url()),
+                            "model": "fake:tokens=1", "reach": "127.0.0.0/8"}),
+    );
+    assert!(allowed.starts_with("200"), "{allowed}");
 }

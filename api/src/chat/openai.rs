@@ -63,6 +63,7 @@ pub fn request(
         body: body.to_string().into_bytes(),
         timeouts,
         max_body: u64::MAX,
+        reach: Default::default(),
     })
 }
 

@@ -24,7 +24,7 @@ use slab::Slab;
 use super::request::{write_request, Request};
 use super::resolve::Resolver;
 use super::response::{ResponseLimits, ResponseReader};
-use super::{roots, ExchangeId, Fetch, FetchError, FetchTimeouts, HttpEvent, TimeoutKind};
+use super::{roots, ExchangeId, Fetch, FetchError, FetchTimeouts, HttpEvent, Reach, TimeoutKind};
 use crate::reply::{Mailbox, Post};
 use crate::timer::{LoopTimer, TimerKind};
 use crate::transport::{Received, Transport};
@@ -66,6 +66,8 @@ struct Exchange {
     reused: bool,
     /// The head was handed to the owner.
     head_sent: bool,
+    /// Where it may connect.
+    reach: Reach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,9 @@ struct Outbound {
     io: Option<Transport>,
     addrs: Vec<SocketAddr>,
     next_addr: usize,
+    /// Where it may connect: the reach of the exchange that opened it (pooled connections
+    /// are kept apart by reach).
+    reach: Reach,
     ex: Option<Exchange>,
     idle_since: u64,
     deadline: Option<(TimerKey, u64)>,
@@ -210,6 +215,7 @@ impl Driver {
             read_ms: None,
             reused: false,
             head_sent: false,
+            reach: fetch.reach.clone(),
         };
         let mut io = Io {
             now_ms,
@@ -229,7 +235,7 @@ impl Driver {
                 ..ResponseLimits::default()
             },
         );
-        let origin = url.origin();
+        let origin = format!("{}{}", url.origin(), ex.reach.pool_tag());
         let id = ex.id.0;
         if let Some(key) = self.take_pooled(&origin) {
             ex.reused = true;
@@ -252,6 +258,7 @@ impl Driver {
             io: None,
             addrs: Vec::new(),
             next_addr: 0,
+            reach: ex.reach.clone(),
             ex: Some(ex),
             idle_since: 0,
             deadline: None,
@@ -302,8 +309,18 @@ impl Driver {
     ) {
         match result {
             Ok(addrs) => {
-                self.conns[key].addrs = addrs;
-                self.connect_next(key, None, io);
+                let c = &mut self.conns[key];
+                let refused = addrs.iter().find(|a| !c.reach.allows(a.ip())).copied();
+                c.addrs = addrs
+                    .into_iter()
+                    .filter(|a| c.reach.allows(a.ip()))
+                    .collect();
+                match refused {
+                    Some(a) if c.addrs.is_empty() => {
+                        self.fail(key, FetchError::Forbidden(a.ip()), io)
+                    }
+                    _ => self.connect_next(key, None, io),
+                }
             }
             Err(e) => self.fail(key, FetchError::Resolve(e), io),
         }

@@ -10,6 +10,7 @@
 //! [`sse::SseReader`]) or retry policy beyond a stale pooled connection (the task decides).
 
 pub(crate) mod driver;
+pub mod reach;
 pub mod request;
 pub(crate) mod resolve;
 pub mod response;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+pub use reach::{Cidr, Reach};
 pub use resolve::Resolver;
 pub use response::{ResponseError, ResponseHead};
 pub use url::Url;
@@ -40,6 +42,9 @@ pub struct Fetch {
     pub timeouts: FetchTimeouts,
     /// Largest response body accepted.
     pub max_body: u64,
+    /// Which addresses it may connect to (checked on the resolved address, before the
+    /// connect).
+    pub reach: Reach,
 }
 
 /// Deadlines of one exchange, each ending it with [`FetchError::Timeout`].
@@ -117,6 +122,8 @@ pub enum FetchError {
     Response(ResponseError),
     /// The server is shutting down.
     Shutdown,
+    /// Every address of the host is one the exchange may not reach (see [`Reach`]).
+    Forbidden(std::net::IpAddr),
 }
 
 impl FetchError {
@@ -148,6 +155,9 @@ impl fmt::Display for FetchError {
             }
             FetchError::Response(e) => write!(f, "bad response: {e}"),
             FetchError::Shutdown => f.write_str("the server is shutting down"),
+            FetchError::Forbidden(ip) => {
+                write!(f, "{ip} is not a public address, and not allowed")
+            }
         }
     }
 }
