@@ -194,6 +194,8 @@ fn write_seeds() {
                 latency_ms: 5,
             }),
             created_at: 2,
+            tool_calls: None,
+            tool_call_id: None,
         };
         store
             .commit_wait(

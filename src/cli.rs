@@ -106,6 +106,14 @@ pub struct ServeArgs {
     /// Switch rate and concurrency limits off (benchmarks; never in production).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Let tool calls reach loopback, private, link-local and other non-public addresses
+    /// (by default they may reach public addresses only).
+    #[arg(long)]
+    pub tool_allow_private: bool,
+    /// A block of addresses tool calls may reach although it is not public, e.g.
+    /// 10.1.0.0/16 (repeatable).
+    #[arg(long = "tool-allow-cidr", value_name = "CIDR")]
+    pub tool_allow_cidr: Vec<halyard_engine::client::Cidr>,
     /// Directory where `POST /api/v1/admin/backup` writes backups (created if missing); the
     /// route is off without it.
     #[arg(long)]

@@ -39,6 +39,8 @@ pub struct FileConfig {
     provider_total_timeout_ms: Option<u64>,
     stream_retention_secs: Option<u64>,
     backup_dir: Option<PathBuf>,
+    tool_allow_private: Option<bool>,
+    tool_allow_cidrs: Option<Vec<String>>,
 }
 
 /// Why the settings could not be resolved.
@@ -105,7 +107,8 @@ impl Settings {
             Some(path) => load(path)?,
             None => FileConfig::default(),
         };
-        let runtime = runtime_config(args, &file);
+        let mut runtime = runtime_config(args, &file);
+        runtime.tool_reach = tool_reach(args, &file)?;
         let warnings = retired(args, &file);
         let defaults = halyard_engine::Config::default();
         let engine = halyard_engine::Config {
@@ -217,7 +220,30 @@ fn runtime_config(
             .stream_retention_secs
             .or(file.stream_retention_secs)
             .map_or(d.stream_retention, Duration::from_secs),
+        tool_reach: d.tool_reach,
     }
+}
+
+/// Where tool calls may connect: anywhere with `--tool-allow-private`, else public
+/// addresses and the allowed blocks of the flags and the config file.
+fn tool_reach(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<halyard_engine::client::Reach, ConfigError> {
+    use halyard_engine::client::{Cidr, Reach};
+    if args.tool_allow_private || file.tool_allow_private.unwrap_or(false) {
+        return Ok(Reach::Any);
+    }
+    let mut allow = args.tool_allow_cidr.clone();
+    for block in file.tool_allow_cidrs.iter().flatten() {
+        let cidr: Cidr = block
+            .parse()
+            .map_err(|e: halyard_engine::client::reach::CidrError| {
+                ConfigError::Invalid("tool-allow-cidr", e.to_string())
+            })?;
+        allow.push(cidr);
+    }
+    Ok(Reach::Public(allow.into()))
 }
 
 /// Warnings for settings of earlier versions that no longer do anything.

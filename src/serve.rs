@@ -123,7 +123,7 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
             enabled: settings.rate_limits,
             ..LimitConfig::default()
         },
-        runtime: settings.runtime,
+        runtime: settings.runtime.clone(),
         backup_dir: settings.backup_dir.as_deref().map(backup_dir).transpose()?,
     };
     // The demo page's port must be known before its public key is seeded (see `demo`).

@@ -195,17 +195,26 @@ pub fn usage(u: &Usage) -> Value {
 
 /// A message.
 pub fn message(m: &Message) -> Value {
-    json!({
+    let mut v = json!({
         "id": m.id,
         "role": match m.role {
             MessageRole::User => "user",
             MessageRole::Assistant => "assistant",
             MessageRole::System => "system",
+            MessageRole::Tool => "tool",
         },
         "content": m.content,
         "usage": m.usage.as_ref().map(usage),
         "createdAt": iso(m.created_at),
-    })
+    });
+    // Only on the messages of a turn that called tools, so other messages keep their shape.
+    if let Some(calls) = m.tool_calls.as_deref() {
+        v["toolCalls"] = serde_json::from_str(calls).unwrap_or(Value::Null);
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["toolCallId"] = id.as_str().into();
+    }
+    v
 }
 
 /// A secret's metadata (never its value).

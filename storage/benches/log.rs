@@ -67,6 +67,8 @@ fn append(session: usize, i: u64) -> Mutation {
         content: "x".repeat(107),
         usage: None,
         created_at: 1_700_000_000_000 + i,
+        tool_calls: None,
+        tool_call_id: None,
     };
     Mutation::append_message(PROJECT, &format!("ses_{session:020}"), &m)
 }

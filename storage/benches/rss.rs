@@ -77,6 +77,8 @@ fn fill(store: &Store) {
                         latency_ms: 0,
                     }),
                     created_at: 1_700_000_000_000 + n,
+                    tool_calls: None,
+                    tool_call_id: None,
                 };
                 Mutation::append_message("proj_rss", &sid, &m)
             })

@@ -283,6 +283,8 @@ codec_enum! {
         Assistant = 1,
         /// A system message.
         System = 2,
+        /// A tool's result, answering one tool call of the assistant message before it.
+        Tool = 3,
     }
 }
 
@@ -295,6 +297,9 @@ codec_enum! {
         WithoutLatency = 1,
         /// Input, output and total tokens, then the latency.
         WithLatency = 2,
+        /// `opt<usage>` (the four numbers), `opt<str>` tool calls (JSON text),
+        /// `opt<str>` tool call id: a message of a turn that called tools.
+        WithTools = 3,
     }
 }
 
@@ -324,6 +329,11 @@ pub struct Message {
     pub usage: Option<Usage>,
     /// Creation time (ms).
     pub created_at: u64,
+    /// The tool calls an assistant message asked for, as OpenAI's `tool_calls` JSON text
+    /// (`[{id, type, function: {name, arguments}}]`); storage keeps it as text.
+    pub tool_calls: Option<String>,
+    /// The call a tool message answers.
+    pub tool_call_id: Option<String>,
 }
 
 /// A project secret: ciphertext only, never the value.
@@ -405,6 +415,10 @@ pub struct MessageRef<'a> {
     pub usage: Option<Usage>,
     /// Creation time (ms).
     pub created_at: u64,
+    /// Tool calls (JSON text).
+    pub tool_calls: Option<&'a str>,
+    /// The call a tool message answers.
+    pub tool_call_id: Option<&'a str>,
 }
 
 impl Message {
@@ -416,6 +430,8 @@ impl Message {
             content: &self.content,
             usage: self.usage,
             created_at: self.created_at,
+            tool_calls: self.tool_calls.as_deref(),
+            tool_call_id: self.tool_call_id.as_deref(),
         }
     }
 }
@@ -429,6 +445,8 @@ impl MessageRef<'_> {
             content: self.content.to_owned(),
             usage: self.usage,
             created_at: self.created_at,
+            tool_calls: self.tool_calls.map(str::to_owned),
+            tool_call_id: self.tool_call_id.map(str::to_owned),
         }
     }
 }
@@ -620,49 +638,64 @@ codec_struct!(PublicKey {
     created_at,
 });
 codec_struct!(StreamEvent { id, event, data });
+codec_struct!(Usage {
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    latency_ms,
+});
 
-/// `id | role | content | usage | created_at`, the usage as a [`UsageTag`] and its numbers
-/// (tag 1, without latency, is only read).
+/// `id | role | content | tail | created_at`: the tail is a [`UsageTag`] and what it
+/// announces. Messages without tool fields keep the older forms (tags 0 and 2; tag 1,
+/// without latency, is only read), so their bytes did not change when tools came.
 impl<'a> Codec<'a> for MessageRef<'a> {
     fn encode(&self, e: &mut Encoder) {
         self.id.encode(e);
         self.role.encode(e);
         self.content.encode(e);
-        match self.usage {
-            Some(u) => {
-                UsageTag::WithLatency.encode(e);
-                for n in [
-                    u.input_tokens,
-                    u.output_tokens,
-                    u.total_tokens,
-                    u.latency_ms,
-                ] {
-                    n.encode(e);
-                }
-            }
-            None => UsageTag::Absent.encode(e),
+        if self.tool_calls.is_some() || self.tool_call_id.is_some() {
+            UsageTag::WithTools.encode(e);
+            self.usage.encode(e);
+            self.tool_calls.encode(e);
+            self.tool_call_id.encode(e);
+        } else if let Some(u) = self.usage {
+            UsageTag::WithLatency.encode(e);
+            u.encode(e);
+        } else {
+            UsageTag::Absent.encode(e);
         }
         self.created_at.encode(e);
     }
 
     fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        let id = Codec::decode(d)?;
+        let role = Codec::decode(d)?;
+        let content = Codec::decode(d)?;
+        let (mut tool_calls, mut tool_call_id) = (None, None);
+        let usage = match UsageTag::decode(d)? {
+            UsageTag::Absent => None,
+            UsageTag::WithoutLatency => Some(Usage {
+                input_tokens: d.varint()?,
+                output_tokens: d.varint()?,
+                total_tokens: d.varint()?,
+                latency_ms: 0,
+            }),
+            UsageTag::WithLatency => Some(Usage::decode(d)?),
+            UsageTag::WithTools => {
+                let usage = Codec::decode(d)?;
+                tool_calls = Codec::decode(d)?;
+                tool_call_id = Codec::decode(d)?;
+                usage
+            }
+        };
         Ok(MessageRef {
-            id: Codec::decode(d)?,
-            role: Codec::decode(d)?,
-            content: Codec::decode(d)?,
-            usage: match UsageTag::decode(d)? {
-                UsageTag::Absent => None,
-                tag @ (UsageTag::WithoutLatency | UsageTag::WithLatency) => Some(Usage {
-                    input_tokens: d.varint()?,
-                    output_tokens: d.varint()?,
-                    total_tokens: d.varint()?,
-                    latency_ms: match tag {
-                        UsageTag::WithLatency => d.varint()?,
-                        _ => 0,
-                    },
-                }),
-            },
+            id,
+            role,
+            content,
+            usage,
             created_at: Codec::decode(d)?,
+            tool_calls,
+            tool_call_id,
         })
     }
 }

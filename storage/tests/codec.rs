@@ -15,28 +15,27 @@ fn opt_s() -> impl Strategy<Value = Option<String>> {
 
 fn message() -> impl Strategy<Value = Message> {
     (
-        s(),
-        0u8..3,
-        s(),
+        (s(), 0u8..4, s()),
         proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
         any::<u64>(),
+        (opt_s(), opt_s()),
     )
-        .prop_map(|(id, role, content, usage, created_at)| Message {
-            id,
-            role: [
-                MessageRole::User,
-                MessageRole::Assistant,
-                MessageRole::System,
-            ][role as usize],
-            content,
-            usage: usage.map(|(i, o, t)| Usage {
-                input_tokens: i,
-                output_tokens: o,
-                total_tokens: t,
-                latency_ms: t / 2,
-            }),
-            created_at,
-        })
+        .prop_map(
+            |((id, role, content), usage, created_at, (tool_calls, tool_call_id))| Message {
+                id,
+                role: MessageRole::ALL[role as usize],
+                content,
+                usage: usage.map(|(i, o, t)| Usage {
+                    input_tokens: i,
+                    output_tokens: o,
+                    total_tokens: t,
+                    latency_ms: t / 2,
+                }),
+                created_at,
+                tool_calls,
+                tool_call_id,
+            },
+        )
 }
 
 fn agent() -> impl Strategy<Value = Agent> {

@@ -212,6 +212,8 @@ fn message(id: &str, role: MessageRole, content: &str, usage: Option<Usage>) -> 
         content: content.into(),
         usage,
         created_at: 1_700_000_000_012,
+        tool_calls: None,
+        tool_call_id: None,
     }
 }
 
@@ -470,6 +472,30 @@ fn segment_records() -> Vec<Golden> {
             ],
         ),
         now(T2, vec![Mutation::DeleteTenant { id: T2.into() }]),
+        // A turn that called a tool (message usage tag 3, role tool).
+        now(
+            T,
+            vec![
+                Mutation::append_message(
+                    P,
+                    "ses_gold",
+                    &Message {
+                        tool_calls: Some(
+                            r#"[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]"#.into(),
+                        ),
+                        ..message("msg_calls", MessageRole::Assistant, "", Some(usage(7)))
+                    },
+                ),
+                Mutation::append_message(
+                    P,
+                    "ses_gold",
+                    &Message {
+                        tool_call_id: Some("call_1".into()),
+                        ..message("msg_result", MessageRole::Tool, "sunny", None)
+                    },
+                ),
+            ],
+        ),
     ]
 }
 
@@ -673,7 +699,7 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     assert_covers("channels", &channels, Channel::ALL);
     assert_covers("message roles", &authors, MessageRole::ALL);
     assert_covers("tool types", &tool_types, ToolType::ALL);
-    assert_eq!(usages, BTreeSet::from([0, 1, 2]), "message usage tags");
+    assert_eq!(usages, BTreeSet::from([0, 1, 2, 3]), "message usage tags");
 }
 
 #[test]
@@ -685,7 +711,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (11, 0),
+        (12, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T2), None);
@@ -698,8 +724,8 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert_eq!(store.user(T, "usr_view"), None);
     assert!(store.secret(T, P, "OPENAI_KEY").is_none());
     let ses = store.session(T, P, "ses_gold").expect("session");
-    assert_eq!(ses.message_count, 3);
-    assert_eq!(ses.token_count, 624);
+    assert_eq!(ses.message_count, 5);
+    assert_eq!(ses.token_count, 624 + 312);
     let sdk = store.session(T, P, "ses_sdk").expect("sdk session");
     assert_eq!(sdk.status, SessionStatus::Ended);
     assert_eq!(sdk.created_by_token.as_deref(), Some("tok_1"));

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+pub mod sse;
+
 use halyard_testkit::{Client, Response, Shared};
 use serde_json::{json, Value};
 

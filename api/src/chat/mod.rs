@@ -6,9 +6,11 @@
 //! ([`sse`]) and the registry of live streams ([`hub`]). The HTTP glue of the chat routes
 //! lives with the other handlers.
 
+pub mod http_tool;
 pub mod hub;
 pub mod openai;
 pub mod provider;
 pub mod runtime;
 pub mod sse;
+pub mod tool_round;
 pub mod turn;

@@ -4,7 +4,8 @@
 //! Responsible for: the request ([`request`]), the meaning of the response head (a non-2xx
 //! status becomes a [`ProviderError`] that keeps the upstream's message and, on a `429`, its
 //! `Retry-After`), and reading the streamed body ([`Relay`]): SSE `data:` lines until
-//! `[DONE]`, deltas, the finish reason and usage when the upstream reports it. Not
+//! `[DONE]`, deltas, tool calls (assembled from their streamed fragments), the finish
+//! reason and usage when the upstream reports it. Not
 //! responsible for: sockets, timeouts or retries (the turn drives the engine's client), or
 //! the API key (the runtime opens the project secret).
 
@@ -16,7 +17,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::provider::{words, Completion, Prompt, ProviderError};
+use super::provider::{words, Completion, Line, Prompt, ProviderError, Speaker, ToolCall};
 
 /// Base URL used when an `openai` agent names none.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -24,6 +25,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub const MAX_LINE: usize = 256 * 1024;
 /// Largest error body read from an upstream (its message is quoted from it).
 pub const MAX_ERROR_BODY: usize = 16 * 1024;
+/// Most tool calls one model answer may ask for.
+pub const MAX_TOOL_CALLS: usize = 32;
 
 /// The request of a streamed chat completion.
 pub fn request(
@@ -35,17 +38,28 @@ pub fn request(
     let url = Url::parse(base_url)
         .map_err(|e| ProviderError::NotConfigured(format!("baseUrl {base_url}: {e}")))?
         .join("chat/completions");
-    let messages: Vec<Value> = prompt
-        .messages
-        .iter()
-        .map(|(who, text)| json!({"role": who.name(), "content": text}))
-        .collect();
+    let messages: Vec<Value> = prompt.messages.iter().map(message).collect();
     let mut body = json!({
         "model": prompt.model,
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if !prompt.tools.is_empty() {
+        let tools: Vec<Value> = prompt
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.name,
+                    "description": t.description.as_deref().unwrap_or(""),
+                    "parameters": t.parameters,
+                }})
+            })
+            .collect();
+        body["tools"] = Value::Array(tools);
+        body["tool_choice"] = "auto".into();
+    }
     if let Some(t) = prompt.temperature {
         body["temperature"] = t.into();
     }
@@ -65,6 +79,46 @@ pub fn request(
         max_body: u64::MAX,
         reach: Default::default(),
     })
+}
+
+/// One line as an OpenAI chat message: an assistant's `tool_calls`, a tool's
+/// `tool_call_id`.
+fn message(line: &Line) -> Value {
+    let mut m = json!({"role": line.speaker.name(), "content": line.text});
+    if line.speaker == Speaker::Assistant && !line.tool_calls.is_empty() {
+        m["tool_calls"] = tool_calls_json(&line.tool_calls);
+    }
+    if let Some(id) = &line.tool_call_id {
+        m["tool_call_id"] = id.as_str().into();
+    }
+    m
+}
+
+/// Calls in OpenAI's shape: `[{id, type: "function", function: {name, arguments}}]`.
+pub fn tool_calls_json(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .map(|c| {
+            json!({"id": c.id, "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect()
+}
+
+/// Calls read back from [`tool_calls_json`]'s shape (what a stored message keeps).
+pub fn tool_calls_from_json(v: &Value) -> Vec<ToolCall> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| ToolCall {
+            id: c["id"].as_str().unwrap_or_default().into(),
+            name: c["function"]["name"].as_str().unwrap_or_default().into(),
+            arguments: c["function"]["arguments"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        })
+        .collect()
 }
 
 /// The error an upstream's non-2xx answer means, from its head and (up to
@@ -94,6 +148,8 @@ pub struct Relay {
     finish: String,
     input_words: u64,
     done: bool,
+    /// Tool calls by their index in the stream, assembled from fragments.
+    calls: Vec<ToolCall>,
 }
 
 impl Relay {
@@ -105,8 +161,9 @@ impl Relay {
             text: String::new(),
             usage: None,
             finish: "stop".into(),
-            input_words: prompt.messages.iter().map(|(_, t)| words(t)).sum(),
+            input_words: prompt.words(),
             done: false,
+            calls: Vec::new(),
         }
     }
 
@@ -158,20 +215,55 @@ impl Relay {
         if let Some(r) = choice.finish_reason {
             self.finish = r.into_owned();
         }
-        if let Some(delta) = choice
-            .delta
-            .and_then(|d| d.content)
-            .filter(|d| !d.is_empty())
-        {
-            self.text.push_str(&delta);
-            on_delta(&delta);
+        let Some(delta) = choice.delta else {
+            return Ok(());
+        };
+        for part in delta.tool_calls.into_iter().flatten() {
+            self.add_call_part(part)?;
+        }
+        if let Some(content) = delta.content.filter(|d| !d.is_empty()) {
+            self.text.push_str(&content);
+            on_delta(&content);
         }
         Ok(())
     }
 
-    /// Whether a delta was relayed (after it, a failure is never retried).
+    /// Adds a streamed fragment of a tool call: the first names it, the rest extend its
+    /// arguments.
+    fn add_call_part(&mut self, part: CallPart<'_>) -> Result<(), ProviderError> {
+        let index = part
+            .index
+            .unwrap_or(self.calls.len().saturating_sub(1) as u64) as usize;
+        if index > self.calls.len() || index >= MAX_TOOL_CALLS {
+            return Err(ProviderError::Upstream(
+                "upstream sent tool calls out of order or too many".into(),
+            ));
+        }
+        if index == self.calls.len() {
+            self.calls.push(ToolCall {
+                id: String::new(),
+                name: String::new(),
+                arguments: String::new(),
+            });
+        }
+        let call = &mut self.calls[index];
+        if let Some(id) = part.id {
+            call.id.push_str(&id);
+        }
+        if let Some(f) = part.function {
+            if let Some(name) = f.name {
+                call.name.push_str(&name);
+            }
+            if let Some(args) = f.arguments {
+                call.arguments.push_str(&args);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a delta or a tool call was relayed (after it, a failure is never retried).
     pub fn started(&self) -> bool {
-        !self.text.is_empty()
+        !self.text.is_empty() || !self.calls.is_empty()
     }
 
     /// The completion so far (all of it once the body ended), with `finish` as its reason
@@ -186,10 +278,17 @@ impl Relay {
                 latency_ms: 0,
             }
         });
+        let mut tool_calls = self.calls.clone();
+        for (i, c) in tool_calls.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = format!("call_{i}");
+            }
+        }
         Completion {
             text: self.text.clone(),
             usage,
             finish_reason: finish.unwrap_or(&self.finish).to_string(),
+            tool_calls,
         }
     }
 }
@@ -217,6 +316,27 @@ struct Choice<'a> {
 struct Delta<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<CallPart<'a>>>,
+}
+
+/// A streamed fragment of a tool call.
+#[derive(Deserialize)]
+struct CallPart<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<FunctionPart<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionPart<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -235,14 +355,14 @@ struct ErrorIn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::provider::Speaker;
 
     fn prompt() -> Prompt {
         Prompt {
-            messages: vec![(Speaker::User, "one two three".into())],
+            messages: vec![Line::say(Speaker::User, "one two three")],
             model: "m".into(),
             temperature: None,
             max_tokens: None,
+            tools: Vec::new(),
         }
     }
 
@@ -284,6 +404,59 @@ mod tests {
         assert!(
             matches!(relay(&long).0, Err(ProviderError::Upstream(m)) if m.contains("malformed"))
         );
+    }
+
+    #[test]
+    fn tool_calls_are_assembled_from_their_fragments() {
+        let body = "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"function\":{\"name\":\"clock\",\"arguments\":\"{}\"}}]}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Oslo\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n\
+                    data: [DONE]\n\n";
+        let (c, seen) = relay(body);
+        let c = c.unwrap();
+        assert!(seen.is_empty());
+        assert_eq!(c.finish_reason, "tool_calls");
+        assert_eq!(c.tool_calls.len(), 2);
+        assert_eq!(c.tool_calls[0].id, "call_a");
+        assert_eq!(c.tool_calls[0].name, "get_weather");
+        assert_eq!(c.tool_calls[0].arguments, "{\"city\":\"Oslo\"}");
+        assert_eq!(c.tool_calls[1].name, "clock");
+        let skipped =
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":3,\"id\":\"x\"}]}}]}\n\n";
+        assert!(relay(skipped).0.is_err());
+        let json = tool_calls_json(&c.tool_calls);
+        assert_eq!(tool_calls_from_json(&json), c.tool_calls);
+    }
+
+    #[test]
+    fn the_request_offers_tools_and_replays_calls_and_results() {
+        let mut p = prompt();
+        p.tools.push(crate::chat::provider::ToolSpec {
+            name: "clock".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        });
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "clock".into(),
+            arguments: "{}".into(),
+        };
+        p.messages.push(Line {
+            tool_calls: vec![call],
+            ..Line::say(Speaker::Assistant, "")
+        });
+        p.messages.push(Line {
+            tool_call_id: Some("call_1".into()),
+            ..Line::say(Speaker::Tool, "12:00")
+        });
+        let f = request("http://127.0.0.1:9/v1", "sk", &p, FetchTimeouts::default()).unwrap();
+        let body: Value = serde_json::from_slice(&f.body).unwrap();
+        assert_eq!(body["tools"][0]["function"]["name"], "clock");
+        assert_eq!(body["tool_choice"], "auto");
+        assert_eq!(body["messages"][1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(body["messages"][2]["role"], "tool");
+        assert_eq!(body["messages"][2]["tool_call_id"], "call_1");
     }
 
     #[test]

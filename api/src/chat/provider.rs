@@ -1,14 +1,18 @@
 //! Model providers: what a turn asks of a model, and the built-in `echo` provider.
 //!
-//! Responsible for: the [`Prompt`] handed to a provider, its [`Completion`] and its errors
-//! (with the API error each one is); `echo` answers `"Echo: " + last user message`, word by
-//! word ([`Echo::deltas`]; the turn paces them with a timer), and counts tokens as
-//! whitespace-separated words. Not responsible for: HTTP to an upstream (see `openai`),
-//! pacing, or storing anything.
+//! Responsible for: the [`Prompt`] handed to a provider (its lines, tool calls and results
+//! included, and the tools it may call), its [`Completion`] and its errors (with the API
+//! error each one is); `echo` answers `"Echo: " + last user message`, word by word
+//! ([`Echo::deltas`]; the turn paces them with a timer), and counts tokens as
+//! whitespace-separated words. Its tool-calling mode is deterministic, so that tests need no
+//! model: a last user message `call NAME {json}` naming an offered tool asks for that call;
+//! once the results are in, it answers `Echo: ` and the results. Not responsible for: HTTP
+//! to an upstream (see `openai`), pacing, or storing anything.
 
 use std::fmt;
 
 use halyard_storage::Usage;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -21,6 +25,8 @@ pub enum Speaker {
     User,
     /// The model.
     Assistant,
+    /// A tool's result.
+    Tool,
 }
 
 impl Speaker {
@@ -30,6 +36,54 @@ impl Speaker {
             Speaker::System => "system",
             Speaker::User => "user",
             Speaker::Assistant => "assistant",
+            Speaker::Tool => "tool",
+        }
+    }
+}
+
+/// A call of a tool that a model asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The model's id of the call (a tool result names it).
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, as the JSON text the model wrote (it may be invalid).
+    pub arguments: String,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// The JSON Schema of its arguments.
+    pub parameters: Value,
+}
+
+/// One line of the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Who said it.
+    pub speaker: Speaker,
+    /// What was said (a tool's result, for a tool line).
+    pub text: String,
+    /// The calls an assistant line asked for.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool line answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Line {
+    /// A plain line.
+    pub fn say(speaker: Speaker, text: impl Into<String>) -> Line {
+        Line {
+            speaker,
+            text: text.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 }
@@ -38,13 +92,31 @@ impl Speaker {
 #[derive(Debug, Clone)]
 pub struct Prompt {
     /// The conversation, system prompt first.
-    pub messages: Vec<(Speaker, String)>,
+    pub messages: Vec<Line>,
     /// Model name.
     pub model: String,
     /// Sampling temperature.
     pub temperature: Option<f64>,
     /// Output cap.
     pub max_tokens: Option<u64>,
+    /// The tools the model may call (none: it may call none).
+    pub tools: Vec<ToolSpec>,
+}
+
+impl Prompt {
+    /// The prompt's size in words (the input count when a provider reports none).
+    pub fn words(&self) -> u64 {
+        self.messages
+            .iter()
+            .map(|l| {
+                words(&l.text)
+                    + l.tool_calls
+                        .iter()
+                        .map(|c| words(&c.arguments))
+                        .sum::<u64>()
+            })
+            .sum()
+    }
 }
 
 /// The result of a model call.
@@ -54,8 +126,10 @@ pub struct Completion {
     pub text: String,
     /// Token usage.
     pub usage: Usage,
-    /// `stop`, `length`, `cancelled`, ...
+    /// `stop`, `length`, `tool_calls`, `cancelled`, ...
     pub finish_reason: String,
+    /// The tools the model asks to call (then `text` may be empty).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Why a model call failed.
@@ -132,15 +206,55 @@ pub fn echo_model() -> halyard_storage::ModelConfig {
 pub struct Echo;
 
 impl Echo {
-    /// The answer to `prompt`: `Echo: ` and the last user message.
+    /// The answer to `prompt`: `Echo: ` and the last user message, or, right after tool
+    /// results, `Echo: ` and those results.
     pub fn answer(prompt: &Prompt) -> String {
+        let results: Vec<&str> = prompt
+            .messages
+            .iter()
+            .rev()
+            .take_while(|l| l.speaker == Speaker::Tool)
+            .map(|l| l.text.as_str())
+            .collect();
+        if !results.is_empty() {
+            let in_order: Vec<&str> = results.into_iter().rev().collect();
+            return format!("Echo: {}", in_order.join(" "));
+        }
         let last = prompt
             .messages
             .iter()
             .rev()
-            .find(|(s, _)| *s == Speaker::User)
-            .map_or("", |(_, t)| t.as_str());
+            .find(|l| l.speaker == Speaker::User)
+            .map_or("", |l| l.text.as_str());
         format!("Echo: {last}")
+    }
+
+    /// The tool calls the prompt's last line asks for: lines `call NAME {json}` (one per
+    /// line, several for parallel calls) naming offered tools, when the last line is the
+    /// user's. The arguments are passed as written, valid or not.
+    pub fn tool_calls(prompt: &Prompt) -> Vec<ToolCall> {
+        let Some(last) = prompt
+            .messages
+            .last()
+            .filter(|l| l.speaker == Speaker::User)
+        else {
+            return Vec::new();
+        };
+        let offered = |name: &str| prompt.tools.iter().any(|t| t.name == name);
+        last.text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("call ")?;
+                let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
+                offered(name).then(|| (name.to_string(), args.trim().to_string()))
+            })
+            .enumerate()
+            .map(|(i, (name, arguments))| ToolCall {
+                id: format!("call_{}_{i}", prompt.messages.len()),
+                name,
+                arguments,
+            })
+            .collect()
     }
 
     /// The answer's deltas: its words, each after the first with its leading space.
@@ -160,7 +274,7 @@ impl Echo {
 
     /// The completion of `text` (all or part of the answer) for `prompt`.
     pub fn completion(prompt: &Prompt, text: &str, finish: &str) -> Completion {
-        let input = prompt.messages.iter().map(|(_, t)| words(t)).sum();
+        let input = prompt.words();
         let output = words(text);
         Completion {
             text: text.to_string(),
@@ -171,6 +285,7 @@ impl Echo {
                 latency_ms: 0,
             },
             finish_reason: finish.into(),
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -183,12 +298,13 @@ mod tests {
     fn echo_streams_words_and_counts() {
         let prompt = Prompt {
             messages: vec![
-                (Speaker::System, "be nice".into()),
-                (Speaker::User, "hello there  world".into()),
+                Line::say(Speaker::System, "be nice"),
+                Line::say(Speaker::User, "hello there  world"),
             ],
             model: "echo".into(),
             temperature: None,
             max_tokens: None,
+            tools: Vec::new(),
         };
         let deltas = Echo::deltas(&prompt);
         assert_eq!(deltas, ["Echo:", " hello", " there", " world"]);
@@ -199,6 +315,54 @@ mod tests {
         let stopped = Echo::completion(&prompt, &deltas[0], "cancelled");
         assert_eq!(stopped.text, "Echo:");
         assert_eq!(stopped.usage.output_tokens, 1);
+    }
+
+    #[test]
+    fn echo_calls_offered_tools_then_echoes_their_results() {
+        let mut prompt = Prompt {
+            messages: vec![Line::say(
+                Speaker::User,
+                "call get_weather {\"city\": \"Oslo\"}\ncall nope {}\ncall clock",
+            )],
+            model: "echo".into(),
+            temperature: None,
+            max_tokens: None,
+            tools: ["get_weather", "clock"]
+                .map(|n| ToolSpec {
+                    name: n.into(),
+                    description: None,
+                    parameters: serde_json::json!({"type": "object"}),
+                })
+                .to_vec(),
+        };
+        let calls = Echo::tool_calls(&prompt);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(
+            (calls[0].name.as_str(), calls[0].arguments.as_str()),
+            ("get_weather", "{\"city\": \"Oslo\"}")
+        );
+        assert_eq!(
+            (calls[1].name.as_str(), calls[1].arguments.as_str()),
+            ("clock", "{}")
+        );
+        assert_ne!(calls[0].id, calls[1].id);
+        prompt.messages.push(Line {
+            speaker: Speaker::Assistant,
+            text: String::new(),
+            tool_calls: calls.clone(),
+            tool_call_id: None,
+        });
+        for (c, result) in calls.iter().zip(["sunny", "12:00"]) {
+            prompt.messages.push(Line {
+                tool_call_id: Some(c.id.clone()),
+                ..Line::say(Speaker::Tool, result)
+            });
+        }
+        assert!(
+            Echo::tool_calls(&prompt).is_empty(),
+            "no call after results"
+        );
+        assert_eq!(Echo::answer(&prompt), "Echo: sunny 12:00");
     }
 
     #[test]

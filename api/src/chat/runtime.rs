@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halyard_engine::client::FetchTimeouts;
+use halyard_engine::client::{FetchTimeouts, Reach};
 use halyard_engine::{Request, Responder};
 use halyard_storage::{Agent, Backend, Session, Usage};
 
@@ -30,7 +30,7 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 pub const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
 /// Settings of the runtime.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Turns running at once; more are `429 QUEUE_FULL`.
     pub max_running: usize,
@@ -40,6 +40,9 @@ pub struct RuntimeConfig {
     pub timeouts: FetchTimeouts,
     /// How long a stream's events are kept for resumes.
     pub stream_retention: Duration,
+    /// Where tool calls may connect: public addresses and the operator's allow-list
+    /// (`--tool-allow-private`, `--tool-allow-cidr`).
+    pub tool_reach: Reach,
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +52,7 @@ impl Default for RuntimeConfig {
             echo_delay: Duration::ZERO,
             timeouts: FetchTimeouts::default(),
             stream_retention: Duration::from_secs(86_400),
+            tool_reach: Reach::Public(Vec::new().into()),
         }
     }
 }

@@ -21,6 +21,10 @@ pub const USAGE: &str = "usage";
 pub const COMPLETE: &str = "complete";
 /// Any stream: a failure after the stream started; last.
 pub const ERROR: &str = "error";
+/// A model asked for a tool call.
+pub const TOOL_CALL: &str = "tool_call";
+/// A tool call's result.
+pub const TOOL_RESULT: &str = "tool_result";
 
 /// One kind of event a chat stream sends: what the OpenAPI document's `Event` schema
 /// enumerates and the reference (`docs`) describes.
@@ -55,6 +59,18 @@ pub const EVENTS: &[EventKind] = &[
         data: "`{sessionId, messageId, usage: {inputTokens, outputTokens, totalTokens}}`",
         routes: "`/chat/agent/stream`",
         when: "last: the reply is stored (durable) under `messageId`",
+    },
+    EventKind {
+        name: TOOL_CALL,
+        data: "`{id, name, arguments}` (`arguments` as the model wrote them, JSON text)",
+        routes: "`/chat/agent/stream`",
+        when: "for each tool call the model asks for, before any runs (all of one answer's calls run at once)",
+    },
+    EventKind {
+        name: TOOL_RESULT,
+        data: "`{id, result, error?, durationMs}` (`result` is `null` when `error` is set)",
+        routes: "`/chat/agent/stream`",
+        when: "once every call of a round has ended, in the order the model asked; then the model is called again",
     },
     EventKind {
         name: METADATA,

@@ -1,15 +1,19 @@
 //! One turn, or one direct model call, as a task on the event loop of its request.
 //!
 //! Responsible for, in order: storing the user message (and a new session), building the
-//! prompt from the agent's instructions and the session history, calling the provider (the
+//! prompt from the agent's instructions, the session history and the agent's tools, calling
+//! the provider (the
 //! `echo` words paced by a wheel timer, or an upstream through the engine's client, retried
 //! at most [`MAX_RETRIES`] times with backoff while the connection is refused or reset and
 //! nothing was relayed yet), relaying deltas to the client and the stream's log, storing the
 //! reply with its usage and answering (`done`, or the JSON reply) only once it is durable,
 //! cancelling when every client has been gone for [`ORPHAN_GRACE`] (the upstream
 //! connection is closed, what was said is stored), and on shutdown ending with
-//! `event: error` `SHUTTING_DOWN` after storing what was said. Nothing here blocks: each step
-//! ends by waiting for an event. Not responsible for: parsing requests, authorization or
+//! `event: error` `SHUTTING_DOWN` after storing what was said. When the model asks for
+//! tools, the turn stores its calls, runs them at once ([`ToolRound`]), stores and sends
+//! (`tool_call`, `tool_result`) their results and calls the model again, at most the
+//! agent's `maxToolIterations` model calls in all. Nothing here blocks: each step ends by
+//! waiting for an event. Not responsible for: parsing requests, authorization or
 //! the cap on running turns (see `runtime`).
 
 use std::sync::Arc;
@@ -17,12 +21,15 @@ use std::time::{Duration, Instant};
 
 use halyard_engine::client::{ExchangeId, Fetch, HttpEvent, ResponseHead};
 use halyard_engine::{Cx, Event, Responder, Response, Status, Task};
-use halyard_storage::{ids, Message, MessageRole, Mutation, Page, Session, StoreError};
+use halyard_storage::{
+    ids, Message, MessageRole, Mutation, Page, Session, StoreError, Tool, Usage,
+};
 use serde_json::{json, Value};
 
 use super::openai::{self, Relay};
-use super::provider::{Completion, Echo, Prompt, ProviderError, Speaker};
+use super::provider::{Completion, Echo, Line, Prompt, ProviderError, Speaker};
 use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
+use super::tool_round::{self, ToolRound};
 use super::{runtime::STREAM_BUFFER, sse};
 use crate::emit::Object;
 use crate::error::ApiError;
@@ -121,6 +128,14 @@ pub(crate) struct TurnTask {
     index: u64,
     /// The completion being stored.
     completion: Option<Completion>,
+    /// The agent's tools (a turn on a session).
+    tools: Vec<Tool>,
+    /// The tool calls running.
+    round: Option<ToolRound>,
+    /// Model calls made so far.
+    model_calls: u32,
+    /// Usage of every model call of the turn.
+    turn_usage: Usage,
     _running: Running,
 }
 
@@ -147,6 +162,7 @@ impl TurnTask {
                     model: t.agent.model.model.clone(),
                     temperature: t.agent.model.temperature,
                     max_tokens: t.agent.model.max_tokens,
+                    tools: Vec::new(),
                 };
                 (t.tenant, t.owner, t.agent, Some(on), prompt)
             }
@@ -167,6 +183,10 @@ impl TurnTask {
             text: String::new(),
             index: 0,
             completion: None,
+            tools: Vec::new(),
+            round: None,
+            model_calls: 0,
+            turn_usage: Usage::default(),
             _running: running,
         }
     }
@@ -201,20 +221,45 @@ impl TurnTask {
         }
         if let Some(on) = &self.session {
             self.prompt.messages = self.history(&on.session);
+            self.tools = self.agent_tools();
+            self.prompt.tools = tool_round::specs(&self.tools);
         }
         if let Out::Pending(r) = &self.out {
             r.watch_gone(cx.handle(), TAG_GONE);
         }
+        self.call_model(cx)
+    }
+
+    /// The agent's tools that exist (a name whose tool was deleted is skipped).
+    fn agent_tools(&self) -> Vec<Tool> {
+        let (store, pid) = (&self.shared.store, &self.agent.project_id);
+        self.agent
+            .tools
+            .iter()
+            .filter_map(|name| store.tool_by_name(&self.tenant, pid, name))
+            .collect()
+    }
+
+    /// One call of the model with the prompt as it is now.
+    fn call_model(&mut self, cx: &mut Cx<'_>) -> Status {
+        self.model_calls += 1;
+        self.text.clear();
         match self.agent.model.provider.as_str() {
             "echo" => {
+                if self.style.streams() {
+                    self.open_stream(cx);
+                }
+                let calls = Echo::tool_calls(&self.prompt);
+                if !calls.is_empty() {
+                    let mut c = Echo::completion(&self.prompt, "", "tool_calls");
+                    c.tool_calls = calls;
+                    return self.generated(c, cx);
+                }
                 self.model = Some(Model::Echo {
                     deltas: Echo::deltas(&self.prompt),
                     next: 0,
                     due: false,
                 });
-                if self.style.streams() {
-                    self.open_stream(cx);
-                }
                 self.next_token(cx)
             }
             "openai" => match self.upstream_request() {
@@ -252,6 +297,8 @@ impl TurnTask {
             content: on.message.clone(),
             usage: None,
             created_at: now,
+            tool_calls: None,
+            tool_call_id: None,
         };
         let mut first = Vec::with_capacity(2);
         if on.new_session {
@@ -273,10 +320,10 @@ impl TurnTask {
         Ok(())
     }
 
-    fn history(&self, session: &Session) -> Vec<(Speaker, String)> {
+    fn history(&self, session: &Session) -> Vec<Line> {
         let mut messages = Vec::new();
         if let Some(sys) = self.agent.instructions.as_deref().filter(|s| !s.is_empty()) {
-            messages.push((Speaker::System, sys.to_string()));
+            messages.push(Line::say(Speaker::System, sys));
         }
         let history = self
             .shared
@@ -285,12 +332,22 @@ impl TurnTask {
             .map(|l| l.items)
             .unwrap_or_default();
         for m in history {
-            let who = match m.role {
+            let speaker = match m.role {
                 MessageRole::User => Speaker::User,
                 MessageRole::Assistant => Speaker::Assistant,
                 MessageRole::System => Speaker::System,
+                MessageRole::Tool => Speaker::Tool,
             };
-            messages.push((who, m.content));
+            let calls = m
+                .tool_calls
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
+            messages.push(Line {
+                speaker,
+                text: m.content,
+                tool_calls: calls.map_or_else(Vec::new, |v| openai::tool_calls_from_json(&v)),
+                tool_call_id: m.tool_call_id,
+            });
         }
         messages
     }
@@ -307,24 +364,26 @@ impl TurnTask {
     }
 
     fn provider_key(&self) -> Result<String, ProviderError> {
-        let (tenant, agent) = (&self.tenant, &self.agent);
-        let name = agent.model.api_key_secret.as_deref().ok_or_else(|| {
+        let name = self.agent.model.api_key_secret.as_deref().ok_or_else(|| {
             ProviderError::NotConfigured("the agent names no apiKeySecret".into())
         })?;
+        self.open_secret(name).map_err(ProviderError::NotConfigured)
+    }
+
+    /// The value of the project secret `name` (the message never holds the value).
+    fn open_secret(&self, name: &str) -> Result<String, String> {
+        let (tenant, pid) = (&self.tenant, &self.agent.project_id);
         let secret = self
             .shared
             .store
-            .secret(tenant, &agent.project_id, name)
-            .ok_or_else(|| ProviderError::NotConfigured(format!("secret {name} does not exist")))?;
+            .secret(tenant, pid, name)
+            .ok_or_else(|| format!("secret {name} does not exist"))?;
         let plain = self
             .shared
             .vault
-            .open(&secret.ciphertext, &aad(tenant, &agent.project_id, name))
-            .ok_or_else(|| {
-                ProviderError::NotConfigured(format!("secret {name} cannot be opened"))
-            })?;
-        String::from_utf8(plain)
-            .map_err(|_| ProviderError::NotConfigured(format!("secret {name} is not text")))
+            .open(&secret.ciphertext, &aad(tenant, pid, name))
+            .ok_or_else(|| format!("secret {name} cannot be opened"))?;
+        String::from_utf8(plain).map_err(|_| format!("secret {name} is not text"))
     }
 
     /// Emits the echo's tokens that are due; sets the timer of the next one.
@@ -363,6 +422,10 @@ impl TurnTask {
     }
 
     fn on_http(&mut self, id: ExchangeId, event: HttpEvent, cx: &mut Cx<'_>) -> Status {
+        if let Some(round) = self.round.as_mut().filter(|r| r.owns(id)) {
+            round.on_http(id, event, cx);
+            return self.after_tool_news(cx);
+        }
         let Some(Model::OpenAi(up)) = &mut self.model else {
             return Status::Pending;
         };
@@ -437,9 +500,19 @@ impl TurnTask {
         }
     }
 
-    /// The provider is done: store the reply (a session turn) or answer (a direct call).
-    fn generated(&mut self, c: Completion, cx: &mut Cx<'_>) -> Status {
+    /// The provider is done: run the tools it asked for, or store the reply (a session
+    /// turn) or answer (a direct call).
+    fn generated(&mut self, mut c: Completion, cx: &mut Cx<'_>) -> Status {
         self.model = None;
+        add_usage(&mut self.turn_usage, &c.usage);
+        if self.session.is_some() && !c.tool_calls.is_empty() {
+            if self.model_calls < self.agent.max_tool_iterations {
+                return self.run_tools(c, cx);
+            }
+            // The budget is spent: what the model said is the answer.
+            c.tool_calls.clear();
+            c.finish_reason = "max_tool_iterations".into();
+        }
         let Some(on) = &mut self.session else {
             self.answer_direct(&c);
             return Status::Done;
@@ -452,6 +525,8 @@ impl TurnTask {
             content: c.text.clone(),
             usage: Some(usage),
             created_at: crate::time::now_ms(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let (pid, sid) = (&on.session.project_id, &on.session.id);
         let task = cx.handle();
@@ -461,6 +536,8 @@ impl TurnTask {
             Box::new(move |r| task.post(Box::new(Stored(r)))),
         );
         on.reply_id = Some(m.id);
+        // The answer reports the whole turn's usage.
+        c.usage = self.turn_usage;
         self.completion = Some(c);
         match stored {
             Ok(()) => Status::Pending,
@@ -543,6 +620,104 @@ impl TurnTask {
     }
 }
 
+// ---- tools ----
+
+impl TurnTask {
+    /// Stores the model's calls, tells the stream, and starts them all.
+    fn run_tools(&mut self, c: Completion, cx: &mut Cx<'_>) -> Status {
+        let calls = c.tool_calls;
+        let asked = Message {
+            id: ids::new_id(ids::MESSAGE),
+            role: MessageRole::Assistant,
+            content: c.text.clone(),
+            usage: Some(c.usage),
+            created_at: crate::time::now_ms(),
+            tool_calls: Some(openai::tool_calls_json(&calls).to_string()),
+            tool_call_id: None,
+        };
+        if let Err(e) = self.store_messages(&[asked]) {
+            return self.fail(e);
+        }
+        for call in &calls {
+            let data = json!({"id": call.id, "name": call.name, "arguments": call.arguments});
+            self.emit(sse::TOOL_CALL, &data);
+        }
+        self.prompt.messages.push(Line {
+            tool_calls: calls.clone(),
+            ..Line::say(Speaker::Assistant, c.text)
+        });
+        let secret = |name: &str| self.open_secret(name);
+        let reach = &self.shared.cfg.tool_reach;
+        let round = ToolRound::start(calls, &self.tools, &secret, reach, cx);
+        self.round = Some(round);
+        self.after_tool_news(cx)
+    }
+
+    /// Once every call has its result: store and send the results, then call the model.
+    fn after_tool_news(&mut self, cx: &mut Cx<'_>) -> Status {
+        if !self.round.as_ref().is_some_and(ToolRound::is_done) {
+            return Status::Pending;
+        }
+        let Some(round) = self.round.take() else {
+            return Status::Pending;
+        };
+        let mut stored = Vec::new();
+        for r in round.results() {
+            let mut data = json!({"id": r.call.id, "durationMs": r.duration_ms});
+            match &r.outcome {
+                Ok(text) => data["result"] = text.as_str().into(),
+                Err(e) => {
+                    data["result"] = Value::Null;
+                    data["error"] = e.as_str().into();
+                }
+            }
+            self.emit(sse::TOOL_RESULT, &data);
+            let text = r.for_model();
+            stored.push(Message {
+                id: ids::new_id(ids::MESSAGE),
+                role: MessageRole::Tool,
+                content: text.clone(),
+                usage: None,
+                created_at: crate::time::now_ms(),
+                tool_calls: None,
+                tool_call_id: Some(r.call.id.clone()),
+            });
+            self.prompt.messages.push(Line {
+                tool_call_id: Some(r.call.id),
+                ..Line::say(Speaker::Tool, text)
+            });
+        }
+        if let Err(e) = self.store_messages(&stored) {
+            return self.fail(e);
+        }
+        self.call_model(cx)
+    }
+
+    /// Appends messages to the session without waiting: the reply's commit comes after them
+    /// in the same log, and is awaited.
+    fn store_messages(&self, messages: &[Message]) -> Result<(), ApiError> {
+        let Some(on) = &self.session else {
+            return Ok(());
+        };
+        let (pid, sid) = (&on.session.project_id, &on.session.id);
+        let muts = messages
+            .iter()
+            .map(|m| Mutation::append_message(pid, sid, m))
+            .collect();
+        self.shared
+            .store
+            .commit(&self.tenant, muts, Box::new(|_| {}))
+            .map_err(ApiError::from)
+    }
+}
+
+/// Adds one model call's usage to the turn's (the latency is the turn's, set at its end).
+fn add_usage(total: &mut Usage, u: &Usage) {
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.total_tokens += u.total_tokens;
+}
+
 // ---- clients that leave, shutdown, failure ----
 
 impl TurnTask {
@@ -566,7 +741,7 @@ impl TurnTask {
                 .is_some_and(|d| d >= ORPHAN_GRACE),
             Out::Sent => false,
         };
-        if gone && self.model.is_some() {
+        if gone && (self.model.is_some() || self.round.is_some()) {
             return self.cancel(cx);
         }
         Status::Pending
@@ -583,6 +758,10 @@ impl TurnTask {
     /// Stops the provider, closing its upstream connection: what it said so far, as a
     /// cancelled completion (`None` when no call runs).
     fn stop_model(&mut self, cx: &mut Cx<'_>) -> Option<Completion> {
+        if let Some(mut round) = self.round.take() {
+            round.cancel(cx);
+            return Some(Echo::completion(&self.prompt, "", "cancelled"));
+        }
         Some(match self.model.take()? {
             Model::OpenAi(up) => {
                 if let Some(id) = up.exchange {
@@ -629,6 +808,8 @@ impl TurnTask {
             content: c.text.clone(),
             usage: Some(c.usage),
             created_at: crate::time::now_ms(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let (pid, sid) = (&on.session.project_id, &on.session.id);
         let muts = vec![Mutation::append_message(pid, sid, &m)];
@@ -667,6 +848,10 @@ impl TurnTask {
     /// Turns the deferred reply into an event stream, registered (and stored, for resumes
     /// by the owner) under a new id.
     fn open_stream(&mut self, cx: &mut Cx<'_>) {
+        if !matches!(self.out, Out::Pending(_)) {
+            // Already open (a later model call of a turn with tools), or answered.
+            return;
+        }
         let Out::Pending(responder) = std::mem::replace(&mut self.out, Out::Sent) else {
             return;
         };

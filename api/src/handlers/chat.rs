@@ -12,7 +12,7 @@ use super::sessions::{open_session, pick_agent, release_slot, sees_session, MAX_
 use super::Call;
 use crate::auth::Kind;
 use crate::body::{Field, Fields, Item, Text};
-use crate::chat::provider::{Prompt, Speaker};
+use crate::chat::provider::{Line, Prompt, Speaker};
 use crate::chat::runtime::{cost, Direct, Job, Style, Turn, Work};
 use crate::chat::sse;
 use crate::error::{ApiError, ApiResult};
@@ -241,15 +241,15 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
     f.each("messages", |m| {
         let role = m.str("role").and_then(speaker);
         if let (Some(role), Some(text)) = (role, m.str("content")) {
-            messages.push((role, text.to_string()));
+            messages.push(Line::say(role, text));
         }
     });
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
     let agent = pick_agent(c, &project, agent_id, None)?;
     if let Some(sys) = agent.instructions.as_deref().filter(|s| !s.is_empty()) {
-        if !messages.iter().any(|(r, _)| *r == Speaker::System) {
-            messages.insert(0, (Speaker::System, sys.to_string()));
+        if !messages.iter().any(|l| l.speaker == Speaker::System) {
+            messages.insert(0, Line::say(Speaker::System, sys));
         }
     }
     let p = c.principal()?;
@@ -260,6 +260,7 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
             model: model_id.map_or_else(|| agent.model.model.clone(), String::from),
             temperature: temperature.or(agent.model.temperature),
             max_tokens: max_tokens.or(agent.model.max_tokens),
+            tools: Vec::new(),
         },
         agent,
         owner: p.id.clone(),

@@ -28,6 +28,8 @@ pub fn turn(t: usize, k: u64) -> [Message; 2] {
             content: format!("question {t} {k}"),
             usage: None,
             created_at: k,
+            tool_calls: None,
+            tool_call_id: None,
         },
         Message {
             id: format!("msg_{t}_{k}_a"),
@@ -40,6 +42,8 @@ pub fn turn(t: usize, k: u64) -> [Message; 2] {
                 latency_ms: 0,
             }),
             created_at: k,
+            tool_calls: None,
+            tool_call_id: None,
         },
     ]
 }

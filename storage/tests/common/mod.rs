@@ -109,6 +109,8 @@ pub fn message(id: &str, content: &str) -> Message {
             latency_ms: 0,
         }),
         created_at: 40,
+        tool_calls: None,
+        tool_call_id: None,
     }
 }
 
