@@ -355,3 +355,63 @@ fn addresses_that_are_not_public_are_refused_by_default() {
     assert!(err.contains("not a public address"), "{err}");
     drop(strict);
 }
+
+#[test]
+fn a_tool_is_tested_with_an_input_and_a_time_limit() {
+    let t = tenant_on(allowing().addr, false);
+    let pid = project(
+        &t,
+        &[
+            http_tool("get_weather", "/echo/{city}"),
+            http_tool("hang", "/hang"),
+        ],
+        8,
+    );
+    let list = ok(&t.get(&format!("/api/projects/{pid}/tools")), 200);
+    let id_of = |name: &str| {
+        list["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .map(|x| x["id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let test = |id: &str, body: Value| {
+        ok(
+            &t.post(&format!("/api/projects/{pid}/tools/{id}/test"), &body),
+            200,
+        )["data"]
+            .clone()
+    };
+    let weather = id_of("get_weather");
+    let d = test(&weather, json!({"input": {"city": "Lima"}}));
+    let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(out["path"], "/echo/Lima");
+    assert_eq!(out["authorization"], format!("Bearer {TOOL_KEY}"));
+    assert!(d["durationMs"].is_u64() && d.get("error").is_none(), "{d}");
+    let d = test(&weather, json!({"input": {"city": 5}}));
+    assert_eq!(d["output"], Value::Null);
+    assert!(
+        d["error"].as_str().unwrap().contains("invalid arguments"),
+        "{d}"
+    );
+    let d = test(&id_of("hang"), json!({"timeoutMs": 1000}));
+    assert_eq!(d["error"], "the call timed out after 1000 ms");
+    common::err(
+        &t.post(
+            &format!("/api/projects/{pid}/tools/{weather}/test"),
+            &json!({"timeoutMs": 5}),
+        ),
+        400,
+        "VALIDATION_ERROR",
+    );
+    common::err(
+        &t.post(
+            &format!("/api/projects/{pid}/tools/tool_nope/test"),
+            &json!({}),
+        ),
+        404,
+        "NOT_FOUND",
+    );
+}

@@ -501,6 +501,9 @@ fn answer(id: RouteId) -> &'static str {
         ToolGet => "`{success, tool}`.",
         ToolPut => "`{success, tool}`: the whole tool replaced; a new name is carried into the agents that use it, in the same commit.",
         ToolDelete => "`{success}`; `409` naming the agents that use it, unless `?force=true`, which takes it out of their `tools`.",
+        ToolTest => {
+            "`{success, data: {output, durationMs, error?}}` once the call ends: the tool called once with `input` (checked against its `parameters`), as a turn would call it (the same reach, secret and limits; `timeoutMs` 1,000–300,000 replaces the tool's for this call). `output` is `null` when `error` is set."
+        }
         SecretCreate => "`{success, secret: {id, name, version, createdAt, updatedAt, expiresAt}}`, never the value; `409` when the name exists.",
         SecretList => "`{success, secrets, pagination}`: metadata only.",
         SecretRotate => "`{success, secret}` with `version` + 1.",

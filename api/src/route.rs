@@ -88,6 +88,7 @@ pub enum RouteId {
     ToolGet,
     ToolPut,
     ToolDelete,
+    ToolTest,
     SecretCreate,
     SecretList,
     SecretRotate,
@@ -501,6 +502,14 @@ pub static ROUTES: &[RouteDef] = &[
         R::ToolDelete,
         s(Scope::AgentWrite),
         "Delete a tool (409 while agents use it, unless ?force=true)",
+        200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/tools/:toolId/test",
+        R::ToolTest,
+        s(Scope::AgentWrite),
+        "Call a tool once with the given input",
         200,
     ),
     r(

@@ -8,9 +8,11 @@
 
 pub mod http_tool;
 pub mod hub;
+pub mod mcp;
 pub mod openai;
 pub mod provider;
 pub mod runtime;
 pub mod sse;
 pub mod tool_round;
+pub mod tool_test;
 pub mod turn;

@@ -17,6 +17,7 @@ use halyard_storage::{Agent, Backend, Session, Usage};
 
 use super::hub::Hub;
 use super::provider::Prompt;
+use super::tool_test::{ToolTest, ToolTestTask};
 use super::turn::TurnTask;
 use crate::admission::Limiter;
 use crate::reply::Finish;
@@ -144,6 +145,26 @@ pub(crate) struct Shared {
     next_sweep: AtomicU64,
 }
 
+impl Shared {
+    /// The value of the project secret `name`; the error never holds the value.
+    pub(crate) fn open_secret(
+        &self,
+        tenant: &str,
+        pid: &str,
+        name: &str,
+    ) -> Result<String, String> {
+        let secret = self
+            .store
+            .secret(tenant, pid, name)
+            .ok_or_else(|| format!("secret {name} does not exist"))?;
+        let plain = self
+            .vault
+            .open(&secret.ciphertext, &crate::vault::aad(tenant, pid, name))
+            .ok_or_else(|| format!("secret {name} cannot be opened"))?;
+        String::from_utf8(plain).map_err(|_| format!("secret {name} is not text"))
+    }
+}
+
 /// Counts a running turn for as long as it lives.
 pub(crate) struct Running(Arc<Shared>);
 
@@ -225,6 +246,12 @@ impl Runtime {
         if let Err(e) = self.shared.store.expire_streams(now, retention) {
             eprintln!("halyard: cannot expire old streams: {e}");
         }
+    }
+
+    /// Runs one call of `tool` with `input` on the loop serving `req`, and answers
+    /// `responder` with its output (`POST .../tools/:toolId/test`).
+    pub fn test_tool<C>(&self, req: &Request<C>, test: ToolTest) {
+        req.spawn(Box::new(ToolTestTask::new(self.shared.clone(), test)));
     }
 
     /// Turns running now.

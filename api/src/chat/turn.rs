@@ -34,7 +34,6 @@ use super::{runtime::STREAM_BUFFER, sse};
 use crate::emit::Object;
 use crate::error::ApiError;
 use crate::reply::Finish;
-use crate::vault::aad;
 
 /// Retries of a refused or reset upstream connection before the first delta.
 pub const MAX_RETRIES: u32 = 2;
@@ -372,18 +371,8 @@ impl TurnTask {
 
     /// The value of the project secret `name` (the message never holds the value).
     fn open_secret(&self, name: &str) -> Result<String, String> {
-        let (tenant, pid) = (&self.tenant, &self.agent.project_id);
-        let secret = self
-            .shared
-            .store
-            .secret(tenant, pid, name)
-            .ok_or_else(|| format!("secret {name} does not exist"))?;
-        let plain = self
-            .shared
-            .vault
-            .open(&secret.ciphertext, &aad(tenant, pid, name))
-            .ok_or_else(|| format!("secret {name} cannot be opened"))?;
-        String::from_utf8(plain).map_err(|_| format!("secret {name} is not text"))
+        self.shared
+            .open_secret(&self.tenant, &self.agent.project_id, name)
     }
 
     /// Emits the echo's tokens that are due; sets the timer of the next one.

@@ -58,6 +58,12 @@ pub(super) const BODY: &[Field] = &[
     Field::text("toolName", 1, 128).required_if("toolType", "mcp"),
 ];
 
+/// The body of `POST /api/projects/:pid/tools/:toolId/test`.
+pub(super) const TEST_BODY: &[Field] = &[
+    Field::json("input", 64 * 1024),
+    Field::whole("timeoutMs", 1_000, 300_000),
+];
+
 /// Fields that only an HTTP tool has, and those only an MCP tool has.
 const HTTP_ONLY: &[&str] = &["method", "url", "headers", "query", "body"];
 const MCP_ONLY: &[&str] = &["serverUrl", "toolName"];
@@ -311,6 +317,33 @@ pub fn delete(c: &Call<'_>) -> ApiResult<Reply> {
         id: tool.id,
     });
     c.commit(mutations, crate::success())
+}
+
+/// `POST /api/projects/:pid/tools/:toolId/test`: one call with `input`, answered with its
+/// output once it ends (`{success, data: {output, durationMs, error?}}`).
+pub fn test(c: &Call<'_>) -> ApiResult<Reply> {
+    let project = c.project()?;
+    let mut tool = find(c, &project)?;
+    let body = c.body()?;
+    let mut f = Fields::of(&body, TEST_BODY)?;
+    let input = f.json_text("input").unwrap_or_else(|| "{}".into());
+    let timeout = f.whole("timeoutMs");
+    f.finish()?;
+    if let Some(ms) = timeout {
+        let mut config: Map<String, Value> = serde_json::from_str(&tool.config).unwrap_or_default();
+        config.insert("timeoutMs".into(), ms.into());
+        tool.config = Value::Object(config).to_string();
+    }
+    let (reply, responder) = c.req.defer();
+    let test = crate::chat::tool_test::ToolTest {
+        tenant: c.tenant()?.to_string(),
+        tool,
+        input: serde_json::from_str(&input).unwrap_or_default(),
+        responder,
+        finish: c.finish.clone(),
+    };
+    c.api.runtime.test_tool(c.req, test);
+    Ok(reply)
 }
 
 #[cfg(test)]
