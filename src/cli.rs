@@ -101,6 +101,13 @@ pub struct ServeArgs {
     /// Switch rate and concurrency limits off (benchmarks; never in production).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Access log, one JSON line per request: off, stdout or a file path (reopened on
+    /// SIGHUP) [default: off].
+    #[arg(long)]
+    pub access_log: Option<String>,
+    /// Format of the server's own messages on stderr: text or json [default: text].
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// A TOML config file with the same names as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -38,6 +38,8 @@ pub struct FileConfig {
     provider_timeout_ms: Option<u64>,
     provider_total_timeout_ms: Option<u64>,
     stream_retention_secs: Option<u64>,
+    access_log: Option<String>,
+    log_format: Option<String>,
 }
 
 /// Why the settings could not be resolved.
@@ -93,6 +95,10 @@ pub struct Settings {
     pub rate_limits: bool,
     /// Warnings for the operator (settings that no longer have an effect).
     pub warnings: Vec<String>,
+    /// Where the access log goes; `None` when off.
+    pub access_log: Option<halyard_engine::access_log::Target>,
+    /// Format of the server's own messages.
+    pub log_format: halyard_engine::log::Format,
 }
 
 impl Settings {
@@ -157,6 +163,19 @@ impl Settings {
             root_key: std::env::var("HALYARD_ROOT_KEY").ok().or(file.root_key),
             rate_limits: !args.no_rate_limits && file.rate_limits.unwrap_or(true),
             warnings,
+            access_log: args
+                .access_log
+                .as_deref()
+                .or(file.access_log.as_deref())
+                .and_then(halyard_engine::access_log::Target::parse),
+            log_format: match args.log_format.as_deref().or(file.log_format.as_deref()) {
+                None => halyard_engine::log::Format::Text,
+                Some(f) => f
+                    .parse()
+                    .map_err(|e: halyard_engine::log::ParseFormatError| {
+                        ConfigError::Invalid("log-format", e.to_string())
+                    })?,
+            },
         };
         settings.check()?;
         Ok(settings)
