@@ -118,6 +118,13 @@ pub struct ServeArgs {
     /// route is off without it.
     #[arg(long)]
     pub backup_dir: Option<PathBuf>,
+    /// Access log, one JSON line per request: off, stdout or a file path (reopened on
+    /// SIGHUP) [default: off].
+    #[arg(long)]
+    pub access_log: Option<String>,
+    /// Format of the server's own messages on stderr: text or json [default: text].
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// A TOML config file with the same names as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,

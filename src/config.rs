@@ -41,6 +41,8 @@ pub struct FileConfig {
     backup_dir: Option<PathBuf>,
     tool_allow_private: Option<bool>,
     tool_allow_cidrs: Option<Vec<String>>,
+    access_log: Option<String>,
+    log_format: Option<String>,
 }
 
 /// Why the settings could not be resolved.
@@ -98,6 +100,10 @@ pub struct Settings {
     pub backup_dir: Option<PathBuf>,
     /// Warnings for the operator (settings that no longer have an effect).
     pub warnings: Vec<String>,
+    /// Where the access log goes; `None` when off.
+    pub access_log: Option<halyard_engine::access_log::Target>,
+    /// Format of the server's own messages.
+    pub log_format: halyard_engine::log::Format,
 }
 
 impl Settings {
@@ -164,6 +170,19 @@ impl Settings {
             rate_limits: !args.no_rate_limits && file.rate_limits.unwrap_or(true),
             backup_dir: args.backup_dir.clone().or(file.backup_dir),
             warnings,
+            access_log: args
+                .access_log
+                .as_deref()
+                .or(file.access_log.as_deref())
+                .and_then(halyard_engine::access_log::Target::parse),
+            log_format: match args.log_format.as_deref().or(file.log_format.as_deref()) {
+                None => halyard_engine::log::Format::Text,
+                Some(f) => f
+                    .parse()
+                    .map_err(|e: halyard_engine::log::ParseFormatError| {
+                        ConfigError::Invalid("log-format", e.to_string())
+                    })?,
+            },
         };
         settings.check()?;
         Ok(settings)

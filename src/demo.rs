@@ -44,7 +44,7 @@ pub fn bind(api_listen: SocketAddr) -> Option<Bound> {
     match halyard_engine::Server::bind(config) {
         Ok(server) => Some(Bound { server }),
         Err(e) => {
-            eprintln!("halyard: demo page not served: cannot listen on 127.0.0.1: {e}");
+            halyard_engine::log_info!("demo page not served: cannot listen on 127.0.0.1: {e}");
             None
         }
     }
@@ -73,7 +73,7 @@ impl Bound {
         let key = match seed::dev_public_key(store, data_dir, dev, &origins(port)) {
             Ok(k) => k,
             Err(e) => {
-                eprintln!("halyard: demo page not served: {e}");
+                halyard_engine::log_info!("demo page not served: {e}");
                 return;
             }
         };
@@ -91,14 +91,14 @@ impl Bound {
             .name("halyard-demo".into())
             .spawn(move || {
                 if let Err(e) = server.run(Arc::new(page)) {
-                    eprintln!("halyard: demo page server failed: {e}");
+                    halyard_engine::log_error!("demo page server failed: {e}");
                 }
             });
         match spawned {
             Ok(_) => {
                 println!("demo page: http://127.0.0.1:{port}/ (the web widget, public key {key})")
             }
-            Err(e) => eprintln!("halyard: demo page not served: {e}"),
+            Err(e) => halyard_engine::log_info!("demo page not served: {e}"),
         }
     }
 }

@@ -55,6 +55,8 @@ pub enum ServeError {
     Signals(io::Error),
     /// The SIGHUP handler could not be installed.
     Sighup(io::Error),
+    /// The access log could not be opened or its writer started.
+    AccessLog(io::Error),
     /// The server stopped with an error.
     Server(io::Error),
     /// `tenant create` was given a name of no or too many characters.
@@ -96,6 +98,7 @@ impl fmt::Display for ServeError {
             ServeError::Notify(e) => write!(f, "cannot start notifying systemd: {e}"),
             ServeError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             ServeError::Sighup(e) => write!(f, "cannot install the SIGHUP handler: {e}"),
+            ServeError::AccessLog(e) => write!(f, "cannot open the access log: {e}"),
             ServeError::Server(e) => write!(f, "server failed: {e}"),
             ServeError::TenantName => f.write_str("the tenant name must be 1 to 128 characters"),
             ServeError::Check(dir, e) => write!(f, "check of {} failed: {e}", dir.display()),
@@ -127,6 +130,7 @@ impl std::error::Error for ServeError {
             | ServeError::Notify(e)
             | ServeError::Signals(e)
             | ServeError::Sighup(e)
+            | ServeError::AccessLog(e)
             | ServeError::Server(e)
             | ServeError::BackupDir(_, e) => Some(e),
             ServeError::Backup(e) | ServeError::Restore(e) => Some(e),

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("halyard: {e}");
+            halyard_engine::log_error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,10 @@
 //! Wiring of the commands: open what they need, run, report.
 //!
 //! Responsible for: `serve` (load the TLS certificate, open storage, load keys, seed
-//! `--dev`, bind the engine or take the socket systemd passed, run the API until a signal,
-//! reload the certificate on SIGHUP, print where it listens, keep systemd informed when it
-//! asks to be), `tenant create`, `check`, `backup` and `restore`.
+//! `--dev`, bind the engine or take the socket systemd passed, open the access log, run the
+//! API until a signal, on SIGHUP reload the certificate and reopen the access log file,
+//! print where it listens, keep systemd informed when it asks to be), `tenant create`,
+//! `check`, `backup` and `restore`.
 //! Not responsible for: HTTP, routes or the log format.
 
 use std::path::Path;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 
 use halyard_api::admission::LimitConfig;
 use halyard_api::{jwt::ExternalIssuer, seed, vault, Api, ApiConfig};
+use halyard_engine::access_log::ReopenHandle;
+use halyard_engine::{log_error, log_info, log_warn, ReloadHandle};
 use halyard_storage::{Backend, Mutation, Options, Store};
 
 use crate::cli::{BackupArgs, CheckArgs, RestoreArgs, TenantAction};
@@ -27,7 +30,7 @@ fn open_store(dir: &Path, fsync: halyard_storage::FsyncPolicy) -> Result<Store, 
     };
     let (store, report) =
         Store::open(dir, opts).map_err(|e| ServeError::Open(dir.to_path_buf(), e))?;
-    eprint!("halyard: storage: {report}");
+    log_info!("storage: {}", report.to_string().trim_end());
     Ok(store)
 }
 
@@ -76,6 +79,7 @@ fn external_issuer() -> Result<Option<ExternalIssuer>, ServeError> {
 
 /// Runs `halyard serve` until SIGTERM/SIGINT completes a graceful shutdown.
 pub fn run(settings: &Settings) -> Result<(), ServeError> {
+    halyard_engine::log::set_format(settings.log_format);
     // First, while the process has one thread: both read and clear environment variables.
     let passed = crate::activation::take_env().map_err(ServeError::Activation)?;
     let systemd = crate::notify::take_env();
@@ -104,10 +108,10 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
         .filter(|_| !settings.dev)
         .and_then(|limit| crate::fd_limit::warning(limit, settings.engine.max_connections))
     {
-        eprintln!("halyard: warning: {w}");
+        log_warn!("{w}");
     }
     for w in &settings.warnings {
-        eprintln!("halyard: warning: {w}");
+        log_warn!("{w}");
     }
     let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
     let cfg = ApiConfig {
@@ -141,9 +145,8 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
         Some((listener, name)) => {
             let server = halyard_engine::Server::from_listener(settings.engine.clone(), listener)
                 .map_err(ServeError::Inherited)?;
-            eprintln!(
-                "halyard: serving the socket passed by systemd (descriptor {}{}); --listen is \
-                 not used",
+            log_info!(
+                "serving the socket passed by systemd (descriptor {}{}); --listen is not used",
                 crate::activation::FIRST_FD,
                 name.map(|n| format!(", {n}")).unwrap_or_default()
             );
@@ -155,14 +158,20 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
+    if let Some(target) = &settings.access_log {
+        let log = halyard_engine::AccessLog::open(target.clone()).map_err(ServeError::AccessLog)?;
+        server = server.with_access_log(log);
+    }
     let addr = server.local_addr();
     server
         .shutdown_handle()
         .on_signals()
         .map_err(ServeError::Signals)?;
-    if let Some(reload) = server.reload_handle() {
-        reload.on_sighup().map_err(ServeError::Sighup)?;
-    }
+    let reopen = match &settings.access_log {
+        Some(halyard_engine::access_log::Target::File(_)) => server.access_log_reopen(),
+        _ => None,
+    };
+    on_sighup(server.reload_handle(), reopen).map_err(ServeError::Sighup)?;
     notify_systemd(systemd, &server)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     println!(
@@ -202,12 +211,12 @@ fn notify_systemd(
     let notifier = match target.and_then(|t| crate::notify::Notifier::new(&t)) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("halyard: warning: {e}; systemd will not hear that the server is ready");
+            log_warn!("{e}; systemd will not hear that the server is ready");
             return Ok(());
         }
     };
     let watchdog = systemd.watchdog.unwrap_or_else(|e| {
-        eprintln!("halyard: warning: {e}; the systemd watchdog is not pinged");
+        log_warn!("{e}; the systemd watchdog is not pinged");
         None
     });
     crate::supervisor::start(
@@ -217,6 +226,39 @@ fn notify_systemd(
         server.shutdown_handle(),
     )
     .map_err(ServeError::Notify)
+}
+
+/// Starts the one SIGHUP thread, when there is something to do on SIGHUP: reload the TLS
+/// certificate (`reload`) and have the access log file reopened after logrotate moved it
+/// (`reopen`). One thread for both, so that one signal does both, in that order.
+fn on_sighup(reload: Option<ReloadHandle>, reopen: Option<ReopenHandle>) -> std::io::Result<()> {
+    if reload.is_none() && reopen.is_none() {
+        return Ok(());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("halyard-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if let Some(reload) = &reload {
+                    match reload.reload() {
+                        Ok(()) => log_info!(
+                            "TLS certificate reloaded from {} and {}",
+                            reload.files().cert.display(),
+                            reload.files().key.display()
+                        ),
+                        Err(e) => {
+                            log_error!("TLS reload failed, keeping the current certificate: {e}")
+                        }
+                    }
+                }
+                if let Some(reopen) = &reopen {
+                    reopen.reopen();
+                    log_info!("access log reopened");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Runs `halyard tenant ...`.

@@ -33,7 +33,7 @@ pub fn start(
 
 fn send(notifier: &Notifier, state: &'static str) {
     if let Err(e) = notifier.send(state) {
-        eprintln!("halyard: warning: {e}");
+        halyard_engine::log_warn!("{e}");
     }
 }
 
@@ -64,12 +64,12 @@ fn run(
         if liveness.answered(round) {
             send(notifier, "WATCHDOG=1");
             if stalled {
-                eprintln!("halyard: every event loop turns again");
+                halyard_engine::log_info!("every event loop turns again");
                 stalled = false;
             }
         } else if !stalled {
-            eprintln!(
-                "halyard: warning: an event loop has not turned for {} ms; not telling the \
+            halyard_engine::log_warn!(
+                "an event loop has not turned for {} ms; not telling the \
                  systemd watchdog that the server is alive",
                 interval.unwrap_or_default().as_millis()
             );

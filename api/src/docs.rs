@@ -49,7 +49,7 @@ pub const OPERATIONS_ROUTES: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/metrics",
-        "Prometheus text: requests by status class, latency histogram, open connections and streams, accept refusals and pauses, parse errors, timeouts, handler panics, TLS handshakes, `halyard_turns_running`",
+        "Prometheus text: requests by status class and by route template and method, latency histograms, open connections and streams, accept refusals and pauses, parse errors, timeouts, handler panics, access log drops, TLS handshakes, rate-limit refusals by reason, turns and tokens by provider, provider latency, storage commits, fsync latency, log size and snapshot age (docs/operations.md, \"Metrics\")",
     ),
 ];
 

@@ -6,6 +6,11 @@
 //! route's handler. Writes are acknowledged only once storage reports them durable: the
 //! handler defers its reply and the storage completion sends it.
 //!
+//! For the access log and the per-route metrics, [`describe`] labels each request with its
+//! route template (from the table, never the raw path) and its tenant, and `/metrics` gets
+//! the API's own families (rate-limit refusals, turns and providers, the storage log).
+//!
+//! [`describe`]: halyard_engine::App::describe
 //! [`handle`]: halyard_engine::App::handle
 
 #![warn(missing_docs)]
@@ -21,6 +26,7 @@ pub mod emit;
 pub mod error;
 mod handlers;
 pub mod jwt;
+pub mod metrics;
 pub mod openapi;
 pub mod password;
 pub mod query;
@@ -41,7 +47,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use halyard_engine::{Admission, App, Method, Reply, Request, RequestHead, Response};
+use halyard_engine::{
+    Admission, App, Label, Method, Reply, Request, RequestHead, Response, Tenant,
+};
 use halyard_storage::Backend;
 
 use crate::admission::{LimitConfig, Limiter, RateHeaders};
@@ -109,6 +117,10 @@ pub struct Api {
     backup_dir: Option<PathBuf>,
     /// Set while a backup runs: one at a time.
     backup_running: Arc<AtomicBool>,
+    /// Route templates, each once, in table order (the engine's route labels).
+    labels: Vec<&'static str>,
+    /// The label of each route, by `RouteId as usize`.
+    label_of: Vec<u16>,
 }
 
 impl fmt::Debug for Api {
@@ -158,7 +170,26 @@ impl Api {
             runtime,
             backup_dir: cfg.backup_dir,
             backup_running: Arc::new(AtomicBool::new(false)),
+            labels: route_labels(),
+            label_of: label_of(),
         })
+    }
+
+    /// The label index of `def`.
+    fn label(&self, def: &RouteDef) -> Option<u16> {
+        self.label_of.get(def.id as usize).copied()
+    }
+
+    /// The route a head resolves to, as the label index (`OPTIONS` as its `GET` route).
+    fn label_of_head(&self, head: &RequestHead) -> Option<u16> {
+        let method = match head.method() {
+            Method::Options => Method::Get,
+            m => m,
+        };
+        match route::resolve(method, head.path()) {
+            Matched::Route(def, _) => self.label(def),
+            Matched::WrongMethod(_) | Matched::NotFound => None,
+        }
     }
 
     /// The storage backend.
@@ -255,6 +286,34 @@ impl Api {
     }
 }
 
+/// The route templates of the table, each once, in table order.
+fn route_labels() -> Vec<&'static str> {
+    let mut labels: Vec<&'static str> = Vec::new();
+    for def in route::ROUTES {
+        if !labels.contains(&def.pattern) {
+            labels.push(def.pattern);
+        }
+    }
+    labels
+}
+
+/// For each `RouteId` (as `usize`), the index of its template in [`route_labels`].
+fn label_of() -> Vec<u16> {
+    let labels = route_labels();
+    let size = route::ROUTES
+        .iter()
+        .map(|d| d.id as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut of = vec![u16::MAX; size];
+    for def in route::ROUTES {
+        if let Some(i) = labels.iter().position(|p| *p == def.pattern) {
+            of[def.id as usize] = i as u16;
+        }
+    }
+    of
+}
+
 fn not_found_message(head: &RequestHead) -> String {
     let path: String = head.path().chars().take(200).collect();
     format!("No route for {} {path}", head.method_str())
@@ -295,11 +354,35 @@ impl App for Api {
     }
 
     fn write_metrics(&self, out: &mut String) {
-        out.push_str("# TYPE halyard_turns_running gauge\n");
-        out.push_str(&format!(
-            "halyard_turns_running {}\n",
-            self.runtime.running()
-        ));
+        self.limiter.refusals.render(out);
+        self.runtime.write_metrics(out);
+        if let Some(m) = self.store.log_metrics() {
+            metrics::write_log_metrics(out, &m);
+        }
+    }
+
+    fn route_labels(&self) -> Vec<&'static str> {
+        self.labels.clone()
+    }
+
+    /// The route's template (also for requests refused before their handler, such as a
+    /// `401` on a known path) and the tenant of the principal, if any.
+    fn describe(&self, head: &RequestHead, context: Option<&Ctx>) -> Label {
+        let Some(ctx) = context else {
+            return Label {
+                route: self.label_of_head(head),
+                tenant: Tenant::default(),
+            };
+        };
+        let route = match &ctx.target {
+            Target::Route(def, _) => self.label(def),
+            Target::Preflight => self.label_of_head(head),
+        };
+        let tenant = match &ctx.principal {
+            Some(p) => Tenant::new(&p.tenant),
+            None => Tenant::default(),
+        };
+        Label { route, tenant }
     }
 }
 

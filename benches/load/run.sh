@@ -15,8 +15,12 @@
 #                            [--servers "halyard axum nginx"] [--halyard-threads N]
 #                            [--idle-conns N] [--no-idle] [--no-build] [--profile]
 #                            [--halyard-env VAR=VALUE]... [--nice N] [--client wrk|loadgen]
-#                            [--max-other-cpu S] [--noise-tries N]
+#                            [--max-other-cpu S] [--noise-tries N] [--access-log-ratio]
 #   --quick      3 s runs (default 10 s)
+#   --access-log-ratio  the cost of the access log: Halyard with `--access-log off`
+#                ("halyard") and with `--access-log FILE` ("halyard-log", a file in the work
+#                dir) alternately in the same run, instead of the peers; prints the ratio
+#                of their median req/s (target: >= 0.90) and no idle-connection test
 #   --client loadgen  load with benches/load/loadgen instead of wrk (built here): it costs
 #                less client CPU per request, so every server runs at 100 % and requests per
 #                server CPU-second compare the servers at saturation rather than at the
@@ -88,6 +92,7 @@ while (($#)); do
         --no-build) BUILD=0 ;;
         --profile) PROFILE=1 ;;
         --client) CLIENT=$2; shift ;;
+        --access-log-ratio) SERVERS="halyard halyard-log"; IDLE=0 ;;
         -h | --help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
@@ -179,6 +184,12 @@ start_server() {
                 "${PIN_SERVER[@]}" "$HALYARD_BIN" serve --listen "127.0.0.1:$port" \
                 --threads "$HALYARD_THREADS" --data-dir "$dir/data" "$@" \
                 >"$dir/log" 2>&1 &
+            ;;
+        halyard-log)
+            env "${HALYARD_ENV[@]+"${HALYARD_ENV[@]}"}" \
+                "${PIN_SERVER[@]}" "$HALYARD_BIN" serve --listen "127.0.0.1:$port" \
+                --threads "$HALYARD_THREADS" --data-dir "$dir/data" \
+                --access-log "$dir/access.log" "$@" >"$dir/log" 2>&1 &
             ;;
         axum)
             "${PIN_SERVER[@]}" "$AXUM_BIN" "$port" --threads "$PEER_THREADS" >"$dir/log" 2>&1 &
@@ -514,6 +525,22 @@ report() {
             check "p99 unpipelined vs axum (µs)" \
                 "$(med unpipelined,halyard,p99)" "<=" "$(med unpipelined,axum,p99)"
         fi
+    fi
+    if has_server halyard-log; then
+        echo
+        echo "| mode | access log on/off, req/s | req per CPU-s |"
+        echo "|---|--:|--:|"
+        for mode in unpipelined pipelined; do
+            printf '| %s | %s | %s |\n' "$mode" \
+                "$(ratio "$(med "$mode,halyard-log,rps")" "$(med "$mode,halyard,rps")")" \
+                "$(ratio "$(med "$mode,halyard-log,percpu")" "$(med "$mode,halyard,percpu")")"
+        done
+        echo
+        echo "Target (issue 18):"
+        for mode in unpipelined pipelined; do
+            check "req/s with the access log on vs off, $mode" \
+                "$(ratio "$(med "$mode,halyard-log,rps")" "$(med "$mode,halyard,rps")")" ">=" 0.90
+        done
     fi
     if ((IDLE)); then
         echo

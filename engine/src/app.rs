@@ -1,7 +1,9 @@
 //! The interface between the engine and the application that serves requests.
 //!
 //! Responsible for: the [`App`] trait (`admit` before the body, `handle` after it), the
-//! [`Admission`] decision, the [`Request`] a handler receives and the [`Reply`] it returns.
+//! [`Admission`] decision, the [`Request`] a handler receives and the [`Reply`] it returns,
+//! and the [`Label`] the application puts on each request for the access log and the
+//! per-route metrics (its route template and tenant: the engine knows neither).
 //! Not responsible for: routing, authentication or JSON (all the application's).
 
 use std::sync::Arc;
@@ -30,6 +32,81 @@ pub trait App: Send + Sync + 'static {
 
     /// Appends application metrics (Prometheus text format) to `/metrics`.
     fn write_metrics(&self, _out: &mut String) {}
+
+    /// The route templates requests are labelled with (`/api/projects/:projectId/agents`),
+    /// each once. Asked once when the server starts; [`Label::route`] indexes this list.
+    /// Templates, never raw paths: the label set of `/metrics` stays bounded.
+    fn route_labels(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Labels a request once `admit` decided: `context` is `Some` when it was accepted,
+    /// `None` when it was rejected (a rejected request may still have a known route, such
+    /// as a `401` on a valid path). Called on the loop for every request: keep it cheap.
+    fn describe(&self, _head: &RequestHead, _context: Option<&Self::Context>) -> Label {
+        Label::default()
+    }
+}
+
+/// What the application says about a request: its route and tenant. Neither a path nor a
+/// credential: the access log writes it as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Label {
+    /// Index into [`App::route_labels`]; `None` for a request that matched no route.
+    pub route: Option<u16>,
+    /// The tenant the request was authenticated for, if any.
+    pub tenant: Tenant,
+}
+
+/// Longest tenant id kept in a [`Label`].
+pub const TENANT_MAX: usize = 48;
+
+/// A tenant id held inline, so that labelling a request allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Tenant {
+    len: u8,
+    bytes: [u8; TENANT_MAX],
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Tenant {
+            len: 0,
+            bytes: [0; TENANT_MAX],
+        }
+    }
+}
+
+impl Tenant {
+    /// `id`, truncated to [`TENANT_MAX`] bytes (at a character boundary).
+    pub fn new(id: &str) -> Self {
+        let mut len = id.len().min(TENANT_MAX);
+        while !id.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; TENANT_MAX];
+        bytes[..len].copy_from_slice(&id.as_bytes()[..len]);
+        Tenant {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// The id; empty when there is none.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    /// Whether there is no tenant.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The outcome of [`App::admit`].

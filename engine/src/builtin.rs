@@ -5,12 +5,13 @@
 //! admission as a rejection, so that the application never sees them and no body sent to
 //! them is read. [`Builtin`] wraps an [`App`] and is itself the [`App`] the loop serves.
 //! Not responsible for: HTTP (a rejection that leaves an announced body unread closes the
-//! connection, see `conn`), counting (see `metrics`) or the application's readiness and
-//! metrics (it asks the application).
+//! connection, see `conn`), counting (see `metrics`) or the application's readiness,
+//! metrics and labels (it asks the application, and puts its own three route labels before
+//! the application's).
 
 use std::sync::Arc;
 
-use crate::app::{Admission, App, Reply, Request};
+use crate::app::{Admission, App, Label, Reply, Request};
 use crate::metrics::Metrics;
 use crate::request::{Method, RequestHead};
 use crate::response::{Body, Response};
@@ -39,7 +40,19 @@ enum Route {
     Metrics,
 }
 
+/// The labels of the operations routes, in the order of [`Route::index`]; the
+/// application's follow them.
+const LABELS: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
+
 impl Route {
+    fn index(self) -> u16 {
+        match self {
+            Route::Live => 0,
+            Route::Ready => 1,
+            Route::Metrics => 2,
+        }
+    }
+
     fn of(path: &str) -> Option<Route> {
         match path {
             "/health/live" => Some(Route::Live),
@@ -127,6 +140,33 @@ impl<A: App> App for Builtin<A> {
     fn write_metrics(&self, out: &mut String) {
         self.app.write_metrics(out);
     }
+
+    /// The operations routes, then the application's.
+    fn route_labels(&self) -> Vec<&'static str> {
+        route_labels(&*self.app)
+    }
+
+    /// An operations route by its own label; anything else as the application says,
+    /// shifted past the operations routes.
+    fn describe(&self, head: &RequestHead, context: Option<&A::Context>) -> Label {
+        if let Some(route) = Route::of(head.path()) {
+            return Label {
+                route: Some(route.index()),
+                ..Label::default()
+            };
+        }
+        let mut label = self.app.describe(head, context);
+        label.route = label.route.and_then(|r| r.checked_add(LABELS.len() as u16));
+        label
+    }
+}
+
+/// The route labels of `app` behind the operations routes (what [`Builtin`] answers to
+/// [`App::route_labels`]), for a server that needs them before its loops exist.
+pub fn route_labels<A: App>(app: &A) -> Vec<&'static str> {
+    let mut all = LABELS.to_vec();
+    all.extend(app.route_labels());
+    all
 }
 
 #[cfg(test)]
@@ -162,6 +202,17 @@ mod tests {
 
         fn write_metrics(&self, out: &mut String) {
             out.push_str("inner_metric 1\n");
+        }
+
+        fn route_labels(&self) -> Vec<&'static str> {
+            vec!["/inner"]
+        }
+
+        fn describe(&self, _head: &RequestHead, context: Option<&&'static str>) -> Label {
+            Label {
+                route: context.map(|_| 0),
+                tenant: crate::app::Tenant::new("ten_inner"),
+            }
         }
     }
 
@@ -233,6 +284,30 @@ mod tests {
             assert_eq!(r.status, 405);
             assert_eq!(r.header("Allow"), Some("GET, HEAD"));
         }
+    }
+
+    #[test]
+    fn operations_routes_come_first_in_the_labels() {
+        let b = builtin(false);
+        let labels = b.route_labels();
+        assert_eq!(
+            labels,
+            ["/health/live", "/health/ready", "/metrics", "/inner"]
+        );
+        let head = |target: &str| {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let at = std::time::Instant::now();
+            RequestHead::from_bytes_at(raw.as_bytes(), RequestId::new(b"t"), PEER, at)
+                .expect("valid")
+                .expect("complete")
+        };
+        let metrics = b.describe(&head("/metrics?x=1"), None);
+        assert_eq!(metrics.route, Some(2));
+        assert!(metrics.tenant.is_empty());
+        let inner = b.describe(&head("/anything"), Some(&"inner"));
+        assert_eq!(labels[usize::from(inner.route.expect("a route"))], "/inner");
+        assert_eq!(inner.tenant.as_str(), "ten_inner");
+        assert_eq!(b.describe(&head("/anything"), None).route, None);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! pipelined heads, admission before the body, reading length-delimited and chunked bodies
 //! against the admitted limit, `100 Continue`, calling the handler (a panic becomes a
 //! `500`), writing responses in request order, deferred replies, stream replies with
-//! heartbeats, keep-alive and close decisions, and its deadlines (header read, idle, stalled
-//! writes). The loop passes `now` in (the one clock: request heads carry `Env::now`); tests
+//! heartbeats, keep-alive and close decisions, its deadlines (header read, idle, stalled
+//! writes), and the accounting of each exchange (bytes in and out, latency, and the label
+//! the application gives it: counted per route in the loop's stats and handed to the access
+//! log when the exchange ends, a stream's when it closes). The loop passes `now` in (the one clock: request heads carry `Env::now`); tests
 //! and fuzzers drive a [`Conn`] directly. Not responsible for: reading or writing sockets,
 //! timers (the loop asks [`Conn::deadline`] and calls [`Conn::on_timer`]), buffer pooling,
 //! or any route (the operations routes wrap the application, see `builtin`).
@@ -14,12 +16,13 @@ use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::app::{Admission, App, Reply, Request, StreamStart};
+use crate::access_log::{Entry, LogSender};
+use crate::app::{Admission, App, Label, Reply, Request, StreamStart};
 use crate::chunked::ChunkedDecoder;
 use crate::metrics::LoopStats;
 use crate::parse::{header_slots, parse, Framing, Head, ParseError, Version};
 use crate::reply::{Gone, Letter, Mailbox, ReplyLink, StreamShared, Wake};
-use crate::request::{RequestHead, RequestId, RequestIds};
+use crate::request::{Method, RequestHead, RequestId, RequestIds};
 use crate::response::{
     write_chunk, write_head, write_response, HeadContext, Length, Response, LAST_CHUNK,
 };
@@ -65,6 +68,8 @@ pub struct Env<'a, A: App> {
     pub now: std::time::Instant,
     /// The server is shutting down: no keep-alive.
     pub draining: bool,
+    /// Where finished exchanges are logged, when the access log is on.
+    pub access_log: Option<&'a LogSender>,
 }
 
 /// The request currently being answered.
@@ -75,6 +80,35 @@ struct Exchange {
     http10: bool,
     head_only: bool,
     started_us: u64,
+    method: Method,
+    label: Label,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Status and latency of the response head (a stream is logged when it ends).
+    status: u16,
+    latency_us: u64,
+    /// When the stream reply opened.
+    stream_since_us: u64,
+}
+
+impl Exchange {
+    /// An exchange with no request behind it yet (`id`), started at `started_us`.
+    fn blank(id: RequestId, started_us: u64) -> Self {
+        Exchange {
+            id,
+            keep_alive: true,
+            http10: false,
+            head_only: false,
+            started_us,
+            method: Method::Other,
+            label: Label::default(),
+            bytes_in: 0,
+            bytes_out: 0,
+            status: 0,
+            latency_us: 0,
+            stream_since_us: 0,
+        }
+    }
 }
 
 enum BodyLeft {
@@ -140,13 +174,7 @@ impl<A: App> Conn<A> {
             output: Vec::new(),
             out_pos: 0,
             state: State::Head,
-            ex: Exchange {
-                id: RequestId::new(b""),
-                keep_alive: true,
-                http10: false,
-                head_only: false,
-                started_us: 0,
-            },
+            ex: Exchange::blank(RequestId::new(b""), 0),
             seq: 0,
             head_since: None,
             last_active_ms: now_ms,
@@ -278,7 +306,9 @@ impl<A: App> Conn<A> {
     /// Writes a heartbeat comment if a stream is open.
     pub fn heartbeat(&mut self) {
         if let State::Streaming { chunked, .. } = self.state {
+            let before = self.output.len();
             self.push_stream_bytes(HEARTBEAT, chunked);
+            self.ex.bytes_out += (self.output.len() - before) as u64;
         }
     }
 
@@ -315,7 +345,8 @@ impl<A: App> Conn<A> {
                 self.refuse(request_timeout(), env);
             }
             State::Head if idle_output && self.head_since.is_some() => {
-                self.fail(request_timeout(), env);
+                let partial = (self.input.len() - self.in_pos) as u64;
+                self.fail(request_timeout(), partial, env);
             }
             _ => {
                 self.abort = true;
@@ -347,6 +378,7 @@ impl<A: App> Conn<A> {
             State::Streaming { shared, .. } => {
                 shared.set_gone();
                 env.stats.stream_opened(false);
+                self.log_stream_end(env);
             }
             State::Waiting(gone) => gone.signal(),
             _ => {}
@@ -409,7 +441,8 @@ impl<A: App> Conn<A> {
             }
             Err(e) => (avail.len(), Step::Fail(e)),
             Ok(Some(head)) => {
-                let ex = exchange(&head, env);
+                let mut ex = exchange(&head, env);
+                ex.bytes_in = head.len as u64;
                 let owned = RequestHead::from_parsed(&head, avail, ex.id, self.peer, env.now);
                 let step = Step::Admit(Box::new(owned), head.framing, head.expect_continue, ex);
                 (head.len, step)
@@ -420,7 +453,8 @@ impl<A: App> Conn<A> {
         match step {
             Step::Fail(e) => {
                 env.stats.parse_error();
-                self.fail(Response::error(e.status(), e.code(), &e.to_string()), env);
+                let resp = Response::error(e.status(), e.code(), &e.to_string());
+                self.fail(resp, len as u64, env);
                 false
             }
             Step::Admit(head, framing, expect, ex) => {
@@ -439,7 +473,20 @@ impl<A: App> Conn<A> {
     ) -> bool {
         let has_body = framing != Framing::None;
         let app = env.app;
-        let (body_limit, context) = match catch_unwind(AssertUnwindSafe(|| app.admit(&head))) {
+        // The label is asked for with the decision, under the same guard against panics.
+        let decided = catch_unwind(AssertUnwindSafe(|| {
+            let admission = app.admit(&head);
+            let label = match &admission {
+                Admission::Accept { context, .. } => app.describe(&head, Some(context)),
+                Admission::Reject(_) => app.describe(&head, None),
+            };
+            (admission, label)
+        }));
+        let decided = decided.map(|(admission, label)| {
+            self.ex.label = label;
+            admission
+        });
+        let (body_limit, context) = match decided {
             Ok(Admission::Accept {
                 body_limit,
                 context,
@@ -537,6 +584,7 @@ impl<A: App> Conn<A> {
         env: &mut Env<'_, A>,
     ) -> bool {
         self.seq += 1;
+        self.ex.bytes_in += body.len() as u64;
         let link = ReplyLink {
             mailbox: env.mailbox.clone(),
             token: env.token,
@@ -573,23 +621,59 @@ impl<A: App> Conn<A> {
             keep_alive: keep,
             http10: self.ex.http10,
         };
+        let before = self.output.len();
         write_response(&mut self.output, &resp, self.ex.head_only, &cx);
-        env.stats
-            .record(resp.status, env.now_us.saturating_sub(self.ex.started_us));
+        self.ex.bytes_out = (self.output.len() - before) as u64;
+        self.record_head(resp.status, env);
+        self.log_exchange(None, env);
         self.state = if keep { State::Head } else { State::Closing };
         keep
     }
 
-    /// Answers with an error outside any admitted exchange (under a new request id), then
-    /// closes.
-    fn fail(&mut self, resp: Response, env: &mut Env<'_, A>) {
-        self.ex = Exchange {
-            id: env.ids.next_id(),
-            keep_alive: false,
-            http10: false,
-            head_only: false,
-            started_us: env.now_us,
+    /// Counts the response head of the current exchange under its route.
+    fn record_head(&mut self, status: u16, env: &mut Env<'_, A>) {
+        let latency = env.now_us.saturating_sub(self.ex.started_us);
+        self.ex.status = status;
+        self.ex.latency_us = latency;
+        let route = self.ex.label.route;
+        env.stats
+            .record_route(route, self.ex.method, status, latency);
+    }
+
+    /// Hands the current exchange to the access log, if it is on.
+    fn log_exchange(&self, stream_us: Option<u64>, env: &mut Env<'_, A>) {
+        let Some(log) = env.access_log else {
+            return;
         };
+        let ex = &self.ex;
+        let entry = Entry {
+            at: env.now,
+            id: ex.id,
+            peer: self.peer,
+            tenant: ex.label.tenant,
+            route: ex.label.route,
+            method: ex.method,
+            status: ex.status,
+            bytes_in: ex.bytes_in,
+            bytes_out: ex.bytes_out,
+            latency_us: ex.latency_us,
+            stream_us,
+        };
+        log.send(entry, env.stats);
+    }
+
+    /// Logs the open stream's exchange as it ends.
+    fn log_stream_end(&self, env: &mut Env<'_, A>) {
+        let open_us = env.now_us.saturating_sub(self.ex.stream_since_us);
+        self.log_exchange(Some(open_us), env);
+    }
+
+    /// Answers with an error outside any admitted exchange (under a new request id), then
+    /// closes; `bytes_in` is what was read of the refused head.
+    fn fail(&mut self, resp: Response, bytes_in: u64, env: &mut Env<'_, A>) {
+        self.ex = Exchange::blank(env.ids.next_id(), env.now_us);
+        self.ex.keep_alive = false;
+        self.ex.bytes_in = bytes_in;
         self.respond(resp, env);
     }
 
@@ -614,12 +698,12 @@ impl<A: App> Conn<A> {
         } else {
             Length::UntilClose
         };
+        let before = self.output.len();
         write_head(&mut self.output, &start.head, length, &cx);
-        env.stats.record(
-            start.head.status,
-            env.now_us.saturating_sub(self.ex.started_us),
-        );
+        self.ex.bytes_out = (self.output.len() - before) as u64;
+        self.record_head(start.head.status, env);
         if self.ex.head_only {
+            self.log_exchange(None, env);
             // A response to HEAD has no body: the head is the whole answer, and the
             // producer learns at once that nobody reads its frames.
             start.shared.set_gone();
@@ -631,6 +715,7 @@ impl<A: App> Conn<A> {
             return;
         }
         env.stats.stream_opened(true);
+        self.ex.stream_since_us = env.now_us;
         self.state = State::Streaming {
             shared: start.shared,
             chunked,
@@ -648,6 +733,7 @@ impl<A: App> Conn<A> {
         };
         let chunked = *chunked;
         let output = &mut self.output;
+        let before = output.len();
         let closed = shared.drain(|bytes| {
             if chunked {
                 write_chunk(output, bytes);
@@ -655,6 +741,7 @@ impl<A: App> Conn<A> {
                 output.extend_from_slice(bytes);
             }
         });
+        self.ex.bytes_out += (self.output.len() - before) as u64;
         if closed {
             self.end_stream(false, env);
         }
@@ -679,8 +766,10 @@ impl<A: App> Conn<A> {
         }
         if chunked {
             self.output.extend_from_slice(LAST_CHUNK);
+            self.ex.bytes_out += LAST_CHUNK.len() as u64;
         }
         env.stats.stream_opened(false);
+        self.log_stream_end(env);
         // The callers go on with the requests behind the stream (see `dispatch`).
         let keep = self.ex.keep_alive && !env.draining;
         self.state = if keep { State::Head } else { State::Closing };
@@ -693,13 +782,12 @@ fn exchange<A: App>(head: &Head<'_, '_>, env: &mut Env<'_, A>) -> Exchange {
         Some(id) => RequestId::new(id),
         None => env.ids.next_id(),
     };
-    Exchange {
-        id,
-        keep_alive: head.keep_alive,
-        http10: head.version == Version::Http10,
-        head_only: head.method == "HEAD",
-        started_us: env.now_us,
-    }
+    let mut ex = Exchange::blank(id, env.now_us);
+    ex.keep_alive = head.keep_alive;
+    ex.http10 = head.version == Version::Http10;
+    ex.head_only = head.method == "HEAD";
+    ex.method = Method::from_token(head.method);
+    ex
 }
 
 fn request_timeout() -> Response {

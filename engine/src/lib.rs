@@ -6,7 +6,8 @@
 //! deferred (completed from any thread) or streamed (SSE frames from any thread); a timer
 //! wheel per loop for header, idle and heartbeat deadlines; optional TLS (rustls) on the same
 //! loops, with certificates reloadable at run time; a listener may also be handed in
-//! (systemd socket activation), and [`Liveness`] gives a watchdog proof that the loops turn.
+//! (systemd socket activation), and [`Liveness`] gives a watchdog proof that the loops turn;
+//! per-route metrics and an optional access log ([`AccessLog`]) written off the loops.
 //! The engine knows nothing about agents, tenants or storage: the application plugs in
 //! through [`App`].
 //!
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod app;
 pub mod builtin;
 pub mod chunked;
@@ -24,6 +26,7 @@ pub mod client;
 pub mod conn;
 pub mod date;
 pub mod liveness;
+pub mod log;
 pub mod metrics;
 pub mod parse;
 pub mod reply;
@@ -39,7 +42,8 @@ mod transport;
 pub mod wheel;
 mod worker;
 
-pub use app::{Admission, App, Reply, Request};
+pub use access_log::AccessLog;
+pub use app::{Admission, App, Label, Reply, Request, Tenant};
 pub use liveness::Liveness;
 pub use reply::{Responder, StreamError, StreamSender};
 pub use request::{Method, RequestHead};

@@ -1,11 +1,17 @@
 //! Engine counters and their Prometheus text rendering.
 //!
 //! Responsible for: per-loop counters (each loop writes only its own, cache-line aligned,
-//! with relaxed atomics, so recording costs no contention) and summing them for `/metrics`.
-//! Not responsible for: application metrics (the app appends its own text).
+//! with relaxed atomics, so recording costs no contention), among them requests and latency
+//! by route template and method (a fixed cell per route and method, sized once from
+//! [`App::route_labels`](crate::App::route_labels)), summing them for `/metrics`, and the
+//! fixed-bucket [`Histogram`] and [`write_histogram`] the application uses for its own.
+//! Not responsible for: application metrics (the app appends its own text) or naming routes.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+use crate::request::Method;
 
 /// Upper bounds of the latency histogram, in microseconds.
 const BUCKETS_US: [u64; 14] = [
@@ -13,10 +19,43 @@ const BUCKETS_US: [u64; 14] = [
     2_500_000, 10_000_000,
 ];
 
+/// Methods with a label of their own, in the order of their cells.
+const METHODS: [Method; 8] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Patch,
+    Method::Delete,
+    Method::Options,
+    Method::Other,
+];
+
+fn method_index(m: Method) -> usize {
+    METHODS
+        .iter()
+        .position(|&x| x == m)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// The label of requests that matched no route (unknown paths, malformed heads).
+pub const UNMATCHED: &str = "unmatched";
+
+/// Requests and latency of one route and method on one loop.
+#[derive(Debug, Default)]
+struct RouteCell {
+    by_class: [AtomicU64; 5],
+    latency: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
 /// Counters written by one event loop.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct LoopStats {
+    /// `(routes + 1) * METHODS.len()` cells, route 0 being [`UNMATCHED`]; set once at start.
+    routes: OnceLock<Box<[RouteCell]>>,
+    access_log_dropped: AtomicU64,
     by_class: [AtomicU64; 5],
     latency: [AtomicU64; BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
@@ -58,17 +97,42 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
+fn bucket_of(elapsed_us: u64) -> usize {
+    BUCKETS_US
+        .iter()
+        .position(|&b| elapsed_us <= b)
+        .unwrap_or(BUCKETS_US.len())
+}
+
 impl LoopStats {
     /// Records a response with `status`, `elapsed_us` after its head was parsed.
     pub fn record(&self, status: u16, elapsed_us: u64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         bump(&self.by_class[class]);
-        let bucket = BUCKETS_US
-            .iter()
-            .position(|&b| elapsed_us <= b)
-            .unwrap_or(BUCKETS_US.len());
-        bump(&self.latency[bucket]);
+        bump(&self.latency[bucket_of(elapsed_us)]);
         self.latency_sum_us.fetch_add(elapsed_us, Relaxed);
+    }
+
+    /// Records a response as [`record`](Self::record) does, and under its route (an index
+    /// into the route labels; `None` for no route) and method.
+    pub fn record_route(&self, route: Option<u16>, method: Method, status: u16, elapsed_us: u64) {
+        self.record(status, elapsed_us);
+        let Some(cells) = self.routes.get() else {
+            return;
+        };
+        let row = route.map_or(0, |r| usize::from(r) + 1);
+        let Some(cell) = cells.get(row * METHODS.len() + method_index(method)) else {
+            return;
+        };
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        bump(&cell.by_class[class]);
+        bump(&cell.latency[bucket_of(elapsed_us)]);
+        cell.sum_us.fetch_add(elapsed_us, Relaxed);
+    }
+
+    /// An access log line was dropped: the log's buffer was full.
+    pub fn access_log_dropped(&self) {
+        bump(&self.access_log_dropped);
     }
 
     /// A connection was accepted (`true`) or closed (`false`).
@@ -132,6 +196,8 @@ impl LoopStats {
 #[derive(Debug)]
 pub struct Metrics {
     loops: Box<[LoopStats]>,
+    /// [`UNMATCHED`], then the application's route templates.
+    route_labels: OnceLock<Vec<&'static str>>,
     tls_enabled: AtomicBool,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -142,9 +208,27 @@ impl Metrics {
     pub fn new(loops: usize) -> Self {
         Metrics {
             loops: (0..loops.max(1)).map(|_| LoopStats::default()).collect(),
+            route_labels: OnceLock::new(),
             tls_enabled: AtomicBool::new(false),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Sizes the per-route counters for these route templates (the application's
+    /// [`route_labels`](crate::App::route_labels)); only the first call counts.
+    pub fn set_routes(&self, labels: Vec<&'static str>) {
+        let mut all = Vec::with_capacity(labels.len() + 1);
+        all.push(UNMATCHED);
+        all.extend(labels);
+        let cells = all.len() * METHODS.len();
+        if self.route_labels.set(all).is_err() {
+            return;
+        }
+        for l in self.loops.iter() {
+            let _ = l
+                .routes
+                .set((0..cells).map(|_| RouteCell::default()).collect());
         }
     }
 
@@ -257,8 +341,67 @@ impl Metrics {
         for (name, v) in counters {
             writeln!(out, "# TYPE {name} counter\n{name} {v}")?;
         }
+        let dropped = self.sum(|l| l.access_log_dropped.load(Relaxed));
+        writeln!(
+            out,
+            "# TYPE halyard_access_log_dropped_total counter\n\
+             halyard_access_log_dropped_total {dropped}"
+        )?;
+        self.render_routes(out)?;
         if self.tls_enabled.load(Relaxed) {
             self.render_tls(out)?;
+        }
+        Ok(())
+    }
+
+    /// Per-route families; only routes and methods that saw a request get samples.
+    fn render_routes(&self, out: &mut String) -> std::fmt::Result {
+        let Some(labels) = self.route_labels.get() else {
+            return Ok(());
+        };
+        fn cell(l: &LoopStats, i: usize) -> Option<&RouteCell> {
+            l.routes.get().and_then(|c| c.get(i))
+        }
+        let mut rows = Vec::new();
+        for (r, route) in labels.iter().enumerate() {
+            for (m, method) in METHODS.iter().enumerate() {
+                let i = r * METHODS.len() + m;
+                let classes: Vec<u64> = (0..5)
+                    .map(|c| self.sum(|l| cell(l, i).map_or(0, |x| x.by_class[c].load(Relaxed))))
+                    .collect();
+                if classes.iter().all(|&n| n == 0) {
+                    continue;
+                }
+                let counts: Vec<u64> = (0..=BUCKETS_US.len())
+                    .map(|b| self.sum(|l| cell(l, i).map_or(0, |x| x.latency[b].load(Relaxed))))
+                    .collect();
+                let sum_us = self.sum(|l| cell(l, i).map_or(0, |x| x.sum_us.load(Relaxed)));
+                rows.push((*route, method.as_str(), classes, counts, sum_us));
+            }
+        }
+        out.push_str("# TYPE halyard_http_route_requests_total counter\n");
+        for (route, method, classes, _, _) in &rows {
+            for (c, n) in classes.iter().enumerate().filter(|(_, n)| **n > 0) {
+                writeln!(
+                    out,
+                    "halyard_http_route_requests_total{{route=\"{route}\",method=\"{method}\",\
+                     class=\"{}xx\"}} {n}",
+                    c + 1
+                )?;
+            }
+        }
+        out.push_str("# TYPE halyard_http_route_duration_seconds histogram\n");
+        for (route, method, _, counts, sum_us) in &rows {
+            let labels = format!("route=\"{route}\",method=\"{method}\"");
+            write_histogram_rows(
+                out,
+                "halyard_http_route_duration_seconds",
+                &labels,
+                &BUCKETS_US,
+                1e6,
+                counts,
+                *sum_us as f64 / 1e6,
+            )?;
         }
         Ok(())
     }
@@ -296,6 +439,93 @@ impl Metrics {
     }
 }
 
+/// A histogram with fixed bucket bounds, shared by threads through relaxed atomics.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    /// A histogram whose buckets end at `bounds` (ascending), plus `+Inf`.
+    pub fn new(bounds: &'static [u64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one observation of `v` (in the unit of the bounds).
+    pub fn record(&self, v: u64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        bump(&self.counts[i]);
+        self.sum.fetch_add(v, Relaxed);
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples (no `# TYPE` line) of `name` with
+    /// `labels` (`a="b",c="d"` or empty); values are divided by `divisor` (`1e6` renders
+    /// microseconds as seconds; a division keeps `100 / 1e6` exactly `0.0001`).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str, divisor: f64) {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let sum = self.sum.load(Relaxed) as f64 / divisor;
+        let _ = write_histogram_rows(out, name, labels, self.bounds, divisor, &counts, sum);
+    }
+}
+
+/// Writes the samples of a histogram from its per-bucket (not cumulative) `counts`, one
+/// more than `bounds` (the last is `+Inf`); bounds are divided by `divisor`.
+pub fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[u64],
+    divisor: f64,
+    counts: &[u64],
+    sum: f64,
+) {
+    let _ = write_histogram_rows(out, name, labels, bounds, divisor, counts, sum);
+}
+
+fn write_histogram_rows(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[u64],
+    divisor: f64,
+    counts: &[u64],
+    sum: f64,
+) -> std::fmt::Result {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, bound) in bounds.iter().enumerate() {
+        cumulative += counts.get(i).copied().unwrap_or(0);
+        let le = *bound as f64 / divisor;
+        writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        )?;
+    }
+    cumulative += counts.get(bounds.len()).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+    )?;
+    if labels.is_empty() {
+        writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}")
+    } else {
+        writeln!(
+            out,
+            "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +547,50 @@ mod tests {
         assert!(s.contains("halyard_open_connections 1\n"));
         assert!(s.contains("halyard_accept_refused_total 1\n"));
         assert!(!s.contains("halyard_tls_"));
+    }
+
+    #[test]
+    fn renders_routes_by_template_and_method() {
+        let m = Metrics::new(2);
+        m.set_routes(vec!["/a/:id", "/b"]);
+        m.loop_stats(0).record_route(Some(0), Method::Get, 200, 50);
+        m.loop_stats(1).record_route(Some(0), Method::Get, 404, 300);
+        m.loop_stats(1).record_route(None, Method::Other, 400, 10);
+        let mut s = String::new();
+        m.render(&mut s);
+        assert!(s.contains(
+            "halyard_http_route_requests_total{route=\"/a/:id\",method=\"GET\",class=\"2xx\"} 1\n"
+        ));
+        assert!(s.contains(
+            "halyard_http_route_requests_total{route=\"unmatched\",method=\"OTHER\",class=\"4xx\"} 1\n"
+        ));
+        assert!(s.contains(
+            "halyard_http_route_duration_seconds_bucket{route=\"/a/:id\",method=\"GET\",le=\"0.0001\"} 1\n"
+        ));
+        assert!(s.contains(
+            "halyard_http_route_duration_seconds_count{route=\"/a/:id\",method=\"GET\"} 2\n"
+        ));
+        assert!(
+            !s.contains("route=\"/b\""),
+            "no samples for a route never asked"
+        );
+        assert!(s.contains("halyard_http_requests_total{class=\"2xx\"} 1\n"));
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        static BOUNDS: [u64; 2] = [10, 100];
+        let h = Histogram::new(&BOUNDS);
+        h.record(5);
+        h.record(50);
+        h.record(5000);
+        let mut s = String::new();
+        h.render(&mut s, "x", "p=\"e\"", 1.0);
+        assert_eq!(
+            s,
+            "x_bucket{p=\"e\",le=\"10\"} 1\nx_bucket{p=\"e\",le=\"100\"} 2\n\
+             x_bucket{p=\"e\",le=\"+Inf\"} 3\nx_sum{p=\"e\"} 5055\nx_count{p=\"e\"} 3\n"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! kernel spreads connections without a shared accept lock), or sharing one listener handed
 //! in from outside (systemd socket activation) among the loops; starting the loops on their
 //! own threads (serving HTTPS on every loop when a [`TlsAcceptor`] is set), the global
-//! connection cap, the shutdown flag every loop watches, and the rounds of [`Liveness`].
+//! connection cap, the shutdown flag every loop watches, the rounds of [`Liveness`], and
+//! starting (then draining) the access log's writer when one is set.
 //! Not responsible for: HTTP or timers (see `conn`, `worker`), certificates (see `tls`),
 //! signals (see `shutdown`, `tls_reload`) or where a handed-in listener comes from.
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use crate::access_log::{AccessLog, ReopenHandle};
 use crate::app::App;
 use crate::conn::Timeouts;
 use crate::liveness::{Liveness, Rounds};
@@ -138,6 +140,7 @@ pub struct Server {
     local_addr: SocketAddr,
     config: Config,
     tls: Option<Arc<TlsAcceptor>>,
+    access_log: Option<AccessLog>,
     shared: Arc<Shared>,
 }
 
@@ -200,6 +203,7 @@ impl Server {
             local_addr,
             config,
             tls: None,
+            access_log: None,
             shared,
         }
     }
@@ -209,6 +213,18 @@ impl Server {
         self.shared.metrics.enable_tls();
         self.tls = Some(tls);
         self
+    }
+
+    /// Logs every request to `log` (one JSON line each, written by a thread of its own).
+    pub fn with_access_log(mut self, log: AccessLog) -> Server {
+        self.access_log = Some(log);
+        self
+    }
+
+    /// A handle that has the access log file reopened (on SIGHUP, after logrotate); `None`
+    /// without an access log.
+    pub fn access_log_reopen(&self) -> Option<ReopenHandle> {
+        self.access_log.as_ref().map(AccessLog::reopen_handle)
     }
 
     /// Whether the server serves HTTPS.
@@ -257,6 +273,16 @@ impl Server {
         // One resolver thread for every loop's outbound connections, started now so that the
         // number of threads is fixed from the start.
         let resolver = crate::client::Resolver::start()?;
+        let loops = self.listeners.len();
+        let labels = crate::builtin::route_labels(&*app);
+        self.shared.metrics.set_routes(labels.clone());
+        let (mut logs, log_writer) = match self.access_log {
+            Some(log) => {
+                let (senders, running) = log.start(loops, labels)?;
+                (senders.into_iter().map(Some).collect(), Some(running))
+            }
+            None => (vec![None; loops], None),
+        };
         for (i, l) in self.listeners.into_iter().enumerate() {
             workers.push(Worker::new(
                 i,
@@ -266,6 +292,7 @@ impl Server {
                 self.shared.clone(),
                 resolver.clone(),
                 cfg,
+                logs.get_mut(i).and_then(Option::take),
             )?);
         }
         // A shutdown requested before the mailboxes existed must still reach every loop.
@@ -288,6 +315,10 @@ impl Server {
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("event loop panicked")),
             }
+        }
+        // The loops (and their ends of the log) are gone: the writer writes what is left.
+        if let Some(w) = log_writer {
+            w.finish();
         }
         result
     }

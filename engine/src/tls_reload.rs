@@ -31,6 +31,11 @@ impl ReloadHandle {
         result
     }
 
+    /// The certificate and key files reloaded.
+    pub fn files(&self) -> &crate::tls::TlsFiles {
+        self.acceptor.files()
+    }
+
     /// Starts a thread that calls [`reload`](Self::reload) on every SIGHUP and logs the
     /// outcome on stderr.
     pub fn on_sighup(&self) -> io::Result<()> {
@@ -42,13 +47,13 @@ impl ReloadHandle {
                 for _ in signals.forever() {
                     let files = handle.acceptor.files();
                     match handle.reload() {
-                        Ok(()) => eprintln!(
-                            "halyard: TLS certificate reloaded from {} and {}",
+                        Ok(()) => crate::log_info!(
+                            "TLS certificate reloaded from {} and {}",
                             files.cert.display(),
                             files.key.display()
                         ),
-                        Err(e) => eprintln!(
-                            "halyard: TLS reload failed, keeping the current certificate: {e}"
+                        Err(e) => crate::log_error!(
+                            "TLS reload failed, keeping the current certificate: {e}"
                         ),
                     }
                 }

@@ -21,6 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_log::LogSender;
 use crate::app::App;
 use crate::builtin::Builtin;
 use crate::client::driver::{self, Driver, Owner};
@@ -113,6 +114,8 @@ struct Core<A: App> {
     /// The instant of the last wake-up (what `now_ms` and `now_us` measure).
     now: Instant,
     draining: bool,
+    /// This loop's end of the access log, when it is on.
+    log: Option<LogSender>,
 }
 
 impl<A: App> Core<A> {
@@ -129,6 +132,7 @@ impl<A: App> Core<A> {
             now_us: self.now_us,
             now: self.now,
             draining: self.draining,
+            access_log: self.log.as_ref(),
         }
     }
 
@@ -176,8 +180,9 @@ pub(crate) struct Worker<A: App> {
 }
 
 impl<A: App> Worker<A> {
-    /// A loop serving `listener` (over TLS when `tls` is set); its mailbox is registered in
-    /// `shared` for shutdown.
+    /// A loop serving `listener` (over TLS when `tls` is set, logging requests to `log`
+    /// when set); its mailbox is registered in `shared` for shutdown.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         index: usize,
         listener: std::net::TcpListener,
@@ -186,6 +191,7 @@ impl<A: App> Worker<A> {
         shared: Arc<Shared>,
         resolver: Arc<Resolver>,
         cfg: LoopConfig,
+        log: Option<LogSender>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -226,6 +232,7 @@ impl<A: App> Worker<A> {
                 now_us: 0,
                 now: Instant::now(),
                 draining: false,
+                log,
             },
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             spare_in: Vec::new(),
@@ -317,7 +324,7 @@ impl<A: App> Worker<A> {
                 Ok((socket, peer)) => self.admit_socket(socket, peer.ip()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.accept_retry_at.take().is_some() {
-                        eprintln!("halyard: accepting connections again");
+                        crate::log_info!("accepting connections again");
                     }
                     return;
                 }
@@ -333,8 +340,8 @@ impl<A: App> Worker<A> {
     /// `ACCEPT_RETRY_MS`. Said once per pause, not once per attempt.
     fn pause_accepting(&mut self, e: &io::Error) {
         if self.accept_retry_at.is_none() {
-            eprintln!(
-                "halyard: cannot accept connections ({e}); retrying every {ACCEPT_RETRY_MS} ms"
+            crate::log_warn!(
+                "cannot accept connections ({e}); retrying every {ACCEPT_RETRY_MS} ms"
             );
             self.core
                 .metrics
@@ -356,7 +363,7 @@ impl<A: App> Worker<A> {
             Some(tls) => match tls.session() {
                 Ok(session) => Some(session),
                 Err(e) => {
-                    eprintln!("halyard: cannot start a TLS session: {e}");
+                    crate::log_error!("cannot start a TLS session: {e}");
                     self.shared.close_connection();
                     stats.refused();
                     return;

@@ -978,6 +978,7 @@ fn run_conn(fx: &Fixture, input: &[u8]) -> Vec<u8> {
         now_us: 1_000,
         now: std::time::Instant::now(),
         draining: false,
+        access_log: None,
     };
     conn.receive(input, &mut env);
     conn.on_eof(&mut env);

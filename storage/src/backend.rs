@@ -93,6 +93,11 @@ pub trait Backend: Send + Sync {
     /// (`/health/ready` answers 503).
     fn is_healthy(&self) -> bool;
 
+    /// The log's counters and files for `/metrics`; `None` for a backend without a log.
+    fn log_metrics(&self) -> Option<crate::store::LogMetrics> {
+        None
+    }
+
     /// Validates `mutations` against the state and applies them, all or nothing, in the same
     /// order as they reach the log. `Err` (409, 404, poisoned) means nothing was applied and
     /// `done` is dropped uncalled. `Ok` means the reads see the change now, and `done` runs

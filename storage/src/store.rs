@@ -20,6 +20,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use crate::backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
 use crate::backup::{self, BackupError, BackupOptions, BackupReport};
 use crate::codec::Encoder;
+use crate::disk_usage::DiskUsage;
 use crate::error::{io_at, OpenError, StoreError};
 use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
@@ -33,7 +34,7 @@ use crate::recovery::{self, RecoveryMode, RecoveryReport};
 use crate::segment::{self, DEFAULT_SEGMENT_SIZE};
 use crate::snapshot::{self, CompactReport, DEFAULT_SNAPSHOT_THRESHOLD};
 use crate::state::State;
-use crate::writer::{self, Request, WriterConfig, WriterStats};
+use crate::writer::{self, Request, WriterConfig, WriterStats, BATCH_BUCKETS, FSYNC_BUCKETS_US};
 
 /// How to open a store.
 #[derive(Clone)]
@@ -88,6 +89,19 @@ pub struct LogStats {
     pub bytes: u64,
     /// Snapshots written.
     pub compactions: u64,
+    /// Batches by records, per bucket of [`crate::writer::BATCH_BUCKETS`] (then more).
+    pub batch_records: [u64; BATCH_BUCKETS.len() + 1],
+    /// `fdatasync` calls per bucket of [`crate::writer::FSYNC_BUCKETS_US`] (then slower).
+    pub fsync_us: [u64; FSYNC_BUCKETS_US.len() + 1],
+}
+
+/// What `/metrics` says about the log: the writer's counters and the files on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LogMetrics {
+    /// Counters since open.
+    pub log: LogStats,
+    /// Files now.
+    pub disk: DiskUsage,
 }
 
 /// The embedded store. Share it with `Arc`; every method takes `&self`.
@@ -221,6 +235,11 @@ impl Store {
             fsync_seconds: s.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             bytes: s.bytes.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
+            batch_records: s
+                .batch_records
+                .each_ref()
+                .map(|c| c.load(Ordering::Relaxed)),
+            fsync_us: s.fsync_us.each_ref().map(|c| c.load(Ordering::Relaxed)),
         }
     }
 
@@ -312,6 +331,13 @@ impl Drop for Store {
 impl Backend for Store {
     fn is_healthy(&self) -> bool {
         self.health.is_healthy()
+    }
+
+    fn log_metrics(&self) -> Option<LogMetrics> {
+        Some(LogMetrics {
+            log: self.stats(),
+            disk: crate::disk_usage::disk_usage(&self.dir),
+        })
     }
 
     fn commit(

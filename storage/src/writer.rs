@@ -6,7 +6,8 @@
 //! rolling to a new segment past the size limit (old segment synced first, new segment
 //! created durably, directory synced); asking the compactor for a snapshot once enough
 //! closed segments pile up; poisoning the log on the first failed write or sync (pending
-//! and later appends fail, [`crate::Health`] turns unhealthy).
+//! and later appends fail, [`crate::Health`] turns unhealthy); counting batches (by records
+//! per batch) and `fdatasync` latency in fixed buckets for `/metrics`.
 //! Not responsible for: encoding or validating records (the committing thread does both, so
 //! the writer only copies bytes), recovery, or snapshots.
 
@@ -42,9 +43,20 @@ pub(crate) enum Request {
     },
 }
 
+/// Upper bounds of the records-per-batch histogram.
+pub const BATCH_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+/// Upper bounds of the `fdatasync` latency histogram, in microseconds.
+pub const FSYNC_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
 /// Counters of the writer, for `/metrics` and the benchmarks.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Batches by records appended, per bucket of [`BATCH_BUCKETS`] (the last: more).
+    pub batch_records: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// `fdatasync` calls per bucket of [`FSYNC_BUCKETS_US`] (the last: slower).
+    pub fsync_us: [AtomicU64; FSYNC_BUCKETS_US.len() + 1],
     /// Records appended.
     pub appends: AtomicU64,
     /// Batches written.
@@ -111,6 +123,11 @@ pub(crate) fn run(cfg: WriterConfig, rx: Receiver<Request>) {
             w.cfg.health.poison(format!("fsync at shutdown: {e}"));
         }
     }
+}
+
+/// The bucket of `v` among `bounds` (`bounds.len()` past the last).
+fn bucket(bounds: &[u64], v: u64) -> usize {
+    bounds.iter().position(|&b| v <= b).unwrap_or(bounds.len())
 }
 
 fn request_len(r: &Request) -> usize {
@@ -194,6 +211,11 @@ impl Writer {
                 }
             }
         }
+        if !waiting.is_empty() {
+            let n = waiting.len() as u64;
+            let i = bucket(&BATCH_BUCKETS, n);
+            self.cfg.stats.batch_records[i].fetch_add(1, Ordering::Relaxed);
+        }
         let result = match failed {
             Some(e) => Err(e),
             None => self.finish_batch(),
@@ -255,10 +277,11 @@ impl Writer {
         let t = Instant::now();
         self.cfg.syncer.sync_data(&self.cfg.file)?;
         let stats = &self.cfg.stats;
+        let nanos = t.elapsed().as_nanos() as u64;
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        stats
-            .fsync_nanos
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let i = bucket(&FSYNC_BUCKETS_US, nanos / 1000);
+        stats.fsync_us[i].fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
         self.last_sync = Instant::now();
         Ok(())

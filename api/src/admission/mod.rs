@@ -7,6 +7,7 @@
 //! body is read) or the execution queue (the agent runtime owns it).
 
 pub mod gcra;
+pub mod refusals;
 pub mod sessions;
 pub mod table;
 
@@ -17,6 +18,7 @@ use halyard_storage::Limits;
 
 use crate::error::ApiError;
 use gcra::{Decision, Quota};
+use refusals::{Refusal, Refusals};
 use table::CellTable;
 
 /// Settings of the limiter.
@@ -61,6 +63,8 @@ pub struct Limiter {
     session_rates: CellTable,
     /// Concurrent sessions per tenant.
     pub sessions: sessions::SessionSlots,
+    /// Refusals by reason, for `/metrics`.
+    pub refusals: Refusals,
 }
 
 fn retry_ms(ns: u64) -> u64 {
@@ -77,6 +81,7 @@ impl Limiter {
             ips: CellTable::new(16 * 1024),
             session_rates: CellTable::new(64 * 1024),
             sessions: sessions::SessionSlots::default(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -109,7 +114,10 @@ impl Limiter {
         };
         match gcra::take(cell, now, self.ip_quota()) {
             Decision::Allow { .. } => Ok(()),
-            Decision::Deny { retry_in } => Err(ip_limited(retry_in)),
+            Decision::Deny { retry_in } => {
+                self.refusals.count(Refusal::IpRate);
+                Err(ip_limited(retry_in))
+            }
         }
     }
 
@@ -132,7 +140,10 @@ impl Limiter {
         let cell = self
             .tenants
             .cell(self.tenants.key_of(id), now)
-            .ok_or_else(|| rate_limited("Tenant request rate limit exceeded", 1_000_000_000))?;
+            .ok_or_else(|| {
+                self.refusals.count(Refusal::TenantRate);
+                rate_limited("Tenant request rate limit exceeded", 1_000_000_000)
+            })?;
         match gcra::take(cell, now, q) {
             Decision::Allow { remaining, full_in } => Ok(RateHeaders {
                 limit: q.burst,
@@ -140,6 +151,7 @@ impl Limiter {
                 reset: unix_now() + full_in.div_ceil(1_000_000_000),
             }),
             Decision::Deny { retry_in } => {
+                self.refusals.count(Refusal::TenantRate);
                 Err(rate_limited("Tenant request rate limit exceeded", retry_in))
             }
         }
@@ -158,6 +170,7 @@ impl Limiter {
         let q = Quota::per_period(per_minute, 60_000_000_000, per_minute);
         let now = self.now(at);
         let Some(cell) = self.session_rates.cell(self.session_rates.key_of(id), now) else {
+            self.refusals.count(Refusal::SessionRate);
             return Err(rate_limited(
                 "Session message rate limit exceeded",
                 1_000_000_000,
@@ -165,10 +178,13 @@ impl Limiter {
         };
         match gcra::take(cell, now, q) {
             Decision::Allow { .. } => Ok(()),
-            Decision::Deny { retry_in } => Err(rate_limited(
-                "Session message rate limit exceeded",
-                retry_in,
-            )),
+            Decision::Deny { retry_in } => {
+                self.refusals.count(Refusal::SessionRate);
+                Err(rate_limited(
+                    "Session message rate limit exceeded",
+                    retry_in,
+                ))
+            }
         }
     }
 }

@@ -3,12 +3,13 @@
 //!
 //! Responsible for: the runtime that starts turns as tasks on the event loops ([`runtime`]),
 //! the turn itself ([`turn`]), the providers ([`provider`], [`openai`]), SSE framing
-//! ([`sse`]) and the registry of live streams ([`hub`]). The HTTP glue of the chat routes
+//! ([`sse`]), the registry of live streams ([`hub`]) and turn metrics ([`metrics`]). The HTTP glue of the chat routes
 //! lives with the other handlers.
 
 pub mod http_tool;
 pub mod hub;
 pub mod mcp;
+pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod runtime;

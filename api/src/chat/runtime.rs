@@ -16,6 +16,7 @@ use halyard_engine::{Request, Responder};
 use halyard_storage::{Agent, Backend, Session, Usage};
 
 use super::hub::Hub;
+use super::metrics::TurnMetrics;
 use super::provider::Prompt;
 use super::tool_test::{ToolTest, ToolTestTask};
 use super::turn::TurnTask;
@@ -141,6 +142,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: RuntimeConfig,
     /// Turns running now.
     pub(crate) running: AtomicUsize,
+    /// Turns and providers, for `/metrics`.
+    pub(crate) metrics: TurnMetrics,
     /// When (ms since the epoch) expired streams are next looked for.
     next_sweep: AtomicU64,
 }
@@ -202,6 +205,7 @@ impl Runtime {
             limiter,
             cfg,
             running: AtomicUsize::new(0),
+            metrics: TurnMetrics::default(),
             next_sweep: AtomicU64::new(0),
         });
         Runtime { shared }
@@ -244,7 +248,7 @@ impl Runtime {
             return;
         }
         if let Err(e) = self.shared.store.expire_streams(now, retention) {
-            eprintln!("halyard: cannot expire old streams: {e}");
+            halyard_engine::log_error!("cannot expire old streams: {e}");
         }
     }
 
@@ -257,6 +261,21 @@ impl Runtime {
     /// Turns running now.
     pub fn running(&self) -> usize {
         self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Renders the turn families of `/metrics`: running turns and their cap, then the
+    /// per-provider counters and histograms. Turns do not queue (over the cap they are
+    /// refused, counted as `halyard_rate_limit_refusals_total{reason="queue_full"}`).
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# TYPE halyard_turns_running gauge\nhalyard_turns_running {}\n\
+             # TYPE halyard_turns_max_running gauge\nhalyard_turns_max_running {}",
+            self.running(),
+            self.shared.cfg.max_running
+        );
+        self.shared.metrics.render(out);
     }
 
     /// The live stream registry.

@@ -135,6 +135,14 @@ pub(crate) struct TurnTask {
     model_calls: u32,
     /// Usage of every model call of the turn.
     turn_usage: Usage,
+    /// Metrics cell of the agent's provider.
+    provider: usize,
+    /// When the provider call started; `None` before, and once its first token was counted.
+    first_token_from: Option<Instant>,
+    /// When the provider call started, until its end was counted.
+    provider_from: Option<Instant>,
+    /// The turn was counted as finished or failed.
+    counted: bool,
     _running: Running,
 }
 
@@ -167,6 +175,7 @@ impl TurnTask {
             }
             Work::Direct(d) => (d.tenant, d.owner, d.agent, None, d.prompt),
         };
+        let provider = super::metrics::provider_index(&agent.model.provider);
         TurnTask {
             shared,
             style,
@@ -186,6 +195,10 @@ impl TurnTask {
             round: None,
             model_calls: 0,
             turn_usage: Usage::default(),
+            provider,
+            first_token_from: None,
+            provider_from: None,
+            counted: false,
             _running: running,
         }
     }
@@ -215,6 +228,8 @@ impl Task for TurnTask {
 
 impl TurnTask {
     fn start(&mut self, cx: &mut Cx<'_>) -> Status {
+        self.shared.metrics.started(self.provider);
+        self.first_token_from = Some(Instant::now());
         if let Err(e) = self.store_user_message() {
             return self.fail(e);
         }
@@ -242,6 +257,7 @@ impl TurnTask {
     /// One call of the model with the prompt as it is now.
     fn call_model(&mut self, cx: &mut Cx<'_>) -> Status {
         self.model_calls += 1;
+        self.provider_from = Some(Instant::now());
         self.text.clear();
         match self.agent.model.provider.as_str() {
             "echo" => {
@@ -493,6 +509,11 @@ impl TurnTask {
     /// turn) or answer (a direct call).
     fn generated(&mut self, mut c: Completion, cx: &mut Cx<'_>) -> Status {
         self.model = None;
+        if let Some(from) = self.provider_from.take() {
+            self.shared
+                .metrics
+                .provider_done(self.provider, from.elapsed());
+        }
         add_usage(&mut self.turn_usage, &c.usage);
         if self.session.is_some() && !c.tool_calls.is_empty() {
             if self.model_calls < self.agent.max_tool_iterations {
@@ -571,10 +592,29 @@ impl TurnTask {
             Style::ChatStream => self.emit_usage_and_complete(&c),
         }
         self.end_stream();
+        self.count_finished(&c);
         Status::Done
     }
 
+    /// Counts the turn as finished with the tokens of `c` (once).
+    fn count_finished(&mut self, c: &Completion) {
+        if !std::mem::replace(&mut self.counted, true) {
+            let u = &c.usage;
+            self.shared
+                .metrics
+                .finished(self.provider, u.input_tokens, u.output_tokens);
+        }
+    }
+
+    /// Counts the turn as failed (once).
+    fn count_failed(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.shared.metrics.failed(self.provider);
+        }
+    }
+
     fn answer_direct(&mut self, c: &Completion) {
+        self.count_finished(c);
         if self.style == Style::Complete {
             let mut usage = usage_json(&c.usage);
             usage["estimatedCost"] = cost(&self.agent, &c.usage).map_or(Value::Null, Value::from);
@@ -771,6 +811,7 @@ impl TurnTask {
             return Status::Done;
         };
         self.store_said(&said);
+        self.count_failed();
         let message = "The server is shutting down; what was said is stored";
         match &self.out {
             Out::Stream(_) => {
@@ -810,6 +851,7 @@ impl TurnTask {
 
     /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
     fn fail(&mut self, e: ApiError) -> Status {
+        self.count_failed();
         if let Some(Model::OpenAi(_)) = &self.model {
             self.model = None;
         }
@@ -880,6 +922,11 @@ impl TurnTask {
     /// Sends one delta to the stream (a sync answer collects it in the completion); false
     /// when every listener has been gone for the grace period.
     fn relay_delta(&mut self, delta: &str, cx: &mut Cx<'_>) -> bool {
+        if let Some(from) = self.first_token_from.take() {
+            self.shared
+                .metrics
+                .first_token(self.provider, from.elapsed());
+        }
         // Written straight, not through a `Value`: this is the per-token path of a relay.
         let mut data = Vec::with_capacity(delta.len() + 32);
         let mut o = Object::begin(&mut data);

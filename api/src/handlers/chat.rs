@@ -136,6 +136,10 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
                     release_slot(c, &t.tenant, &t.session.id);
                 }
             }
+            c.api
+                .limiter()
+                .refusals
+                .count(crate::admission::refusals::Refusal::QueueFull);
             let e = ApiError::QueueFull(super::QUEUE_FULL_RETRY_MS);
             job.responder.send(c.finish.apply(e.into_response()));
             Ok(reply)

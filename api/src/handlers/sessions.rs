@@ -94,7 +94,12 @@ pub fn open_session(
         limiter
             .sessions
             .reserve(&p.tenant, &id, p.limits.max_concurrent_sessions, now, load)
-            .map_err(|ms| ApiError::RateLimited("Concurrent session limit exceeded".into(), ms))?;
+            .map_err(|ms| {
+                limiter
+                    .refusals
+                    .count(crate::admission::refusals::Refusal::ConcurrentSessions);
+                ApiError::RateLimited("Concurrent session limit exceeded".into(), ms)
+            })?;
     }
     Ok(Session {
         id,

@@ -141,6 +141,7 @@ impl Loop {
             now_us: now_ms * 1_000,
             now: self.origin + Duration::from_millis(now_ms),
             draining: self.draining,
+            access_log: None,
         }
     }
 }
