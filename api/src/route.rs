@@ -89,6 +89,7 @@ pub enum RouteId {
     ToolPut,
     ToolDelete,
     ToolTest,
+    ToolImportMcp,
     SecretCreate,
     SecretList,
     SecretRotate,
@@ -511,6 +512,14 @@ pub static ROUTES: &[RouteDef] = &[
         s(Scope::AgentWrite),
         "Call a tool once with the given input",
         200,
+    ),
+    r(
+        Post,
+        "/api/projects/:projectId/tools/import-mcp",
+        R::ToolImportMcp,
+        s(Scope::AgentWrite),
+        "Import the tools of an MCP server (streamable HTTP)",
+        201,
     ),
     r(
         Post,

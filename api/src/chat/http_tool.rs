@@ -17,6 +17,20 @@ use serde_json::{Map, Value};
 
 /// Redirects followed at most, each under the same reach.
 pub const MAX_REDIRECTS: u32 = 3;
+/// The most bytes of a tool's result kept when the tool names no `responseLimit`.
+pub const DEFAULT_RESPONSE_LIMIT: u64 = 256 * 1024;
+/// A call's time limit when the tool names no `timeoutMs`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// Every deadline of an exchange at `limit`: a tool's `timeoutMs` bounds the whole call.
+pub fn every_deadline(limit: Duration) -> FetchTimeouts {
+    FetchTimeouts {
+        connect: limit,
+        first_byte: limit,
+        idle: limit,
+        total: limit,
+    }
+}
 
 /// A tool's settings as stored (`Tool::config`), read back.
 #[derive(Debug, Clone)]
@@ -51,11 +65,7 @@ impl HttpTool {
             serde_json::from_str(config).map_err(|_| "the tool's settings are damaged")?;
         let text = |k: &str| v[k].as_str().map(String::from);
         let object = |k: &str| v[k].as_object().cloned().unwrap_or_default();
-        let auth = v["auth"].as_object().map(|a| Auth {
-            kind: a["type"].as_str().unwrap_or("bearer").into(),
-            secret: a["secret"].as_str().unwrap_or_default().into(),
-            header: a.get("header").and_then(Value::as_str).map(String::from),
-        });
+        let auth = Auth::from_config(&v);
         Ok(HttpTool {
             method: text("method").unwrap_or_else(|| "GET".into()),
             url: text("url").ok_or("the tool has no url")?,
@@ -63,8 +73,10 @@ impl HttpTool {
             query: object("query"),
             body: v.get("body").filter(|b| !b.is_null()).cloned(),
             auth,
-            response_limit: v["responseLimit"].as_u64().unwrap_or(256 * 1024),
-            timeout: Duration::from_millis(v["timeoutMs"].as_u64().unwrap_or(30_000)),
+            response_limit: v["responseLimit"]
+                .as_u64()
+                .unwrap_or(DEFAULT_RESPONSE_LIMIT),
+            timeout: Duration::from_millis(v["timeoutMs"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS)),
         })
     }
 
@@ -133,12 +145,7 @@ impl HttpTool {
             url,
             headers,
             body,
-            timeouts: FetchTimeouts {
-                connect: self.timeout,
-                first_byte: self.timeout,
-                idle: self.timeout,
-                total: self.timeout,
-            },
+            timeouts: every_deadline(self.timeout),
             max_body: u64::MAX,
             reach,
         })
@@ -146,7 +153,17 @@ impl HttpTool {
 }
 
 impl Auth {
-    fn header_for(&self, secret: &str) -> (String, String) {
+    /// The `auth` object of a tool's settings, if it has one.
+    pub fn from_config(config: &Value) -> Option<Auth> {
+        config["auth"].as_object().map(|a| Auth {
+            kind: a["type"].as_str().unwrap_or("bearer").into(),
+            secret: a["secret"].as_str().unwrap_or_default().into(),
+            header: a.get("header").and_then(Value::as_str).map(String::from),
+        })
+    }
+
+    /// The header carrying `secret`.
+    pub fn header_for(&self, secret: &str) -> (String, String) {
         match self.kind.as_str() {
             "header" => (
                 self.header.clone().unwrap_or_else(|| "X-API-Key".into()),
@@ -292,10 +309,7 @@ impl Collected {
         }
         let mut text = String::from_utf8_lossy(&self.body).into_owned();
         if self.cut {
-            text.push_str(&format!(
-                "\n[truncated: the response is over {} bytes]",
-                self.limit
-            ));
+            text.push_str(&truncated_mark(self.limit));
         }
         if (200..300).contains(&self.status) {
             Outcome::Result(text)
@@ -304,6 +318,26 @@ impl Collected {
             Outcome::Error(format!("HTTP {}: {excerpt}", self.status))
         }
     }
+}
+
+/// The mark after a result cut at `limit` bytes.
+fn truncated_mark(limit: usize) -> String {
+    format!("\n[truncated: the response is over {limit} bytes]")
+}
+
+/// `text` cut to at most `limit` bytes (on a character boundary) and marked, if longer.
+pub fn cut(mut text: String, limit: u64) -> String {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&truncated_mark(limit));
+    text
 }
 
 /// `location` as an absolute URL against `base`.

@@ -219,6 +219,46 @@ pub fn call_outcome(result: &Value) -> Result<String, String> {
     }
 }
 
+/// An MCP tool's settings as stored (`Tool::config`), read back.
+#[derive(Debug, Clone)]
+pub struct McpTool {
+    /// The server's endpoint.
+    pub server_url: Url,
+    /// The tool's name on the server.
+    pub tool_name: String,
+    /// How the credential is sent, if any.
+    pub auth: Option<super::http_tool::Auth>,
+    /// The most result bytes kept.
+    pub response_limit: u64,
+    /// Each request of the session's time limit.
+    pub timeout: std::time::Duration,
+}
+
+impl McpTool {
+    /// The settings of a stored config (JSON text written by the tool routes).
+    pub fn from_config(config: &str) -> Result<McpTool, String> {
+        let v: Value =
+            serde_json::from_str(config).map_err(|_| "the tool's settings are damaged")?;
+        let url = v["serverUrl"].as_str().ok_or("the tool has no serverUrl")?;
+        Ok(McpTool {
+            server_url: Url::parse(url).map_err(|e| format!("the tool's serverUrl: {e}"))?,
+            tool_name: v["toolName"]
+                .as_str()
+                .ok_or("the tool has no toolName")?
+                .into(),
+            auth: super::http_tool::Auth::from_config(&v),
+            response_limit: v["responseLimit"]
+                .as_u64()
+                .unwrap_or(super::http_tool::DEFAULT_RESPONSE_LIMIT),
+            timeout: std::time::Duration::from_millis(
+                v["timeoutMs"]
+                    .as_u64()
+                    .unwrap_or(super::http_tool::DEFAULT_TIMEOUT_MS),
+            ),
+        })
+    }
+}
+
 /// One tool of a `tools/list` result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {

@@ -9,6 +9,7 @@
 pub mod http_tool;
 pub mod hub;
 pub mod mcp;
+pub mod mcp_import;
 pub mod metrics;
 pub mod openai;
 pub mod provider;

@@ -16,6 +16,7 @@ use halyard_engine::{Request, Responder};
 use halyard_storage::{Agent, Backend, Session, Usage};
 
 use super::hub::Hub;
+use super::mcp_import::{McpImport, McpImportTask};
 use super::metrics::TurnMetrics;
 use super::provider::Prompt;
 use super::tool_test::{ToolTest, ToolTestTask};
@@ -256,6 +257,11 @@ impl Runtime {
     /// `responder` with its output (`POST .../tools/:toolId/test`).
     pub fn test_tool<C>(&self, req: &Request<C>, test: ToolTest) {
         req.spawn(Box::new(ToolTestTask::new(self.shared.clone(), test)));
+    }
+
+    /// Imports an MCP server's tools into a project, on the loop serving `req`.
+    pub fn import_mcp<C>(&self, req: &Request<C>, job: McpImport) {
+        req.spawn(Box::new(McpImportTask::new(self.shared.clone(), job)));
     }
 
     /// Turns running now.

@@ -9,12 +9,13 @@
 
 use std::time::Instant;
 
-use halyard_engine::client::{ExchangeId, Fetch, FetchError, HttpEvent, Reach, Url};
+use halyard_engine::client::{ExchangeId, Fetch, FetchError, FetchTimeouts, HttpEvent, Reach, Url};
 use halyard_engine::Cx;
 use halyard_storage::{Tool, ToolType};
 use serde_json::Value;
 
-use super::http_tool::{Collected, HttpTool, Outcome, MAX_REDIRECTS};
+use super::http_tool::{cut, every_deadline, Collected, HttpTool, Outcome, MAX_REDIRECTS};
+use super::mcp::{call_outcome, McpSession, McpTool, Work};
 use super::provider::{ToolCall, ToolSpec};
 use crate::schema;
 
@@ -41,7 +42,17 @@ impl CallResult {
 
 enum State {
     Http(Box<HttpCall>),
+    Mcp(Box<McpCall>),
     Done(Result<String, String>),
+}
+
+/// An MCP call in progress: a session of a few requests.
+struct McpCall {
+    session: McpSession,
+    exchange: ExchangeId,
+    timeouts: FetchTimeouts,
+    reach: Reach,
+    response_limit: u64,
 }
 
 /// An HTTP call in progress.
@@ -60,6 +71,17 @@ struct Call {
     started: Instant,
     state: State,
     duration_ms: u64,
+}
+
+impl Call {
+    /// The exchange it waits on, while it runs.
+    fn exchange(&self) -> Option<ExchangeId> {
+        match &self.state {
+            State::Http(h) => Some(h.exchange),
+            State::Mcp(m) => Some(m.exchange),
+            State::Done(_) => None,
+        }
+    }
 }
 
 /// The calls of one model answer.
@@ -111,21 +133,19 @@ impl ToolRound {
 
     /// Whether `id` is one of this round's exchanges.
     pub fn owns(&self, id: ExchangeId) -> bool {
-        self.calls
-            .iter()
-            .any(|c| matches!(&c.state, State::Http(h) if h.exchange == id))
+        self.calls.iter().any(|c| c.exchange() == Some(id))
     }
 
     /// News of exchange `id`.
     pub fn on_http(&mut self, id: ExchangeId, event: HttpEvent, cx: &mut Cx<'_>) {
-        let Some(c) = self
-            .calls
-            .iter_mut()
-            .find(|c| matches!(&c.state, State::Http(h) if h.exchange == id))
-        else {
+        let Some(c) = self.calls.iter_mut().find(|c| c.exchange() == Some(id)) else {
             return;
         };
-        if let Some(done) = step(&mut c.state, event, cx) {
+        let done = match &mut c.state {
+            State::Mcp(m) => mcp_step(m, event, cx),
+            _ => step(&mut c.state, event, cx),
+        };
+        if let Some(done) = done {
             c.state = State::Done(done);
             c.duration_ms = c.started.elapsed().as_millis() as u64;
         }
@@ -139,8 +159,8 @@ impl ToolRound {
     /// Cancels the calls still running (their exchanges close).
     pub fn cancel(&mut self, cx: &mut Cx<'_>) {
         for c in &mut self.calls {
-            if let State::Http(h) = &c.state {
-                cx.cancel(h.exchange);
+            if let Some(exchange) = c.exchange() {
+                cx.cancel(exchange);
                 c.state = State::Done(Err("cancelled".into()));
             }
         }
@@ -153,7 +173,7 @@ impl ToolRound {
             .map(|c| CallResult {
                 outcome: match c.state {
                     State::Done(r) => r,
-                    State::Http(_) => Err("cancelled".into()),
+                    State::Http(_) | State::Mcp(_) => Err("cancelled".into()),
                 },
                 call: c.call,
                 duration_ms: c.duration_ms,
@@ -201,8 +221,65 @@ fn begin(
                 redirects: 0,
             })))
         }
-        ToolType::Mcp => Err("MCP tools cannot be called by this server yet".into()),
+        ToolType::Mcp => {
+            let mcp = McpTool::from_config(&tool.config)?;
+            let mut headers = Vec::new();
+            if let Some(auth) = &mcp.auth {
+                headers.push(auth.header_for(&secret(&auth.secret)?));
+            }
+            let work = Work::Call {
+                name: mcp.tool_name.clone(),
+                arguments: args,
+            };
+            let session = McpSession::new(mcp.server_url.clone(), headers, work);
+            let timeouts = every_deadline(mcp.timeout);
+            let exchange = cx.fetch(session.fetch(timeouts, reach.clone()));
+            Ok(State::Mcp(Box::new(McpCall {
+                session,
+                exchange,
+                timeouts,
+                reach: reach.clone(),
+                response_limit: mcp.response_limit,
+            })))
+        }
     }
+}
+
+/// One event of an MCP call; its result once it has one.
+fn mcp_step(
+    call: &mut McpCall,
+    event: HttpEvent,
+    cx: &mut Cx<'_>,
+) -> Option<Result<String, String>> {
+    let result = match event {
+        HttpEvent::Head(head) => return call.session.on_head(&head).err().map(Err),
+        HttpEvent::Body(bytes) => match call.session.on_body(&bytes) {
+            Ok(None) => return None,
+            Ok(Some(result)) => {
+                // The answer came on an event stream that may stay open.
+                cx.cancel(call.exchange);
+                result
+            }
+            Err(e) => {
+                cx.cancel(call.exchange);
+                return Some(Err(e));
+            }
+        },
+        HttpEvent::End => match call.session.on_end() {
+            Ok(result) => result,
+            Err(e) => return Some(Err(e)),
+        },
+        HttpEvent::Failed(FetchError::Timeout(_)) => {
+            let ms = call.timeouts.total.as_millis();
+            return Some(Err(format!("the call timed out after {ms} ms")));
+        }
+        HttpEvent::Failed(e) => return Some(Err(format!("the call failed: {e}"))),
+    };
+    if call.session.advance() {
+        call.exchange = cx.fetch(call.session.fetch(call.timeouts, call.reach.clone()));
+        return None;
+    }
+    Some(call_outcome(&result).map(|text| cut(text, call.response_limit)))
 }
 
 /// One event of an HTTP call; its result once it has one.

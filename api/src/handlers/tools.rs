@@ -11,15 +11,12 @@ use serde_json::{Map, Value};
 
 use super::Call;
 use crate::body::{Field, Fields, HTTP_URL, SECRET_NAME, TOOL_NAME};
+use crate::chat::http_tool::{DEFAULT_RESPONSE_LIMIT, DEFAULT_TIMEOUT_MS};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, schema, time, view};
 
-/// The most bytes of a tool's result kept by default (`responseLimit`).
-pub const DEFAULT_RESPONSE_LIMIT: u64 = 256 * 1024;
 /// The largest `responseLimit`.
 pub const MAX_RESPONSE_LIMIT: u64 = 10 * 1024 * 1024;
-/// A call's time limit when the tool names none (`timeoutMs`).
-pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 /// Headers that carry credentials: a definition names a secret instead (`auth`).
 const CREDENTIAL_HEADERS: &[&str] = &[
@@ -61,6 +58,15 @@ pub(super) const BODY: &[Field] = &[
 /// The body of `POST /api/projects/:pid/tools/:toolId/test`.
 pub(super) const TEST_BODY: &[Field] = &[
     Field::json("input", 64 * 1024),
+    Field::whole("timeoutMs", 1_000, 300_000),
+];
+
+/// The body of `POST /api/projects/:pid/tools/import-mcp`.
+pub(super) const IMPORT_MCP_BODY: &[Field] = &[
+    Field::text("serverUrl", 1, 2048)
+        .format(HTTP_URL)
+        .required(),
+    Field::object("auth", AUTH),
     Field::whole("timeoutMs", 1_000, 300_000),
 ];
 
@@ -343,6 +349,32 @@ pub fn test(c: &Call<'_>) -> ApiResult<Reply> {
         finish: c.finish.clone(),
     };
     c.api.runtime.test_tool(c.req, test);
+    Ok(reply)
+}
+
+/// `POST /api/projects/:pid/tools/import-mcp`: the server's tools become tools of the
+/// project (`201 {success, tools, skipped}` once stored).
+pub fn import_mcp(c: &Call<'_>) -> ApiResult<Reply> {
+    let project = c.project()?;
+    let body = c.body()?;
+    let mut f = Fields::of(&body, IMPORT_MCP_BODY)?;
+    let mut settings = Map::new();
+    for key in ["serverUrl", "auth", "timeoutMs"] {
+        if let Some(v) = read_setting(&mut f, key) {
+            settings.insert(key.into(), v);
+        }
+    }
+    check_setting(&mut f, &settings);
+    f.finish()?;
+    let (reply, responder) = c.req.defer();
+    let job = crate::chat::mcp_import::McpImport {
+        tenant: c.tenant()?.to_string(),
+        project_id: project.id,
+        settings,
+        responder,
+        finish: c.finish.clone(),
+    };
+    c.api.runtime.import_mcp(c.req, job);
     Ok(reply)
 }
 
