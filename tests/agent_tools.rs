@@ -415,3 +415,74 @@ fn a_tool_is_tested_with_an_input_and_a_time_limit() {
         "NOT_FOUND",
     );
 }
+
+#[test]
+fn an_openai_agent_gets_tools_offered_and_its_streamed_calls_run() {
+    let up = halyard_testkit::FakeUpstream::start();
+    let t = tenant_on(allowing().addr, false);
+    let pid = t.project_with(&json!({"name": unique("tools"), "entryAgentName": "gpt"}));
+    for (name, value) in [("TOOL_KEY", TOOL_KEY), ("UPSTREAM_KEY", "sk-up")] {
+        ok(
+            &t.post(
+                &format!("/api/projects/{pid}/secrets"),
+                &json!({"name": name, "value": value}),
+            ),
+            201,
+        );
+    }
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/tools"),
+            &http_tool("get_weather", "/echo/{city}"),
+        ),
+        201,
+    );
+    let model = r#"fake:call=get_weather;args={"city": "Rome"}"#;
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/agents"),
+            &json!({"name": "gpt", "tools": ["get_weather"],
+                    "model": {"provider": "openai", "model": model, "baseUrl": up.base_url(),
+                              "apiKeySecret": "UPSTREAM_KEY"}}),
+        ),
+        201,
+    );
+    let events = stream_turn(&t, &pid, "what is the weather in Rome?");
+    let call = event(&events, "tool_call");
+    assert_eq!(call["id"], "call_fake");
+    assert_eq!(
+        call["arguments"], r#"{"city": "Rome"}"#,
+        "assembled from two fragments"
+    );
+    let result = event(&events, "tool_result")["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(result.contains("/echo/Rome"), "{result}");
+    let text: String = events
+        .iter()
+        .filter(|e| e.name == "token")
+        .map(|e| e.data["delta"].as_str().unwrap())
+        .collect();
+    assert!(
+        text.contains("/echo/Rome"),
+        "the model answered from the result: {text}"
+    );
+    assert_eq!(names(&events).last(), Some(&"done"));
+
+    // What the upstream was sent: the tools offered, then the call and its result.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2, "two model calls");
+    let first: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(first["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        first["tools"][0]["function"]["parameters"]["type"],
+        "object"
+    );
+    let second: Value = serde_json::from_str(&seen[1].body).unwrap();
+    let msgs = second["messages"].as_array().unwrap();
+    let n = msgs.len();
+    assert_eq!(msgs[n - 2]["tool_calls"][0]["id"], "call_fake");
+    assert_eq!(msgs[n - 1]["role"], "tool");
+    assert_eq!(msgs[n - 1]["tool_call_id"], "call_fake");
+}

@@ -36,6 +36,8 @@
 //! | `framing=chunked\|length\|close` | body framing (default chunked; error bodies use length) |
 //! | `close` | answer `Connection: close` and close after the response |
 //! | `echo` | the deltas are the words of the last user message (`tokens=` ignored) |
+//! | `call=NAME` | unless the last message is a tool result: stream a call of tool NAME (its id `call_fake`, its arguments in two fragments) with `finish_reason` `tool_calls`; after a tool result, echo the words of the last tool message |
+//! | `args=JSON` | the arguments of `call` (default `{}`; no `;` in it) |
 //!
 //! A finished stream ends with a chunk whose `finish_reason` is `"stop"` (the last token's,
 //! or an empty delta when there were no tokens), then the usage chunk (prompt tokens are the
@@ -340,6 +342,8 @@ struct Script {
     framing: Framing,
     close: bool,
     echo: bool,
+    call: Option<String>,
+    args: Option<String>,
 }
 
 impl Default for Script {
@@ -359,6 +363,8 @@ impl Default for Script {
             framing: Framing::Chunked,
             close: false,
             echo: false,
+            call: None,
+            args: None,
         }
     }
 }
@@ -474,6 +480,8 @@ fn apply(script: &mut Script, directive: &str) -> Result<(), ScriptError> {
         }
         "close" => script.close = flag()?,
         "echo" => script.echo = flag()?,
+        "call" => script.call = Some(value.ok_or_else(bad)?.to_string()),
+        "args" => script.args = Some(value.ok_or_else(bad)?.to_string()),
         _ => return Err(ScriptError::Unknown(directive.to_string())),
     }
     Ok(())
@@ -538,6 +546,8 @@ struct Response {
     error: Option<String>,
     /// `echo`: the words of the last user message.
     words: Vec<String>,
+    /// `call`: the tool call streamed instead of tokens (name, arguments).
+    tool_call: Option<(String, String)>,
     prompt_tokens: u64,
     /// The request asked for `Connection: close` (or could not be read further).
     close: bool,
@@ -583,6 +593,7 @@ impl Response {
             status,
             error,
             words,
+            tool_call: None,
             prompt_tokens,
             close,
             content_length: 0,
@@ -611,7 +622,9 @@ impl Response {
 
     /// Tokens a finished stream has.
     fn planned(&self) -> u64 {
-        if self.script.echo {
+        if self.tool_call.is_some() {
+            2
+        } else if self.script.echo {
             self.words.len() as u64
         } else {
             self.script.tokens
@@ -783,6 +796,9 @@ impl Response {
     /// The SSE event of token `self.sent`.
     fn write_token(&self, buf: &mut Vec<u8>) {
         let i = self.sent;
+        if let Some((name, args)) = &self.tool_call {
+            return write_call_part(buf, i, name, args);
+        }
         let sep = if i == 0 { "" } else { " " };
         buf.extend_from_slice(CHUNK_HEAD);
         buf.extend_from_slice(b"{\"content\":");
@@ -889,12 +905,62 @@ fn respond(req: &SeenRequest, close: bool) -> Response {
         .iter()
         .map(|m| content_text(m).split_whitespace().count() as u64)
         .sum();
-    let words = if script.echo {
-        last_user_words(messages)
-    } else {
-        Vec::new()
+    let mut script = script;
+    let after_tool = messages
+        .last()
+        .is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("tool"));
+    let mut tool_call = None;
+    if let Some(name) = script.call.clone() {
+        if after_tool {
+            script.echo = true;
+        } else {
+            tool_call = Some((name, script.args.clone().unwrap_or_else(|| "{}".into())));
+        }
+    }
+    let words = match (script.echo, after_tool) {
+        (true, true) => words_of(messages.last()),
+        (true, false) => last_user_words(messages),
+        (false, _) => Vec::new(),
     };
-    Response::scripted(script, prompt_tokens, words, close)
+    let mut resp = Response::scripted(script, prompt_tokens, words, close);
+    resp.tool_call = tool_call;
+    if resp.framing() == Framing::Length {
+        resp.content_length = resp.measure();
+    }
+    resp
+}
+
+/// Chunk `i` (0 or 1) of a streamed tool call: the first names the call and carries half
+/// the arguments, the second the rest and the finish reason.
+fn write_call_part(buf: &mut Vec<u8>, i: u64, name: &str, args: &str) {
+    let mut half = args.len() / 2;
+    while !args.is_char_boundary(half) {
+        half -= 1;
+    }
+    let part = if i == 0 { &args[..half] } else { &args[half..] };
+    let mut call = serde_json::json!({"index": 0, "function": {"arguments": part}});
+    if i == 0 {
+        call["id"] = "call_fake".into();
+        call["type"] = "function".into();
+        call["function"]["name"] = name.into();
+    }
+    buf.extend_from_slice(CHUNK_HEAD);
+    let delta = serde_json::json!({"tool_calls": [call]});
+    let _ = serde_json::to_writer(&mut *buf, &delta);
+    buf.extend_from_slice(if i == 0 {
+        CHUNK_MORE
+    } else {
+        b",\"finish_reason\":\"tool_calls\"}]}\n\n"
+    });
+}
+
+fn words_of(message: Option<&Value>) -> Vec<String> {
+    message
+        .map(content_text)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// A message's text: its `content` string, or the `text` of its content parts.
@@ -911,15 +977,12 @@ fn content_text(message: &Value) -> String {
 }
 
 fn last_user_words(messages: &[Value]) -> Vec<String> {
-    let last = messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"));
-    last.map(content_text)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    words_of(
+        messages
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user")),
+    )
 }
 
 // ---- requests ----
