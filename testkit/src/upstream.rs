@@ -1663,7 +1663,8 @@ mod tests {
     fn every_directive_parses() {
         let s = parse_script(
             "fake:tokens=7;delay_ms=5;status=503;retry_after=2;head_delay_ms=9;malformed;\
-             long_line=100;drop_after=4;trickle=3;usage=0;framing=close;close;echo",
+             long_line=100;drop_after=4;trickle=3;usage=0;framing=close;close;echo;\
+             call=get_weather;args={\"a\": 1}",
         )
         .expect("script");
         let want = Script {
@@ -1684,6 +1685,8 @@ mod tests {
             framing: Framing::Close,
             close: true,
             echo: true,
+            call: Some("get_weather".into()),
+            args: Some("{\"a\": 1}".into()),
         };
         assert_eq!(s, want);
         let s = parse_script("fake: reset_after=2 ; forever ;framing=chunked").expect("script");
