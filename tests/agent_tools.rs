@@ -486,3 +486,98 @@ fn an_openai_agent_gets_tools_offered_and_its_streamed_calls_run() {
     assert_eq!(msgs[n - 1]["role"], "tool");
     assert_eq!(msgs[n - 1]["tool_call_id"], "call_fake");
 }
+
+#[test]
+fn direct_calls_pass_tools_and_results_through_and_stream_the_calls() {
+    let t = tenant_on(allowing().addr, false);
+    let pid = t.project_with(&json!({"name": unique("direct"), "entryAgentName": "bot"}));
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/agents"),
+            &json!({"name": "bot"}),
+        ),
+        201,
+    );
+    let tools = json!([{"type": "function", "function": {"name": "clock",
+                        "parameters": {"type": "object", "properties": {}}}}]);
+    // /chat/complete: the (echo) model asks for the call; the client runs it and sends the
+    // result back in `messages`.
+    let v = ok(
+        &t.post(
+            "/api/v1/chat/complete",
+            &json!({"projectId": pid, "tools": tools,
+                    "messages": [{"role": "user", "content": "call clock {}"}]}),
+        ),
+        200,
+    );
+    assert_eq!(v["toolCalls"][0]["function"]["name"], "clock", "{v}");
+    assert_eq!(v["toolCalls"][0]["type"], "function");
+    assert_eq!(v["finishReason"], "tool_calls");
+    let call = v["toolCalls"][0].clone();
+    let v = ok(
+        &t.post(
+            "/api/v1/chat/complete",
+            &json!({"projectId": pid, "tools": tools, "messages": [
+                {"role": "user", "content": "call clock {}"},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "content": "12:00", "tool_call_id": call["id"]},
+            ]}),
+        ),
+        200,
+    );
+    assert_eq!(v["content"], "Echo: 12:00");
+    assert_eq!(v["toolCalls"], json!([]));
+    common::err(
+        &t.post(
+            "/api/v1/chat/complete",
+            &json!({"projectId": pid, "messages": [{"role": "tool", "content": "x"}]}),
+        ),
+        400,
+        "VALIDATION_ERROR",
+    );
+
+    // /chat/stream against an upstream that streams a call in fragments.
+    let up = halyard_testkit::FakeUpstream::start();
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/secrets"),
+            &json!({"name": "UPSTREAM_KEY", "value": "sk-up"}),
+        ),
+        201,
+    );
+    let gpt = ok(
+        &t.post(
+            &format!("/api/projects/{pid}/agents"),
+            &json!({"name": "gpt", "model": {"provider": "openai",
+                    "model": r#"fake:call=clock;args={"tz": "UTC"}"#,
+                    "baseUrl": up.base_url(), "apiKeySecret": "UPSTREAM_KEY"}}),
+        ),
+        201,
+    );
+    let body = json!({"projectId": pid, "agentId": gpt["agent"]["id"], "tools": tools,
+                      "messages": [{"role": "user", "content": "time?"}]});
+    let (mut c, head) = open_stream(&t, "/api/v1/chat/stream", &body);
+    assert_eq!(head.status, 200);
+    let (events, _) = read_events(&mut c, |_| false);
+    let n = names(&events);
+    assert_eq!(n.first(), Some(&"metadata"), "{n:?}");
+    assert_eq!(
+        &n[n.len() - 3..],
+        ["tool_call_end", "usage", "complete"],
+        "{n:?}"
+    );
+    assert_eq!(event(&events, "tool_call_start")["name"], "clock");
+    let args: String = events
+        .iter()
+        .filter(|e| e.name == "tool_call_delta")
+        .map(|e| e.data["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(args, r#"{"tz": "UTC"}"#);
+    assert_eq!(
+        event(&events, "tool_call_end")["arguments"],
+        r#"{"tz": "UTC"}"#
+    );
+    assert_eq!(event(&events, "tool_call_end")["id"], "call_fake");
+    let first: Value = serde_json::from_str(&up.requests()[0].body).unwrap();
+    assert_eq!(first["tools"][0]["function"]["name"], "clock");
+}

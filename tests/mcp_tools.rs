@@ -159,7 +159,7 @@ fn an_mcp_servers_tools_are_imported_and_called_by_turns_and_tests() {
 }
 
 #[test]
-fn an_unreachable_or_refused_mcp_server_is_400() {
+fn an_unreachable_mcp_server_is_503_and_a_bad_url_400() {
     let t = tenant_on(allowing().addr, false);
     let pid = t.project(&unique("mcp"));
     let free = TcpListener::bind("127.0.0.1:0")
@@ -171,8 +171,8 @@ fn an_unreachable_or_refused_mcp_server_is_400() {
             &format!("/api/projects/{pid}/tools/import-mcp"),
             &json!({"serverUrl": format!("http://{free}/mcp"), "timeoutMs": 2_000}),
         ),
-        400,
-        "BAD_REQUEST",
+        503,
+        "SERVICE_UNAVAILABLE",
     );
     assert!(
         v["error"]["message"]
@@ -180,6 +180,15 @@ fn an_unreachable_or_refused_mcp_server_is_400() {
             .unwrap()
             .contains("could not be reached"),
         "{v}"
+    );
+    // Without a time limit of its own (the default applies).
+    err(
+        &t.post(
+            &format!("/api/projects/{pid}/tools/import-mcp"),
+            &json!({"serverUrl": format!("http://{free}/mcp")}),
+        ),
+        503,
+        "SERVICE_UNAVAILABLE",
     );
     err(
         &t.post(

@@ -90,7 +90,8 @@ impl McpImportTask {
         let ms = self
             .job
             .as_ref()
-            .and_then(|j| j.settings["timeoutMs"].as_u64());
+            .and_then(|j| j.settings.get("timeoutMs"))
+            .and_then(Value::as_u64);
         every_deadline(std::time::Duration::from_millis(
             ms.unwrap_or(DEFAULT_TIMEOUT_MS),
         ))
@@ -125,7 +126,8 @@ impl McpImportTask {
             HttpEvent::Failed(e) => Err(format!("the MCP server could not be reached: {e}")),
         };
         match result {
-            Err(e) => self.fail(ApiError::BadRequest(e)),
+            // The server is a dependency, as a model provider is: its failure is a 503.
+            Err(e) => self.fail(ApiError::Unavailable(e)),
             Ok(_) if session.advance() => {
                 let next = session.fetch(deadlines, reach);
                 self.exchange = Some(cx.fetch(next));
@@ -181,7 +183,8 @@ impl McpImportTask {
             .tool_by_name(&job.tenant, &job.project_id, &name);
         if let Some(e) = &existing {
             let same = serde_json::from_str::<Value>(&e.config).is_ok_and(|c| {
-                c["serverUrl"] == config["serverUrl"] && c["toolName"] == config["toolName"]
+                Some(&c["serverUrl"]) == config.get("serverUrl")
+                    && Some(&c["toolName"]) == config.get("toolName")
             });
             if !same {
                 return Err(format!("the project has another tool named {name}"));

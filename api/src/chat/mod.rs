@@ -6,6 +6,7 @@
 //! ([`sse`]), the registry of live streams ([`hub`]) and turn metrics ([`metrics`]). The HTTP glue of the chat routes
 //! lives with the other handlers.
 
+pub mod call_events;
 pub mod http_tool;
 pub mod hub;
 pub mod mcp;

@@ -261,6 +261,11 @@ impl Relay {
         Ok(())
     }
 
+    /// The tool calls so far (their arguments may still grow).
+    pub fn calls(&self) -> &[ToolCall] {
+        &self.calls
+    }
+
     /// Whether a delta or a tool call was relayed (after it, a failure is never retried).
     pub fn started(&self) -> bool {
         !self.text.is_empty() || !self.calls.is_empty()
@@ -278,12 +283,12 @@ impl Relay {
                 latency_ms: 0,
             }
         });
-        let mut tool_calls = self.calls.clone();
-        for (i, c) in tool_calls.iter_mut().enumerate() {
-            if c.id.is_empty() {
-                c.id = format!("call_{i}");
-            }
-        }
+        let tool_calls = (self.calls.iter().enumerate())
+            .map(|(i, c)| ToolCall {
+                id: super::call_events::call_id(i, c),
+                ..c.clone()
+            })
+            .collect();
         Completion {
             text: self.text.clone(),
             usage,

@@ -25,6 +25,12 @@ pub const ERROR: &str = "error";
 pub const TOOL_CALL: &str = "tool_call";
 /// A tool call's result.
 pub const TOOL_RESULT: &str = "tool_result";
+/// A direct call's model began a tool call.
+pub const TOOL_CALL_START: &str = "tool_call_start";
+/// More of a direct call's tool call arguments.
+pub const TOOL_CALL_DELTA: &str = "tool_call_delta";
+/// A direct call's tool call is complete.
+pub const TOOL_CALL_END: &str = "tool_call_end";
 
 /// One kind of event a chat stream sends: what the OpenAPI document's `Event` schema
 /// enumerates and the reference (`docs`) describes.
@@ -71,6 +77,24 @@ pub const EVENTS: &[EventKind] = &[
         data: "`{id, result, error?, durationMs}` (`result` is `null` when `error` is set)",
         routes: "`/chat/agent/stream`",
         when: "once every call of a round has ended, in the order the model asked; then the model is called again",
+    },
+    EventKind {
+        name: TOOL_CALL_START,
+        data: "`{id, name}`",
+        routes: "`/chat/stream` (direct call with `tools`)",
+        when: "the model began a tool call (the client runs it, and sends its result back in `messages`)",
+    },
+    EventKind {
+        name: TOOL_CALL_DELTA,
+        data: "`{id, arguments}`",
+        routes: "`/chat/stream` (direct call with `tools`)",
+        when: "each new piece of the call's arguments (JSON text, in order)",
+    },
+    EventKind {
+        name: TOOL_CALL_END,
+        data: "`{id, name, arguments}`",
+        routes: "`/chat/stream` (direct call with `tools`)",
+        when: "once the model is done, for each call, before `usage` and `complete`",
     },
     EventKind {
         name: METADATA,

@@ -26,6 +26,7 @@ use halyard_storage::{
 };
 use serde_json::{json, Value};
 
+use super::call_events::CallEvents;
 use super::openai::{self, Relay};
 use super::provider::{Completion, Echo, Line, Prompt, ProviderError, Speaker};
 use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
@@ -135,6 +136,8 @@ pub(crate) struct TurnTask {
     model_calls: u32,
     /// Usage of every model call of the turn.
     turn_usage: Usage,
+    /// The tool-call events of a streamed direct call sent so far.
+    call_events: CallEvents,
     /// Metrics cell of the agent's provider.
     provider: usize,
     /// When the provider call started; `None` before, and once its first token was counted.
@@ -195,6 +198,7 @@ impl TurnTask {
             round: None,
             model_calls: 0,
             turn_usage: Usage::default(),
+            call_events: CallEvents::default(),
             provider,
             first_token_from: None,
             provider_from: None,
@@ -483,6 +487,7 @@ impl TurnTask {
     }
 
     fn on_body(&mut self, bytes: &[u8], cx: &mut Cx<'_>) -> Status {
+        let direct = self.streams_direct_calls();
         let Some(Model::OpenAi(up)) = &mut self.model else {
             return Status::Pending;
         };
@@ -493,11 +498,15 @@ impl TurnTask {
                 cx.cancel(id);
             }
         }
+        let calls = (direct && !up.relay.calls().is_empty()).then(|| up.relay.calls().to_vec());
         // The deltas read before a malformed line were said: they are relayed first.
         for d in deltas {
             if !self.relay_delta(&d, cx) {
                 return self.cancel(cx);
             }
+        }
+        for (name, data) in calls.map_or_else(Vec::new, |c| self.call_events.progress(&c)) {
+            self.emit(name, &data);
         }
         match fed {
             Ok(()) => Status::Pending,
@@ -613,6 +622,11 @@ impl TurnTask {
         }
     }
 
+    /// Whether this is a streamed direct call, whose tool calls are sent as events.
+    fn streams_direct_calls(&self) -> bool {
+        self.style == Style::ChatStream && self.session.is_none()
+    }
+
     fn answer_direct(&mut self, c: &Completion) {
         self.count_finished(c);
         if self.style == Style::Complete {
@@ -621,13 +635,16 @@ impl TurnTask {
             let body = json!({
                 "success": true,
                 "content": c.text,
-                "toolCalls": [],
+                "toolCalls": openai::tool_calls_json(&c.tool_calls),
                 "model": self.prompt.model,
                 "finishReason": c.finish_reason,
                 "usage": usage,
                 "latencyMs": self.started.elapsed().as_millis() as u64,
             });
             return self.respond(json_response(&body));
+        }
+        for (name, data) in self.call_events.end(&c.tool_calls) {
+            self.emit(name, &data);
         }
         self.emit_usage_and_complete(c);
         self.end_stream();

@@ -12,7 +12,7 @@ use super::sessions::{open_session, pick_agent, release_slot, sees_session, MAX_
 use super::Call;
 use crate::auth::Kind;
 use crate::body::{Field, Fields, Item, Text};
-use crate::chat::provider::{Line, Prompt, Speaker};
+use crate::chat::provider::{Line, Prompt, Speaker, ToolCall, ToolSpec};
 use crate::chat::runtime::{cost, Direct, Job, Style, Turn, Work};
 use crate::chat::sse;
 use crate::error::{ApiError, ApiResult};
@@ -42,19 +42,52 @@ pub(super) const SESSION_TURN_BODY: &[Field] =
     &[Field::text("sessionId", 1, 64).required(), MESSAGE];
 
 /// The speakers of a direct model call's messages, as [`speaker`] reads them.
-const ROLES: [&str; 3] = ["system", "user", "assistant"];
+const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-/// One message of a direct model call (an empty one is allowed).
+/// A tool call an assistant message made (OpenAI's shape).
+const CALL_FUNCTION: &[Field] = &[
+    Field::text("name", 1, 64).required(),
+    Field::text("arguments", 0, MAX_MESSAGE).required(),
+];
+const CALL: &[Field] = &[
+    Field::text("id", 1, 128).required(),
+    Field::one_of("type", &["function"]),
+    Field::object("function", CALL_FUNCTION).required(),
+];
+
+/// One message of a direct model call (an empty one is allowed): an assistant's may carry
+/// `tool_calls`, a tool's names the call it answers.
 const PROMPT_MESSAGE: &[Field] = &[
     Field::one_of("role", &ROLES).required(),
     Field::text("content", 0, MAX_MESSAGE).required(),
+    Field::list("tool_calls", Item::Object(CALL), 0, 32),
+    Field::text("tool_call_id", 1, 128).required_if("role", "tool"),
 ];
+
+/// A tool offered to the model of a direct call (OpenAI's shape).
+const FUNCTION: &[Field] = &[
+    Field::text("name", 1, 64).required(),
+    Field::text("description", 0, 2000),
+    Field::json("parameters", 64 * 1024),
+];
+const TOOL: &[Field] = &[
+    Field::one_of("type", &["function"]),
+    Field::object("function", FUNCTION).required(),
+];
+const TOOLS: Field = Field::list("tools", Item::Object(TOOL), 0, 64);
 
 /// A direct model call's conversation.
 const MESSAGES: Field = Field::list("messages", Item::Object(PROMPT_MESSAGE), 1, 1000).required();
 
 /// The body of `/chat/stream`'s direct model call, with the agent's model.
-pub(super) const DIRECT_BODY: &[Field] = &[PROJECT_ID, MESSAGES, AGENT_ID, TEMPERATURE, MAX_TOKENS];
+pub(super) const DIRECT_BODY: &[Field] = &[
+    PROJECT_ID,
+    MESSAGES,
+    AGENT_ID,
+    TEMPERATURE,
+    MAX_TOKENS,
+    TOOLS,
+];
 
 /// The body of `/chat/complete`: a direct model call that may name another model.
 pub(super) const COMPLETE_BODY: &[Field] = &[
@@ -64,6 +97,7 @@ pub(super) const COMPLETE_BODY: &[Field] = &[
     TEMPERATURE,
     MAX_TOKENS,
     Field::text("modelId", 0, 128),
+    TOOLS,
 ];
 
 /// The speaker of a role name of [`ROLES`].
@@ -72,6 +106,7 @@ fn speaker(role: &str) -> Option<Speaker> {
         "system" => Some(Speaker::System),
         "user" => Some(Speaker::User),
         "assistant" => Some(Speaker::Assistant),
+        "tool" => Some(Speaker::Tool),
         _ => None,
     }
 }
@@ -244,9 +279,42 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
     let mut messages = Vec::new();
     f.each("messages", |m| {
         let role = m.str("role").and_then(speaker);
-        if let (Some(role), Some(text)) = (role, m.str("content")) {
-            messages.push(Line::say(role, text));
+        let text = m.str("content");
+        let mut tool_calls = Vec::new();
+        m.each("tool_calls", |c| {
+            let id = c.str("id").unwrap_or_default().to_string();
+            c.str("type");
+            c.nested("function", |fun| {
+                tool_calls.push(ToolCall {
+                    id: id.clone(),
+                    name: fun.str("name").unwrap_or_default().into(),
+                    arguments: fun.str("arguments").unwrap_or_default().into(),
+                });
+            });
+        });
+        let tool_call_id = m.str("tool_call_id").map(String::from);
+        if let (Some(role), Some(text)) = (role, text) {
+            messages.push(Line {
+                tool_calls,
+                tool_call_id,
+                ..Line::say(role, text)
+            });
         }
+    });
+    let mut tools = Vec::new();
+    f.each("tools", |t| {
+        t.str("type");
+        t.nested("function", |fun| {
+            let parameters = fun
+                .json_text("parameters")
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+            tools.push(ToolSpec {
+                name: fun.str("name").unwrap_or_default().into(),
+                description: fun.str("description").map(String::from),
+                parameters,
+            });
+        });
     });
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
@@ -264,7 +332,7 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
             model: model_id.map_or_else(|| agent.model.model.clone(), String::from),
             temperature: temperature.or(agent.model.temperature),
             max_tokens: max_tokens.or(agent.model.max_tokens),
-            tools: Vec::new(),
+            tools,
         },
         agent,
         owner: p.id.clone(),
