@@ -11,7 +11,7 @@ use crate::backup::{BackupError, BackupOptions, BackupReport};
 use crate::error::StoreError;
 use crate::model::{
     Agent, ApiKey, Channel, Message, Project, PublicKey, Secret, Session, SessionStatus,
-    StreamEvent, Tenant, Tool, User,
+    StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 use crate::mutation::Mutation;
 
@@ -129,6 +129,8 @@ pub trait Backend: Send + Sync {
     fn project(&self, tenant: &str, id: &str) -> Option<Project>;
     /// A tenant's projects.
     fn projects(&self, tenant: &str, page: Page) -> Listed<Project>;
+    /// A session's trace events, oldest first.
+    fn traces(&self, tenant: &str, project_id: &str, session_id: &str) -> Option<Vec<TraceEvent>>;
     /// A tool by id.
     fn tool(&self, tenant: &str, project_id: &str, id: &str) -> Option<Tool>;
     /// A tool by name within a project.

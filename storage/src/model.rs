@@ -387,6 +387,49 @@ pub struct StreamEvent {
     pub data: String,
 }
 
+codec_enum! {
+    /// What a trace event records.
+    pub enum TraceKind ("trace kind") {
+        /// One model call (its span: start, duration, tokens, cost).
+        LlmCall = 0,
+        /// A tool call the model asked for (its span: the call's start and duration).
+        ToolCall = 1,
+        /// A tool call's result (in the call's span).
+        ToolResult = 2,
+        /// A failure of the turn.
+        Error = 3,
+        /// The turn's answer (the turn's root span: its whole duration and tokens).
+        Response = 4,
+    }
+}
+
+/// One event of a turn's trace. Spans nest: a turn's `response` span is the root, its
+/// model calls and tool calls are its children.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceEvent {
+    /// What it records.
+    pub kind: TraceKind,
+    /// Its span (`spn_...`).
+    pub span_id: String,
+    /// The span it is part of (none for a turn's root).
+    pub parent_span_id: Option<String>,
+    /// A model name, or a tool name.
+    pub name: String,
+    /// Start (ms since the epoch).
+    pub started_at: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost under the agent's pricing, when it has one.
+    pub cost: Option<f64>,
+    /// Details as JSON text (a tool's arguments and result, an error's message), never a
+    /// secret's value.
+    pub data: String,
+}
+
 /// A message in its compact stored form: the encoded bytes, decoded on read. One boxed
 /// slice per message (16 bytes + the text) instead of a struct of Strings keeps a million
 /// messages well under the memory target, and replay copies the bytes straight from the log.
@@ -638,6 +681,18 @@ codec_struct!(PublicKey {
     created_at,
 });
 codec_struct!(StreamEvent { id, event, data });
+codec_struct!(TraceEvent {
+    kind,
+    span_id,
+    parent_span_id,
+    name,
+    started_at,
+    duration_ms,
+    input_tokens,
+    output_tokens,
+    cost,
+    data,
+});
 codec_struct!(Usage {
     input_tokens,
     output_tokens,

@@ -8,7 +8,7 @@
 use crate::codec::{codec_enum, encode_list, Codec, DecodeError, Decoder, Encoder};
 use crate::model::{
     Agent, AgentV0, ApiKey, Message, Project, PublicKey, Secret, Session, StoredMessage,
-    StreamEvent, Tenant, Tool, User,
+    StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 
 codec_enum! {
@@ -69,6 +69,8 @@ codec_enum! {
         PutTool = 26,
         /// [`Mutation::DeleteTool`].
         DeleteTool = 27,
+        /// [`Mutation::AppendTraces`].
+        AppendTraces = 28,
     }
 }
 
@@ -116,6 +118,15 @@ pub enum Mutation {
         project_id: String,
         /// Tool id.
         id: String,
+    },
+    /// Append events to a session's trace (the session must exist).
+    AppendTraces {
+        /// Project id.
+        project_id: String,
+        /// Session id.
+        session_id: String,
+        /// The events, in order.
+        events: Vec<TraceEvent>,
     },
     /// Create or replace a session (the project must exist). Replacing keeps the messages.
     PutSession(Session),
@@ -252,6 +263,7 @@ impl Mutation {
             Mutation::DeleteTenant { .. } => MutationTag::DeleteTenant,
             Mutation::PutTool(_) => MutationTag::PutTool,
             Mutation::DeleteTool { .. } => MutationTag::DeleteTool,
+            Mutation::AppendTraces { .. } => MutationTag::AppendTraces,
         }
     }
 }
@@ -307,6 +319,11 @@ impl Codec<'_> for Mutation {
             Mutation::AppendStreamEvent { stream_id, event } => fields!(e; stream_id, event),
             Mutation::DeleteStream { stream_id } => stream_id.encode(e),
             Mutation::SetMeta { key, value } => fields!(e; key, value),
+            Mutation::AppendTraces {
+                project_id,
+                session_id,
+                events,
+            } => fields!(e; project_id, session_id, events),
             Mutation::AppendStreamEvents { stream_id, events } => {
                 encode_events(e, stream_id, events)
             }
@@ -376,6 +393,11 @@ impl Codec<'_> for Mutation {
                 created_at: C::decode(d)?,
             },
             MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
+            MutationTag::AppendTraces => Mutation::AppendTraces {
+                project_id: C::decode(d)?,
+                session_id: C::decode(d)?,
+                events: C::decode(d)?,
+            },
             MutationTag::DeleteTool => Mutation::DeleteTool {
                 project_id: C::decode(d)?,
                 id: C::decode(d)?,

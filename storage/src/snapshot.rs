@@ -244,6 +244,14 @@ fn emit_tenant<W: Write>(
                 };
                 w.push(t, &restore)?;
             }
+            if !sd.traces.is_empty() {
+                let traces = Mutation::AppendTraces {
+                    project_id: p.project.id.clone(),
+                    session_id: sd.session.id.clone(),
+                    events: sd.traces.clone(),
+                };
+                w.push(t, &traces)?;
+            }
         }
     }
     for (id, st) in &ts.streams {

@@ -26,7 +26,7 @@ use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
 use crate::lock::DirLock;
 use crate::model::{
-    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, User,
+    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, TraceEvent, User,
 };
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
@@ -395,6 +395,9 @@ impl Backend for Store {
     }
     fn projects(&self, tenant: &str, page: Page) -> Listed<Project> {
         self.state.projects(tenant, page)
+    }
+    fn traces(&self, tenant: &str, project_id: &str, session_id: &str) -> Option<Vec<TraceEvent>> {
+        self.state.traces(tenant, project_id, session_id)
     }
     fn tool(&self, tenant: &str, project_id: &str, id: &str) -> Option<Tool> {
         self.state.tool(tenant, project_id, id)

@@ -496,6 +496,30 @@ fn segment_records() -> Vec<Golden> {
                 ),
             ],
         ),
+        // A turn's trace (tag 28), every kind of event.
+        now(
+            T,
+            vec![Mutation::AppendTraces {
+                project_id: P.into(),
+                session_id: "ses_gold".into(),
+                events: TraceKind::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, kind)| TraceEvent {
+                        kind: *kind,
+                        span_id: format!("spn_{i}"),
+                        parent_span_id: (i > 0).then(|| "spn_0".into()),
+                        name: "gpt-4o-mini".into(),
+                        started_at: 1_700_000_000_100 + i as u64,
+                        duration_ms: 42,
+                        input_tokens: 10,
+                        output_tokens: 3,
+                        cost: (i % 2 == 0).then_some(0.000_25),
+                        data: r#"{"arguments":"{}"}"#.into(),
+                    })
+                    .collect(),
+            }],
+        ),
     ]
 }
 
@@ -672,11 +696,15 @@ fn every_tag_and_variant_is_in_the_golden_files() {
         (vec![], vec![], vec![], vec![], vec![]);
     let mut usages = BTreeSet::new();
     let mut tool_types = vec![];
+    let mut trace_kinds = vec![];
     for (_, m) in &muts {
         match m {
             Mutation::PutUser(u) => roles.push(u.role),
             Mutation::PutApiKey(k) => kinds.push(k.kind),
             Mutation::PutTool(t) => tool_types.push(t.tool_type),
+            Mutation::AppendTraces { events, .. } => {
+                trace_kinds.extend(events.iter().map(|e| e.kind))
+            }
             Mutation::PutSession(s) => {
                 statuses.push(s.status);
                 channels.push(s.channel);
@@ -699,6 +727,7 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     assert_covers("channels", &channels, Channel::ALL);
     assert_covers("message roles", &authors, MessageRole::ALL);
     assert_covers("tool types", &tool_types, ToolType::ALL);
+    assert_covers("trace kinds", &trace_kinds, TraceKind::ALL);
     assert_eq!(usages, BTreeSet::from([0, 1, 2, 3]), "message usage tags");
 }
 
@@ -711,7 +740,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (12, 0),
+        (13, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T2), None);

@@ -308,6 +308,20 @@ fn apply_one(
                 }
             });
         }
+        Mutation::AppendTraces {
+            project_id,
+            session_id,
+            events,
+        } => {
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let before = data.traces.len();
+            data.traces.extend(events);
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    data.traces.truncate(before);
+                }
+            });
+        }
         Mutation::ClearMessages {
             project_id,
             session_id,
@@ -769,6 +783,7 @@ fn put_session(ctx: &mut Ctx<'_>, tenant: &str, session: Session) -> Option<Sess
     let data = SessionData {
         session,
         messages: Vec::new(),
+        traces: Vec::new(),
     };
     project.sessions.insert(data.session.id.clone(), data);
     None

@@ -9,7 +9,7 @@ use super::tenant::{ProjectData, TenantState};
 use super::State;
 use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
 use crate::model::{
-    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, User,
+    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, TraceEvent, User,
 };
 
 /// Sorts newest first by (created_at, id) and cuts one page.
@@ -268,6 +268,14 @@ impl State {
                 items,
                 total: s.messages.len(),
             })
+        })
+        .flatten()
+    }
+
+    /// A session's trace events, oldest first (`None` when there is no such session).
+    pub fn traces(&self, tenant: &str, pid: &str, sid: &str) -> Option<Vec<TraceEvent>> {
+        self.with_project(tenant, pid, |p| {
+            p.sessions.get(sid).map(|s| s.traces.clone())
         })
         .flatten()
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::model::{
     Agent, ApiKey, Project, PublicKey, Secret, Session, SessionStatus, StoredMessage, StreamEvent,
-    Tenant, Tool, User,
+    Tenant, Tool, TraceEvent, User,
 };
 
 /// A session and its messages, oldest first.
@@ -18,6 +18,8 @@ pub struct SessionData {
     pub session: Session,
     /// Its messages in order, in compact form.
     pub messages: Vec<StoredMessage>,
+    /// Its turns' trace events, in order.
+    pub traces: Vec<TraceEvent>,
 }
 
 /// A project and everything that belongs to it.
