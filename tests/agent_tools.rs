@@ -119,7 +119,15 @@ fn an_echo_agent_calls_an_http_tool_and_answers_from_its_result() {
     let result: Value = serde_json::from_str(&reply["Echo: ".len()..]).expect("the tool's JSON");
     assert_eq!(result["method"], "GET");
     assert_eq!(result["path"], "/echo/S%C3%A3o%20Paulo");
-    assert_eq!(result["authorization"], format!("Bearer {TOOL_KEY}"));
+    let sent = tools()
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/echo/S%C3%A3o%20Paulo")
+        .expect("the tool server got the call");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TOOL_KEY}").as_str())
+    );
     // Two model calls: the usage is the turn's.
     assert!(v["usage"]["totalTokens"].as_u64().unwrap() > 0);
 
@@ -139,9 +147,18 @@ fn an_echo_agent_calls_an_http_tool_and_answers_from_its_result() {
     // The next turn sees the whole history (calls and results) and echoes the new message.
     let again = sync_turn(&t, &pid, "thanks");
     assert_eq!(again["response"], "Echo: thanks");
-    // The secret's value never reaches the transcript.
-    let transcript = t.get(&format!("/api/projects/{pid}/sessions/{sid}/transcript"));
-    assert!(!String::from_utf8_lossy(&transcript.body).contains(TOOL_KEY));
+    // The secret's value reaches no answer: not the transcript, not the traces.
+    for path in [
+        format!("/api/v1/sessions/{sid}/transcripts"),
+        format!("/api/projects/{pid}/sessions/{sid}/traces"),
+    ] {
+        let r = t.get(&path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains(TOOL_KEY),
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -388,7 +405,7 @@ fn a_tool_is_tested_with_an_input_and_a_time_limit() {
     let d = test(&weather, json!({"input": {"city": "Lima"}}));
     let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
     assert_eq!(out["path"], "/echo/Lima");
-    assert_eq!(out["authorization"], format!("Bearer {TOOL_KEY}"));
+    assert_eq!(out["method"], "GET");
     assert!(d["durationMs"].is_u64() && d.get("error").is_none(), "{d}");
     let d = test(&weather, json!({"input": {"city": 5}}));
     assert_eq!(d["output"], Value::Null);
@@ -580,4 +597,110 @@ fn direct_calls_pass_tools_and_results_through_and_stream_the_calls() {
     assert_eq!(event(&events, "tool_call_end")["id"], "call_fake");
     let first: Value = serde_json::from_str(&up.requests()[0].body).unwrap();
     assert_eq!(first["tools"][0]["function"]["name"], "clock");
+}
+
+#[test]
+fn a_turn_with_two_tool_calls_leaves_a_trace_and_session_metrics() {
+    let t = tenant_on(allowing().addr, false);
+    let pid = project(
+        &t,
+        &[
+            http_tool("get_weather", "/echo/{city}"),
+            http_tool("fails", "/status/503"),
+        ],
+        8,
+    );
+    let v = sync_turn(
+        &t,
+        &pid,
+        "call get_weather {\"city\": \"Oslo\"}\ncall fails {}",
+    );
+    let sid = v["sessionId"].as_str().unwrap();
+    let traces = ok(
+        &t.get(&format!("/api/projects/{pid}/sessions/{sid}/traces")),
+        200,
+    );
+    let events = traces["traces"].as_array().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "llm_call",
+            "tool_call",
+            "tool_call",
+            "tool_result",
+            "tool_result",
+            "llm_call",
+            "response"
+        ]
+    );
+    let root = &events[6];
+    assert_eq!(root["parentSpanId"], Value::Null);
+    assert_eq!(events[0]["parentSpanId"], root["spanId"]);
+    assert_eq!(events[5]["parentSpanId"], root["spanId"]);
+    assert_eq!(
+        events[1]["parentSpanId"], events[0]["spanId"],
+        "calls under the model call"
+    );
+    assert_eq!(
+        events[3]["spanId"], events[1]["spanId"],
+        "a result in its call's span"
+    );
+    assert_eq!(events[1]["name"], "get_weather");
+    assert_eq!(events[4]["data"]["error"], "HTTP 503: boom 503");
+    assert_eq!(root["data"]["messageId"], v["messageId"]);
+    assert_eq!(root["tokens"]["input"], v["usage"]["inputTokens"]);
+    assert!(root["durationMs"].as_u64().unwrap() >= events[3]["durationMs"].as_u64().unwrap());
+
+    let only = ok(
+        &t.get(&format!(
+            "/api/projects/{pid}/sessions/{sid}/traces?eventType=tool_result"
+        )),
+        200,
+    );
+    assert_eq!(only["pagination"]["total"], 2);
+    let span = events[1]["spanId"].as_str().unwrap();
+    let one = ok(
+        &t.get(&format!(
+            "/api/projects/{pid}/sessions/{sid}/traces?spanId={span}"
+        )),
+        200,
+    );
+    assert_eq!(one["pagination"]["total"], 2, "the call and its result");
+    common::err(
+        &t.get(&format!(
+            "/api/projects/{pid}/sessions/{sid}/traces?eventType=nope"
+        )),
+        400,
+        "BAD_REQUEST",
+    );
+
+    ok(
+        &t.post(
+            "/api/v1/chat/agent",
+            &json!({"projectId": pid, "sessionId": sid, "message": "no tools this time"}),
+        ),
+        200,
+    );
+    let m = ok(
+        &t.get(&format!("/api/projects/{pid}/sessions/{sid}/metrics")),
+        200,
+    )["metrics"]
+        .clone();
+    assert_eq!(m["turns"], 2);
+    assert_eq!(m["toolCalls"], 2);
+    assert_eq!(m["toolSuccessRate"], 0.5);
+    assert_eq!(m["perTurn"][0]["llmCalls"], 2);
+    assert_eq!(m["perTurn"][0]["toolErrors"], 1);
+    assert_eq!(m["perTurn"][1]["toolCalls"], 0);
+    assert!(m["latency"]["maxMs"].is_u64());
+    assert!(m["tokens"]["total"].as_u64().unwrap() > 0);
+    common::err(
+        &t.get(&format!("/api/projects/{pid}/sessions/ses_nope/metrics")),
+        404,
+        "NOT_FOUND",
+    );
 }

@@ -483,6 +483,12 @@ fn answer(id: RouteId) -> &'static str {
         SessionEnd => "`{success}`; the session is `ended` (history kept) and frees its concurrency slot.",
         SessionReset => "`{success, session}` with its messages cleared, same id.",
         SessionMessages => "`{success, messages: [{id, role, content, usage, createdAt}], pagination}`, oldest first.",
+        SessionTraces => {
+            "`{success, traces: [{eventType, spanId, parentSpanId, name, startedAt, durationMs, tokens: {input, output}, cost, data}], pagination}`, oldest first. `eventType` is `llm_call`, `tool_call`, `tool_result`, `error` or `response`; a turn's `response` span is the root, its model calls its children, its tool calls children of the model call that asked (a call and its result share a span). `data` holds a tool's arguments and result (cut to 4 KiB), an error's message; never a secret's value."
+        }
+        SessionMetrics => {
+            "`{success, metrics: {turns, latency: {avgMs, p50Ms, p95Ms, maxMs}, perTurn: [{spanId, startedAt, latencyMs, tokens, cost, llmCalls, toolCalls, toolErrors}], tokens: {input, output, total}, cost, toolCalls, toolSuccessRate, errors}}` from the session's traces (`toolSuccessRate` is `null` before any tool call)."
+        }
         Transcript => "`{success, sessionId, messages}`: the whole conversation.",
         PublicKeyCreate => "`{success, key: {id, name, keyPrefix, allowedOrigins, createdAt}, publicKey}`: `pk_...` only here.",
         PublicKeyList => "`{success, keys}`.",

@@ -8,7 +8,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/echo...` | `200` JSON `{method, path, query, body, authorization, xKey}` of the request |
+//! | `/echo...` | `200` JSON `{method, path, query, body}` of the request (headers are in [`ToolServer::requests`], never echoed: a test can then check that a credential reaches no answer) |
 //! | `/status/S` | status S with the body `boom S` |
 //! | `/big/N` | `200` with N bytes of `x` |
 //! | `/slow/MS` | `200` `slow` after MS milliseconds |
@@ -34,6 +34,16 @@ pub struct ToolRequest {
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
+}
+
+impl ToolRequest {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The running server; stopped when dropped.
@@ -104,16 +114,9 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<ToolRequest>>) {
     let param = |n: &str| path.strip_prefix(n).and_then(|v| v.parse::<u64>().ok());
     let (status, headers, body): (u16, Vec<(&str, String)>, Vec<u8>) = if path.starts_with("/echo")
     {
-        let header = |n: &str| {
-            req.headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
         let doc = serde_json::json!({
             "method": req.method, "path": path, "query": query,
             "body": String::from_utf8_lossy(&req.body),
-            "authorization": header("authorization"), "xKey": header("x-key"),
         });
         (
             200,

@@ -18,4 +18,5 @@ pub mod runtime;
 pub mod sse;
 pub mod tool_round;
 pub mod tool_test;
+pub mod tracer;
 pub mod turn;

@@ -31,6 +31,7 @@ use super::openai::{self, Relay};
 use super::provider::{Completion, Echo, Line, Prompt, ProviderError, Speaker};
 use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
 use super::tool_round::{self, ToolRound};
+use super::tracer::Tracer;
 use super::{runtime::STREAM_BUFFER, sse};
 use crate::emit::Object;
 use crate::error::ApiError;
@@ -138,6 +139,8 @@ pub(crate) struct TurnTask {
     turn_usage: Usage,
     /// The tool-call events of a streamed direct call sent so far.
     call_events: CallEvents,
+    /// The turn's trace.
+    tracer: Tracer,
     /// Metrics cell of the agent's provider.
     provider: usize,
     /// When the provider call started; `None` before, and once its first token was counted.
@@ -199,6 +202,7 @@ impl TurnTask {
             model_calls: 0,
             turn_usage: Usage::default(),
             call_events: CallEvents::default(),
+            tracer: Tracer::start(),
             provider,
             first_token_from: None,
             provider_from: None,
@@ -262,6 +266,7 @@ impl TurnTask {
     fn call_model(&mut self, cx: &mut Cx<'_>) -> Status {
         self.model_calls += 1;
         self.provider_from = Some(Instant::now());
+        self.tracer.llm_started();
         self.text.clear();
         match self.agent.model.provider.as_str() {
             "echo" => {
@@ -524,6 +529,15 @@ impl TurnTask {
                 .provider_done(self.provider, from.elapsed());
         }
         add_usage(&mut self.turn_usage, &c.usage);
+        let call_cost = cost(&self.agent, &c.usage);
+        let calls = c.tool_calls.len();
+        (self.tracer).llm_done(
+            &self.prompt.model,
+            &c.usage,
+            call_cost,
+            &c.finish_reason,
+            calls,
+        );
         if self.session.is_some() && !c.tool_calls.is_empty() {
             if self.model_calls < self.agent.max_tool_iterations {
                 return self.run_tools(c, cx);
@@ -548,10 +562,19 @@ impl TurnTask {
             tool_call_id: None,
         };
         let (pid, sid) = (&on.session.project_id, &on.session.id);
+        let data = json!({"finishReason": c.finish_reason, "messageId": m.id});
+        let total_cost = cost(&self.agent, &self.turn_usage);
+        let events = (self.tracer).finish(&self.prompt.model, &self.turn_usage, total_cost, data);
+        let traces = Mutation::AppendTraces {
+            project_id: pid.clone(),
+            session_id: sid.clone(),
+            events,
+        };
         let task = cx.handle();
+        // The reply and its trace in one commit: both or neither.
         let stored = self.shared.store.commit(
             &self.tenant,
-            vec![Mutation::append_message(pid, sid, &m)],
+            vec![Mutation::append_message(pid, sid, &m), traces],
             Box::new(move |r| task.post(Box::new(Stored(r)))),
         );
         on.reply_id = Some(m.id);
@@ -688,6 +711,7 @@ impl TurnTask {
             let data = json!({"id": call.id, "name": call.name, "arguments": call.arguments});
             self.emit(sse::TOOL_CALL, &data);
         }
+        self.tracer.calls_started(&calls);
         self.prompt.messages.push(Line {
             tool_calls: calls.clone(),
             ..Line::say(Speaker::Assistant, c.text)
@@ -709,6 +733,7 @@ impl TurnTask {
         };
         let mut stored = Vec::new();
         for r in round.results() {
+            self.tracer.call_done(&r);
             let mut data = json!({"id": r.call.id, "durationMs": r.duration_ms});
             match &r.outcome {
                 Ok(text) => data["result"] = text.as_str().into(),
@@ -869,6 +894,7 @@ impl TurnTask {
     /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
     fn fail(&mut self, e: ApiError) -> Status {
         self.count_failed();
+        self.store_failure_trace(&e);
         if let Some(Model::OpenAi(_)) = &self.model {
             self.model = None;
         }
@@ -881,6 +907,26 @@ impl TurnTask {
             _ => self.respond(e.into_response()),
         }
         Status::Done
+    }
+}
+
+impl TurnTask {
+    /// Stores the trace of a failed turn, its error last (without waiting: the answer is
+    /// the error, whether or not the trace is stored).
+    fn store_failure_trace(&mut self, e: &ApiError) {
+        let Some(on) = &self.session else {
+            return;
+        };
+        self.tracer.failed(e.code(), &e.to_string());
+        let traces = Mutation::AppendTraces {
+            project_id: on.session.project_id.clone(),
+            session_id: on.session.id.clone(),
+            events: self.tracer.take(),
+        };
+        let _ = self
+            .shared
+            .store
+            .commit(&self.tenant, vec![traces], Box::new(|_| {}));
     }
 }
 

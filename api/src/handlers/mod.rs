@@ -17,6 +17,9 @@ mod secrets;
 pub(crate) mod sessions;
 mod tenant_export;
 mod tools;
+mod traces;
+
+pub(crate) use traces::kind_name as trace_kind_name;
 mod transfer;
 pub(crate) mod widget;
 
@@ -261,6 +264,8 @@ pub(crate) fn dispatch(
         RouteId::ToolDelete => tools::delete(&c),
         RouteId::ToolTest => tools::test(&c),
         RouteId::ToolImportMcp => tools::import_mcp(&c),
+        RouteId::SessionTraces => now(traces::list(&c)),
+        RouteId::SessionMetrics => now(traces::metrics(&c)),
         RouteId::Export => now(transfer::export(&c)),
         RouteId::ImportPreview => now(transfer::preview(&c)),
         RouteId::Import => transfer::import(&c),

@@ -36,7 +36,7 @@ pub fn sees_session(p: &Principal, s: &Session) -> bool {
 }
 
 /// The session of captures 0 (project) and 1 (session), if visible.
-fn find(c: &Call<'_>) -> ApiResult<Session> {
+pub(super) fn find(c: &Call<'_>) -> ApiResult<Session> {
     let project = c.project()?;
     let id = c.param(1);
     let p = c.principal()?;

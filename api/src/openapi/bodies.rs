@@ -152,6 +152,18 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
             ),
             param("groupBy", false, json!({"enum": ["model"]})),
         ],
+        RouteId::SessionTraces => vec![
+            param(
+                "eventType",
+                false,
+                json!({"enum": halyard_storage::TraceKind::ALL
+                    .iter()
+                    .map(|k| crate::handlers::trace_kind_name(*k))
+                    .collect::<Vec<_>>()}),
+            ),
+            param("spanId", false, text(&Text::new(1, 64))),
+        ],
+        RouteId::ToolDelete => vec![param("force", false, json!({"enum": ["true", "false"]}))],
         _ => Vec::new(),
     }
 }

@@ -62,6 +62,7 @@ pub(crate) fn is_list(id: RouteId) -> bool {
             | SessionMessages
             | SecretList
             | ToolList
+            | SessionTraces
     )
 }
 
