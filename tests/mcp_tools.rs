@@ -156,6 +156,41 @@ fn an_mcp_servers_tools_are_imported_and_called_by_turns_and_tests() {
     );
     let done = events.last().unwrap();
     assert_eq!(done.name, "done");
+
+    // An openai agent: the (fake) model streams the call, the MCP server answers it.
+    let up = halyard_testkit::FakeUpstream::start();
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/secrets"),
+            &json!({"name": "UPSTREAM_KEY", "value": "sk-up"}),
+        ),
+        201,
+    );
+    ok(
+        &t.post(
+            &format!("/api/projects/{pid}/agents"),
+            &json!({"name": "gpt", "tools": ["add"], "model": {"provider": "openai",
+                    "model": r#"fake:call=add;args={"a": 40, "b": 2}"#,
+                    "baseUrl": up.base_url(), "apiKeySecret": "UPSTREAM_KEY"}}),
+        ),
+        201,
+    );
+    let session = ok(
+        &t.post(
+            &format!("/api/projects/{pid}/sessions"),
+            &json!({"agentName": "gpt"}),
+        ),
+        201,
+    );
+    let sid = session["session"]["id"].as_str().unwrap();
+    let v = ok(
+        &t.post(
+            "/api/v1/chat/agent",
+            &json!({"projectId": pid, "sessionId": sid, "message": "add them"}),
+        ),
+        200,
+    );
+    assert_eq!(v["response"], "42", "the model echoed the MCP result: {v}");
 }
 
 #[test]
