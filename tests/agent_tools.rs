@@ -15,22 +15,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::sse::{names, open_stream, read_events, Event};
-use common::{bin, ok, tenant_on, unique, Tenant, ENV, SERVE_ARGS};
-use halyard_testkit::{Client, Halyard, Shared, ToolServer};
+use common::{bin, loopback_tools_server, ok, tenant_on, unique, Tenant, ENV, SERVE_ARGS};
+use halyard_testkit::{Client, Halyard, ToolServer};
 use serde_json::{json, Value};
 
 /// The tool's bearer credential, in a project secret.
 const TOOL_KEY: &str = "sk-tool-credential";
-
-/// A server that lets tools reach loopback, shared by the tests of this file.
-fn allowing() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut args = SERVE_ARGS.to_vec();
-        args.extend(["--tool-allow-cidr", "127.0.0.0/8"]);
-        Halyard::start_shared(bin(), &args, ENV)
-    })
-}
 
 fn tools() -> &'static ToolServer {
     static S: OnceLock<ToolServer> = OnceLock::new();
@@ -111,7 +101,7 @@ fn event<'a>(events: &'a [Event], name: &str) -> &'a Value {
 
 #[test]
 fn an_echo_agent_calls_an_http_tool_and_answers_from_its_result() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(&t, &[http_tool("get_weather", "/echo/{city}")], 8);
     let v = sync_turn(&t, &pid, r#"call get_weather {"city": "São Paulo"}"#);
     let reply = v["response"].as_str().unwrap();
@@ -163,7 +153,7 @@ fn an_echo_agent_calls_an_http_tool_and_answers_from_its_result() {
 
 #[test]
 fn a_stream_shows_each_call_and_result_then_the_answer() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(
         &t,
         &[
@@ -214,7 +204,7 @@ fn a_stream_shows_each_call_and_result_then_the_answer() {
 
 #[test]
 fn calls_of_one_answer_run_at_once() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let slow = |name: &str| http_tool(name, "/slow/1500");
     let pid = project(&t, &[slow("slow_a"), slow("slow_b")], 8);
     let before = tools().requests().len();
@@ -237,7 +227,7 @@ fn calls_of_one_answer_run_at_once() {
 
 #[test]
 fn failures_and_bad_arguments_go_back_to_the_model() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let mut hang = http_tool("hang", "/hang");
     hang["timeoutMs"] = json!(1_000);
     let mut big = http_tool("big", "/big/10485760");
@@ -280,7 +270,7 @@ fn failures_and_bad_arguments_go_back_to_the_model() {
 
 #[test]
 fn the_iteration_cap_ends_the_turn() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(&t, &[http_tool("capped", "/echo/capped")], 1);
     let before = tools().requests().len();
     let v = sync_turn(&t, &pid, "call capped {}");
@@ -298,7 +288,7 @@ fn the_iteration_cap_ends_the_turn() {
 
 #[test]
 fn a_resume_in_the_middle_of_a_tool_call_misses_nothing() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(&t, &[http_tool("slowly", "/slow/800")], 8);
     let body = json!({"projectId": pid, "message": "call slowly {}"});
     let (mut c, head) = open_stream(&t, "/api/v1/chat/agent/stream", &body);
@@ -360,7 +350,7 @@ fn addresses_that_are_not_public_are_refused_by_default() {
     );
 
     // Allowed for the first hop, a redirect to another loopback address is refused.
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let to = format!("http://[::1]:{port}/echo");
     let hop = http_tool("hop", &format!("/redirect?to={}", to.replace(':', "%3A")));
     let pid = project(&t, &[hop], 8);
@@ -375,7 +365,7 @@ fn addresses_that_are_not_public_are_refused_by_default() {
 
 #[test]
 fn a_tool_is_tested_with_an_input_and_a_time_limit() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(
         &t,
         &[
@@ -436,7 +426,7 @@ fn a_tool_is_tested_with_an_input_and_a_time_limit() {
 #[test]
 fn an_openai_agent_gets_tools_offered_and_its_streamed_calls_run() {
     let up = halyard_testkit::FakeUpstream::start();
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = t.project_with(&json!({"name": unique("tools"), "entryAgentName": "gpt"}));
     for (name, value) in [("TOOL_KEY", TOOL_KEY), ("UPSTREAM_KEY", "sk-up")] {
         ok(
@@ -506,7 +496,7 @@ fn an_openai_agent_gets_tools_offered_and_its_streamed_calls_run() {
 
 #[test]
 fn direct_calls_pass_tools_and_results_through_and_stream_the_calls() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = t.project_with(&json!({"name": unique("direct"), "entryAgentName": "bot"}));
     ok(
         &t.post(
@@ -555,13 +545,7 @@ fn direct_calls_pass_tools_and_results_through_and_stream_the_calls() {
 
     // /chat/stream against an upstream that streams a call in fragments.
     let up = halyard_testkit::FakeUpstream::start();
-    ok(
-        &t.post(
-            &format!("/api/projects/{pid}/secrets"),
-            &json!({"name": "UPSTREAM_KEY", "value": "sk-up"}),
-        ),
-        201,
-    );
+    t.secret(&pid, "UPSTREAM_KEY", "sk-up");
     let gpt = ok(
         &t.post(
             &format!("/api/projects/{pid}/agents"),
@@ -601,7 +585,7 @@ fn direct_calls_pass_tools_and_results_through_and_stream_the_calls() {
 
 #[test]
 fn a_turn_with_two_tool_calls_leaves_a_trace_and_session_metrics() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = project(
         &t,
         &[

@@ -8,12 +8,10 @@ mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::sse::{open_stream, read_events};
-use common::{bin, err, ok, tenant_on, unique, Tenant, ENV, SERVE_ARGS};
-use halyard_testkit::{Halyard, Shared};
+use common::{err, loopback_tools_server, ok, tenant_on, unique, Tenant};
 use serde_json::{json, Value};
 
 /// The MCP server, killed (by its PID) when the test process is done with it.
@@ -58,16 +56,6 @@ impl Drop for McpServer {
     }
 }
 
-/// A server that lets tools reach loopback.
-fn allowing() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut args = SERVE_ARGS.to_vec();
-        args.extend(["--tool-allow-cidr", "127.0.0.0/8"]);
-        Halyard::start_shared(bin(), &args, ENV)
-    })
-}
-
 fn import(t: &Tenant, pid: &str, url: &str) -> Value {
     ok(
         &t.post(
@@ -81,7 +69,7 @@ fn import(t: &Tenant, pid: &str, url: &str) -> Value {
 #[test]
 fn an_mcp_servers_tools_are_imported_and_called_by_turns_and_tests() {
     let mcp = McpServer::start();
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = t.project_with(&json!({"name": unique("mcp"), "entryAgentName": "planner"}));
 
     let v = import(&t, &pid, &mcp.url());
@@ -159,13 +147,7 @@ fn an_mcp_servers_tools_are_imported_and_called_by_turns_and_tests() {
 
     // An openai agent: the (fake) model streams the call, the MCP server answers it.
     let up = halyard_testkit::FakeUpstream::start();
-    ok(
-        &t.post(
-            &format!("/api/projects/{pid}/secrets"),
-            &json!({"name": "UPSTREAM_KEY", "value": "sk-up"}),
-        ),
-        201,
-    );
+    t.secret(&pid, "UPSTREAM_KEY", "sk-up");
     ok(
         &t.post(
             &format!("/api/projects/{pid}/agents"),
@@ -195,7 +177,7 @@ fn an_mcp_servers_tools_are_imported_and_called_by_turns_and_tests() {
 
 #[test]
 fn an_unreachable_mcp_server_is_503_and_a_bad_url_400() {
-    let t = tenant_on(allowing().addr, false);
+    let t = tenant_on(loopback_tools_server().addr, false);
     let pid = t.project(&unique("mcp"));
     let free = TcpListener::bind("127.0.0.1:0")
         .unwrap()

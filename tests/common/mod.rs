@@ -41,6 +41,17 @@ pub fn server() -> &'static Shared {
     SERVER.get_or_init(|| halyard_testkit::Halyard::start_shared(bin(), SERVE_ARGS, ENV))
 }
 
+/// A server whose tool calls may reach loopback (`--tool-allow-cidr 127.0.0.0/8`: the
+/// tests' tool and MCP servers listen there), shared by the tests of a binary.
+pub fn loopback_tools_server() -> &'static Shared {
+    static SERVER: OnceLock<Shared> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let mut args = SERVE_ARGS.to_vec();
+        args.extend(["--tool-allow-cidr", "127.0.0.0/8"]);
+        halyard_testkit::Halyard::start_shared(bin(), &args, ENV)
+    })
+}
+
 /// The shared server's address.
 pub fn addr() -> SocketAddr {
     server().addr
@@ -256,6 +267,15 @@ impl Tenant {
     /// POST with a JSON body and the owner key.
     pub fn post(&self, path: &str, v: &Value) -> Response {
         self.send("POST", path, v)
+    }
+
+    /// Creates the project secret `name` holding `value`.
+    pub fn secret(&self, pid: &str, name: &str, value: &str) {
+        let doc = json!({"name": name, "value": value});
+        ok(
+            &self.post(&format!("/api/projects/{pid}/secrets"), &doc),
+            201,
+        );
     }
 
     /// Creates a project; returns its id.
