@@ -30,13 +30,7 @@ fn tools() -> &'static ToolServer {
 /// A project whose entry agent `planner` (echo) may call `tool_docs`; its id.
 fn project(t: &Tenant, tool_docs: &[Value], iterations: u32) -> String {
     let pid = t.project_with(&json!({"name": unique("tools"), "entryAgentName": "planner"}));
-    ok(
-        &t.post(
-            &format!("/api/projects/{pid}/secrets"),
-            &json!({"name": "TOOL_KEY", "value": TOOL_KEY}),
-        ),
-        201,
-    );
+    t.secret(&pid, "TOOL_KEY", TOOL_KEY);
     let mut names = Vec::new();
     for doc in tool_docs {
         ok(&t.post(&format!("/api/projects/{pid}/tools"), doc), 201);
@@ -428,15 +422,8 @@ fn an_openai_agent_gets_tools_offered_and_its_streamed_calls_run() {
     let up = halyard_testkit::FakeUpstream::start();
     let t = tenant_on(loopback_tools_server().addr, false);
     let pid = t.project_with(&json!({"name": unique("tools"), "entryAgentName": "gpt"}));
-    for (name, value) in [("TOOL_KEY", TOOL_KEY), ("UPSTREAM_KEY", "sk-up")] {
-        ok(
-            &t.post(
-                &format!("/api/projects/{pid}/secrets"),
-                &json!({"name": name, "value": value}),
-            ),
-            201,
-        );
-    }
+    t.secret(&pid, "TOOL_KEY", TOOL_KEY);
+    t.secret(&pid, "UPSTREAM_KEY", "sk-up");
     ok(
         &t.post(
             &format!("/api/projects/{pid}/tools"),
