@@ -171,8 +171,8 @@ set_pinning() {
 }
 set_pinning
 
-declare -A PORT PID
-# start_server NAME [EXTRA HALYARD FLAGS...]: sets PORT[NAME] and PID[NAME].
+declare -A PORT PID DIR
+# start_server NAME [EXTRA HALYARD FLAGS...]: sets PORT[NAME], PID[NAME] and DIR[NAME].
 start_server() {
     local name=$1 port dir
     shift
@@ -204,6 +204,7 @@ start_server() {
     PIDS+=("$pid")
     PORT[$name]=$port
     PID[$name]=$pid
+    DIR[$name]=$dir
     wait_ready "$port" "$pid" || { cat "$dir/log" "$dir/error.log" 2>/dev/null >&2; die "$name did not start"; }
 }
 
@@ -265,6 +266,7 @@ measure() {
     local -A best=()
     for ((try = 1; try <= NOISE_TRIES; try++)); do
         run_wrk "$mode" "$name"
+        [[ $name != halyard-log ]] || access_log_rotate
         if [[ -z ${best[other]:-} ]] || awk -v a="${RUN[other]}" -v b="${best[other]}" 'BEGIN { exit !(a < b) }'; then
             for metric in "${!RUN[@]}"; do best[$metric]=${RUN[$metric]}; done
         fi
@@ -297,8 +299,35 @@ run_mode() {
     done
     for name in $SERVERS; do
         RESULT[$mode,$name,hwm]=$(status_kib "${PID[$name]}" VmHWM)
+        [[ $name != halyard-log ]] || access_log_written "$mode"
         stop_server "$name"
     done
+}
+
+# access_log_rotate: counts the lines halyard-log wrote so far (ACCESS_LOG_LINES) and empties
+# its file, which a pipelined run grows by up to ~250 MB a second: kept, the runs of one
+# mode would fill a shared disk. The server appends (O_APPEND), so it writes on at the new
+# end.
+ACCESS_LOG_LINES=0
+access_log_rotate() {
+    local file=${DIR[halyard-log]}/access.log
+    ACCESS_LOG_LINES=$((ACCESS_LOG_LINES + $(wc -l <"$file")))
+    : >"$file"
+}
+
+# access_log_written MODE: the lines halyard-log wrote and dropped in MODE (warm-up
+# included; a writer that keeps up by dropping lines does not meet the target); sets
+# RESULT[MODE,halyard-log,lines|dropped].
+access_log_written() {
+    local mode=$1 dropped
+    sleep 0.5 # the writer's last batch
+    dropped=$(curl -fsS "http://127.0.0.1:${PORT[halyard-log]}/metrics" |
+        awk '$1 == "halyard_access_log_dropped_total" { print $2 }')
+    access_log_rotate
+    RESULT[$mode,halyard-log,lines]=$ACCESS_LOG_LINES
+    RESULT[$mode,halyard-log,dropped]=${dropped:-?}
+    log "access log ($mode): $ACCESS_LOG_LINES lines written, ${dropped:-?} dropped"
+    ACCESS_LOG_LINES=0
 }
 
 # Idle keep-alive connections: RSS after start, RSS with IDLE_CONNS idle connections.
@@ -528,12 +557,13 @@ report() {
     fi
     if has_server halyard-log; then
         echo
-        echo "| mode | access log on/off, req/s | req per CPU-s |"
-        echo "|---|--:|--:|"
+        echo "| mode | access log on/off, req/s | req per CPU-s | lines written | lines dropped |"
+        echo "|---|--:|--:|--:|--:|"
         for mode in unpipelined pipelined; do
-            printf '| %s | %s | %s |\n' "$mode" \
+            printf '| %s | %s | %s | %s | %s |\n' "$mode" \
                 "$(ratio "$(med "$mode,halyard-log,rps")" "$(med "$mode,halyard,rps")")" \
-                "$(ratio "$(med "$mode,halyard-log,percpu")" "$(med "$mode,halyard,percpu")")"
+                "$(ratio "$(med "$mode,halyard-log,percpu")" "$(med "$mode,halyard,percpu")")" \
+                "${RESULT[$mode,halyard-log,lines]:-?}" "${RESULT[$mode,halyard-log,dropped]:-?}"
         done
         echo
         echo "Target (issue 18):"

@@ -97,6 +97,11 @@ impl Tenant {
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
     }
 
+    /// The id's bytes (UTF-8: cut at a character boundary); empty when there is none.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     /// Whether there is no tenant.
     pub fn is_empty(&self) -> bool {
         self.len == 0
