@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # backquotes in Markdown output
-# Load test of chat (issue 6; issue "Agent runtime without threads"): sync agent turns, time
-# to first token, open SSE streams, ten thousand concurrent streamed turns, the cost of
-# relaying an upstream against nginx, and the fake upstream alone.
+# Load test of chat (issue 6; issue "Agent runtime without threads"; issue 15): sync agent
+# turns, time to first token, open SSE streams, ten thousand concurrent streamed turns, the
+# cost of relaying an upstream against nginx, the fake upstream alone, and HTTP tool calls.
 #
 # (a) Turns: Halyard `--dev --no-rate-limits` (`--fsync always`, the default; echo provider,
 #     no token delay). wrk (64 connections, chat.lua) posts `POST /api/v1/chat/agent`
@@ -39,6 +39,20 @@
 # (f) Upstream: the fake upstream alone (the former ignored test `ten_thousand_streams` of
 #     testkit/tests/upstream.rs): CONCURRENCY streams x UPSTREAM_ROUNDS of 20 tokens at 50 ms
 #     from its one loop thread; its CPU (user/system), peak RSS, per-stream times.
+# (g) Tools (issue 15): Halyard `--tool-allow-cidr 127.0.0.0/8`, echo provider in its tool
+#     mode (a message line `call NAME {json}` asks for that call; after the result it answers
+#     `Echo: <result>`). Latency: one chatload client, sequential keep-alive requests for
+#     DURATION s each, alternating REPEATS times: (1) sync turns `POST /api/v1/chat/agent`
+#     `call ping {}` on an agent whose tool `ping` GETs nginx's `location /tool { return 200
+#     '{"ok":true}'; }`; (2) plain `hello` turns on the tool-less entry agent; (3) `GET /tool`
+#     on nginx alone. Added latency per tool call = p99(1) - p99(2) - p99(3) (and the same
+#     with p50); Halyard CPU per turn of (1) and (2). Concurrency: TOOL_CONCURRENCY turns at
+#     once, each a message of TOOL_CALLS lines `call ping {}` (parallel calls in one round),
+#     against tool_server.py (asyncio) answering after TOOL_DELAY_MS; per repeat a fresh
+#     server (`--max-running-turns` >= TOOL_CONCURRENCY): one such turn alone, then the N.
+#     Reports completed turns (each answer checked to hold the N results), wall time, the
+#     peak of tool requests in flight at the tool server, Halyard's threads idle
+#     (/proc/PID/task, before any turn) and at peak (sampled every 10 ms).
 #
 # Pinned: Halyard `--threads 1` (with its storage and resolver threads) and nginx
 # (`worker_processes 1`) on core 0; the clients and the fake upstream on core 1 (in (f) the
@@ -49,7 +63,8 @@
 #                             [--turn-streams N] [--hold S] [--ttft-concurrency N]
 #                             [--concurrency N] [--relay-streams N] [--relay-tokens N]
 #                             [--relay-delay-ms D] [--relay-rounds N] [--upstream-rounds N]
-#                             [--only "turns ttft streams concurrency relay upstream"]
+#                             [--tool-concurrency N] [--tool-calls N] [--tool-delay-ms D]
+#                             [--only "turns ttft streams concurrency relay upstream tools"]
 #                             [--no-build] [--profile]
 #   --quick      shorter runs: 3 s windows, 8 s hold, 1,000 streams/turns, relay 1 round
 #   --profile    `perf record -g` on Halyard during one turns run and one concurrency run
@@ -80,7 +95,10 @@ RELAY_TOKENS=200
 RELAY_DELAY_MS=10
 RELAY_ROUNDS=3
 UPSTREAM_ROUNDS=1
-ONLY="turns ttft streams concurrency relay upstream"
+TOOL_CONCURRENCY=1000
+TOOL_CALLS=3
+TOOL_DELAY_MS=500
+ONLY="turns ttft streams concurrency relay upstream tools"
 BUILD=1
 PROFILE=0
 SERVER_CORE=0
@@ -107,6 +125,9 @@ while (($#)); do
         --relay-delay-ms) RELAY_DELAY_MS=$2; shift ;;
         --relay-rounds) RELAY_ROUNDS=$2; shift ;;
         --upstream-rounds) UPSTREAM_ROUNDS=$2; shift ;;
+        --tool-concurrency) TOOL_CONCURRENCY=$2; shift ;;
+        --tool-calls) TOOL_CALLS=$2; shift ;;
+        --tool-delay-ms) TOOL_DELAY_MS=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --no-build) BUILD=0 ;;
         --profile) PROFILE=1 ;;
@@ -151,13 +172,19 @@ done
 # Halyard, plus its own few dozen descriptors.
 CONC_UP=$CONCURRENCY
 if ((2 * CONC_UP + 128 > FD_LIMIT)); then CONC_UP=$(((FD_LIMIT - 128) / 2 / 100 * 100)); fi
+# (g): a client connection and TOOL_CALLS tool connections per turn in Halyard.
+if has tools && ((TOOL_CONCURRENCY * (1 + TOOL_CALLS) + 128 > FD_LIMIT)); then
+    die "open-file limit $FD_LIMIT too low for $TOOL_CONCURRENCY turns x $TOOL_CALLS tool calls"
+fi
 
 resolve_halyard_bin
 if has concurrency || has relay || has upstream || has ttft; then
     resolve_fake_upstream_bin
+fi
+if has concurrency || has relay || has upstream || has ttft || has tools; then
     build_chatload
 fi
-if has relay && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+if (has relay || has tools) && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     apt_install nginx-light || apt_install nginx || die "nginx unavailable"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -745,6 +772,203 @@ if has upstream; then
             "$(med up,tokmin)" "$(med up,tokmax)"
         echo
         check "per stream p99 (ms; ideal $((CONC_TOKENS * CONC_DELAY_MS)): the one loop thread kept the pace within 10%)" "$(med up,p99)" "<=" $((CONC_TOKENS * CONC_DELAY_MS * 11 / 10))
+        echo
+    } >>"$OUT"
+fi
+
+# ---------------------------------------------------------------- (g) tools
+
+# tool_agent URL: on the running server, a tool `ping` (GET URL) and an echo agent `tooled`
+# offering it, in project PROJ; sets TOOLED (its id) and PLAIN (the tool-less entry agent's).
+tool_agent() {
+    local base="http://127.0.0.1:$PORT" h=(-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json')
+    curl -sS --fail-with-body -o /dev/null "${h[@]}" \
+        -d "{\"name\":\"ping\",\"toolType\":\"http\",\"method\":\"GET\",\"url\":\"$1\"}" \
+        "$base/api/projects/$PROJ/tools"
+    TOOLED=$(curl -sS --fail-with-body "${h[@]}" \
+        -d '{"name":"tooled","model":{"provider":"echo"},"tools":["ping"]}' \
+        "$base/api/projects/$PROJ/agents" | python3 -c 'import json, sys; print(json.load(sys.stdin)["agent"]["id"])')
+    PLAIN=$(curl -sS --fail-with-body "${h[@]}" "$base/api/projects/$PROJ/agents/assistant" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["agent"]["id"])')
+}
+
+NGX_TOOL_PID="" NGX_TOOL_PORT=""
+start_nginx_tool() { # nginx, one worker, on the client core: GET /tool answers {"ok":true} at once
+    local dir
+    dir=$(mktemp -d "$WORK/nginx-tool.XXXX")
+    NGX_TOOL_PORT=$(free_port)
+    nginx_conf "$dir" "$NGX_TOOL_PORT" 1 1024 "" "" \
+        "location = /tool { default_type application/json; return 200 '{\"ok\":true}'; }"
+    "${PIN_CLIENT[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+    NGX_TOOL_PID=$!
+    PIDS+=("$NGX_TOOL_PID")
+    wait_ready "$NGX_TOOL_PORT" "$NGX_TOOL_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+    log "nginx (tool) pid $NGX_TOOL_PID port $NGX_TOOL_PORT"
+}
+
+SLOW_PID="" SLOW_PORT=""
+start_slow_tool() { # tool_server.py answering after TOOL_DELAY_MS, on the client core
+    local dir i line=""
+    dir=$(mktemp -d "$WORK/slow-tool.XXXX")
+    "${PIN_CLIENT[@]}" python3 "$HERE/tool_server.py" --delay-ms "$TOOL_DELAY_MS" >"$dir/out" 2>&1 &
+    SLOW_PID=$!
+    PIDS+=("$SLOW_PID")
+    for ((i = 0; i < 100; i++)); do
+        line=$(head -1 "$dir/out" 2>/dev/null || true)
+        [[ $line == "listening on "* ]] && break
+        kill -0 "$SLOW_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ $line == "listening on "* ]] || { cat "$dir/out" >&2; die "tool_server.py did not start"; }
+    SLOW_PORT=${line##*:}
+    log "tool_server.py pid $SLOW_PID port $SLOW_PORT (answers after $TOOL_DELAY_MS ms)"
+}
+
+# Two servers for the latency runs, both idle but the one measured: `--fsync always` (the
+# default: the figures) and `--fsync never` (what is left without the disk's flush).
+declare -A TSRV=()
+save_server() { # save_server NAME: PORT PID KEY PROJ TOOLED PLAIN kept under NAME
+    local v
+    for v in PORT PID KEY PROJ TOOLED PLAIN; do TSRV[$1,$v]=${!v}; done
+}
+use_server() { # use_server NAME: sets PORT PID KEY PROJ TOOLED PLAIN back
+    local v
+    for v in PORT PID KEY PROJ TOOLED PLAIN; do printf -v "$v" '%s' "${TSRV[$1,$v]}"; done
+}
+
+# tool_lat KIND OUT: one sequential client for DURATION s (keep-alive); KIND tool (a turn
+# calling `ping` on nginx) or plain (a turn without tools) on the `--fsync always` server,
+# tooln or plainn the same on the `--fsync never` one, or nginx (GET /tool on nginx alone).
+# Sets RUN[rps p50 p99 n cpu_turn].
+tool_lat() {
+    local kind=$1 out=$2 args
+    case $kind in
+        *n) use_server never ;;
+        *) use_server always ;;
+    esac
+    case $kind in
+        tool | tooln) args=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent --watch "halyard=$PID"
+            --body "{\"projectId\":\"$PROJ\",\"agentId\":\"$TOOLED\",\"message\":\"call ping {}\"}"
+            --expect 'Echo: {\"ok\":true}') ;;
+        plain | plainn) args=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent --watch "halyard=$PID"
+            --body "{\"projectId\":\"$PROJ\",\"agentId\":\"$PLAIN\",\"message\":\"hello\"}"
+            --expect 'Echo: hello') ;;
+        nginx) args=(--port "$NGX_TOOL_PORT" --method GET --path /tool --expect '{"ok":true}') ;;
+    esac
+    chatload_run "$out" --proto json --streams 1 --duration "$DURATION" \
+        --timeout $((DURATION + 60)) "${args[@]}"
+    read -r "RUN[n]" "RUN[rps]" "RUN[p50]" "RUN[p99]" "RUN[hcpu]" <<<"$(jfields "$out" "done" \
+        turns_per_s turn_ms_p50 turn_ms_p99 watch.halyard.cpu_s)"
+    RUN[cpu_turn]=$(awk -v c="${RUN[hcpu]}" -v n="${RUN[n]}" 'BEGIN { if (c == "-") print "-"; else printf "%.0f", c * 1e6 / n }')
+    log "  $kind: ${RUN[n]} requests, ${RUN[rps]}/s, p50 ${RUN[p50]} ms p99 ${RUN[p99]} ms, Halyard CPU ${RUN[cpu_turn]} us a turn"
+}
+
+if has tools; then
+    log "(g) tools: latency (1 sequential client, ${DURATION}s windows x $REPEATS), then $TOOL_CONCURRENCY turns x $TOOL_CALLS calls at $TOOL_DELAY_MS ms"
+    start_nginx_tool
+    start_halyard --tool-allow-cidr 127.0.0.0/8
+    tool_agent "http://127.0.0.1:$NGX_TOOL_PORT/tool"
+    save_server always
+    start_halyard --tool-allow-cidr 127.0.0.0/8 --fsync never
+    tool_agent "http://127.0.0.1:$NGX_TOOL_PORT/tool"
+    save_server never
+    last() { awk '{ print $NF }' <<<"${RESULT[tl_$1,$2]}"; }
+    for kind in tool plain nginx tooln plainn; do # warm up (pools, allocator, the tool connection)
+        DURATION=2 tool_lat "$kind" "$WORK/tool.warm.json"
+    done
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        for kind in tool plain nginx tooln plainn; do
+            wait_quiet 90
+            tool_lat "$kind" "$WORK/tool.$kind.json"
+            record "tl_$kind" n rps p50 p99 cpu_turn busy
+        done
+        for q in p50 p99; do
+            RUN[add_$q]=$(awk -v a="$(last tool $q)" -v b="$(last plain $q)" -v c="$(last nginx $q)" \
+                'BEGIN { printf "%.3f", a - b - c }')
+            RUN[addn_$q]=$(awk -v a="$(last tooln $q)" -v b="$(last plainn $q)" -v c="$(last nginx $q)" \
+                'BEGIN { printf "%.3f", a - b - c }')
+        done
+        RUN[add_cpu]=$(($(last tool cpu_turn) - $(last plain cpu_turn)))
+        RUN[addn_cpu]=$(($(last tooln cpu_turn) - $(last plainn cpu_turn)))
+        record tl add_p50 add_p99 add_cpu addn_p50 addn_p99 addn_cpu
+        log "  rep $rep: added per tool call p50 ${RUN[add_p50]} ms, p99 ${RUN[add_p99]} ms, Halyard CPU +${RUN[add_cpu]} us; --fsync never: p50 ${RUN[addn_p50]} ms, p99 ${RUN[addn_p99]} ms, CPU +${RUN[addn_cpu]} us"
+    done
+    use_server always
+    stop_halyard
+    use_server never
+    stop_halyard
+    stop_pid "$NGX_TOOL_PID"
+
+    msg=$(python3 -c 'import sys; print("\\n".join(["call ping {}"] * int(sys.argv[1])))' "$TOOL_CALLS")
+    want="Echo:$(printf ' {\\"ok\\":true}%.0s' $(seq "$TOOL_CALLS"))"
+    start_slow_tool
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        start_halyard --tool-allow-cidr 127.0.0.0/8 \
+            --max-running-turns $((TOOL_CONCURRENCY > 1000 ? TOOL_CONCURRENCY : 1000))
+        tool_agent "http://127.0.0.1:$SLOW_PORT/tool"
+        RUN[thr_idle]=$(find "/proc/$PID/task" -mindepth 1 -maxdepth 1 | wc -l)
+        common=(--proto json --port "$PORT" --key "$KEY" --path /api/v1/chat/agent --expect "$want"
+            --body "{\"projectId\":\"$PROJ\",\"agentId\":\"$TOOLED\",\"message\":\"$msg\"}")
+        wait_quiet 90
+        chatload_run "$WORK/tc.alone.json" "${common[@]}" --streams 1 --timeout 30
+        curl -sS -o /dev/null "http://127.0.0.1:$SLOW_PORT/stats" # reset its counters
+        out=$WORK/tc.$rep.json
+        wait_quiet 90
+        chatload_run "$out" "${common[@]}" --streams "$TOOL_CONCURRENCY" --timeout 120 --watch "halyard=$PID" \
+            --watch "toolserver=$SLOW_PID"
+        read -r "RUN[calls]" "RUN[inflight]" <<<"$(curl -sS "http://127.0.0.1:$SLOW_PORT/stats" |
+            python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["requests"], d["peak_inflight"])')"
+        RUN[thr_after]=$(find "/proc/$PID/task" -mindepth 1 -maxdepth 1 | wc -l)
+        read -r "RUN[alone]" <<<"$(jfields "$WORK/tc.alone.json" wall_ms)"
+        read -r "RUN[done]" "RUN[expected]" "RUN[errors]" "RUN[wall]" "RUN[turn50]" "RUN[turn99]" \
+            "RUN[spread]" "RUN[thr0]" "RUN[thrp]" "RUN[rss0]" "RUN[rssp]" "RUN[hcpu]" "RUN[tcpu]" <<<"$(jfields "$out" \
+            "done" expected errors wall_ms turn_ms_p50 turn_ms_p99 write_spread_ms \
+            watch.halyard.threads_start watch.halyard.threads_peak watch.halyard.rss_start_kib \
+            watch.halyard.rss_peak_kib watch.halyard.cpu_s watch.toolserver.cpu_s)"
+        RUN[over]=$(awk -v a="${RUN[wall]}" -v b="${RUN[alone]}" 'BEGIN { printf "%.0f", a - b }')
+        log "  tools x$TOOL_CONCURRENCY rep $rep: done ${RUN[done]}/${RUN[expected]} errors ${RUN[errors]}; wall ${RUN[wall]} ms (alone ${RUN[alone]}: +${RUN[over]}); turn p50 ${RUN[turn50]} p99 ${RUN[turn99]} ms; tool requests ${RUN[calls]}, peak in flight ${RUN[inflight]}; threads idle ${RUN[thr_idle]} -> start ${RUN[thr0]} -> peak ${RUN[thrp]} -> after ${RUN[thr_after]}; RSS ${RUN[rss0]} -> ${RUN[rssp]} KiB; Halyard CPU ${RUN[hcpu]} s, tool server ${RUN[tcpu]} s, machine busy ${RUN[busy]} s; requests written over ${RUN[spread]} ms"
+        record tc alone "done" expected errors wall over turn50 turn99 calls inflight thr_idle thr0 thrp thr_after rss0 rssp hcpu tcpu spread busy
+        stop_halyard
+    done
+    stop_pid "$SLOW_PID"
+    {
+        echo "### (g) Tool calls: added latency per call, and $TOOL_CONCURRENCY concurrent turns x $TOOL_CALLS calls"
+        echo
+        echo "Halyard --threads 1 \`--tool-allow-cidr 127.0.0.0/8\` on core $SERVER_CORE; chatload (\`--proto json\`) and the tool servers on core $CLIENT_CORE. Echo provider in its tool mode. Latency: one sequential keep-alive client, ${DURATION}s per window, the five alternating, $REPEATS times; (1) \`POST /api/v1/chat/agent\` \`call ping {}\` on an agent whose tool \`ping\` GETs nginx (\`return 200 '{\"ok\":true}'\`; every answer checked to be \`Echo: {\"ok\":true}\`), (2) \`hello\` on the tool-less entry agent, (3) \`GET /tool\` on nginx alone; (1n) and (2n) the same on a second server with \`--fsync never\`. Added per call = (1) − (2) − (3), per repeat, then the median. Halyard CPU per turn = its utime+stime (all its threads, the log writer's too) over the window / turns."
+        echo
+        echo "| request | requests per window | req/s | p50 ms | p99 ms | Halyard CPU µs a turn |"
+        echo "|---|--:|--:|--:|--:|--:|"
+        for k in tool plain nginx tooln plainn; do
+            case $k in
+                tool) label='(1) turn with one tool call' ;;
+                plain) label='(2) turn without tools' ;;
+                nginx) label='(3) `GET /tool` on nginx alone' ;;
+                tooln) label='(1n) turn with one tool call, `--fsync never`' ;;
+                plainn) label='(2n) turn without tools, `--fsync never`' ;;
+            esac
+            printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$(med "tl_$k,n")" "$(med "tl_$k,rps")" \
+                "$(med "tl_$k,p50")" "$(med "tl_$k,p99")" "$(med "tl_$k,cpu_turn")"
+        done
+        echo
+        echo "- added per tool call, per repeat: p50 ${RESULT[tl,add_p50]% } ms; p99 ${RESULT[tl,add_p99]% } ms; Halyard CPU ${RESULT[tl,add_cpu]% } µs"
+        echo "- added per tool call, medians: p50 **$(med tl,add_p50) ms**, p99 **$(med tl,add_p99) ms**, Halyard CPU **$(med tl,add_cpu) µs**"
+        echo "- the same with \`--fsync never\` ((1n) − (2n) − (3)): p50 $(med tl,addn_p50) ms, p99 $(med tl,addn_p99) ms, Halyard CPU $(med tl,addn_cpu) µs (per repeat: p99 ${RESULT[tl,addn_p99]% } ms)"
+        check "added latency per tool call p99 (ms)" "$(med tl,add_p99)" "<=" 1
+        echo
+        echo "Concurrency: tool_server.py (asyncio, one thread) answers \`{\"ok\":true}\` after $TOOL_DELAY_MS ms; each turn's message is $TOOL_CALLS lines \`call ping {}\` (parallel calls in one round; each answer checked to hold the $TOOL_CALLS results). Per repeat a fresh server (\`--max-running-turns $((TOOL_CONCURRENCY > 1000 ? TOOL_CONCURRENCY : 1000))\`): one such turn alone, then $TOOL_CONCURRENCY at once (every connection opened first). Threads: idle = \`/proc/PID/task\` before any turn; peak = the largest \`Threads:\` sampled every 10 ms during the run. Medians of $REPEATS."
+        echo
+        echo "| turns done / N | one turn alone ms | wall ms | wall − alone ms | turn p50 / p99 ms | tool requests | peak in flight at the tool server | threads idle → peak → after | RSS before → peak KiB | Halyard CPU s | tool server CPU s |"
+        echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        printf '| %s / %s | %s | %s | %s | %s / %s | %s | %s | %s → %s → %s | %s → %s | %s | %s |\n' \
+            "$(med tc,done)" "$(med tc,expected)" "$(med tc,alone)" "$(med tc,wall)" "$(med tc,over)" \
+            "$(med tc,turn50)" "$(med tc,turn99)" "$(med tc,calls)" "$(med tc,inflight)" \
+            "$(med tc,thr_idle)" "$(med tc,thrp)" "$(med tc,thr_after)" "$(med tc,rss0)" "$(med tc,rssp)" "$(med tc,hcpu)" "$(med tc,tcpu)"
+        echo
+        echo "- per repeat: done ${RESULT[tc,done]% }; wall ${RESULT[tc,wall]% } ms; threads idle ${RESULT[tc,thr_idle]% }, peak ${RESULT[tc,thrp]% }"
+        check "turns not completed (of $TOOL_CONCURRENCY, worst repeat)" "$(echo "${RESULT[tc,done]}" |
+            awk -v n="$TOOL_CONCURRENCY" '{ m = n; for (i = 1; i <= NF; i++) if ($i < m) m = $i; print n - m }')" "<=" 0
+        check "threads at peak − idle (worst repeat)" "$(paste -d' ' <(tr ' ' '\n' <<<"${RESULT[tc,thrp]% }") \
+            <(tr ' ' '\n' <<<"${RESULT[tc,thr_idle]% }") | awk '{ d = $1 - $2; if (d > m) m = d } END { print m + 0 }')" "<=" 0
         echo
     } >>"$OUT"
 fi

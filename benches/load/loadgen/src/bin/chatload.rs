@@ -19,8 +19,13 @@
 //!   (`event: error` is counted as an error).
 //! - `--proto openai`: a token is a `data: {...}` line with `"content"`, the end
 //!   `data: [DONE]`.
+//! - `--proto json`: a plain answer (Halyard's sync `POST /api/v1/chat/agent`, a tool server's
+//!   `GET`): no tokens; the request is done when its `Content-Length` body has arrived, and
+//!   with `--expect TEXT` that body must contain TEXT (e.g. the echo provider's answer to a
+//!   tool call: the call happened). With `--streams 1 --duration SECS` this is a sequential
+//!   latency client: `turn_ms_*` are the request latencies.
 //!
-//! A request is over at the chunked body's last chunk (`0`).
+//! A streamed request is over at the chunked body's last chunk (`0`).
 //!
 //! `--watch NAME=PID` (repeatable) samples `/proc/PID/status` (Threads, VmRSS) every 10 ms
 //! on a second thread: at start (before any connection), once all are connected, and the
@@ -42,13 +47,17 @@ use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-const USAGE: &str = "usage: chatload --port PORT --path PATH --body JSON [--proto halyard|openai]
+const USAGE: &str = "usage: chatload --port PORT --path PATH --body JSON
+  [--proto halyard|openai|json] [--method POST|GET] [--expect TEXT]
   [--key KEY] [--streams N] [--rounds N | --duration SECS] [--connect-batch N]
   [--timeout SECS] [--watch NAME=PID]...
   --port PORT         127.0.0.1:PORT
-  --path PATH         request target (POST), e.g. /api/v1/chat/agent/stream
-  --body JSON         request body
-  --proto P           halyard (event: token/done, default) or openai (data: lines)
+  --path PATH         request target, e.g. /api/v1/chat/agent/stream
+  --body JSON         request body (required unless --method GET)
+  --method M          POST (default) or GET
+  --proto P           halyard (event: token/done, default), openai (data: lines) or json
+                      (a Content-Length answer, done when its body is in)
+  --expect TEXT       with --proto json: every answer's body must contain TEXT
   --key KEY           sent as Authorization: Bearer KEY
   --streams N         concurrent streams (default 10000)
   --rounds N          requests per stream, one after the other (default 1)
@@ -65,13 +74,16 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 enum Proto {
     Halyard,
     OpenAi,
+    Json,
 }
 
 struct Args {
     addr: SocketAddr,
     path: String,
     body: String,
+    method: String,
     proto: Proto,
+    expect: Option<String>,
     key: Option<String>,
     streams: usize,
     rounds: u32,
@@ -108,6 +120,10 @@ struct Stream {
     rounds_left: u32,
     /// The start of a line that a read cut.
     partial: Vec<u8>,
+    /// `--proto json`: the answer's `Content-Length`, then the body bytes still to come.
+    body_left: Option<usize>,
+    /// `--proto json --expect`: the body so far.
+    body: Vec<u8>,
 }
 
 /// What the run saw.
@@ -154,13 +170,21 @@ fn main() {
 }
 
 fn request(args: &Args) -> Vec<u8> {
+    let accept = match args.proto {
+        Proto::Json => "application/json",
+        Proto::Halyard | Proto::OpenAi => "text/event-stream",
+    };
     let mut r = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        args.path,
-        args.addr,
-        args.body.len()
+        "{} {} HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\n",
+        args.method, args.path, args.addr
     );
+    if !args.body.is_empty() {
+        let _ = write!(
+            r,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            args.body.len()
+        );
+    }
     if let Some(k) = &args.key {
         let _ = write!(r, "Authorization: Bearer {k}\r\n");
     }
@@ -193,8 +217,14 @@ fn run(args: &Args) -> Result<bool, String> {
             tokens: 0,
             in_head: true,
             status_seen: false,
-            rounds_left: if args.duration.is_some() { u32::MAX } else { args.rounds },
+            rounds_left: if args.duration.is_some() {
+                u32::MAX
+            } else {
+                args.rounds
+            },
             partial: Vec::new(),
+            body_left: None,
+            body: Vec::new(),
         })
         .collect();
 
@@ -299,7 +329,11 @@ fn run(args: &Args) -> Result<bool, String> {
             eprintln!("chatload: timed out with {open} streams unfinished");
             break;
         }
-        poll_once(&mut poll, &mut events, (deadline - now).min(Duration::from_millis(200)))?;
+        poll_once(
+            &mut poll,
+            &mut events,
+            (deadline - now).min(Duration::from_millis(200)),
+        )?;
         for ev in events.iter() {
             let s = &mut streams[ev.token().0];
             if s.state != State::Busy {
@@ -312,7 +346,7 @@ fn run(args: &Args) -> Result<bool, String> {
                     continue;
                 }
             }
-            if let Err(e) = read_all(s, &mut buf, &req, args.proto, &mut totals) {
+            if let Err(e) = read_all(s, &mut buf, &req, args, &mut totals) {
                 fail(s, &mut totals, e);
             }
             if s.state != State::Busy {
@@ -419,7 +453,7 @@ fn quantile_ms(sorted: &[u64], q: f64) -> String {
         return "null".into();
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    format!("{:.2}", sorted[i] as f64 / 1e6)
+    format!("{:.3}", sorted[i] as f64 / 1e6)
 }
 
 fn json_string(s: &str) -> String {
@@ -460,6 +494,8 @@ fn start_request(s: &mut Stream, totals: &mut Totals) {
     s.in_head = true;
     s.status_seen = false;
     s.partial.clear();
+    s.body_left = None;
+    s.body.clear();
     if totals.first_write.is_none() {
         totals.first_write = Some(now);
         totals.stop_at = totals.duration.map(|d| now + d);
@@ -493,9 +529,10 @@ fn read_all(
     s: &mut Stream,
     buf: &mut [u8],
     req: &[u8],
-    proto: Proto,
+    args: &Args,
     totals: &mut Totals,
 ) -> Result<(), String> {
+    let proto = args.proto;
     loop {
         let n = match s.sock.as_mut().expect("socket").read(buf) {
             Ok(0) => return Err("closed by the server".into()),
@@ -507,17 +544,42 @@ fn read_all(
         let now = Instant::now();
         let mut data = &buf[..n];
         while !data.is_empty() {
+            if let (Proto::Json, false, Some(left)) = (proto, s.in_head, s.body_left) {
+                // A plain answer's body: counted, kept for --expect, no lines.
+                let take = left.min(data.len());
+                if args.expect.is_some() {
+                    s.body.extend_from_slice(&data[..take]);
+                }
+                data = &data[take..];
+                s.body_left = Some(left - take);
+                if left == take {
+                    if let Some(want) = &args.expect {
+                        if memmem::find(&s.body, want.as_bytes()).is_none() {
+                            return Err(format!(
+                                "answer without the expected text: {}",
+                                String::from_utf8_lossy(&s.body[..s.body.len().min(200)])
+                            ));
+                        }
+                    }
+                    s.done_at = Some(now);
+                    end_request(s, now, req, totals)?;
+                    if s.state != State::Busy {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
             let Some(nl) = memchr::memchr(b'\n', data) else {
                 s.partial.extend_from_slice(data);
                 break;
             };
             let line_end;
             if s.partial.is_empty() {
-                line_end = on_line(s, &data[..nl], now, req, proto, totals)?;
+                line_end = on_line(s, &data[..nl], now, req, args, totals)?;
             } else {
                 let mut line = std::mem::take(&mut s.partial);
                 line.extend_from_slice(&data[..nl]);
-                line_end = on_line(s, &line, now, req, proto, totals)?;
+                line_end = on_line(s, &line, now, req, args, totals)?;
                 line.clear();
                 s.partial = line;
             }
@@ -539,9 +601,10 @@ fn on_line(
     line: &[u8],
     now: Instant,
     req: &[u8],
-    proto: Proto,
+    args: &Args,
     totals: &mut Totals,
 ) -> Result<bool, String> {
+    let proto = args.proto;
     if s.in_head {
         if line.starts_with(b"HTTP/1.") {
             s.status_seen = true;
@@ -554,6 +617,30 @@ fn on_line(
         } else if s.status_seen && (line == b"\r" || line.is_empty()) {
             // (Blank lines before the status line are the previous body's trailer end.)
             s.in_head = false;
+            if proto == Proto::Json {
+                match s.body_left {
+                    None => return Err("a json answer without Content-Length".into()),
+                    Some(0) => {
+                        if args.expect.as_ref().is_some_and(|w| !w.is_empty()) {
+                            return Err("an empty answer without the expected text".into());
+                        }
+                        s.done_at = Some(now);
+                        end_request(s, now, req, totals)?;
+                        return Ok(true);
+                    }
+                    Some(_) => {}
+                }
+            }
+        } else if proto == Proto::Json && s.status_seen {
+            if let Some((name, value)) = line.split_at_checked(15) {
+                if name.eq_ignore_ascii_case(b"content-length:") {
+                    let len = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .ok_or("a bad Content-Length")?;
+                    s.body_left = Some(len);
+                }
+            }
         }
         return Ok(false);
     }
@@ -578,6 +665,8 @@ fn on_line(
                 line.starts_with(b"data: {") && memmem::find(line, b"\"content\"").is_some()
             }
         }
+        // Its body is read by bytes in read_all, never as lines.
+        Proto::Json => false,
     };
     if token {
         s.tokens += 1;
@@ -588,6 +677,18 @@ fn on_line(
         return Ok(false);
     }
     // The last chunk: this request is over.
+    end_request(s, now, req, totals)?;
+    Ok(true)
+}
+
+/// The response of the stream's request is complete (`done_at` set when it was a success):
+/// counts it, then writes the next round's request or finishes the stream.
+fn end_request(
+    s: &mut Stream,
+    now: Instant,
+    req: &[u8],
+    totals: &mut Totals,
+) -> Result<(), String> {
     let Some(done) = s.done_at else {
         return Err("the response ended without its done event".into());
     };
@@ -601,12 +702,11 @@ fn on_line(
     s.rounds_left -= 1;
     if s.rounds_left == 0 || totals.stop_at.is_some_and(|t| now >= t) {
         s.state = State::Finished;
-        return Ok(true);
+        return Ok(());
     }
     // The trailer's blank line may still come; the next head starts with "HTTP/".
     start_request(s, totals);
-    write_more(s, req).map_err(|e| format!("write: {e}"))?;
-    Ok(true)
+    write_more(s, req).map_err(|e| format!("write: {e}"))
 }
 
 // ---- watching the server
@@ -708,7 +808,11 @@ fn tree_cpu_ticks(pid: u32) -> (u64, u64) {
         return total;
     };
     for entry in dir.flatten() {
-        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
@@ -759,7 +863,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         path: String::new(),
         body: String::new(),
+        method: "POST".into(),
         proto: Proto::Halyard,
+        expect: None,
         key: None,
         streams: 10_000,
         rounds: 1,
@@ -775,9 +881,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let value = it
             .next()
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let num = |v: &str| -> Result<u64, String> {
-            v.parse().map_err(|_| format!("bad {flag}: {v}"))
-        };
+        let num =
+            |v: &str| -> Result<u64, String> { v.parse().map_err(|_| format!("bad {flag}: {v}")) };
         match flag.as_str() {
             "--port" => port = Some(num(&value)?.try_into().map_err(|_| "bad --port")?),
             "--path" => args.path = value,
@@ -787,9 +892,17 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 args.proto = match value.as_str() {
                     "halyard" => Proto::Halyard,
                     "openai" => Proto::OpenAi,
+                    "json" => Proto::Json,
                     _ => return Err(format!("bad --proto: {value}")),
                 }
             }
+            "--method" => {
+                if value != "POST" && value != "GET" {
+                    return Err(format!("bad --method: {value}"));
+                }
+                args.method = value;
+            }
+            "--expect" => args.expect = Some(value),
             "--streams" => args.streams = num(&value)? as usize,
             "--rounds" => args.rounds = num(&value)? as u32,
             "--duration" => args.duration = Some(Duration::from_secs(num(&value)?)),
@@ -806,8 +919,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     let port = port.ok_or_else(|| format!("--port is required\n{USAGE}"))?;
     args.addr.set_port(port);
-    if args.path.is_empty() || args.body.is_empty() {
+    if args.path.is_empty() || (args.body.is_empty() && args.method != "GET") {
         return Err(format!("--path and --body are required\n{USAGE}"));
+    }
+    if args.expect.is_some() && args.proto != Proto::Json {
+        return Err("--expect needs --proto json".into());
     }
     if args.streams == 0 || args.rounds == 0 || args.connect_batch == 0 {
         return Err("--streams, --rounds and --connect-batch must be at least 1".into());
