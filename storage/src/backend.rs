@@ -109,6 +109,15 @@ pub trait Backend: Send + Sync {
         done: Completion,
     ) -> Result<(), StoreError>;
 
+    /// [`Backend::commit`] for a change nobody waits on (a turn's user message, its tool
+    /// calls, stream events): the reads see it now and it becomes durable with the next
+    /// awaited commit, or soon after (the log: within
+    /// [`UNAWAITED_SYNC_WITHIN`](crate::writer::UNAWAITED_SYNC_WITHIN)) without a sync of
+    /// its own in front of that commit.
+    fn commit_unawaited(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        self.commit(tenant, mutations, Box::new(|_| {}))
+    }
+
     /// A tenant.
     fn tenant(&self, id: &str) -> Option<Tenant>;
     /// All tenants, by creation time.

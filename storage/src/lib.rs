@@ -192,3 +192,4 @@ pub use segment::recover_segment_bytes;
 pub use snapshot::{CompactReport, CompactStep};
 pub use store::{LogMetrics, LogStats, Options, Store};
 pub use upgrade::Upgrade;
+pub use writer::UNAWAITED_SYNC_WITHIN;

@@ -47,6 +47,9 @@ pub struct Options {
     pub snapshot_threshold: u64,
     /// Cut the log at corruption instead of refusing to open (`--repair`).
     pub repair: bool,
+    /// Under `always`, how long a commit nobody waits on may stay unsynced when no awaited
+    /// commit syncs it first.
+    pub unawaited_sync_within: std::time::Duration,
     /// The sync calls (tests inject counting or failing ones).
     pub syncer: Arc<dyn Syncer>,
 }
@@ -58,6 +61,7 @@ impl Default for Options {
             segment_size: DEFAULT_SEGMENT_SIZE,
             snapshot_threshold: DEFAULT_SNAPSHOT_THRESHOLD,
             repair: false,
+            unawaited_sync_within: crate::writer::UNAWAITED_SYNC_WITHIN,
             syncer: Arc::new(OsSyncer),
         }
     }
@@ -186,6 +190,7 @@ impl Store {
             stats: stats.clone(),
             closed_bytes: rec.closed_bytes,
             snapshot_threshold: opts.snapshot_threshold,
+            unawaited_sync_within: opts.unawaited_sync_within,
             compact: Some(ctx),
         };
         let (tx, rx) = unbounded();
@@ -328,6 +333,38 @@ impl Drop for Store {
     }
 }
 
+impl Store {
+    /// [`Backend::commit`], with or without a completion.
+    fn append(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Option<Completion>,
+    ) -> Result<(), StoreError> {
+        if !self.health.is_healthy() {
+            return Err(StoreError::Poisoned(
+                self.health.reason().unwrap_or_default(),
+            ));
+        }
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let record = Store::encode(tenant, &mutations)?;
+        let mut shard = self.state.write_shard(tenant);
+        shard.apply(tenant, mutations)?;
+        // Enqueued while the shard is still locked: the next commit on this shard cannot
+        // overtake this one on its way to the log.
+        if let Err(e) = tx.send(Request::Append { record, done }) {
+            self.health.poison("log writer stopped".into());
+            if let Request::Append {
+                done: Some(done), ..
+            } = e.into_inner()
+            {
+                done(Err(StoreError::Closed));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Backend for Store {
     fn is_healthy(&self) -> bool {
         self.health.is_healthy()
@@ -346,24 +383,11 @@ impl Backend for Store {
         mutations: Vec<Mutation>,
         done: Completion,
     ) -> Result<(), StoreError> {
-        if !self.health.is_healthy() {
-            return Err(StoreError::Poisoned(
-                self.health.reason().unwrap_or_default(),
-            ));
-        }
-        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
-        let record = Store::encode(tenant, &mutations)?;
-        let mut shard = self.state.write_shard(tenant);
-        shard.apply(tenant, mutations)?;
-        // Enqueued while the shard is still locked: the next commit on this shard cannot
-        // overtake this one on its way to the log.
-        if let Err(e) = tx.send(Request::Append { record, done }) {
-            self.health.poison("log writer stopped".into());
-            if let Request::Append { done, .. } = e.into_inner() {
-                done(Err(StoreError::Closed));
-            }
-        }
-        Ok(())
+        self.append(tenant, mutations, Some(done))
+    }
+
+    fn commit_unawaited(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        self.append(tenant, mutations, None)
     }
 
     fn tenant(&self, id: &str) -> Option<Tenant> {
@@ -504,7 +528,7 @@ impl Store {
     /// nothing, so if one of them was deleted since it was listed (the API deleting it), the
     /// rest are deleted one by one, skipping the missing.
     fn delete_streams(&self, tenant: &str, ids: &[String]) -> Result<usize, StoreError> {
-        match self.commit(tenant, delete_stream_mutations(ids), Box::new(|_| {})) {
+        match self.commit_unawaited(tenant, delete_stream_mutations(ids)) {
             Ok(()) => Ok(ids.len()),
             Err(StoreError::NotFound { .. }) if ids.len() > 1 => {
                 let mut deleted = 0;

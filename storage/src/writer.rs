@@ -2,7 +2,9 @@
 //!
 //! Responsible for: taking encoded records from any thread over a crossbeam channel,
 //! writing everything queued as one batch with one `write`, making the batch durable with
-//! one `fdatasync` (policy `always`), and only then running the batch's completions;
+//! one `fdatasync` (policy `always`), and only then running the batch's completions
+//! (a batch nobody waits on is written at once and synced by the next awaited batch, or
+//! on time: [`UNAWAITED_SYNC_WITHIN`]);
 //! rolling to a new segment past the size limit (old segment synced first, new segment
 //! created durably, directory synced); asking the compactor for a snapshot once enough
 //! closed segments pile up; poisoning the log on the first failed write or sync (pending
@@ -32,10 +34,20 @@ use crate::segment;
 /// first completions behind megabytes of writes.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Under policy `always`, how long a record nobody waits on may stay written but not yet
+/// synced, by default ([`crate::Options::unawaited_sync_within`]). Such records (a turn's user message, tool calls, stream events) are followed by
+/// an awaited commit (the reply) that syncs them anyway; syncing each on its own would put
+/// an `fdatasync` in front of that reply for nothing.
+pub const UNAWAITED_SYNC_WITHIN: Duration = Duration::from_millis(10);
+
 /// A request to the writer.
 pub(crate) enum Request {
-    /// Append one framed record; `done` runs once it is durable (or failed).
-    Append { record: Vec<u8>, done: Completion },
+    /// Append one framed record; `done` runs once it is durable (or failed). Without `done`
+    /// nobody waits, and the record is synced by the next awaited batch or on time.
+    Append {
+        record: Vec<u8>,
+        done: Option<Completion>,
+    },
     /// Close the active segment and start a new one; replies with the closed segment's
     /// number once both are durable.
     Roll {
@@ -83,6 +95,8 @@ pub(crate) struct WriterConfig {
     /// Closed segments not covered by a snapshot, in bytes, at start.
     pub closed_bytes: u64,
     pub snapshot_threshold: u64,
+    /// See [`UNAWAITED_SYNC_WITHIN`].
+    pub unawaited_sync_within: Duration,
     /// Where to ask for a snapshot covering segments up to a number.
     pub compact: Option<Sender<u64>>,
 }
@@ -91,6 +105,8 @@ struct Writer {
     cfg: WriterConfig,
     buf: Vec<u8>,
     dirty: bool,
+    /// When the first byte not yet synced was written.
+    dirty_since: Instant,
     last_sync: Instant,
 }
 
@@ -100,6 +116,7 @@ pub(crate) fn run(cfg: WriterConfig, rx: Receiver<Request>) {
         cfg,
         buf: Vec::with_capacity(1 << 20),
         dirty: false,
+        dirty_since: Instant::now(),
         last_sync: Instant::now(),
     };
     while let Some(first) = w.recv_first(&rx) {
@@ -143,16 +160,18 @@ fn complete(done: Completion, result: Result<(), StoreError>) {
 }
 
 impl Writer {
-    /// Waits for the next request; under `interval` it wakes up to sync dirty data on time.
+    /// Waits for the next request; it wakes up to sync dirty data on time.
     fn recv_first(&mut self, rx: &Receiver<Request>) -> Option<Request> {
         loop {
-            let FsyncPolicy::Interval(every) = self.cfg.policy else {
-                return rx.recv().ok();
+            let due = match self.cfg.policy {
+                _ if !self.dirty => return rx.recv().ok(),
+                FsyncPolicy::Never => return rx.recv().ok(),
+                FsyncPolicy::Interval(every) => every.saturating_sub(self.last_sync.elapsed()),
+                FsyncPolicy::Always => self
+                    .cfg
+                    .unawaited_sync_within
+                    .saturating_sub(self.dirty_since.elapsed()),
             };
-            if !self.dirty {
-                return rx.recv().ok();
-            }
-            let due = every.saturating_sub(self.last_sync.elapsed());
             match rx.recv_timeout(due.max(Duration::from_millis(1))) {
                 Ok(r) => return Some(r),
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -176,13 +195,18 @@ impl Writer {
 
     fn process(&mut self, batch: Vec<Request>) {
         let mut waiting: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut records = 0u64;
         let mut failed: Option<StoreError> = None;
         for req in batch {
             if failed.is_none() && !self.cfg.health.is_healthy() {
                 failed = Some(self.poisoned_error());
             }
             match (req, &failed) {
-                (Request::Append { done, .. }, Some(e)) => complete(done, Err(e.clone())),
+                (Request::Append { done, .. }, Some(e)) => {
+                    if let Some(done) = done {
+                        complete(done, Err(e.clone()));
+                    }
+                }
                 (Request::Roll { reply }, Some(e)) => {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -190,11 +214,14 @@ impl Writer {
                     if let Err(e) = self.append(&record) {
                         self.poison(format!("write: {e}"));
                         failed = Some(self.poisoned_error());
-                        complete(done, Err(self.poisoned_error()));
+                        if let Some(done) = done {
+                            complete(done, Err(self.poisoned_error()));
+                        }
                         continue;
                     }
                     self.cfg.stats.appends.fetch_add(1, Ordering::Relaxed);
-                    waiting.push(done);
+                    records += 1;
+                    waiting.extend(done);
                 }
                 (Request::Roll { reply }, None) => {
                     let r = self.flush().and_then(|_| self.roll());
@@ -211,29 +238,31 @@ impl Writer {
                 }
             }
         }
-        if !waiting.is_empty() {
-            let n = waiting.len() as u64;
-            let i = bucket(&BATCH_BUCKETS, n);
+        if records > 0 {
+            let i = bucket(&BATCH_BUCKETS, records);
             self.cfg.stats.batch_records[i].fetch_add(1, Ordering::Relaxed);
         }
         let result = match failed {
             Some(e) => Err(e),
-            None => self.finish_batch(),
+            None => self.finish_batch(!waiting.is_empty()),
         };
         for done in waiting {
             complete(done, result.clone());
         }
     }
 
-    /// Writes the buffered batch and makes it durable as the policy says.
-    fn finish_batch(&mut self) -> Result<(), StoreError> {
+    /// Writes the buffered batch and makes it durable as the policy says (`awaited`: some
+    /// commit of the batch waits for durability).
+    fn finish_batch(&mut self, awaited: bool) -> Result<(), StoreError> {
         if let Err(e) = self.flush() {
             self.poison(format!("write: {e}"));
             return Err(self.poisoned_error());
         }
         self.cfg.stats.batches.fetch_add(1, Ordering::Relaxed);
         let due = match self.cfg.policy {
-            FsyncPolicy::Always => true,
+            FsyncPolicy::Always => {
+                awaited || self.dirty_since.elapsed() >= self.cfg.unawaited_sync_within
+            }
             FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
             FsyncPolicy::Never => false,
         };
@@ -269,7 +298,10 @@ impl Writer {
             .bytes
             .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         self.buf.clear();
-        self.dirty = true;
+        if !self.dirty {
+            self.dirty = true;
+            self.dirty_since = Instant::now();
+        }
         Ok(())
     }
 

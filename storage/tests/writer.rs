@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use halyard_storage::*;
@@ -39,8 +40,18 @@ impl Syncer for CountingSyncer {
 }
 
 fn open_with(dir: &Path, syncer: Arc<CountingSyncer>, fsync: FsyncPolicy) -> Store {
+    open_lazy(dir, syncer, fsync, UNAWAITED_SYNC_WITHIN)
+}
+
+fn open_lazy(
+    dir: &Path,
+    syncer: Arc<CountingSyncer>,
+    fsync: FsyncPolicy,
+    unawaited_sync_within: Duration,
+) -> Store {
     let o = Options {
         fsync,
+        unawaited_sync_within,
         segment_size: 1 << 20,
         snapshot_threshold: u64::MAX,
         syncer,
@@ -86,6 +97,68 @@ fn fsync_always_syncs_before_every_completion() {
     assert!(store.stats().fsyncs >= 50);
     // Creating the first segment synced the directory.
     assert!(syncer.dir_syncs.load(Ordering::SeqCst) >= 1);
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn an_unawaited_commit_is_synced_by_the_next_awaited_one() {
+    let dir = TempDir::new("unawaited");
+    let syncer = Arc::new(CountingSyncer::default());
+    let hour = Duration::from_secs(3600);
+    let store = open_lazy(dir.path(), syncer.clone(), FsyncPolicy::Always, hour);
+    seed(&store);
+    store
+        .commit_wait(T, vec![Mutation::PutSession(session(P, "ses_1", 1))])
+        .unwrap();
+    let seg = segments(dir.path()).pop().unwrap();
+    let len = || std::fs::metadata(&seg).unwrap().len();
+    let (syncs, written) = (syncer.data_syncs.load(Ordering::SeqCst), len());
+    for i in 0..10 {
+        let m = message(&format!("msg_{i}"), "not awaited");
+        store
+            .commit_unawaited(T, vec![Mutation::append_message(P, "ses_1", &m)])
+            .unwrap();
+    }
+    // Written at once (reads and a crash-free restart see it), but not synced on its own.
+    let listed = store.messages(T, P, "ses_1", Page::default()).unwrap();
+    assert_eq!(listed.items.len(), 10);
+    wait_until("the records are written", || len() > written);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(syncer.data_syncs.load(Ordering::SeqCst), syncs);
+    // The awaited commit's one sync covers everything before it.
+    let m = message("msg_reply", "awaited");
+    store
+        .commit_wait(T, vec![Mutation::append_message(P, "ses_1", &m)])
+        .unwrap();
+    assert_eq!(syncer.data_syncs.load(Ordering::SeqCst), syncs + 1);
+    assert_eq!(syncer.synced_len.load(Ordering::SeqCst), len());
+}
+
+#[test]
+fn an_unawaited_commit_alone_is_synced_on_time() {
+    let dir = TempDir::new("unawaited-alone");
+    let syncer = Arc::new(CountingSyncer::default());
+    let within = Duration::from_millis(20);
+    let store = open_lazy(dir.path(), syncer.clone(), FsyncPolicy::Always, within);
+    seed(&store);
+    let seg = segments(dir.path()).pop().unwrap();
+    let m = Mutation::SetMeta {
+        key: "k".into(),
+        value: vec![1],
+    };
+    store.commit_unawaited("", vec![m]).unwrap();
+    let len = || std::fs::metadata(&seg).unwrap().len();
+    wait_until("the record is synced", || {
+        syncer.synced_len.load(Ordering::SeqCst) == len()
+    });
 }
 
 #[test]

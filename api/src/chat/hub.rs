@@ -198,7 +198,7 @@ fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Liv
         stream_id: stream_id.to_string(),
         events: std::mem::take(&mut live.unstored),
     };
-    let _ = store.commit(tenant, vec![batch], Box::new(|_| {}));
+    let _ = store.commit_unawaited(tenant, vec![batch]);
 }
 
 /// Whether `event` ends a stream (nothing follows it).

@@ -330,11 +330,7 @@ impl TurnTask {
         }
         first.push(Mutation::append_message(pid, sid, &user));
         let limiter = &self.shared.limiter;
-        if let Err(e) = self
-            .shared
-            .store
-            .commit(&self.tenant, first, Box::new(|_| {}))
-        {
+        if let Err(e) = self.shared.store.commit_unawaited(&self.tenant, first) {
             if on.new_session {
                 limiter.sessions.release(&self.tenant, sid);
             }
@@ -777,7 +773,7 @@ impl TurnTask {
             .collect();
         self.shared
             .store
-            .commit(&self.tenant, muts, Box::new(|_| {}))
+            .commit_unawaited(&self.tenant, muts)
             .map_err(ApiError::from)
     }
 }
@@ -885,10 +881,7 @@ impl TurnTask {
         };
         let (pid, sid) = (&on.session.project_id, &on.session.id);
         let muts = vec![Mutation::append_message(pid, sid, &m)];
-        let _ = self
-            .shared
-            .store
-            .commit(&self.tenant, muts, Box::new(|_| {}));
+        let _ = self.shared.store.commit_unawaited(&self.tenant, muts);
     }
 
     /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
@@ -926,7 +919,7 @@ impl TurnTask {
         let _ = self
             .shared
             .store
-            .commit(&self.tenant, vec![traces], Box::new(|_| {}));
+            .commit_unawaited(&self.tenant, vec![traces]);
     }
 }
 
@@ -961,7 +954,7 @@ impl TurnTask {
         let _ = self
             .shared
             .store
-            .commit(&self.tenant, vec![start], Box::new(|_| {}));
+            .commit_unawaited(&self.tenant, vec![start]);
         self.shared
             .hub
             .open(&stream_id, sender, (cx.handle(), TAG_GONE));
