@@ -125,6 +125,9 @@ impl McpImportTask {
             HttpEvent::End => session.on_end(),
             HttpEvent::Failed(e) => Err(format!("the MCP server could not be reached: {e}")),
         };
+        // The step is over: the exchange's later events (its end, after an answer that came
+        // on a stream we cancelled) are not this step's.
+        self.exchange = None;
         match result {
             // The server is a dependency, as a model provider is: its failure is a 503.
             Err(e) => self.fail(ApiError::Unavailable(e)),
