@@ -10,8 +10,8 @@ use std::path::Path;
 use crate::backup::{BackupError, BackupOptions, BackupReport};
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiKey, Channel, Message, Project, PublicKey, Secret, Session, SessionStatus,
-    StreamEvent, Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Channel, Deployment, Message, Project, PublicKey, Secret, Session,
+    SessionStatus, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 use crate::mutation::Mutation;
 
@@ -146,6 +146,26 @@ pub trait Backend: Send + Sync {
     fn tool_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Tool>;
     /// Tools of a project, newest first.
     fn tools(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Tool>;
+    /// Versions of an agent name, newest first.
+    fn agent_versions(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        name: &str,
+        page: Page,
+    ) -> Listed<AgentVersion>;
+    /// Version `n` of an agent name.
+    fn agent_version(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        name: &str,
+        n: u32,
+    ) -> Option<AgentVersion>;
+    /// A deployment by id.
+    fn deployment(&self, tenant: &str, project_id: &str, id: &str) -> Option<Deployment>;
+    /// Every deployment of a project, newest first.
+    fn deployments(&self, tenant: &str, project_id: &str) -> Vec<Deployment>;
     /// An agent by id.
     fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent>;
     /// An agent by name within a project.

@@ -225,6 +225,126 @@ pub struct Tool {
     pub updated_at: u64,
 }
 
+/// An immutable, numbered snapshot of an agent: what a deployment pins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentVersion {
+    /// Owning project.
+    pub project_id: String,
+    /// The agent's name (versions outlive an agent's id: a deleted and recreated agent
+    /// keeps numbering).
+    pub agent_name: String,
+    /// 1, 2, ... per agent name.
+    pub version: u32,
+    /// A free label (`v1.2`, `before the prompt change`).
+    pub label: Option<String>,
+    /// `sha256:` and the hex digest of the snapshot's content (instructions, model, tools,
+    /// DSL): equal content, equal hash.
+    pub content_hash: String,
+    /// The agent as it was.
+    pub agent: Agent,
+    /// Creation time (ms).
+    pub created_at: u64,
+    /// Principal that created it.
+    pub created_by: String,
+}
+
+codec_enum! {
+    /// Where a deployment runs.
+    pub enum Environment ("environment") {
+        /// Development.
+        Dev = 0,
+        /// Staging.
+        Staging = 1,
+        /// Production.
+        Production = 2,
+    }
+}
+
+impl Environment {
+    /// The name in the API and the runtime routes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    /// The environment named `s`.
+    pub fn parse(s: &str) -> Option<Environment> {
+        Environment::ALL.iter().copied().find(|e| e.as_str() == s)
+    }
+}
+
+codec_enum! {
+    /// A deployment's state.
+    pub enum DeploymentStatus ("deployment status") {
+        /// What its environment serves (at most one per environment).
+        Active = 0,
+        /// Replaced by a later deployment of its environment, or rolled back.
+        Superseded = 1,
+        /// Withdrawn: its sessions end (`410`).
+        Retired = 2,
+    }
+}
+
+impl DeploymentStatus {
+    /// The name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Active => "active",
+            DeploymentStatus::Superseded => "superseded",
+            DeploymentStatus::Retired => "retired",
+        }
+    }
+}
+
+/// One agent of a deployment and the version it pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedAgent {
+    /// The agent's name.
+    pub agent_name: String,
+    /// Its version.
+    pub version: u32,
+}
+
+/// A set of pinned agent versions serving one environment of a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// `dep_...`
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Where it runs.
+    pub environment: Environment,
+    /// Active, superseded or retired.
+    pub status: DeploymentStatus,
+    /// A free label.
+    pub label: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+    /// `projectSlug/environment/entryAgentName`: the runtime route's path and the model
+    /// name of the OpenAI-compatible endpoint.
+    pub endpoint_slug: String,
+    /// The agent a request runs when it names none.
+    pub entry_agent_name: String,
+    /// Every agent it serves, by name, with its version.
+    pub manifest: Vec<PinnedAgent>,
+    /// Model settings laid over the pinned agents' (JSON text), if any.
+    pub model_overrides: Option<String>,
+    /// Creation time (ms).
+    pub created_at: u64,
+    /// Principal that created it.
+    pub created_by: String,
+    /// When it last became active (ms): rollback goes back to the environment's deployment
+    /// active before this one.
+    pub activated_at: u64,
+    /// When it was rolled back (ms): a rolled-back deployment is never rolled back to.
+    pub rolled_back_at: Option<u64>,
+    /// When it was retired (ms).
+    pub retired_at: Option<u64>,
+}
+
 codec_enum! {
     /// Whether a session is open.
     pub enum SessionStatus ("session status") {
@@ -646,6 +766,37 @@ codec_struct!(Tool {
     config,
     created_at,
     updated_at,
+});
+codec_struct!(AgentVersion {
+    project_id,
+    agent_name,
+    version,
+    label,
+    content_hash,
+    agent,
+    created_at,
+    created_by,
+});
+codec_struct!(PinnedAgent {
+    agent_name,
+    version,
+});
+codec_struct!(Deployment {
+    id,
+    project_id,
+    environment,
+    status,
+    label,
+    description,
+    endpoint_slug,
+    entry_agent_name,
+    manifest,
+    model_overrides,
+    created_at,
+    created_by,
+    activated_at,
+    rolled_back_at,
+    retired_at,
 });
 codec_struct!(Session {
     id,

@@ -7,8 +7,8 @@
 
 use crate::codec::{codec_enum, encode_list, Codec, DecodeError, Decoder, Encoder};
 use crate::model::{
-    Agent, AgentV0, ApiKey, Message, Project, PublicKey, Secret, Session, StoredMessage,
-    StreamEvent, Tenant, Tool, TraceEvent, User,
+    Agent, AgentV0, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session,
+    StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 
 codec_enum! {
@@ -71,6 +71,10 @@ codec_enum! {
         DeleteTool = 27,
         /// [`Mutation::AppendTraces`].
         AppendTraces = 28,
+        /// [`Mutation::PutAgentVersion`].
+        PutAgentVersion = 29,
+        /// [`Mutation::PutDeployment`].
+        PutDeployment = 30,
     }
 }
 
@@ -119,6 +123,12 @@ pub enum Mutation {
         /// Tool id.
         id: String,
     },
+    /// Add an agent version (the project must exist; its number must follow the agent
+    /// name's last, starting at 1).
+    PutAgentVersion(AgentVersion),
+    /// Create or replace a deployment (the project must exist; at most one active per
+    /// environment: supersede the old one earlier in the same transaction).
+    PutDeployment(Deployment),
     /// Append events to a session's trace (the session must exist).
     AppendTraces {
         /// Project id.
@@ -264,6 +274,8 @@ impl Mutation {
             Mutation::PutTool(_) => MutationTag::PutTool,
             Mutation::DeleteTool { .. } => MutationTag::DeleteTool,
             Mutation::AppendTraces { .. } => MutationTag::AppendTraces,
+            Mutation::PutAgentVersion(_) => MutationTag::PutAgentVersion,
+            Mutation::PutDeployment(_) => MutationTag::PutDeployment,
         }
     }
 }
@@ -289,6 +301,8 @@ impl Codec<'_> for Mutation {
             Mutation::PutSecret(s) => s.encode(e),
             Mutation::PutPublicKey(k) => k.encode(e),
             Mutation::PutTool(t) => t.encode(e),
+            Mutation::PutAgentVersion(v) => v.encode(e),
+            Mutation::PutDeployment(d) => d.encode(e),
             Mutation::DeleteUser { id }
             | Mutation::DeleteApiKey { id }
             | Mutation::DeleteProject { id }
@@ -393,6 +407,8 @@ impl Codec<'_> for Mutation {
                 created_at: C::decode(d)?,
             },
             MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
+            MutationTag::PutAgentVersion => Mutation::PutAgentVersion(C::decode(d)?),
+            MutationTag::PutDeployment => Mutation::PutDeployment(C::decode(d)?),
             MutationTag::AppendTraces => Mutation::AppendTraces {
                 project_id: C::decode(d)?,
                 session_id: C::decode(d)?,

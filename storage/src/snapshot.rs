@@ -231,6 +231,16 @@ fn emit_tenant<W: Write>(
         for tool in p.tools.values() {
             w.push(t, &Mutation::PutTool(tool.clone()))?;
         }
+        for v in p.versions.values().flatten() {
+            w.push(t, &Mutation::PutAgentVersion(v.clone()))?;
+        }
+        for d in p
+            .deployment_order
+            .iter()
+            .filter_map(|id| p.deployments.get(id))
+        {
+            w.push(t, &Mutation::PutDeployment(d.clone()))?;
+        }
         for k in p.public_keys.values() {
             w.push(t, &Mutation::PutPublicKey(k.clone()))?;
         }

@@ -26,7 +26,8 @@ use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
 use crate::lock::DirLock;
 use crate::model::{
-    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session, Tenant,
+    Tool, TraceEvent, User,
 };
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
@@ -431,6 +432,30 @@ impl Backend for Store {
     }
     fn tools(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Tool> {
         self.state.tools(tenant, project_id, page)
+    }
+    fn agent_versions(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        name: &str,
+        page: Page,
+    ) -> Listed<AgentVersion> {
+        self.state.agent_versions(tenant, project_id, name, page)
+    }
+    fn agent_version(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        name: &str,
+        n: u32,
+    ) -> Option<AgentVersion> {
+        self.state.agent_version(tenant, project_id, name, n)
+    }
+    fn deployment(&self, tenant: &str, project_id: &str, id: &str) -> Option<Deployment> {
+        self.state.deployment(tenant, project_id, id)
+    }
+    fn deployments(&self, tenant: &str, project_id: &str) -> Vec<Deployment> {
+        self.state.deployments(tenant, project_id)
     }
     fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent> {
         self.state.agent(tenant, project_id, id)

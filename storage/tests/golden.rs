@@ -520,7 +520,71 @@ fn segment_records() -> Vec<Golden> {
                     .collect(),
             }],
         ),
+        // Agent versions and deployments (tags 29 and 30): a deployment superseded by the
+        // next one of its environment, in one transaction, and one retired.
+        now(
+            T,
+            vec![
+                Mutation::PutAgentVersion(agent_version(1, Some("first"))),
+                Mutation::PutAgentVersion(agent_version(2, None)),
+                Mutation::PutDeployment(deployment("dep_1", DeploymentStatus::Active)),
+            ],
+        ),
+        now(
+            T,
+            vec![
+                Mutation::PutDeployment(Deployment {
+                    rolled_back_at: Some(1_700_000_000_300),
+                    ..deployment("dep_1", DeploymentStatus::Superseded)
+                }),
+                Mutation::PutDeployment(Deployment {
+                    environment: Environment::Staging,
+                    ..deployment("dep_2", DeploymentStatus::Active)
+                }),
+                Mutation::PutDeployment(Deployment {
+                    environment: Environment::Dev,
+                    retired_at: Some(1_700_000_000_400),
+                    ..deployment("dep_3", DeploymentStatus::Retired)
+                }),
+            ],
+        ),
     ]
+}
+
+fn agent_version(version: u32, label: Option<&str>) -> AgentVersion {
+    AgentVersion {
+        project_id: P.into(),
+        agent_name: "planner".into(),
+        version,
+        label: label.map(Into::into),
+        content_hash: format!("sha256:{version:064x}"),
+        agent: tooled_agent(),
+        created_at: 1_700_000_000_200 + u64::from(version),
+        created_by: "usr_owner".into(),
+    }
+}
+
+fn deployment(id: &str, status: DeploymentStatus) -> Deployment {
+    Deployment {
+        id: id.into(),
+        project_id: P.into(),
+        environment: Environment::Production,
+        status,
+        label: Some("release".into()),
+        description: None,
+        endpoint_slug: "gold/production/planner".into(),
+        entry_agent_name: "planner".into(),
+        manifest: vec![PinnedAgent {
+            agent_name: "planner".into(),
+            version: 2,
+        }],
+        model_overrides: Some(r#"{"temperature":0.1}"#.into()),
+        created_at: 1_700_000_000_250,
+        created_by: "key_user".into(),
+        activated_at: 1_700_000_000_250,
+        rolled_back_at: None,
+        retired_at: None,
+    }
 }
 
 fn http_tool() -> Tool {
@@ -697,11 +761,16 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     let mut usages = BTreeSet::new();
     let mut tool_types = vec![];
     let mut trace_kinds = vec![];
+    let (mut environments, mut dep_statuses) = (vec![], vec![]);
     for (_, m) in &muts {
         match m {
             Mutation::PutUser(u) => roles.push(u.role),
             Mutation::PutApiKey(k) => kinds.push(k.kind),
             Mutation::PutTool(t) => tool_types.push(t.tool_type),
+            Mutation::PutDeployment(d) => {
+                environments.push(d.environment);
+                dep_statuses.push(d.status);
+            }
             Mutation::AppendTraces { events, .. } => {
                 trace_kinds.extend(events.iter().map(|e| e.kind))
             }
@@ -728,6 +797,8 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     assert_covers("message roles", &authors, MessageRole::ALL);
     assert_covers("tool types", &tool_types, ToolType::ALL);
     assert_covers("trace kinds", &trace_kinds, TraceKind::ALL);
+    assert_covers("environments", &environments, Environment::ALL);
+    assert_covers("deployment statuses", &dep_statuses, DeploymentStatus::ALL);
     assert_eq!(usages, BTreeSet::from([0, 1, 2, 3]), "message usage tags");
 }
 
@@ -740,7 +811,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (13, 0),
+        (15, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T2), None);
@@ -752,6 +823,24 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert_eq!(store.api_key(T, "key_user"), Some(user_key()));
     assert_eq!(store.user(T, "usr_view"), None);
     assert!(store.secret(T, P, "OPENAI_KEY").is_none());
+    assert_eq!(
+        store.agent_version(T, P, "planner", 1),
+        Some(agent_version(1, Some("first")))
+    );
+    assert_eq!(
+        store.agent_versions(T, P, "planner", Page::default()).total,
+        2
+    );
+    let deps = store.deployments(T, P);
+    let ids: Vec<_> = deps.iter().map(|d| (d.id.as_str(), d.status)).collect();
+    assert_eq!(
+        ids,
+        [
+            ("dep_3", DeploymentStatus::Retired),
+            ("dep_2", DeploymentStatus::Active),
+            ("dep_1", DeploymentStatus::Superseded)
+        ]
+    );
     let ses = store.session(T, P, "ses_gold").expect("session");
     assert_eq!(ses.message_count, 5);
     assert_eq!(ses.token_count, 624 + 312);

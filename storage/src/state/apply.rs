@@ -19,7 +19,8 @@ use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation}
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiKey, Project, PublicKey, Session, SessionStatus, StreamEvent, Tenant, Tool, User,
+    Agent, ApiKey, DeploymentStatus, Project, PublicKey, Session, SessionStatus, StreamEvent,
+    Tenant, Tool, User,
 };
 use crate::mutation::Mutation;
 
@@ -366,6 +367,52 @@ fn apply_one(
             undo.push(move |ctx| {
                 if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
                     put_tool(project, prev);
+                }
+            });
+        }
+        Mutation::PutAgentVersion(v) => {
+            let project = project_mut(ctx.tenants, tenant, &v.project_id)?;
+            let versions = project.versions.entry(v.agent_name.clone()).or_default();
+            if v.version as usize != versions.len() + 1 {
+                let name = format!("{} version {}", v.agent_name, v.version);
+                return Err(conflict("agent version", &name));
+            }
+            let (project_id, name) = (v.project_id.clone(), v.agent_name.clone());
+            versions.push(v);
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    if let Some(versions) = project.versions.get_mut(&name) {
+                        versions.pop();
+                    }
+                }
+            });
+        }
+        Mutation::PutDeployment(dep) => {
+            let project = project_mut(ctx.tenants, tenant, &dep.project_id)?;
+            let active = DeploymentStatus::Active;
+            if dep.status == active
+                && project.deployments.values().any(|d| {
+                    d.id != dep.id && d.environment == dep.environment && d.status == active
+                })
+            {
+                return Err(conflict("active deployment of", dep.environment.as_str()));
+            }
+            let (project_id, id) = (dep.project_id.clone(), dep.id.clone());
+            let prev = project.deployments.insert(id.clone(), dep);
+            if prev.is_none() {
+                project.deployment_order.push(id.clone());
+            }
+            undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    match prev {
+                        Some(prev) => {
+                            project.deployments.insert(id, prev);
+                        }
+                        None => {
+                            project.deployments.remove(&id);
+                            project.deployment_order.pop();
+                        }
+                    }
                 }
             });
         }

@@ -9,7 +9,8 @@ use super::tenant::{ProjectData, TenantState};
 use super::State;
 use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
 use crate::model::{
-    Agent, ApiKey, Message, Project, PublicKey, Secret, Session, Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session, Tenant,
+    Tool, TraceEvent, User,
 };
 
 /// Sorts newest first by (created_at, id) and cuts one page.
@@ -140,6 +141,63 @@ impl State {
             page_newest_first(p.tools.values().collect(), |t| (t.created_at, &t.id), page)
         })
         .unwrap_or_else(empty)
+    }
+
+    /// Versions of an agent name, newest first.
+    pub fn agent_versions(
+        &self,
+        tenant: &str,
+        pid: &str,
+        name: &str,
+        page: Page,
+    ) -> Listed<AgentVersion> {
+        self.with_project(tenant, pid, |p| {
+            let all = p.versions.get(name).map(Vec::as_slice).unwrap_or_default();
+            Listed {
+                items: all
+                    .iter()
+                    .rev()
+                    .skip(page.offset)
+                    .take(page.limit)
+                    .cloned()
+                    .collect(),
+                total: all.len(),
+            }
+        })
+        .unwrap_or_else(empty)
+    }
+
+    /// Version `n` of an agent name.
+    pub fn agent_version(
+        &self,
+        tenant: &str,
+        pid: &str,
+        name: &str,
+        n: u32,
+    ) -> Option<AgentVersion> {
+        self.with_project(tenant, pid, |p| {
+            let i = (n as usize).checked_sub(1)?;
+            p.versions.get(name)?.get(i).cloned()
+        })
+        .flatten()
+    }
+
+    /// A deployment by id.
+    pub fn deployment(&self, tenant: &str, pid: &str, id: &str) -> Option<Deployment> {
+        self.with_project(tenant, pid, |p| p.deployments.get(id).cloned())
+            .flatten()
+    }
+
+    /// Every deployment of a project, newest first.
+    pub fn deployments(&self, tenant: &str, pid: &str) -> Vec<Deployment> {
+        self.with_project(tenant, pid, |p| {
+            let order = p.deployment_order.iter().rev();
+            order
+                .filter_map(|id| p.deployments.get(id))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// An agent by id.

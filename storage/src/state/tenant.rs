@@ -1,14 +1,14 @@
 //! One tenant's in-memory data and its per-tenant indexes.
 //!
 //! Responsible for: holding a tenant's users, keys, projects (with their agents, sessions,
-//! messages, secrets, public keys and tools) and streams, indexed by id and by the names that must
+//! messages, secrets, public keys, tools, agent versions and deployments) and streams, indexed by id and by the names that must
 //! be unique. Not responsible for: changing them (`apply`) or cross-tenant lookups (`index`).
 
 use std::collections::HashMap;
 
 use crate::model::{
-    Agent, ApiKey, Project, PublicKey, Secret, Session, SessionStatus, StoredMessage, StreamEvent,
-    Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Project, PublicKey, Secret, Session, SessionStatus,
+    StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 
 /// A session and its messages, oldest first.
@@ -43,6 +43,12 @@ pub struct ProjectData {
     pub tools: HashMap<String, Tool>,
     /// Tool name to id.
     pub tool_names: HashMap<String, String>,
+    /// Agent versions by agent name, version 1 first.
+    pub versions: HashMap<String, Vec<AgentVersion>>,
+    /// Deployments by id.
+    pub deployments: HashMap<String, Deployment>,
+    /// Deployment ids in creation order (oldest first).
+    pub deployment_order: Vec<String>,
 }
 
 impl ProjectData {
@@ -58,6 +64,9 @@ impl ProjectData {
             public_keys: HashMap::new(),
             tools: HashMap::new(),
             tool_names: HashMap::new(),
+            versions: HashMap::new(),
+            deployments: HashMap::new(),
+            deployment_order: Vec::new(),
         }
     }
 
