@@ -25,9 +25,10 @@ fn scopes(v: &Value) -> Vec<String> {
     s
 }
 
-const ALL_SCOPES: [&str; 10] = [
+const ALL_SCOPES: [&str; 11] = [
     "agent:read",
     "agent:write",
+    "deployment:create",
     "key:admin",
     "project:export",
     "project:import",
@@ -888,5 +889,5 @@ fn a_key_admin_cannot_grant_scopes_it_does_not_hold() {
     // The owner key still creates keys with the default scopes (all but key:admin).
     let (k, _) = t.api_key(&json!({"name": "from owner"}));
     let m = me(&req("GET", "/api/v1/auth/me").bearer(&k).send());
-    assert_eq!(scopes(&m).len(), 9);
+    assert_eq!(scopes(&m).len(), ALL_SCOPES.len() - 1);
 }

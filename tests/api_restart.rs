@@ -72,6 +72,16 @@ fn build(addr: SocketAddr) -> World {
         ),
         201,
     );
+    // A version, a deployment superseded by the next, and the next.
+    let versions = format!("/api/projects/{pid}/agents/keeper/versions");
+    ok(&owner.post(&versions, &json!({"label": "kept"})), 201);
+    let deploy = json!({"environment": "production", "agentVersionManifest": {"keeper": 1, "scribe": "auto"}, "entryAgentName": "keeper"});
+    for _ in 0..2 {
+        ok(
+            &owner.post(&format!("/api/projects/{pid}/deployments"), &deploy),
+            201,
+        );
+    }
     let p2 = owner.project("Second");
     let s1 = owner.session(&pid)["id"].as_str().unwrap().to_string();
     let s2 = owner.session(&pid)["id"].as_str().unwrap().to_string();
@@ -172,6 +182,8 @@ fn observe(w: &World, addr: SocketAddr) -> Value {
         "transcript": get(&format!("/api/v1/sessions/{}/transcripts", w.sdk_session)),
         "secrets": get(&format!("/api/projects/{pid}/secrets")),
         "publicKeys": get(&format!("/api/projects/{pid}/sdk-public-keys")),
+        "versions": get(&format!("/api/projects/{pid}/agents/keeper/versions")),
+        "deployments": get(&format!("/api/projects/{pid}/deployments")),
         "export": export,
     })
 }

@@ -444,7 +444,7 @@ fn answer(id: RouteId) -> &'static str {
             "`{success}`: the tenant and everything it owns (users, keys, projects, agents, tools, sessions, messages, secrets, public keys, streams) removed in one commit; the next compaction reclaims their bytes. `404` for an unknown tenant."
         }
         AdminTenantExport => {
-            "`{success, manifest: {tenant, exportedAt, version}, users, apiKeys, projects: [{manifest, agents, tools, project, sessions (with messages), secrets, publicKeys}]}`: no password hashes, key digests or secret values; each project entry imports as a project document."
+            "`{success, manifest: {tenant, exportedAt, version}, users, apiKeys, projects: [{manifest, agents, tools, versions, deployments, project, sessions (with messages), secrets, publicKeys}]}`: no password hashes, key digests or secret values; each project entry imports as a project document."
         }
         AdminBackup => {
             "`{success, backup: {path, bytes, files, lastSegment, createdAt}}`: a checked backup written to `--backup-dir/NAME` (`to`, one plain name; default `backup-TIME`); `503` without `--backup-dir`, `409` when the name exists or a backup runs."
@@ -470,7 +470,7 @@ fn answer(id: RouteId) -> &'static str {
         AgentGet => "`{success, agent}`.",
         AgentPut => "`{success, agent}`: the whole agent replaced.",
         AgentDsl => "`{success, updatedAt}`.",
-        AgentDelete => "`{success}`.",
+        AgentDelete => "`{success}`; `409` naming the active deployments that pin the agent (retire them first). Its versions stay.",
         AgentDirectory => "`{success, agents, pagination}` across the tenant's projects.",
         AgentByName => {
             "`{success, agent}` with `Cache-Control: private, max-age=300`; `?projectId=` picks among projects holding the name; unknown: `404 \"Agent not found: NAME\"`."
@@ -513,16 +513,33 @@ fn answer(id: RouteId) -> &'static str {
         ToolTest => {
             "`{success, data: {output, durationMs, error?}}` once the call ends: the tool called once with `input` (checked against its `parameters`), as a turn would call it (the same reach, secret and limits; `timeoutMs` 1,000–300,000 replaces the tool's for this call). `output` is `null` when `error` is set."
         }
+        AgentVersionCreate => {
+            "`201 {success, version: {projectId, agentName, version, label, contentHash, agent, createdAt, createdBy}}`: the agent as it is now, numbered 1, 2, ... per agent name, never changed afterwards. `contentHash` is `sha256:` and the hex digest of what changes a turn (description, instructions, model, tools, maxToolIterations, dslContent): equal content, equal hash."
+        }
+        AgentVersionList => "`{success, versions, pagination}`, newest first; the versions of a name outlive its agent.",
+        AgentVersionGet => "`{success, version}`; `404` for a version that does not exist.",
+        DeploymentCreate => {
+            "`201 {success, deployment: {id, projectId, environment, status, label, description, endpointSlug, entryAgentName, agentVersionManifest, modelOverrides, createdAt, createdBy, activatedAt, rolledBackAt, retiredAt}}`. `agentVersionManifest` maps agent names to a version number or `\"auto\"` (the agent as it is now: its latest version when that holds the same content, else a new version, stored in the same commit); `entryAgentName` must be one of them. The deployment becomes the environment's `active` one; the one before it turns `superseded`. `endpointSlug` is `projectSlug/environment/entryAgentName`."
+        }
+        DeploymentList => "`{success, deployments, pagination}`, newest first; `environment` and `status` (`active`, `superseded`, `retired`) filter.",
+        DeploymentGet => "`{success, deployment}`.",
+        DeploymentPromote => {
+            "`201 {success, deployment}`: a new deployment of the same pinned versions, entry agent, label, description and overrides in `targetEnvironment`, active there (the one it replaces turns `superseded`). `400` for the deployment's own environment, `409` for a retired deployment."
+        }
+        DeploymentRollback => {
+            "`{success, deployment}` with the deployment that serves again: the active deployment turns `superseded` (with `rolledBackAt`, and is never rolled back to), and the one active before it in its environment becomes `active`. `409` when the deployment is not active, or when there is no earlier deployment."
+        }
+        DeploymentRetire => "`{success, deployment}` with `status` `retired` and `retiredAt`: its environment has no active deployment until one is created, promoted or rolled back to. Retiring a retired deployment changes nothing.",
         SecretCreate => "`{success, secret: {id, name, version, createdAt, updatedAt, expiresAt}}`, never the value; `409` when the name exists.",
         SecretList => "`{success, secrets, pagination}`: metadata only.",
         SecretRotate => "`{success, secret}` with `version` + 1.",
         SecretDelete => "`{success}`.",
         Export => {
-            "`{success, manifest: {project: {name, description, entryAgentName}, exportedAt, version}, agents: [{name, description, instructions, model, dslContent, tools, maxToolIterations}], tools: [{name, description, toolType, parameters, ...settings}]}` (no keys, secrets or sessions; a tool's `auth` names a secret, never holds one)."
+            "`{success, manifest: {project: {name, description, entryAgentName}, exportedAt, version}, agents: [{name, description, instructions, model, dslContent, tools, maxToolIterations}], tools: [{name, description, toolType, parameters, ...settings}], versions: [{agentName, version, label, contentHash, agent, createdAt, createdBy}], deployments: [{id, environment, status, label, description, entryAgentName, agentVersionManifest, modelOverrides, createdAt, createdBy, activatedAt, rolledBackAt, retiredAt}]}` (no keys, secrets or sessions; a tool's `auth` names a secret, never holds one; versions and deployments oldest first)."
         }
         ImportPreview => "`{success, preview: {create, update, delete}}` (agent names); changes nothing. `delete` is filled only with `?prune=true`.",
         Import => {
-            "`{success, applied: {created, updated, deleted}}` (agent names): tools, then agents, matched by name are created or replaced; tools and agents absent from the document are deleted only with `?prune=true`; an agent may name the document's tools and the project's (`400` otherwise); the project's `description` and `entryAgentName` are taken (its name and slug stay). One commit: all or nothing. `409` while another import of the project runs."
+            "`{success, applied: {created, updated, deleted}}` (agent names): tools, then agents, matched by name are created or replaced; tools and agents absent from the document are deleted only with `?prune=true`; an agent may name the document's tools and the project's (`400` otherwise); the project's `description` and `entryAgentName` are taken (its name and slug stay). Agent versions that continue a name's numbering are added, those the project holds with the same content skipped, a number it holds with other content is `409`; deployment records are matched by id (absent ones created with the project's slug in `endpointSlug`, an active one superseding the project's active deployment of its environment; present ones left as they are), and every version they pin must exist. One commit: all or nothing. `409` while another import of the project runs."
         }
         ChatAgent => {
             "`{success, sessionId, messageId, response, usage: {inputTokens, outputTokens, totalTokens}, latencyMs}` once the reply is stored. A new session when `sessionId` is absent (on `agentId`, else the entry agent)."

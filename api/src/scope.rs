@@ -1,6 +1,6 @@
 //! Scopes and roles (CONVENTIONS section 2) as a small bitset.
 //!
-//! Responsible for: the ten scope names, what each role holds, and the default scopes of a
+//! Responsible for: the scope names, what each role holds, and the default scopes of a
 //! new key. Not responsible for: which route needs which scope (see `route`).
 
 use halyard_storage::Role;
@@ -29,10 +29,12 @@ pub enum Scope {
     ProjectExport,
     /// Import projects.
     ProjectImport,
+    /// Create, promote, roll back and retire deployments.
+    DeploymentCreate,
 }
 
 /// Every scope with its name, in the order of the conventions.
-pub const ALL: [(Scope, &str); 10] = [
+pub const ALL: [(Scope, &str); 11] = [
     (Scope::ProjectRead, "project:read"),
     (Scope::ProjectWrite, "project:write"),
     (Scope::AgentRead, "agent:read"),
@@ -43,6 +45,7 @@ pub const ALL: [(Scope, &str); 10] = [
     (Scope::KeyAdmin, "key:admin"),
     (Scope::ProjectExport, "project:export"),
     (Scope::ProjectImport, "project:import"),
+    (Scope::DeploymentCreate, "deployment:create"),
 ];
 
 /// Every scope's name, in the order of [`ALL`] (what a key's `scopes` may list).
@@ -74,7 +77,7 @@ pub struct Scopes(u16);
 
 impl Scopes {
     /// Every scope.
-    pub const ALL: Scopes = Scopes((1 << 10) - 1);
+    pub const ALL: Scopes = Scopes((1 << NAMES.len()) - 1);
 
     /// The set holding `scopes`.
     pub fn of(scopes: &[Scope]) -> Scopes {
@@ -137,7 +140,7 @@ mod tests {
             Scopes::of_role(Role::Viewer).names(),
             ["project:read", "agent:read", "session:read"]
         );
-        assert_eq!(Scopes::default_for_key().names().len(), 9);
+        assert_eq!(Scopes::default_for_key().names().len(), 10);
         for ((s, n), name) in ALL.into_iter().zip(NAMES) {
             assert_eq!(name, n);
             assert_eq!(Scope::parse(n), Some(s));

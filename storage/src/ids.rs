@@ -32,6 +32,8 @@ pub const SECRET: &str = "sec_";
 pub const PUBLIC_KEY: &str = "pkey_";
 /// Prefix of tool ids.
 pub const TOOL: &str = "tool_";
+/// Prefix of deployment ids.
+pub const DEPLOYMENT: &str = "dep_";
 
 /// Fills `buf` from the kernel's random source (`/dev/urandom`).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {

@@ -267,6 +267,15 @@ pub fn set_dsl(c: &Call<'_>) -> ApiResult<Reply> {
 pub fn delete(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
     let agent = find(c, &project)?;
+    let deployed = super::deployments::users_of(c, &project.id, &agent.name)?;
+    if !deployed.is_empty() {
+        let ids: Vec<&str> = deployed.iter().map(|d| d.id.as_str()).collect();
+        return Err(ApiError::Conflict(format!(
+            "Agent {} is pinned by active deployments: {} (retire them first)",
+            agent.name,
+            ids.join(", ")
+        )));
+    }
     let m = Mutation::DeleteAgent {
         project_id: project.id,
         id: agent.id,

@@ -10,6 +10,8 @@ mod admin;
 mod agents;
 mod backup;
 mod chat;
+mod deployment_records;
+mod deployments;
 mod identity;
 mod projects;
 mod sdk;
@@ -19,8 +21,12 @@ mod tenant_export;
 mod tools;
 mod traces;
 
+pub(crate) use deployments::{
+    ENVIRONMENTS as DEPLOYMENT_ENVIRONMENTS, STATUSES as DEPLOYMENT_STATUSES,
+};
 pub(crate) use traces::kind_name as trace_kind_name;
 mod transfer;
+mod versions;
 pub(crate) mod widget;
 
 use std::sync::{Arc, Mutex};
@@ -180,6 +186,9 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::ToolTest => Object(tools::TEST_BODY),
         RouteId::ToolImportMcp => Object(tools::IMPORT_MCP_BODY),
         RouteId::SecretRotate => Object(secrets::ROTATE_BODY),
+        RouteId::AgentVersionCreate => Object(versions::BODY),
+        RouteId::DeploymentCreate => Object(deployments::BODY),
+        RouteId::DeploymentPromote => Object(deployments::PROMOTE_BODY),
         RouteId::ChatAgent | RouteId::ChatAgentStream => Object(chat::AGENT_BODY),
         RouteId::ChatSend => Object(chat::SESSION_TURN_BODY),
         RouteId::ChatStream => Either(chat::SESSION_TURN_BODY, chat::DIRECT_BODY),
@@ -264,6 +273,15 @@ pub(crate) fn dispatch(
         RouteId::ToolDelete => tools::delete(&c),
         RouteId::ToolTest => tools::test(&c),
         RouteId::ToolImportMcp => tools::import_mcp(&c),
+        RouteId::AgentVersionCreate => versions::create(&c),
+        RouteId::AgentVersionList => now(versions::list(&c)),
+        RouteId::AgentVersionGet => now(versions::get(&c)),
+        RouteId::DeploymentCreate => deployments::create(&c),
+        RouteId::DeploymentList => now(deployments::list(&c)),
+        RouteId::DeploymentGet => now(deployments::get(&c)),
+        RouteId::DeploymentPromote => deployments::promote(&c),
+        RouteId::DeploymentRollback => deployments::rollback(&c),
+        RouteId::DeploymentRetire => deployments::retire(&c),
         RouteId::SessionTraces => now(traces::list(&c)),
         RouteId::SessionMetrics => now(traces::metrics(&c)),
         RouteId::Export => now(transfer::export(&c)),

@@ -101,6 +101,8 @@ fn project_entry(store: &dyn Backend, tenant: &str, p: &Project, now: u64) -> Va
         "manifest": doc.manifest,
         "agents": doc.agents,
         "tools": doc.tools,
+        "versions": doc.versions,
+        "deployments": doc.deployments,
         "project": view::project(p),
         "sessions": sessions,
         "secrets": secrets,

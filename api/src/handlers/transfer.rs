@@ -2,7 +2,8 @@
 //!
 //! An import is one commit: every tool and agent created or replaced (matched by name),
 //! absent ones deleted only with `?prune=true`, the project's description and entry agent
-//! taken; all or nothing. An agent may name the document's tools and the project's. A second
+//! taken, agent versions and deployment records added (`deployment_records`); all or
+//! nothing. An agent may name the document's tools and the project's. A second
 //! import of the same project while one is in flight is `409`.
 
 use std::collections::HashSet;
@@ -12,6 +13,7 @@ use halyard_storage::{Agent, Backend, Mutation, Page, Project};
 use serde_json::{json, Value};
 
 use super::agents::{self, read_agent, AgentInput};
+use super::deployment_records::{self, Records};
 use super::projects;
 use super::tools::{self, ToolInput};
 use super::Call;
@@ -38,6 +40,8 @@ pub(super) const IMPORT_BODY: &[Field] = &[
     Field::object("manifest", MANIFEST),
     Field::list("agents", Item::Object(agents::CREATE_BODY), 0, MAX_AGENTS).required(),
     Field::list("tools", Item::Object(tools::BODY), 0, MAX_TOOLS),
+    deployment_records::VERSIONS,
+    deployment_records::DEPLOYMENTS,
 ];
 
 /// `GET /api/projects/:pid/project-io/export`: no keys, secrets or sessions.
@@ -48,6 +52,8 @@ pub fn export(c: &Call<'_>) -> ApiResult<Response> {
         ("manifest", doc.manifest),
         ("agents", doc.agents),
         ("tools", doc.tools),
+        ("versions", doc.versions),
+        ("deployments", doc.deployments),
     ]))
 }
 
@@ -59,6 +65,10 @@ pub(super) struct ProjectDocument {
     pub(super) agents: Value,
     /// The tools, as an import reads them.
     pub(super) tools: Value,
+    /// The agent versions, oldest first per agent name.
+    pub(super) versions: Value,
+    /// The deployment records, oldest first.
+    pub(super) deployments: Value,
 }
 
 /// A project's export document: its `manifest`, `agents` and `tools`, in the shape an import
@@ -108,10 +118,13 @@ pub(super) fn project_document(
         "exportedAt": time::iso(exported_at),
         "version": FORMAT_VERSION,
     });
+    let (versions, deployments) = deployment_records::export(store, tenant, project);
     ProjectDocument {
         manifest,
         agents: Value::Array(agents),
         tools: Value::Array(tools),
+        versions,
+        deployments,
     }
 }
 
@@ -121,6 +134,7 @@ struct Document {
     entry_agent: Patch<String>,
     agents: Vec<AgentInput>,
     tools: Vec<ToolInput>,
+    records: Records,
 }
 
 fn read_document(body: &Value) -> ApiResult<Document> {
@@ -154,12 +168,14 @@ fn read_document(body: &Value) -> ApiResult<Document> {
         }
         tools.push(input);
     });
+    let records = deployment_records::read(&mut f, time::now_ms());
     f.finish()?;
     Ok(Document {
         description,
         entry_agent,
         agents,
         tools,
+        records,
     })
 }
 
@@ -288,6 +304,7 @@ pub fn import(c: &Call<'_>) -> ApiResult<Reply> {
             now,
         )));
     }
+    mutations.extend(deployment_records::mutations(c, &project, doc.records)?);
     for gone in &plan.delete {
         mutations.push(Mutation::DeleteAgent {
             project_id: project.id.clone(),

@@ -164,6 +164,18 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
             param("spanId", false, text(&Text::new(1, 64))),
         ],
         RouteId::ToolDelete => vec![param("force", false, json!({"enum": ["true", "false"]}))],
+        RouteId::DeploymentList => vec![
+            param(
+                "environment",
+                false,
+                json!({"enum": crate::handlers::DEPLOYMENT_ENVIRONMENTS}),
+            ),
+            param(
+                "status",
+                false,
+                json!({"enum": crate::handlers::DEPLOYMENT_STATUSES}),
+            ),
+        ],
         _ => Vec::new(),
     }
 }

@@ -62,6 +62,8 @@ pub(crate) fn is_list(id: RouteId) -> bool {
             | SessionMessages
             | SecretList
             | ToolList
+            | AgentVersionList
+            | DeploymentList
             | SessionTraces
     )
 }
