@@ -816,6 +816,19 @@ fn smallest(schema: &serde_json::Value) -> serde_json::Value {
         }
         _ => {
             let mut body = serde_json::Map::new();
+            // A map (a deployment's manifest): the fewest entries it allows.
+            if let Some(min) = schema["minProperties"].as_u64() {
+                for i in 0..min {
+                    let key = smallest(&schema["propertyNames"]);
+                    let key = format!(
+                        "{}{}",
+                        key.as_str().expect("a name"),
+                        "x".repeat(i as usize)
+                    );
+                    let value = &schema["additionalProperties"]["oneOf"][0];
+                    body.insert(key, smallest(value));
+                }
+            }
             for name in schema["required"].as_array().into_iter().flatten() {
                 let name = name.as_str().expect("field name");
                 body.insert(name.into(), smallest(&schema["properties"][name]));

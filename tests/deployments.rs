@@ -294,11 +294,11 @@ fn bad_deployments_are_refused_with_the_field() {
         let doc = json!({"environment": "dev", "agentVersionManifest": manifest, "entryAgentName": entry});
         bad(doc, "agentVersionManifest");
     }
-    // No such version, no such agent to snapshot, an entry agent outside the manifest.
+    // An entry agent outside the manifest; no such version, no such agent to snapshot (404).
     let doc = json!({"environment": "dev", "agentVersionManifest": {"helper": 7}, "entryAgentName": entry});
-    bad(doc, "agentVersionManifest");
+    err(&t.post(&path, &doc), 404, "NOT_FOUND");
     let doc = json!({"environment": "dev", "agentVersionManifest": {"ghost": "auto"}, "entryAgentName": "ghost"});
-    bad(doc, "agentVersionManifest");
+    err(&t.post(&path, &doc), 404, "NOT_FOUND");
     let doc = json!({"environment": "dev", "agentVersionManifest": {"helper": "auto"}, "entryAgentName": "other"});
     bad(doc, "entryAgentName");
     err(&t.get(&format!("{path}?status=gone")), 400, "BAD_REQUEST");

@@ -379,6 +379,12 @@ fn rule_text(rule: &Rule) -> (String, Vec<String>) {
             "object".into(),
             vec![format!("any object, at most {max_bytes} bytes as JSON")],
         ),
+        Rule::Manifest { max_entries } => (
+            "object".into(),
+            vec![format!(
+                "1 to {max_entries} agent names, each to a version number (from 1) or `\"auto\"`"
+            )],
+        ),
         Rule::Object(_) => ("object".into(), vec!["fields below".into()]),
         Rule::List {
             item,

@@ -36,6 +36,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// 409: a duplicate.
     Conflict(String),
+    /// 410: a session of a retired deployment.
+    Gone(String),
     /// 413: body over the route's limit.
     TooLarge(u64),
     /// 415: body is not JSON.
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::Gone(_) => 410,
             ApiError::TooLarge(_) => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::RateLimited(..) | ApiError::QueueFull(_) => 429,
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::Conflict(_) => "CONFLICT",
+            ApiError::Gone(_) => "GONE",
             ApiError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited(..) => "RATE_LIMIT_EXCEEDED",
@@ -118,6 +122,10 @@ impl ApiError {
             (
                 ApiError::Conflict(String::new()),
                 "a duplicate (name, slug, email), an ended session, an import already running",
+            ),
+            (
+                ApiError::Gone(String::new()),
+                "a turn on a session of a retired deployment: open a new session",
             ),
             (
                 ApiError::TooLarge(0),
@@ -190,6 +198,7 @@ impl fmt::Display for ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::Gone(m)
             | ApiError::RateLimited(m, _)
             | ApiError::Unavailable(m) => f.write_str(m),
             ApiError::Validation(d) => match d.first() {
@@ -250,17 +259,18 @@ mod tests {
             ApiError::NotFound(_) => 4,
             ApiError::MethodNotAllowed(_) => 5,
             ApiError::Conflict(_) => 6,
-            ApiError::TooLarge(_) => 7,
-            ApiError::UnsupportedMediaType => 8,
-            ApiError::RateLimited(..) => 9,
-            ApiError::QueueFull(_) => 10,
-            ApiError::Internal => 11,
-            ApiError::Unavailable(_) => 12,
+            ApiError::Gone(_) => 7,
+            ApiError::TooLarge(_) => 8,
+            ApiError::UnsupportedMediaType => 9,
+            ApiError::RateLimited(..) => 10,
+            ApiError::QueueFull(_) => 11,
+            ApiError::Internal => 12,
+            ApiError::Unavailable(_) => 13,
         }
     }
 
     /// The number of arms of [`place`].
-    const VARIANTS: usize = 13;
+    const VARIANTS: usize = 14;
 
     #[test]
     fn the_catalog_holds_every_variant_once_in_status_order() {

@@ -162,6 +162,13 @@ pub trait Backend: Send + Sync {
         name: &str,
         n: u32,
     ) -> Option<AgentVersion>;
+    /// The deployment a session runs, if it was opened on one.
+    fn session_deployment(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        session_id: &str,
+    ) -> Option<String>;
     /// A deployment by id.
     fn deployment(&self, tenant: &str, project_id: &str, id: &str) -> Option<Deployment>;
     /// Every deployment of a project, newest first.

@@ -75,6 +75,8 @@ codec_enum! {
         PutAgentVersion = 29,
         /// [`Mutation::PutDeployment`].
         PutDeployment = 30,
+        /// [`Mutation::SetSessionDeployment`].
+        SetSessionDeployment = 31,
     }
 }
 
@@ -129,6 +131,16 @@ pub enum Mutation {
     /// Create or replace a deployment (the project must exist; at most one active per
     /// environment: supersede the old one earlier in the same transaction).
     PutDeployment(Deployment),
+    /// Bind a session to the deployment whose pinned versions it runs, for its life (the
+    /// session must exist).
+    SetSessionDeployment {
+        /// Project id.
+        project_id: String,
+        /// Session id.
+        session_id: String,
+        /// Deployment id.
+        deployment_id: String,
+    },
     /// Append events to a session's trace (the session must exist).
     AppendTraces {
         /// Project id.
@@ -276,6 +288,7 @@ impl Mutation {
             Mutation::AppendTraces { .. } => MutationTag::AppendTraces,
             Mutation::PutAgentVersion(_) => MutationTag::PutAgentVersion,
             Mutation::PutDeployment(_) => MutationTag::PutDeployment,
+            Mutation::SetSessionDeployment { .. } => MutationTag::SetSessionDeployment,
         }
     }
 }
@@ -303,6 +316,11 @@ impl Codec<'_> for Mutation {
             Mutation::PutTool(t) => t.encode(e),
             Mutation::PutAgentVersion(v) => v.encode(e),
             Mutation::PutDeployment(d) => d.encode(e),
+            Mutation::SetSessionDeployment {
+                project_id,
+                session_id,
+                deployment_id,
+            } => fields!(e; project_id, session_id, deployment_id),
             Mutation::DeleteUser { id }
             | Mutation::DeleteApiKey { id }
             | Mutation::DeleteProject { id }
@@ -409,6 +427,11 @@ impl Codec<'_> for Mutation {
             MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
             MutationTag::PutAgentVersion => Mutation::PutAgentVersion(C::decode(d)?),
             MutationTag::PutDeployment => Mutation::PutDeployment(C::decode(d)?),
+            MutationTag::SetSessionDeployment => Mutation::SetSessionDeployment {
+                project_id: C::decode(d)?,
+                session_id: C::decode(d)?,
+                deployment_id: C::decode(d)?,
+            },
             MutationTag::AppendTraces => Mutation::AppendTraces {
                 project_id: C::decode(d)?,
                 session_id: C::decode(d)?,

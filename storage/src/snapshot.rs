@@ -246,6 +246,14 @@ fn emit_tenant<W: Write>(
         }
         for sd in p.session_order.iter().filter_map(|id| p.sessions.get(id)) {
             w.push(t, &Mutation::PutSession(sd.session.clone()))?;
+            if let Some(deployment_id) = &sd.deployment_id {
+                let bind = Mutation::SetSessionDeployment {
+                    project_id: p.project.id.clone(),
+                    session_id: sd.session.id.clone(),
+                    deployment_id: deployment_id.clone(),
+                };
+                w.push(t, &bind)?;
+            }
             for m in &sd.messages {
                 let restore = Mutation::RestoreMessage {
                     project_id: p.project.id.clone(),

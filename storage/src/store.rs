@@ -451,6 +451,15 @@ impl Backend for Store {
     ) -> Option<AgentVersion> {
         self.state.agent_version(tenant, project_id, name, n)
     }
+    fn session_deployment(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        session_id: &str,
+    ) -> Option<String> {
+        self.state
+            .session_deployment(tenant, project_id, session_id)
+    }
     fn deployment(&self, tenant: &str, project_id: &str, id: &str) -> Option<Deployment> {
         self.state.deployment(tenant, project_id, id)
     }

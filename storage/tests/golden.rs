@@ -548,6 +548,15 @@ fn segment_records() -> Vec<Golden> {
                 }),
             ],
         ),
+        // A session opened on a deployment (tag 31).
+        now(
+            T,
+            vec![Mutation::SetSessionDeployment {
+                project_id: P.into(),
+                session_id: "ses_gold".into(),
+                deployment_id: "dep_2".into(),
+            }],
+        ),
     ]
 }
 
@@ -811,7 +820,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (15, 0),
+        (16, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T2), None);
@@ -840,6 +849,10 @@ fn a_store_opens_the_golden_directory_with_its_data() {
             ("dep_2", DeploymentStatus::Active),
             ("dep_1", DeploymentStatus::Superseded)
         ]
+    );
+    assert_eq!(
+        store.session_deployment(T, P, "ses_gold").as_deref(),
+        Some("dep_2")
     );
     let ses = store.session(T, P, "ses_gold").expect("session");
     assert_eq!(ses.message_count, 5);

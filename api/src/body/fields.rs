@@ -129,6 +129,45 @@ impl<'a> Fields<'a> {
         parsed
     }
 
+    /// A manifest field: its entries in key order, each a version or `None` for `"auto"`.
+    pub fn manifest(&mut self, name: &str) -> Option<Vec<(String, Option<u32>)>> {
+        let (field, v) = self.value(name)?;
+        let Rule::Manifest { max_entries } = field.rule else {
+            wrong_kind(field)
+        };
+        let Some(map) = v
+            .as_object()
+            .filter(|m| (1..=max_entries).contains(&m.len()))
+        else {
+            self.fail(
+                name,
+                format!("must be an object of 1 to {max_entries} agent names"),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (agent, pin) in map {
+            let version = match pin {
+                Value::String(s) if s == "auto" => Some(None),
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n >= 1)
+                    .map(Some),
+                _ => None,
+            };
+            match version {
+                Some(v) if super::formats::is_agent_name(agent) => out.push((agent.clone(), v)),
+                Some(_) => self.fail(name, format!("{agent:?} is not an agent name")),
+                None => self.fail(
+                    name,
+                    format!("{agent}: a version number from 1, or \"auto\""),
+                ),
+            }
+        }
+        (out.len() == map.len()).then_some(out)
+    }
+
     /// A free-form object field, as its JSON text.
     pub fn json_text(&mut self, name: &str) -> Option<String> {
         let (field, v) = self.value(name)?;

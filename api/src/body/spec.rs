@@ -52,6 +52,12 @@ pub enum Rule {
         /// The longest text allowed, in bytes.
         max_bytes: usize,
     },
+    /// An object of agent names to a version number (1 or more) or `"auto"`: a
+    /// deployment's manifest.
+    Manifest {
+        /// The most entries.
+        max_entries: usize,
+    },
     /// An object with these fields.
     Object(&'static [Field]),
     /// An array.
@@ -179,6 +185,11 @@ impl Field {
     /// Any object, kept as text of at most `max_bytes`.
     pub const fn json(name: &'static str, max_bytes: usize) -> Field {
         Field::new(name, Rule::Json { max_bytes })
+    }
+
+    /// A manifest of 1 to `max_entries` agent names (see [`Rule::Manifest`]).
+    pub const fn manifest(name: &'static str, max_entries: usize) -> Field {
+        Field::new(name, Rule::Manifest { max_entries })
     }
 
     /// An object with `fields`.

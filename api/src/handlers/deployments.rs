@@ -36,7 +36,7 @@ const MODEL_OVERRIDES: &[Field] = &[
 /// The body of `POST /api/projects/:pid/deployments`.
 pub(super) const BODY: &[Field] = &[
     Field::one_of("environment", ENVIRONMENTS).required(),
-    Field::json("agentVersionManifest", 16 * 1024).required(),
+    Field::manifest("agentVersionManifest", MAX_MANIFEST).required(),
     Field::text("entryAgentName", 1, 64)
         .format(AGENT_NAME)
         .required(),
@@ -106,78 +106,30 @@ pub fn users_of(c: &Call<'_>, project_id: &str, name: &str) -> ApiResult<Vec<Dep
         .collect())
 }
 
-/// One entry of a manifest as sent: a version, or `auto` (the agent as it is now).
-enum Wanted {
-    Version(u32),
-    Auto,
-}
-
-/// Reads `agentVersionManifest`: an object of agent names to versions or `"auto"`.
-fn read_manifest(f: &mut Fields<'_>) -> Vec<(String, Wanted)> {
-    const FIELD: &str = "agentVersionManifest";
-    let text = f.json_text(FIELD).unwrap_or_default();
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else {
-        f.fail(
-            FIELD,
-            "must be an object of agent names to versions or \"auto\"",
-        );
-        return Vec::new();
-    };
-    if map.is_empty() || map.len() > MAX_MANIFEST {
-        f.fail(FIELD, format!("must name 1 to {MAX_MANIFEST} agents"));
-    }
-    let mut out = Vec::new();
-    for (name, v) in map {
-        if !crate::body::is_agent_name(&name) {
-            f.fail(FIELD, format!("{name:?} is not an agent name"));
-            continue;
-        }
-        let wanted = match &v {
-            Value::String(s) if s == "auto" => Wanted::Auto,
-            Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
-                Some(n) if n >= 1 => Wanted::Version(n),
-                _ => {
-                    f.fail(FIELD, format!("{name}: a version is a whole number from 1"));
-                    continue;
-                }
-            },
-            _ => {
-                f.fail(FIELD, format!("{name}: a version number or \"auto\""));
-                continue;
-            }
-        };
-        out.push((name, wanted));
-    }
-    out
-}
-
-/// The pinned versions of a manifest, and the versions `auto` adds (the latest version is
-/// reused when it holds the agent's current content).
+/// The pinned versions of a manifest (`None`: `auto`, the agent as it is now), and the
+/// versions `auto` adds (the latest version is reused when it holds the agent's current
+/// content). An agent or version that does not exist is `404`, as elsewhere.
 fn pin(
     c: &Call<'_>,
-    f: &mut Fields<'_>,
     project: &Project,
-    wanted: Vec<(String, Wanted)>,
+    wanted: Vec<(String, Option<u32>)>,
     now: u64,
 ) -> ApiResult<(Vec<PinnedAgent>, Vec<AgentVersion>)> {
-    const FIELD: &str = "agentVersionManifest";
     let tenant = c.tenant()?;
     let store = &c.api.store;
     let (mut pinned, mut new) = (Vec::new(), Vec::new());
-    for (name, w) in wanted {
-        let version = match w {
-            Wanted::Version(n) => {
+    for (name, wanted) in wanted {
+        let version = match wanted {
+            Some(n) => {
                 if store.agent_version(tenant, &project.id, &name, n).is_none() {
-                    f.fail(FIELD, format!("{name}: no version {n}"));
-                    continue;
+                    return Err(ApiError::NotFound(format!("Version not found: {name} {n}")));
                 }
                 n
             }
-            Wanted::Auto => {
-                let Some(agent) = store.agent_by_name(tenant, &project.id, &name) else {
-                    f.fail(FIELD, format!("{name}: no such agent to snapshot"));
-                    continue;
-                };
+            None => {
+                let agent = store
+                    .agent_by_name(tenant, &project.id, &name)
+                    .ok_or_else(|| ApiError::NotFound(format!("Agent not found: {name}")))?;
                 match latest_alike(c, &agent)? {
                     Some(n) => n,
                     None => {
@@ -267,13 +219,13 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let label = f.str("label").map(String::from);
     let description = f.str("description").map(String::from);
     let model_overrides = read_overrides(&mut f);
-    let wanted = read_manifest(&mut f);
+    let wanted = f.manifest("agentVersionManifest").unwrap_or_default();
     if !wanted.is_empty() && !wanted.iter().any(|(n, _)| *n == entry) {
         f.fail("entryAgentName", "must be an agent of agentVersionManifest");
     }
-    let now = time::now_ms();
-    let (manifest, new_versions) = pin(c, &mut f, &project, wanted, now)?;
     f.finish()?;
+    let now = time::now_ms();
+    let (manifest, new_versions) = pin(c, &project, wanted, now)?;
     let d = Deployment {
         id: ids::new_id(ids::DEPLOYMENT),
         project_id: project.id.clone(),

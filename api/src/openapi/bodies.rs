@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::body::{Field, Item, Presence, Rule, Text};
+use crate::body::{Field, Item, Presence, Rule, Text, AGENT_NAME};
 use crate::handlers::{request_body, RequestBody};
 use crate::route::RouteId;
 
@@ -93,6 +93,16 @@ fn rule(r: &Rule) -> Value {
         Rule::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
         Rule::Time => json!({"type": "string", "format": "date-time"}),
         Rule::Json { .. } => json!({"type": "object"}),
+        Rule::Manifest { max_entries } => json!({
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": max_entries,
+            "propertyNames": text(&Text::new(1, 64).format(AGENT_NAME)),
+            "additionalProperties": {"oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+                {"const": "auto"},
+            ]},
+        }),
         Rule::Object(fields) => object(fields),
         Rule::List {
             item,

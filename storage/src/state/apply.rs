@@ -416,6 +416,19 @@ fn apply_one(
                 }
             });
         }
+        Mutation::SetSessionDeployment {
+            project_id,
+            session_id,
+            deployment_id,
+        } => {
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let prev = data.deployment_id.replace(deployment_id);
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    data.deployment_id = prev;
+                }
+            });
+        }
         Mutation::PutSecret(secret) => {
             let project = project_mut(ctx.tenants, tenant, &secret.project_id)?;
             if project
@@ -831,6 +844,7 @@ fn put_session(ctx: &mut Ctx<'_>, tenant: &str, session: Session) -> Option<Sess
         session,
         messages: Vec::new(),
         traces: Vec::new(),
+        deployment_id: None,
     };
     project.sessions.insert(data.session.id.clone(), data);
     None

@@ -182,6 +182,12 @@ impl State {
         .flatten()
     }
 
+    /// The deployment a session runs, if it was opened on one.
+    pub fn session_deployment(&self, tenant: &str, pid: &str, sid: &str) -> Option<String> {
+        self.with_project(tenant, pid, |p| p.sessions.get(sid)?.deployment_id.clone())
+            .flatten()
+    }
+
     /// A deployment by id.
     pub fn deployment(&self, tenant: &str, pid: &str, id: &str) -> Option<Deployment> {
         self.with_project(tenant, pid, |p| p.deployments.get(id).cloned())

@@ -20,6 +20,8 @@ pub struct SessionData {
     pub messages: Vec<StoredMessage>,
     /// Its turns' trace events, in order.
     pub traces: Vec<TraceEvent>,
+    /// The deployment it runs, if it was opened on one.
+    pub deployment_id: Option<String>,
 }
 
 /// A project and everything that belongs to it.
