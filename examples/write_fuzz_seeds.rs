@@ -294,6 +294,11 @@ fn write_seeds() {
                 br#"{"manifest":{"version":1},"agents":[{"name":"assistant"}]}"#
             }
             halyard_api::route::RouteId::SecretCreate => br#"{"name":"K","value":"v"}"#,
+            halyard_api::route::RouteId::DeployedChat
+            | halyard_api::route::RouteId::DeployedStream => br#"{"message":"hi"}"#,
+            halyard_api::route::RouteId::DeploymentCreate => {
+                br#"{"environment":"staging","agentVersionManifest":{"assistant":1},"entryAgentName":"assistant"}"#
+            }
             _ if matches!(
                 def.method,
                 halyard_engine::Method::Get | halyard_engine::Method::Delete

@@ -548,9 +548,17 @@ fn answer(id: RouteId) -> &'static str {
             "`{success, applied: {created, updated, deleted}}` (agent names): tools, then agents, matched by name are created or replaced; tools and agents absent from the document are deleted only with `?prune=true`; an agent may name the document's tools and the project's (`400` otherwise); the project's `description` and `entryAgentName` are taken (its name and slug stay). Agent versions that continue a name's numbering are added, those the project holds with the same content skipped, a number it holds with other content is `409`; deployment records are matched by id (absent ones created with the project's slug in `endpointSlug`, an active one superseding the project's active deployment of its environment; present ones left as they are), and every version they pin must exist. One commit: all or nothing. `409` while another import of the project runs."
         }
         ChatAgent => {
-            "`{success, sessionId, messageId, response, usage: {inputTokens, outputTokens, totalTokens}, latencyMs}` once the reply is stored. A new session when `sessionId` is absent (on `agentId`, else the entry agent)."
+            "`{success, sessionId, messageId, response, usage: {inputTokens, outputTokens, totalTokens}, latencyMs}` once the reply is stored. A new session when `sessionId` is absent (on `agentId`, else the entry agent); with `deploymentId` (not retired) or `environment` (its active deployment) the new session runs that deployment's pinned version of the agent, for its life. A session of a deployment keeps it: once that deployment is retired its turns are `410 GONE`."
         }
-        ChatAgentStream => "events `session`, `token`..., `done` (see [Stream events](#stream-events)); the head carries `X-Stream-Id`.",
+        ChatAgentStream => "events `session` (`{sessionId}`, with `deploymentId` and `environment` on a deployment), `token`..., `done` (see [Stream events](#stream-events)); the head carries `X-Stream-Id`.",
+        DeployedChat => {
+            "as `/chat/agent`, for the agent `agentSlug` of the active deployment of `env` (`dev`, `staging`, `production`) in the project with slug `projectSlug`: the version that deployment pins, with its `modelOverrides`. `404` when the project, the environment's active deployment or the agent in it does not exist. A `sessionId` keeps that session's own deployment (`410 GONE` once retired)."
+        }
+        DeployedStream => "as `/chat/agent/stream`, for the deployed agent as in `.../chat`.",
+        DeployedComplete => "as `/chat/complete`, with the deployed agent's model (as in `.../chat`). SDK tokens are `403`.",
+        ChatSession => {
+            "`201 {success, sessionId, agentName, status: \"ready\"}` (and `deploymentId`, `environment` on a deployment), stored before the answer: a session for later turns, on `agentId` or the entry agent, of the deployment named by `deploymentId` or the active one of `environment` as in `/chat/agent`."
+        }
         ChatSend => "as `/chat/agent`, on an existing session.",
         ChatStream => "events `metadata` (direct calls), `text_delta`..., `usage`, `complete`; the head carries `X-Stream-Id`.",
         ChatResume => {

@@ -101,6 +101,10 @@ pub enum RouteId {
     DeploymentPromote,
     DeploymentRollback,
     DeploymentRetire,
+    DeployedChat,
+    DeployedStream,
+    DeployedComplete,
+    ChatSession,
     SecretCreate,
     SecretList,
     SecretRotate,
@@ -622,6 +626,38 @@ pub static ROUTES: &[RouteDef] = &[
     ),
     r(
         Post,
+        "/api/v1/project/:projectSlug/:env/agent/:agentSlug/chat",
+        R::DeployedChat,
+        s(Scope::SessionExecute),
+        "Send a message to a deployed agent and wait for the reply",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/project/:projectSlug/:env/agent/:agentSlug/stream",
+        R::DeployedStream,
+        s(Scope::SessionExecute),
+        "Send a message to a deployed agent and stream the reply (SSE)",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/project/:projectSlug/:env/agent/:agentSlug/complete",
+        R::DeployedComplete,
+        s(Scope::SessionExecute),
+        "A model call with a deployed agent's model",
+        200,
+    ),
+    r(
+        Post,
+        "/api/v1/chat/session",
+        R::ChatSession,
+        s(Scope::SessionExecute),
+        "Open a session (of a deployment, when one is named)",
+        201,
+    ),
+    r(
+        Post,
         "/api/projects/:projectId/secrets",
         R::SecretCreate,
         s(Scope::SecretWrite),
@@ -785,8 +821,9 @@ struct Compiled {
     segs: Vec<Seg>,
 }
 
-/// Most segments a routed path has (the longest pattern has 7 with the leading empty one).
-const MAX_SEGMENTS: usize = 8;
+/// Most segments a routed path has (the longest pattern, a deployment-scoped runtime route,
+/// has 9 with the leading empty one).
+const MAX_SEGMENTS: usize = 9;
 
 fn compiled() -> &'static [Compiled] {
     static TABLE: std::sync::OnceLock<Vec<Compiled>> = std::sync::OnceLock::new();
@@ -880,6 +917,24 @@ mod tests {
         match resolve(method, path) {
             Matched::Route(d, _) => Some(d.id),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn the_longest_patterns_fit_the_segment_and_capture_bounds() {
+        for c in compiled() {
+            let captures = c.segs.iter().filter(|s| matches!(s, Seg::Param)).count();
+            assert!(c.segs.len() <= MAX_SEGMENTS, "{}", c.def.pattern);
+            assert!(captures <= 3, "{}", c.def.pattern);
+        }
+        let path = "/api/v1/project/shop/production/agent/support/stream";
+        match resolve(Post, path) {
+            Matched::Route(d, p) => {
+                assert_eq!(d.id, R::DeployedStream);
+                let got: Vec<&str> = (0..3).map(|i| p.get(path, i)).collect();
+                assert_eq!(got, ["shop", "production", "support"]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -545,22 +545,38 @@ pub fn fixture_mutations() -> Vec<Mutation> {
             created_at: now,
             updated_at: now,
         }),
-        Mutation::PutAgent(halyard_storage::Agent {
-            id: "agt_fuzz".into(),
+        Mutation::PutAgent(fixture_agent(now)),
+        // Version 1 of the agent, deployed to production: the deployment-scoped routes
+        // (`/api/v1/project/fuzz/production/agent/assistant/...`) reach a turn.
+        Mutation::PutAgentVersion(halyard_storage::AgentVersion {
             project_id: PROJECT.into(),
-            name: "assistant".into(),
-            description: None,
-            instructions: None,
-            model: halyard_storage::ModelConfig {
-                provider: "echo".into(),
-                model: "echo".into(),
-                ..halyard_storage::ModelConfig::default()
-            },
-            dsl_content: None,
+            agent_name: "assistant".into(),
+            version: 1,
+            label: None,
+            content_hash: "sha256:fuzz".into(),
+            agent: fixture_agent(now),
             created_at: now,
-            updated_at: now,
-            tools: Vec::new(),
-            max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
+            created_by: "usr_fuzz".into(),
+        }),
+        Mutation::PutDeployment(halyard_storage::Deployment {
+            id: "dep_fuzz".into(),
+            project_id: PROJECT.into(),
+            environment: halyard_storage::Environment::Production,
+            status: halyard_storage::DeploymentStatus::Active,
+            label: None,
+            description: None,
+            endpoint_slug: "fuzz/production/assistant".into(),
+            entry_agent_name: "assistant".into(),
+            manifest: vec![halyard_storage::PinnedAgent {
+                agent_name: "assistant".into(),
+                version: 1,
+            }],
+            model_overrides: None,
+            created_at: now,
+            created_by: "usr_fuzz".into(),
+            activated_at: now,
+            rolled_back_at: None,
+            retired_at: None,
         }),
         Mutation::PutPublicKey(PublicKey {
             id: PUBLIC_KEY_ID.into(),
@@ -572,6 +588,27 @@ pub fn fixture_mutations() -> Vec<Mutation> {
             created_at: now,
         }),
     ]
+}
+
+/// The fixture's echo agent `assistant`.
+fn fixture_agent(now: u64) -> halyard_storage::Agent {
+    halyard_storage::Agent {
+        id: "agt_fuzz".into(),
+        project_id: PROJECT.into(),
+        name: "assistant".into(),
+        description: None,
+        instructions: None,
+        model: halyard_storage::ModelConfig {
+            provider: "echo".into(),
+            model: "echo".into(),
+            ..halyard_storage::ModelConfig::default()
+        },
+        dsl_content: None,
+        created_at: now,
+        updated_at: now,
+        tools: Vec::new(),
+        max_tool_iterations: halyard_storage::DEFAULT_MAX_TOOL_ITERATIONS,
+    }
 }
 
 /// The fixture, opened on first use.
@@ -895,7 +932,10 @@ pub fn api_request(data: &[u8]) {
         .split('/')
         .map(|seg| match seg {
             ":projectId" if !(deleting && last == ":projectId") => PROJECT,
-            ":name" if !deleting => "assistant",
+            ":name" | ":agentSlug" if !deleting => "assistant",
+            ":projectSlug" => "fuzz",
+            ":env" => "production",
+            ":version" => "1",
             ":tenantId" => "ten_other",
             s if s.starts_with(':') => "fuzz_id",
             s => s,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use halyard_engine::client::{FetchTimeouts, Reach};
 use halyard_engine::{Request, Responder};
-use halyard_storage::{Agent, Backend, Session, Usage};
+use halyard_storage::{Agent, Backend, Deployment, Session, Usage};
 
 use super::hub::Hub;
 use super::mcp_import::{McpImport, McpImportTask};
@@ -95,6 +95,8 @@ pub struct Turn {
     pub message: String,
     /// Principal id of the caller (owner of the stream).
     pub owner: String,
+    /// The deployment the session runs (a new session is bound to it when stored).
+    pub deployment: Option<Box<Deployment>>,
 }
 
 /// A direct model call without a session.

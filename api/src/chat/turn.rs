@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use halyard_engine::client::{ExchangeId, Fetch, HttpEvent, ResponseHead};
 use halyard_engine::{Cx, Event, Responder, Response, Status, Task};
 use halyard_storage::{
-    ids, Message, MessageRole, Mutation, Page, Session, StoreError, Tool, Usage,
+    ids, Deployment, Message, MessageRole, Mutation, Page, Session, StoreError, Tool, Usage,
 };
 use serde_json::{json, Value};
 
@@ -106,6 +106,8 @@ struct Upstream {
 struct OnSession {
     session: Session,
     new_session: bool,
+    /// The deployment it runs, if any.
+    deployment: Option<Box<Deployment>>,
     message: String,
     /// The reply's id, once it is being stored.
     reply_id: Option<String>,
@@ -167,6 +169,7 @@ impl TurnTask {
                 let on = OnSession {
                     session: t.session,
                     new_session: t.new_session,
+                    deployment: t.deployment,
                     message: t.message,
                     reply_id: None,
                 };
@@ -327,6 +330,13 @@ impl TurnTask {
         let mut first = Vec::with_capacity(2);
         if on.new_session {
             first.push(Mutation::PutSession(on.session.clone()));
+        }
+        if let Some(d) = on.deployment.as_ref().filter(|_| on.new_session) {
+            first.push(Mutation::SetSessionDeployment {
+                project_id: pid.clone(),
+                session_id: sid.clone(),
+                deployment_id: d.id.clone(),
+            });
         }
         first.push(Mutation::append_message(pid, sid, &user));
         let limiter = &self.shared.limiter;
@@ -778,6 +788,16 @@ impl TurnTask {
     }
 }
 
+/// The `session` event: the session, and the deployment it runs.
+fn session_event(on: &OnSession) -> Value {
+    let mut event = json!({"sessionId": on.session.id});
+    if let Some(d) = &on.deployment {
+        event["deploymentId"] = d.id.clone().into();
+        event["environment"] = d.environment.as_str().into();
+    }
+    event
+}
+
 /// Adds one model call's usage to the turn's (the latency is the turn's, set at its end).
 fn add_usage(total: &mut Usage, u: &Usage) {
     total.input_tokens += u.input_tokens;
@@ -964,11 +984,8 @@ impl TurnTask {
             flush_due: false,
         });
         if self.style == Style::AgentStream {
-            let sid = self
-                .session
-                .as_ref()
-                .map_or("", |on| on.session.id.as_str());
-            self.emit(sse::SESSION, &json!({"sessionId": sid}));
+            let event = self.session.as_ref().map_or(Value::Null, session_event);
+            self.emit(sse::SESSION, &event);
         } else if self.session.is_none() {
             let meta = json!({"model": self.prompt.model, "provider": self.agent.model.provider});
             self.emit(sse::METADATA, &meta);

@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{Agent, Page, Session, SessionStatus};
+use halyard_storage::{Agent, Deployment, Page, Project, Session, SessionStatus};
 use serde_json::{json, Value};
 
 use super::agents::{MAX_TOKENS, TEMPERATURE};
+use super::deployed;
 use super::sessions::{open_session, pick_agent, release_slot, sees_session, MAX_METADATA};
 use super::Call;
 use crate::auth::Kind;
@@ -26,16 +27,29 @@ const PROJECT_ID: Field = Field::text("projectId", 1, 64).required();
 const MESSAGE: Field = Field::text("message", 1, MAX_MESSAGE).required();
 const AGENT_ID: Field = Field::text("agentId", 0, 64);
 
-/// The body of `/chat/agent` and `/chat/agent/stream`: a turn on a new or existing session.
+const SESSION_ID: Field = Field::text("sessionId", 0, 64);
+const METADATA: Field = Field::json("metadata", MAX_METADATA);
+const SESSION_METADATA: Field = Field::json("sessionMetadata", MAX_METADATA);
+const ATTACHMENTS: Field = Field::list("attachmentIds", Item::Text(Text::new(1, 64)), 0, 100);
+
+/// The body of `/chat/agent` and `/chat/agent/stream`: a turn on a new or existing session,
+/// of a deployment when one is named.
 pub(super) const AGENT_BODY: &[Field] = &[
     PROJECT_ID,
     MESSAGE,
-    Field::text("sessionId", 0, 64),
+    SESSION_ID,
     AGENT_ID,
-    Field::json("metadata", MAX_METADATA),
-    Field::json("sessionMetadata", MAX_METADATA),
-    Field::list("attachmentIds", Item::Text(Text::new(1, 64)), 0, 100),
+    METADATA,
+    SESSION_METADATA,
+    ATTACHMENTS,
+    deployed::DEPLOYMENT_ID,
+    deployed::ENVIRONMENT,
 ];
+
+/// The body of the deployment-scoped `/chat` and `/stream`: the path names the project and
+/// the agent.
+pub(super) const DEPLOYED_AGENT_BODY: &[Field] =
+    &[MESSAGE, SESSION_ID, METADATA, SESSION_METADATA, ATTACHMENTS];
 
 /// The body of `/chat/send`, and of `/chat/stream`'s turn on a session.
 pub(super) const SESSION_TURN_BODY: &[Field] =
@@ -89,6 +103,8 @@ pub(super) const DIRECT_BODY: &[Field] = &[
     TOOLS,
 ];
 
+const MODEL_ID: Field = Field::text("modelId", 0, 128);
+
 /// The body of `/chat/complete`: a direct model call that may name another model.
 pub(super) const COMPLETE_BODY: &[Field] = &[
     PROJECT_ID,
@@ -96,9 +112,13 @@ pub(super) const COMPLETE_BODY: &[Field] = &[
     AGENT_ID,
     TEMPERATURE,
     MAX_TOKENS,
-    Field::text("modelId", 0, 128),
+    MODEL_ID,
     TOOLS,
 ];
+
+/// The body of the deployment-scoped `/complete`: the path names the agent.
+pub(super) const DEPLOYED_COMPLETE_BODY: &[Field] =
+    &[MESSAGES, TEMPERATURE, MAX_TOKENS, MODEL_ID, TOOLS];
 
 /// The speaker of a role name of [`ROLES`].
 fn speaker(role: &str) -> Option<Speaker> {
@@ -115,8 +135,13 @@ fn session_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Session not found: {id}"))
 }
 
-/// An existing session the principal may use, with its agent.
-fn existing_session(c: &Call<'_>, project_id: &str, id: &str) -> ApiResult<(Session, Agent)> {
+/// An existing session the principal may use, with its agent and the deployment it runs
+/// (whose pinned version is its agent; `410` once retired).
+fn existing_session(
+    c: &Call<'_>,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<(Session, Agent, Option<Deployment>)> {
     let p = c.principal()?;
     let session = c
         .api
@@ -127,12 +152,16 @@ fn existing_session(c: &Call<'_>, project_id: &str, id: &str) -> ApiResult<(Sess
     if session.status == SessionStatus::Ended {
         return Err(ApiError::Conflict(format!("Session has ended: {id}")));
     }
+    if let Some(d) = deployed::of_session(c, project_id, id)? {
+        let agent = deployed::pinned_agent(c, &d, &session.agent_name)?;
+        return Ok((session, agent, Some(d)));
+    }
     let agent = c
         .api
         .store
         .agent(&p.tenant, project_id, &session.agent_id)
         .ok_or_else(|| ApiError::NotFound(format!("Agent not found: {}", session.agent_name)))?;
-    Ok((session, agent))
+    Ok((session, agent, None))
 }
 
 /// Queues a turn after the session message rate; gives a reserved slot back on refusal.
@@ -182,28 +211,66 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
     }
 }
 
+/// What a turn body says besides its project and agent.
+pub(super) struct TurnInput {
+    message: String,
+    session_id: Option<String>,
+    session_meta: Option<String>,
+}
+
+/// Reads a turn body declared with the fields of [`DEPLOYED_AGENT_BODY`].
+pub(super) fn read_turn_input(f: &mut Fields<'_>) -> TurnInput {
+    let message = f.str("message").unwrap_or_default().to_string();
+    let session_id = f.str("sessionId").map(String::from);
+    f.json_text("metadata");
+    let session_meta = f.json_text("sessionMetadata");
+    f.strings("attachmentIds");
+    TurnInput {
+        message,
+        session_id,
+        session_meta,
+    }
+}
+
 /// `POST /api/v1/chat/agent` and `/chat/agent/stream`.
 pub fn agent(c: &Call<'_>, style: Style) -> ApiResult<Reply> {
     let body = c.body()?;
     let mut f = Fields::of(&body, AGENT_BODY)?;
     let project_id = f.str("projectId");
-    let message = f.str("message");
-    let session_id = f.str("sessionId");
     let agent_id = f.str("agentId");
-    f.json_text("metadata");
-    let session_meta = f.json_text("sessionMetadata");
-    f.strings("attachmentIds");
+    let deployment_id = f.str("deploymentId");
+    let environment = f.str("environment");
+    let input = read_turn_input(&mut f);
     f.finish()?;
     let project = c.visible_project(project_id.unwrap_or_default())?;
-    let (session, agent, new) = match session_id {
+    let deployment = match input.session_id {
+        Some(_) => None,
+        None => deployed::chosen(c, &project, deployment_id, environment)?,
+    };
+    start_turn(c, &project, input, style, || match deployment {
+        Some(d) => Ok((deployed::session_agent(c, &project, &d, agent_id)?, Some(d))),
+        None => Ok((pick_agent(c, &project, agent_id, None)?, None)),
+    })
+}
+
+/// Queues a turn of `input`: on its session (which keeps its agent and deployment), or on
+/// a new session of the agent (and deployment) `fresh` gives.
+pub(super) fn start_turn(
+    c: &Call<'_>,
+    project: &Project,
+    input: TurnInput,
+    style: Style,
+    fresh: impl FnOnce() -> ApiResult<(Agent, Option<Deployment>)>,
+) -> ApiResult<Reply> {
+    let (session, agent, deployment, new) = match &input.session_id {
         Some(id) => {
-            let (s, a) = existing_session(c, &project.id, id)?;
-            (s, a, false)
+            let (s, a, d) = existing_session(c, &project.id, id)?;
+            (s, a, d, false)
         }
         None => {
-            let agent = pick_agent(c, &project, agent_id, None)?;
-            let s = open_session(c, &project, &agent, session_meta)?;
-            (s, agent, true)
+            let (agent, d) = fresh()?;
+            let s = open_session(c, project, &agent, input.session_meta)?;
+            (s, agent, d, true)
         }
     };
     let p = c.principal()?;
@@ -212,8 +279,9 @@ pub fn agent(c: &Call<'_>, style: Style) -> ApiResult<Reply> {
         session,
         new_session: new,
         agent,
-        message: message.unwrap_or_default().to_string(),
+        message: input.message,
         owner: p.id.clone(),
+        deployment: deployment.map(Box::new),
     };
     queue_turn(c, turn, style)
 }
@@ -230,7 +298,7 @@ fn session_turn(c: &Call<'_>, session_id: &str, message: &str, style: Style) -> 
     let project = c
         .visible_project(&project_id)
         .map_err(|_| session_not_found(session_id))?;
-    let (session, agent) = existing_session(c, &project.id, session_id)?;
+    let (session, agent, deployment) = existing_session(c, &project.id, session_id)?;
     let turn = Turn {
         tenant,
         session,
@@ -238,6 +306,7 @@ fn session_turn(c: &Call<'_>, session_id: &str, message: &str, style: Style) -> 
         agent,
         message: message.to_string(),
         owner: p.id.clone(),
+        deployment: deployment.map(Box::new),
     };
     queue_turn(c, turn, style)
 }
@@ -264,15 +333,23 @@ fn read_session_turn(c: &Call<'_>, body: &Value, style: Style) -> ApiResult<Repl
 
 /// The direct-call form: `{projectId, messages, agentId?, temperature?, maxTokens?}`, and
 /// `modelId?` for `/chat/complete`.
-fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Direct> {
-    let spec = if with_model_id {
-        COMPLETE_BODY
-    } else {
-        DIRECT_BODY
+/// With a `pinned` agent (a deployment-scoped route), the body names neither.
+fn read_direct(
+    c: &Call<'_>,
+    body: &Value,
+    with_model_id: bool,
+    pinned: Option<Agent>,
+) -> ApiResult<Direct> {
+    let spec = match (&pinned, with_model_id) {
+        (Some(_), _) => DEPLOYED_COMPLETE_BODY,
+        (None, true) => COMPLETE_BODY,
+        (None, false) => DIRECT_BODY,
     };
     let mut f = Fields::of(body, spec)?;
-    let project_id = f.str("projectId");
-    let agent_id = f.str("agentId");
+    let (project_id, agent_id) = match pinned {
+        Some(_) => (None, None),
+        None => (f.str("projectId"), f.str("agentId")),
+    };
     let temperature = f.number("temperature");
     let max_tokens = f.whole("maxTokens");
     let model_id = with_model_id.then(|| f.str("modelId")).flatten();
@@ -317,8 +394,13 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
         });
     });
     f.finish()?;
-    let project = c.visible_project(project_id.unwrap_or_default())?;
-    let agent = pick_agent(c, &project, agent_id, None)?;
+    let agent = match pinned {
+        Some(agent) => agent,
+        None => {
+            let project = c.visible_project(project_id.unwrap_or_default())?;
+            pick_agent(c, &project, agent_id, None)?
+        }
+    };
     if let Some(sys) = agent.instructions.as_deref().filter(|s| !s.is_empty()) {
         if !messages.iter().any(|l| l.speaker == Speaker::System) {
             messages.insert(0, Line::say(Speaker::System, sys));
@@ -343,7 +425,7 @@ fn read_direct(c: &Call<'_>, body: &Value, with_model_id: bool) -> ApiResult<Dir
 pub fn stream(c: &Call<'_>) -> ApiResult<Reply> {
     let body = c.body()?;
     if body.get("messages").is_some() || body.get("sessionId").is_none() {
-        let direct = read_direct(c, &body, false)?;
+        let direct = read_direct(c, &body, false, None)?;
         return submit(c, Work::Direct(direct), Style::ChatStream);
     }
     read_session_turn(c, &body, Style::ChatStream)
@@ -351,13 +433,19 @@ pub fn stream(c: &Call<'_>) -> ApiResult<Reply> {
 
 /// `POST /api/v1/chat/complete` (JWT or API key only).
 pub fn complete(c: &Call<'_>) -> ApiResult<Reply> {
+    let body = c.body()?;
+    complete_with(c, &body, None)
+}
+
+/// A `/complete` call of `body`, with the agent `pinned` by a deployment or the one the
+/// body names.
+pub(super) fn complete_with(c: &Call<'_>, body: &Value, pinned: Option<Agent>) -> ApiResult<Reply> {
     if c.principal()?.kind == Kind::Sdk {
         return Err(ApiError::Forbidden(
             "SDK tokens cannot call /chat/complete".into(),
         ));
     }
-    let body = c.body()?;
-    let direct = read_direct(c, &body, true)?;
+    let direct = read_direct(c, body, true, pinned)?;
     submit(c, Work::Direct(direct), Style::Complete)
 }
 

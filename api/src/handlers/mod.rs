@@ -10,6 +10,7 @@ mod admin;
 mod agents;
 mod backup;
 mod chat;
+mod deployed;
 mod deployment_records;
 mod deployments;
 mod identity;
@@ -193,6 +194,9 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::ChatSend => Object(chat::SESSION_TURN_BODY),
         RouteId::ChatStream => Either(chat::SESSION_TURN_BODY, chat::DIRECT_BODY),
         RouteId::ChatComplete => Object(chat::COMPLETE_BODY),
+        RouteId::DeployedChat | RouteId::DeployedStream => Object(chat::DEPLOYED_AGENT_BODY),
+        RouteId::DeployedComplete => Object(chat::DEPLOYED_COMPLETE_BODY),
+        RouteId::ChatSession => Object(deployed::SESSION_BODY),
         _ => Any,
     }
 }
@@ -293,6 +297,10 @@ pub(crate) fn dispatch(
         RouteId::ChatStream => chat::stream(&c),
         RouteId::ChatResume => chat::resume(&c),
         RouteId::ChatComplete => chat::complete(&c),
+        RouteId::DeployedChat => deployed::turn(&c, Style::AgentSync),
+        RouteId::DeployedStream => deployed::turn(&c, Style::AgentStream),
+        RouteId::DeployedComplete => deployed::complete(&c),
+        RouteId::ChatSession => deployed::open(&c),
         RouteId::ChatUsage => now(chat::usage(&c)),
         RouteId::Widget => Ok(Reply::Now(widget::response(&req.head))),
     }

@@ -72,7 +72,10 @@ pub(crate) fn is_list(id: RouteId) -> bool {
 pub(crate) fn is_stream(id: RouteId) -> bool {
     matches!(
         id,
-        RouteId::ChatAgentStream | RouteId::ChatStream | RouteId::ChatResume
+        RouteId::ChatAgentStream
+            | RouteId::ChatStream
+            | RouteId::ChatResume
+            | RouteId::DeployedStream
     )
 }
 
