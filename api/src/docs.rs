@@ -556,6 +556,10 @@ fn answer(id: RouteId) -> &'static str {
         }
         DeployedStream => "as `/chat/agent/stream`, for the deployed agent as in `.../chat`.",
         DeployedComplete => "as `/chat/complete`, with the deployed agent's model (as in `.../chat`). SDK tokens are `403`.",
+        OpenAiCompletions => {
+            "OpenAI's `chat.completion` (`{id, object, created, model, choices: [{index, message: {role, content, tool_calls?}, finish_reason}], usage: {prompt_tokens, completion_tokens, total_tokens}}`), or with `stream: true` `chat.completion.chunk` frames (`data: {...}`, the role first, then `delta.content`s, `delta.tool_calls` when the model asks for client-side tools, the `finish_reason`, a `usage` chunk with `stream_options.include_usage`) and `data: [DONE]`. `model` is `projectSlug/env/agentName`: the agent version the environment's active deployment pins, with its instructions (unless the call brings a system message) and model. Needs an API key restricted to the project (`projectIds`; other credentials are `403`); nothing is stored. Errors on this route and `/v1/models` take OpenAI's shape: `{error: {message, type, param, code}}` (`type` `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error` or `server_error`; `code` the lower-case code of the error table)."
+        }
+        OpenAiModels => "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`: each agent of each active deployment of the key's projects, as `projectSlug/env/agentName`.",
         ChatSession => {
             "`201 {success, sessionId, agentName, status: \"ready\"}` (and `deploymentId`, `environment` on a deployment), stored before the answer: a session for later turns, on `agentId` or the entry agent, of the deployment named by `deploymentId` or the active one of `environment` as in `/chat/agent`."
         }

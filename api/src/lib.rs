@@ -198,7 +198,11 @@ impl Api {
     }
 
     fn admit_route(&self, head: &RequestHead) -> Result<(u64, Ctx), Response> {
-        let reject = |e: ApiError| e.into_response();
+        let openai = route::resolve(head.method(), head.path()).is_openai();
+        let reject = |e: ApiError| match openai {
+            true => chat::openai_compat::error_response(e),
+            false => e.into_response(),
+        };
         if head.method() == Method::Options {
             return match route::resolve(Method::Get, head.path()) {
                 Matched::NotFound => Err(reject(ApiError::NotFound(not_found_message(head)))),
@@ -269,6 +273,7 @@ impl Api {
                     _ => 1,
                 };
                 let finish = reply::Finish {
+                    openai: route::resolve(head.method(), head.path()).is_openai(),
                     cors: cors::allowed_origin(head, Some(p)),
                     rate: Some(RateHeaders {
                         limit: p.limits.burst,
@@ -276,7 +281,7 @@ impl Api {
                         reset: time::now_ms() / 1000 + retry_secs,
                     }),
                 };
-                finish.apply(e.into_response())
+                finish.error(e)
             })
     }
 
@@ -334,9 +339,12 @@ impl App for Api {
 
     fn handle(&self, request: Request<Ctx>) -> Reply {
         let cors = cors::allowed_origin(&request.head, request.context.principal.as_ref());
+        let openai =
+            matches!(&request.context.target, Target::Route(def, _) if route::is_openai(def.id));
         let finish = reply::Finish {
             cors,
             rate: request.context.rate,
+            openai,
         };
         let result = match &request.context.target {
             Target::Preflight => Ok(Reply::Now(cors::preflight(&*self.store, &request.head))),
@@ -345,7 +353,7 @@ impl App for Api {
         match result {
             Ok(Reply::Now(resp)) => Reply::Now(finish.apply(resp)),
             Ok(other) => other,
-            Err(e) => Reply::Now(finish.apply(e.into_response())),
+            Err(e) => Reply::Now(finish.error(e)),
         }
     }
 

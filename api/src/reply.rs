@@ -139,9 +139,21 @@ pub struct Finish {
     pub cors: Option<String>,
     /// The tenant bucket's state (authenticated requests).
     pub rate: Option<crate::admission::RateHeaders>,
+    /// Errors take OpenAI's shape (the OpenAI-compatible routes).
+    pub openai: bool,
 }
 
 impl Finish {
+    /// `e` as this route answers errors, with the finishing headers.
+    pub fn error(&self, e: crate::error::ApiError) -> Response {
+        let resp = if self.openai {
+            crate::chat::openai_compat::error_response(e)
+        } else {
+            e.into_response()
+        };
+        self.apply(resp)
+    }
+
     /// Adds the finishing headers to `resp`.
     pub fn apply(&self, mut resp: Response) -> Response {
         if let Some(r) = &self.rate {

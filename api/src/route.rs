@@ -105,6 +105,8 @@ pub enum RouteId {
     DeployedStream,
     DeployedComplete,
     ChatSession,
+    OpenAiCompletions,
+    OpenAiModels,
     SecretCreate,
     SecretList,
     SecretRotate,
@@ -658,6 +660,22 @@ pub static ROUTES: &[RouteDef] = &[
     ),
     r(
         Post,
+        "/v1/chat/completions",
+        R::OpenAiCompletions,
+        s(Scope::SessionExecute),
+        "OpenAI-compatible chat completion with a deployed agent",
+        200,
+    ),
+    r(
+        Get,
+        "/v1/models",
+        R::OpenAiModels,
+        s(Scope::SessionExecute),
+        "OpenAI-compatible list of the deployed agents",
+        200,
+    ),
+    r(
+        Post,
         "/api/projects/:projectId/secrets",
         R::SecretCreate,
         s(Scope::SecretWrite),
@@ -785,6 +803,13 @@ pub struct Params {
     len: u8,
 }
 
+impl Matched {
+    /// Whether the matched route answers in OpenAI's shape.
+    pub fn is_openai(&self) -> bool {
+        matches!(self, Matched::Route(def, _) if is_openai(def.id))
+    }
+}
+
 impl Params {
     /// Captured segment `i` of `path` (the same path that was matched).
     pub fn get<'p>(&self, path: &'p str, i: usize) -> &'p str {
@@ -794,6 +819,11 @@ impl Params {
         let (a, b) = self.ranges[i];
         path.get(usize::from(a)..usize::from(b)).unwrap_or("")
     }
+}
+
+/// Whether route `id` answers errors in OpenAI's shape (the OpenAI-compatible endpoint).
+pub fn is_openai(id: RouteId) -> bool {
+    matches!(id, RouteId::OpenAiCompletions | RouteId::OpenAiModels)
 }
 
 /// The outcome of matching.

@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod mcp_import;
 pub mod metrics;
 pub mod openai;
+pub mod openai_compat;
 pub mod provider;
 pub mod runtime;
 pub mod sse;

@@ -71,12 +71,19 @@ pub enum Style {
     ChatStream,
     /// `/chat/complete` JSON.
     Complete,
+    /// `/v1/chat/completions`: a `chat.completion`.
+    OpenAi,
+    /// `/v1/chat/completions` with `stream: true`: `chat.completion.chunk` frames, `[DONE]`.
+    OpenAiStream,
 }
 
 impl Style {
     /// Whether the answer is an event stream.
     pub fn streams(self) -> bool {
-        matches!(self, Style::AgentStream | Style::ChatStream)
+        matches!(
+            self,
+            Style::AgentStream | Style::ChatStream | Style::OpenAiStream
+        )
     }
 }
 
@@ -110,6 +117,8 @@ pub struct Direct {
     pub prompt: Prompt,
     /// Principal id of the caller.
     pub owner: String,
+    /// How an OpenAI-compatible call names its answer (its styles only).
+    pub openai: Option<super::openai_compat::CompletionId>,
 }
 
 /// The work of a job.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halyard_engine::client::{ExchangeId, Fetch, HttpEvent, ResponseHead};
-use halyard_engine::{Cx, Event, Responder, Response, Status, Task};
+use halyard_engine::{Cx, Event, Responder, Response, Status, StreamSender, Task};
 use halyard_storage::{
     ids, Deployment, Message, MessageRole, Mutation, Page, Session, StoreError, Tool, Usage,
 };
@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 use super::call_events::CallEvents;
 use super::openai::{self, Relay};
+use super::openai_compat::{self as compat, CompletionId};
 use super::provider::{Completion, Echo, Line, Prompt, ProviderError, Speaker};
 use super::runtime::{cost, usage_json, Job, Running, Shared, Style, Work, ORPHAN_GRACE};
 use super::tool_round::{self, ToolRound};
@@ -69,6 +70,8 @@ enum Out {
     Pending(Responder),
     /// An open event stream.
     Stream(Emitter),
+    /// An OpenAI-compatible stream: chunks written as they come, not stored (no resume).
+    Raw(StreamSender),
     /// Answered.
     Sent,
 }
@@ -124,6 +127,8 @@ pub(crate) struct TurnTask {
     agent: halyard_storage::Agent,
     session: Option<OnSession>,
     prompt: Prompt,
+    /// An OpenAI-compatible call's answer id (its styles only).
+    openai: Option<CompletionId>,
     out: Out,
     model: Option<Model>,
     /// The echo's text so far.
@@ -164,6 +169,7 @@ impl TurnTask {
             finish,
             started,
         } = job;
+        let mut openai = None;
         let (tenant, owner, agent, session, prompt) = match work {
             Work::Turn(t) => {
                 let on = OnSession {
@@ -182,7 +188,10 @@ impl TurnTask {
                 };
                 (t.tenant, t.owner, t.agent, Some(on), prompt)
             }
-            Work::Direct(d) => (d.tenant, d.owner, d.agent, None, d.prompt),
+            Work::Direct(d) => {
+                openai = d.openai;
+                (d.tenant, d.owner, d.agent, None, d.prompt)
+            }
         };
         let provider = super::metrics::provider_index(&agent.model.provider);
         TurnTask {
@@ -195,6 +204,7 @@ impl TurnTask {
             agent,
             session,
             prompt,
+            openai,
             out: Out::Pending(responder),
             model: None,
             text: String::new(),
@@ -611,7 +621,8 @@ impl TurnTask {
             .and_then(|on| on.reply_id.clone())
             .unwrap_or_default();
         match self.style {
-            Style::AgentSync | Style::Complete => {
+            // The OpenAI styles run direct calls only; a turn answers as `/chat/agent`.
+            Style::AgentSync | Style::Complete | Style::OpenAi | Style::OpenAiStream => {
                 let body = json!({
                     "success": true,
                     "sessionId": sid,
@@ -658,6 +669,18 @@ impl TurnTask {
 
     fn answer_direct(&mut self, c: &Completion) {
         self.count_finished(c);
+        if let Some(id) = &self.openai {
+            let u = &c.usage;
+            let usage = compat::usage(u.input_tokens, u.output_tokens);
+            let reason = Some(c.finish_reason.as_str());
+            if let Out::Raw(sender) = &self.out {
+                let _ = sender.send(&compat::last_chunks(id, &c.tool_calls, reason, usage));
+                self.out = Out::Sent;
+                return;
+            }
+            let body = compat::completion(id, &c.text, &c.tool_calls, reason, usage);
+            return self.respond(json_response(&body));
+        }
         if self.style == Style::Complete {
             let mut usage = usage_json(&c.usage);
             usage["estimatedCost"] = cost(&self.agent, &c.usage).map_or(Value::Null, Value::from);
@@ -821,6 +844,7 @@ impl TurnTask {
     fn check_abandoned(&mut self, cx: &mut Cx<'_>) -> Status {
         let gone = match &self.out {
             Out::Pending(r) => r.is_gone(),
+            Out::Raw(sender) => sender.is_gone(),
             Out::Stream(em) => self
                 .shared
                 .hub
@@ -879,6 +903,11 @@ impl TurnTask {
                 );
                 self.end_stream();
             }
+            Out::Raw(sender) => {
+                let e = ApiError::Unavailable(message.into());
+                let _ = sender.send(&compat::error_frame(&e));
+                self.out = Out::Sent;
+            }
             _ => self.respond(ApiError::Unavailable(message.into()).into_response()),
         }
         Status::Done
@@ -917,6 +946,11 @@ impl TurnTask {
                 self.emit(sse::ERROR, &data);
                 self.end_stream();
             }
+            Out::Raw(sender) => {
+                let _ = sender.send(&compat::error_frame(&e));
+                self.out = Out::Sent;
+            }
+            _ if self.openai.is_some() => self.respond(compat::error_response(e)),
             _ => self.respond(e.into_response()),
         }
         Status::Done
@@ -962,6 +996,15 @@ impl TurnTask {
         let Out::Pending(responder) = std::mem::replace(&mut self.out, Out::Sent) else {
             return;
         };
+        if let Some(id) = &self.openai {
+            let mut head = sse::head("");
+            head.headers.retain(|(k, _)| k != "X-Stream-Id");
+            let sender = responder.stream(self.finish.apply(head), STREAM_BUFFER);
+            sender.watch_gone(cx.handle(), TAG_GONE);
+            let _ = sender.send(&compat::first_chunk(id));
+            self.out = Out::Raw(sender);
+            return;
+        }
         let stream_id = ids::new_id("str_");
         let head = self.finish.apply(sse::head(&stream_id));
         let sender = responder.stream(head, STREAM_BUFFER);
@@ -1000,6 +1043,9 @@ impl TurnTask {
                 .metrics
                 .first_token(self.provider, from.elapsed());
         }
+        if let (Out::Raw(sender), Some(id)) = (&self.out, &self.openai) {
+            return sender.send(&compat::text_chunk(id, delta)).is_ok();
+        }
         // Written straight, not through a `Value`: this is the per-token path of a relay.
         let mut data = Vec::with_capacity(delta.len() + 32);
         let mut o = Object::begin(&mut data);
@@ -1010,7 +1056,9 @@ impl TurnTask {
                 sse::TOKEN
             }
             Style::ChatStream => sse::TEXT_DELTA,
-            Style::AgentSync | Style::Complete => return true,
+            Style::AgentSync | Style::Complete | Style::OpenAi | Style::OpenAiStream => {
+                return true
+            }
         };
         o.end();
         self.index += 1;

@@ -56,14 +56,14 @@ pub(super) const SESSION_TURN_BODY: &[Field] =
     &[Field::text("sessionId", 1, 64).required(), MESSAGE];
 
 /// The speakers of a direct model call's messages, as [`speaker`] reads them.
-const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+pub(super) const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
 /// A tool call an assistant message made (OpenAI's shape).
 const CALL_FUNCTION: &[Field] = &[
     Field::text("name", 1, 64).required(),
     Field::text("arguments", 0, MAX_MESSAGE).required(),
 ];
-const CALL: &[Field] = &[
+pub(super) const CALL: &[Field] = &[
     Field::text("id", 1, 128).required(),
     Field::one_of("type", &["function"]),
     Field::object("function", CALL_FUNCTION).required(),
@@ -88,7 +88,7 @@ const TOOL: &[Field] = &[
     Field::one_of("type", &["function"]),
     Field::object("function", FUNCTION).required(),
 ];
-const TOOLS: Field = Field::list("tools", Item::Object(TOOL), 0, 64);
+pub(super) const TOOLS: Field = Field::list("tools", Item::Object(TOOL), 0, 64);
 
 /// A direct model call's conversation.
 const MESSAGES: Field = Field::list("messages", Item::Object(PROMPT_MESSAGE), 1, 1000).required();
@@ -183,7 +183,7 @@ fn queue_turn(c: &Call<'_>, turn: Turn, style: Style) -> ApiResult<Reply> {
     submit(c, Work::Turn(turn), style)
 }
 
-fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
+pub(super) fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
     let (reply, responder) = c.req.defer();
     let job = Job {
         work,
@@ -205,7 +205,7 @@ fn submit(c: &Call<'_>, work: Work, style: Style) -> ApiResult<Reply> {
                 .refusals
                 .count(crate::admission::refusals::Refusal::QueueFull);
             let e = ApiError::QueueFull(super::QUEUE_FULL_RETRY_MS);
-            job.responder.send(c.finish.apply(e.into_response()));
+            job.responder.send(c.finish.error(e));
             Ok(reply)
         }
     }
@@ -353,10 +353,40 @@ fn read_direct(
     let temperature = f.number("temperature");
     let max_tokens = f.whole("maxTokens");
     let model_id = with_model_id.then(|| f.str("modelId")).flatten();
+    let mut messages = read_messages(&mut f);
+    let tools = read_tools(&mut f);
+    f.finish()?;
+    let agent = match pinned {
+        Some(agent) => agent,
+        None => {
+            let project = c.visible_project(project_id.unwrap_or_default())?;
+            pick_agent(c, &project, agent_id, None)?
+        }
+    };
+    add_instructions(&agent, &mut messages);
+    let p = c.principal()?;
+    Ok(Direct {
+        tenant: p.tenant.clone(),
+        prompt: Prompt {
+            messages,
+            model: model_id.map_or_else(|| agent.model.model.clone(), String::from),
+            temperature: temperature.or(agent.model.temperature),
+            max_tokens: max_tokens.or(agent.model.max_tokens),
+            tools,
+        },
+        agent,
+        owner: p.id.clone(),
+        openai: None,
+    })
+}
+
+/// The `messages` of a direct call (each declared with `role`, `content`, `tool_calls`
+/// and `tool_call_id`; an absent `content` is empty).
+pub(super) fn read_messages(f: &mut Fields<'_>) -> Vec<Line> {
     let mut messages = Vec::new();
     f.each("messages", |m| {
         let role = m.str("role").and_then(speaker);
-        let text = m.str("content");
+        let text = m.str("content").unwrap_or_default();
         let mut tool_calls = Vec::new();
         m.each("tool_calls", |c| {
             let id = c.str("id").unwrap_or_default().to_string();
@@ -370,7 +400,7 @@ fn read_direct(
             });
         });
         let tool_call_id = m.str("tool_call_id").map(String::from);
-        if let (Some(role), Some(text)) = (role, text) {
+        if let Some(role) = role {
             messages.push(Line {
                 tool_calls,
                 tool_call_id,
@@ -378,6 +408,11 @@ fn read_direct(
             });
         }
     });
+    messages
+}
+
+/// The `tools` offered to the model of a direct call (OpenAI's shape).
+pub(super) fn read_tools(f: &mut Fields<'_>) -> Vec<ToolSpec> {
     let mut tools = Vec::new();
     f.each("tools", |t| {
         t.str("type");
@@ -393,32 +428,17 @@ fn read_direct(
             });
         });
     });
-    f.finish()?;
-    let agent = match pinned {
-        Some(agent) => agent,
-        None => {
-            let project = c.visible_project(project_id.unwrap_or_default())?;
-            pick_agent(c, &project, agent_id, None)?
-        }
-    };
+    tools
+}
+
+/// The agent's instructions as the first message, unless the call brings its own system
+/// message.
+pub(super) fn add_instructions(agent: &Agent, messages: &mut Vec<Line>) {
     if let Some(sys) = agent.instructions.as_deref().filter(|s| !s.is_empty()) {
         if !messages.iter().any(|l| l.speaker == Speaker::System) {
             messages.insert(0, Line::say(Speaker::System, sys));
         }
     }
-    let p = c.principal()?;
-    Ok(Direct {
-        tenant: p.tenant.clone(),
-        prompt: Prompt {
-            messages,
-            model: model_id.map_or_else(|| agent.model.model.clone(), String::from),
-            temperature: temperature.or(agent.model.temperature),
-            max_tokens: max_tokens.or(agent.model.max_tokens),
-            tools,
-        },
-        agent,
-        owner: p.id.clone(),
-    })
 }
 
 /// `POST /api/v1/chat/stream`: a session turn or a direct model call.

@@ -146,7 +146,17 @@ pub fn session_agent(
 
 /// The project, active deployment and agent of a deployment-scoped route's path.
 fn target(c: &Call<'_>) -> ApiResult<(Project, Deployment, String)> {
-    let (slug, env, agent) = (c.param(0), c.param(1), c.param(2));
+    resolve(c, c.param(0), c.param(1), c.param(2))
+}
+
+/// The project with slug `slug` (one the principal sees), the active deployment of `env`
+/// in it, and `agent` when that deployment pins it: `404` otherwise.
+pub fn resolve(
+    c: &Call<'_>,
+    slug: &str,
+    env: &str,
+    agent: &str,
+) -> ApiResult<(Project, Deployment, String)> {
     let p = c.principal()?;
     let project = c
         .api

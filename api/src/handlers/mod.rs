@@ -14,6 +14,7 @@ mod deployed;
 mod deployment_records;
 mod deployments;
 mod identity;
+mod openai_api;
 mod projects;
 mod sdk;
 mod secrets;
@@ -146,7 +147,7 @@ impl<'a> Call<'a> {
                 f(false);
             }
             if let Some(r) = slot.lock().ok().and_then(|mut s| s.take()) {
-                r.send(self.finish.apply(ApiError::from(e).into_response()));
+                r.send(self.finish.error(ApiError::from(e)));
             }
         }
         Ok(reply)
@@ -197,6 +198,7 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::DeployedChat | RouteId::DeployedStream => Object(chat::DEPLOYED_AGENT_BODY),
         RouteId::DeployedComplete => Object(chat::DEPLOYED_COMPLETE_BODY),
         RouteId::ChatSession => Object(deployed::SESSION_BODY),
+        RouteId::OpenAiCompletions => Object(openai_api::COMPLETIONS_BODY),
         _ => Any,
     }
 }
@@ -301,6 +303,8 @@ pub(crate) fn dispatch(
         RouteId::DeployedStream => deployed::turn(&c, Style::AgentStream),
         RouteId::DeployedComplete => deployed::complete(&c),
         RouteId::ChatSession => deployed::open(&c),
+        RouteId::OpenAiCompletions => openai_api::completions(&c),
+        RouteId::OpenAiModels => now(openai_api::models(&c)),
         RouteId::ChatUsage => now(chat::usage(&c)),
         RouteId::Widget => Ok(Reply::Now(widget::response(&req.head))),
     }
