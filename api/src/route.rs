@@ -107,6 +107,7 @@ pub enum RouteId {
     ChatSession,
     OpenAiCompletions,
     OpenAiModels,
+    Feedback,
     SecretCreate,
     SecretList,
     SecretRotate,
@@ -673,6 +674,14 @@ pub static ROUTES: &[RouteDef] = &[
         s(Scope::SessionExecute),
         "OpenAI-compatible list of the deployed agents",
         200,
+    ),
+    r(
+        Post,
+        "/api/v1/feedback",
+        R::Feedback,
+        s(Scope::SessionExecute),
+        "Rate a message of a session",
+        201,
     ),
     r(
         Post,

@@ -10,8 +10,8 @@ use std::path::Path;
 use crate::backup::{BackupError, BackupOptions, BackupReport};
 use crate::error::StoreError;
 use crate::model::{
-    Agent, AgentVersion, ApiKey, Channel, Deployment, Message, Project, PublicKey, Secret, Session,
-    SessionStatus, StreamEvent, Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Channel, Deployment, Feedback, Message, Project, PublicKey,
+    Secret, Session, SessionStatus, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 use crate::mutation::Mutation;
 
@@ -162,6 +162,8 @@ pub trait Backend: Send + Sync {
         name: &str,
         n: u32,
     ) -> Option<AgentVersion>;
+    /// Feedback on a session's messages, in the order first given.
+    fn feedback(&self, tenant: &str, project_id: &str, session_id: &str) -> Vec<Feedback>;
     /// The deployment a session runs, if it was opened on one.
     fn session_deployment(
         &self,

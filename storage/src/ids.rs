@@ -34,6 +34,8 @@ pub const PUBLIC_KEY: &str = "pkey_";
 pub const TOOL: &str = "tool_";
 /// Prefix of deployment ids.
 pub const DEPLOYMENT: &str = "dep_";
+/// Prefix of feedback ids.
+pub const FEEDBACK: &str = "fb_";
 
 /// Fills `buf` from the kernel's random source (`/dev/urandom`).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {

@@ -225,6 +225,40 @@ pub struct Tool {
     pub updated_at: u64,
 }
 
+codec_enum! {
+    /// What a rater thought of a message.
+    pub enum Rating ("rating") {
+        /// Good.
+        Positive = 0,
+        /// Bad.
+        Negative = 1,
+    }
+}
+
+/// One rater's feedback on one message of a session (a second from the same rater replaces
+/// the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    /// `fb_...`
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// The session.
+    pub session_id: String,
+    /// The message rated.
+    pub message_id: String,
+    /// Principal id of the rater.
+    pub author: String,
+    /// Positive or negative.
+    pub rating: Rating,
+    /// What the rater said.
+    pub comment: Option<String>,
+    /// First given (ms).
+    pub created_at: u64,
+    /// Last changed (ms).
+    pub updated_at: u64,
+}
+
 /// An immutable, numbered snapshot of an agent: what a deployment pins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentVersion {
@@ -764,6 +798,17 @@ codec_struct!(Tool {
     tool_type,
     parameters,
     config,
+    created_at,
+    updated_at,
+});
+codec_struct!(Feedback {
+    id,
+    project_id,
+    session_id,
+    message_id,
+    author,
+    rating,
+    comment,
     created_at,
     updated_at,
 });

@@ -7,8 +7,8 @@
 
 use crate::codec::{codec_enum, encode_list, Codec, DecodeError, Decoder, Encoder};
 use crate::model::{
-    Agent, AgentV0, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session,
-    StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
+    Agent, AgentV0, AgentVersion, ApiKey, Deployment, Feedback, Message, Project, PublicKey,
+    Secret, Session, StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 
 codec_enum! {
@@ -77,6 +77,8 @@ codec_enum! {
         PutDeployment = 30,
         /// [`Mutation::SetSessionDeployment`].
         SetSessionDeployment = 31,
+        /// [`Mutation::PutFeedback`].
+        PutFeedback = 32,
     }
 }
 
@@ -141,6 +143,9 @@ pub enum Mutation {
         /// Deployment id.
         deployment_id: String,
     },
+    /// Create or replace a rater's feedback on a message (the session must exist; one per
+    /// message and author: the same pair replaces).
+    PutFeedback(Feedback),
     /// Append events to a session's trace (the session must exist).
     AppendTraces {
         /// Project id.
@@ -289,6 +294,7 @@ impl Mutation {
             Mutation::PutAgentVersion(_) => MutationTag::PutAgentVersion,
             Mutation::PutDeployment(_) => MutationTag::PutDeployment,
             Mutation::SetSessionDeployment { .. } => MutationTag::SetSessionDeployment,
+            Mutation::PutFeedback(_) => MutationTag::PutFeedback,
         }
     }
 }
@@ -316,6 +322,7 @@ impl Codec<'_> for Mutation {
             Mutation::PutTool(t) => t.encode(e),
             Mutation::PutAgentVersion(v) => v.encode(e),
             Mutation::PutDeployment(d) => d.encode(e),
+            Mutation::PutFeedback(f) => f.encode(e),
             Mutation::SetSessionDeployment {
                 project_id,
                 session_id,
@@ -427,6 +434,7 @@ impl Codec<'_> for Mutation {
             MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
             MutationTag::PutAgentVersion => Mutation::PutAgentVersion(C::decode(d)?),
             MutationTag::PutDeployment => Mutation::PutDeployment(C::decode(d)?),
+            MutationTag::PutFeedback => Mutation::PutFeedback(C::decode(d)?),
             MutationTag::SetSessionDeployment => Mutation::SetSessionDeployment {
                 project_id: C::decode(d)?,
                 session_id: C::decode(d)?,

@@ -270,6 +270,9 @@ fn emit_tenant<W: Write>(
                 };
                 w.push(t, &traces)?;
             }
+            for fb in &sd.feedback {
+                w.push(t, &Mutation::PutFeedback(fb.clone()))?;
+            }
         }
     }
     for (id, st) in &ts.streams {

@@ -26,8 +26,8 @@ use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
 use crate::lock::DirLock;
 use crate::model::{
-    Agent, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session, Tenant,
-    Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Feedback, Message, Project, PublicKey, Secret,
+    Session, Tenant, Tool, TraceEvent, User,
 };
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
@@ -450,6 +450,9 @@ impl Backend for Store {
         n: u32,
     ) -> Option<AgentVersion> {
         self.state.agent_version(tenant, project_id, name, n)
+    }
+    fn feedback(&self, tenant: &str, project_id: &str, session_id: &str) -> Vec<Feedback> {
+        self.state.feedback(tenant, project_id, session_id)
     }
     fn session_deployment(
         &self,

@@ -557,7 +557,29 @@ fn segment_records() -> Vec<Golden> {
                 deployment_id: "dep_2".into(),
             }],
         ),
+        // Feedback on a message (tag 32), then the same rater's second replacing it.
+        now(
+            T,
+            vec![
+                Mutation::PutFeedback(feedback(Rating::Positive, None)),
+                Mutation::PutFeedback(feedback(Rating::Negative, Some("too long"))),
+            ],
+        ),
     ]
+}
+
+fn feedback(rating: Rating, comment: Option<&str>) -> Feedback {
+    Feedback {
+        id: "fb_1".into(),
+        project_id: P.into(),
+        session_id: "ses_gold".into(),
+        message_id: "msg_result".into(),
+        author: "usr_owner".into(),
+        rating,
+        comment: comment.map(Into::into),
+        created_at: 1_700_000_000_500,
+        updated_at: 1_700_000_000_501,
+    }
 }
 
 fn agent_version(version: u32, label: Option<&str>) -> AgentVersion {
@@ -770,12 +792,13 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     let mut usages = BTreeSet::new();
     let mut tool_types = vec![];
     let mut trace_kinds = vec![];
-    let (mut environments, mut dep_statuses) = (vec![], vec![]);
+    let (mut environments, mut dep_statuses, mut ratings) = (vec![], vec![], vec![]);
     for (_, m) in &muts {
         match m {
             Mutation::PutUser(u) => roles.push(u.role),
             Mutation::PutApiKey(k) => kinds.push(k.kind),
             Mutation::PutTool(t) => tool_types.push(t.tool_type),
+            Mutation::PutFeedback(f) => ratings.push(f.rating),
             Mutation::PutDeployment(d) => {
                 environments.push(d.environment);
                 dep_statuses.push(d.status);
@@ -808,6 +831,7 @@ fn every_tag_and_variant_is_in_the_golden_files() {
     assert_covers("trace kinds", &trace_kinds, TraceKind::ALL);
     assert_covers("environments", &environments, Environment::ALL);
     assert_covers("deployment statuses", &dep_statuses, DeploymentStatus::ALL);
+    assert_covers("ratings", &ratings, Rating::ALL);
     assert_eq!(usages, BTreeSet::from([0, 1, 2, 3]), "message usage tags");
 }
 
@@ -820,7 +844,7 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (16, 0),
+        (17, 0),
         "every record applies"
     );
     assert_eq!(store.tenant(T2), None);
@@ -853,6 +877,10 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert_eq!(
         store.session_deployment(T, P, "ses_gold").as_deref(),
         Some("dep_2")
+    );
+    assert_eq!(
+        store.feedback(T, P, "ses_gold"),
+        [feedback(Rating::Negative, Some("too long"))]
     );
     let ses = store.session(T, P, "ses_gold").expect("session");
     assert_eq!(ses.message_count, 5);

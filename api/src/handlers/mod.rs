@@ -13,6 +13,7 @@ mod chat;
 mod deployed;
 mod deployment_records;
 mod deployments;
+mod feedback;
 mod identity;
 mod openai_api;
 mod projects;
@@ -198,6 +199,7 @@ pub(crate) fn request_body(id: RouteId) -> RequestBody {
         RouteId::DeployedChat | RouteId::DeployedStream => Object(chat::DEPLOYED_AGENT_BODY),
         RouteId::DeployedComplete => Object(chat::DEPLOYED_COMPLETE_BODY),
         RouteId::ChatSession => Object(deployed::SESSION_BODY),
+        RouteId::Feedback => Object(feedback::BODY),
         RouteId::OpenAiCompletions => Object(openai_api::COMPLETIONS_BODY),
         _ => Any,
     }
@@ -303,6 +305,7 @@ pub(crate) fn dispatch(
         RouteId::DeployedStream => deployed::turn(&c, Style::AgentStream),
         RouteId::DeployedComplete => deployed::complete(&c),
         RouteId::ChatSession => deployed::open(&c),
+        RouteId::Feedback => feedback::give(&c),
         RouteId::OpenAiCompletions => openai_api::completions(&c),
         RouteId::OpenAiModels => now(openai_api::models(&c)),
         RouteId::ChatUsage => now(chat::usage(&c)),

@@ -19,8 +19,8 @@ use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation}
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiKey, DeploymentStatus, Project, PublicKey, Session, SessionStatus, StreamEvent,
-    Tenant, Tool, User,
+    Agent, ApiKey, DeploymentStatus, Feedback, Project, PublicKey, Session, SessionStatus,
+    StreamEvent, Tenant, Tool, User,
 };
 use crate::mutation::Mutation;
 
@@ -426,6 +426,28 @@ fn apply_one(
             undo.push(move |ctx| {
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.deployment_id = prev;
+                }
+            });
+        }
+        Mutation::PutFeedback(fb) => {
+            let (project_id, session_id) = (fb.project_id.clone(), fb.session_id.clone());
+            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let same = |f: &Feedback| f.message_id == fb.message_id && f.author == fb.author;
+            let prev = match data.feedback.iter().position(same) {
+                Some(i) => Some((i, std::mem::replace(&mut data.feedback[i], fb))),
+                None => {
+                    data.feedback.push(fb);
+                    None
+                }
+            };
+            undo.push(move |ctx| {
+                if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
+                    match prev {
+                        Some((i, old)) => data.feedback[i] = old,
+                        None => {
+                            data.feedback.pop();
+                        }
+                    }
                 }
             });
         }
@@ -845,6 +867,7 @@ fn put_session(ctx: &mut Ctx<'_>, tenant: &str, session: Session) -> Option<Sess
         messages: Vec::new(),
         traces: Vec::new(),
         deployment_id: None,
+        feedback: Vec::new(),
     };
     project.sessions.insert(data.session.id.clone(), data);
     None

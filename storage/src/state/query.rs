@@ -9,8 +9,8 @@ use super::tenant::{ProjectData, TenantState};
 use super::State;
 use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
 use crate::model::{
-    Agent, AgentVersion, ApiKey, Deployment, Message, Project, PublicKey, Secret, Session, Tenant,
-    Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Feedback, Message, Project, PublicKey, Secret,
+    Session, Tenant, Tool, TraceEvent, User,
 };
 
 /// Sorts newest first by (created_at, id) and cuts one page.
@@ -180,6 +180,17 @@ impl State {
             p.versions.get(name)?.get(i).cloned()
         })
         .flatten()
+    }
+
+    /// Feedback on a session's messages, in the order first given.
+    pub fn feedback(&self, tenant: &str, pid: &str, sid: &str) -> Vec<Feedback> {
+        self.with_project(tenant, pid, |p| {
+            p.sessions
+                .get(sid)
+                .map(|s| s.feedback.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 
     /// The deployment a session runs, if it was opened on one.

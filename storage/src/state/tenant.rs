@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Agent, AgentVersion, ApiKey, Deployment, Project, PublicKey, Secret, Session, SessionStatus,
-    StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
+    Agent, AgentVersion, ApiKey, Deployment, Feedback, Project, PublicKey, Secret, Session,
+    SessionStatus, StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
 };
 
 /// A session and its messages, oldest first.
@@ -22,6 +22,8 @@ pub struct SessionData {
     pub traces: Vec<TraceEvent>,
     /// The deployment it runs, if it was opened on one.
     pub deployment_id: Option<String>,
+    /// Feedback on its messages, in the order first given.
+    pub feedback: Vec<Feedback>,
 }
 
 /// A project and everything that belongs to it.
