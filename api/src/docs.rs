@@ -563,6 +563,12 @@ fn answer(id: RouteId) -> &'static str {
         Feedback => {
             "`201 {success, feedback: {id, sessionId, messageId, rating, comment, createdAt, updatedAt}}`: one per message and rater (the credential's principal); a second from the same rater replaces the first (same `id` and `createdAt`). The session must be one the credential may read (an SDK token: its own sessions), the message one of its messages (`404` otherwise)."
         }
+        AnalyticsMetrics => {
+            "`{success, data: {from, to, groupBy, buckets: [{key, count, avg_duration, p95_duration, error_rate, sum_tokens, sum_cost, positive_rate}]}}` over the turns that ended between `from` and `to` (RFC 3339; default the 24 hours before now), counted by the hour they started in. `groupBy` `agent_name`, `channel`, `environment` (`null`: sessions without a deployment), `hour` or `day` (UTC; `key` the bucket's start); without it, one bucket with `key` `null`. `metrics` (comma-separated) picks the figures (default all). Durations in ms over answered turns; `p95_duration` is the upper bound of its histogram bucket (50 ms to 120 s; slower reads as 120000); rates are `null` without turns or ratings. Answered from per-hour rollups kept as turns finish and ratings arrive (rebuilt from the log on start)."
+        }
+        AnalyticsEvents => {
+            "`{success, data: {events: [{sessionId, agentName, channel, environment, eventType, spanId, startedAt, durationMs, tokens: {input, output}, cost, error?}], total, hasMore}}`: the turns of the window (their `response` or `error` trace event), newest first; `agentName`, `channel`, `environment`, `eventType` filter; `limit` up to 10,000 (default 50) and `offset` page."
+        }
         ChatSession => {
             "`201 {success, sessionId, agentName, status: \"ready\"}` (and `deploymentId`, `environment` on a deployment), stored before the answer: a session for later turns, on `agentId` or the entry agent, of the deployment named by `deploymentId` or the active one of `environment` as in `/chat/agent`."
         }

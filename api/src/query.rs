@@ -62,7 +62,12 @@ fn number(query: Option<&str>, name: &str, default: usize) -> ApiResult<usize> {
 
 /// The page asked for by `limit` and `offset`.
 pub fn page(query: Option<&str>) -> ApiResult<Page> {
-    let limit = number(query, "limit", DEFAULT_LIMIT)?.min(MAX_LIMIT);
+    page_up_to(query, MAX_LIMIT)
+}
+
+/// [`page`] for a route whose pages may hold up to `max` items.
+pub fn page_up_to(query: Option<&str>, max: usize) -> ApiResult<Page> {
+    let limit = number(query, "limit", DEFAULT_LIMIT)?.min(max);
     let offset = number(query, "offset", 0)?;
     Ok(Page { offset, limit })
 }

@@ -162,6 +162,15 @@ pub trait Backend: Send + Sync {
         name: &str,
         n: u32,
     ) -> Option<AgentVersion>;
+    /// A project's turn and rating rollups from `from_ms` to `to_ms` (by the hour), grouped.
+    fn analytics(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+        by: crate::state::rollup::GroupBy,
+    ) -> Vec<(crate::state::rollup::Group, crate::state::rollup::Rollup)>;
     /// Feedback on a session's messages, in the order first given.
     fn feedback(&self, tenant: &str, project_id: &str, session_id: &str) -> Vec<Feedback>;
     /// The deployment a session runs, if it was opened on one.

@@ -451,6 +451,16 @@ impl Backend for Store {
     ) -> Option<AgentVersion> {
         self.state.agent_version(tenant, project_id, name, n)
     }
+    fn analytics(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+        by: crate::state::rollup::GroupBy,
+    ) -> Vec<(crate::state::rollup::Group, crate::state::rollup::Rollup)> {
+        self.state.analytics(tenant, project_id, from_ms, to_ms, by)
+    }
     fn feedback(&self, tenant: &str, project_id: &str, session_id: &str) -> Vec<Feedback> {
         self.state.feedback(tenant, project_id, session_id)
     }

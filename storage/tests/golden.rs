@@ -882,6 +882,13 @@ fn a_store_opens_the_golden_directory_with_its_data() {
         store.feedback(T, P, "ses_gold"),
         [feedback(Rating::Negative, Some("too long"))]
     );
+    // Replay rebuilt the rollups from the traces and the feedback: one answered turn and
+    // one failure, the replaced rating counted once, as what replaced it.
+    let all = store.analytics(T, P, 0, u64::MAX / 2, state::rollup::GroupBy::AgentName);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let r = &all[0].1;
+    assert_eq!((r.turns, r.errors, r.answered()), (2, 1, 1));
+    assert_eq!((r.positive, r.negative), (0, 1));
     let ses = store.session(T, P, "ses_gold").expect("session");
     assert_eq!(ses.message_count, 5);
     assert_eq!(ses.token_count, 624 + 312);

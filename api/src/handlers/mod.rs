@@ -8,6 +8,7 @@
 
 mod admin;
 mod agents;
+mod analytics;
 mod backup;
 mod chat;
 mod deployed;
@@ -24,6 +25,7 @@ mod tenant_export;
 mod tools;
 mod traces;
 
+pub(crate) use analytics::{GROUPS as ANALYTICS_GROUPS, MAX_EVENTS as ANALYTICS_MAX_EVENTS};
 pub(crate) use deployments::{
     ENVIRONMENTS as DEPLOYMENT_ENVIRONMENTS, STATUSES as DEPLOYMENT_STATUSES,
 };
@@ -306,6 +308,8 @@ pub(crate) fn dispatch(
         RouteId::DeployedComplete => deployed::complete(&c),
         RouteId::ChatSession => deployed::open(&c),
         RouteId::Feedback => feedback::give(&c),
+        RouteId::AnalyticsMetrics => now(analytics::metrics(&c)),
+        RouteId::AnalyticsEvents => now(analytics::events(&c)),
         RouteId::OpenAiCompletions => openai_api::completions(&c),
         RouteId::OpenAiModels => now(openai_api::models(&c)),
         RouteId::ChatUsage => now(chat::usage(&c)),

@@ -174,6 +174,58 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
             param("spanId", false, text(&Text::new(1, 64))),
         ],
         RouteId::ToolDelete => vec![param("force", false, json!({"enum": ["true", "false"]}))],
+        RouteId::AnalyticsMetrics => vec![
+            param(
+                "from",
+                false,
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            param(
+                "to",
+                false,
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            param(
+                "groupBy",
+                false,
+                json!({"enum": crate::handlers::ANALYTICS_GROUPS}),
+            ),
+            param(
+                "metrics",
+                false,
+                json!({"type": "string", "maxLength": 200}),
+            ),
+        ],
+        RouteId::AnalyticsEvents => vec![
+            param(
+                "from",
+                false,
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            param(
+                "to",
+                false,
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            param(
+                "agentName",
+                false,
+                text(&Text::new(1, 64).format(AGENT_NAME)),
+            ),
+            param("channel", false, json!({"enum": ["api", "sdk"]})),
+            param(
+                "environment",
+                false,
+                json!({"enum": crate::handlers::DEPLOYMENT_ENVIRONMENTS}),
+            ),
+            param("eventType", false, json!({"enum": ["response", "error"]})),
+            param(
+                "limit",
+                false,
+                json!({"type": "integer", "minimum": 1, "maximum": crate::handlers::ANALYTICS_MAX_EVENTS}),
+            ),
+            param("offset", false, json!({"type": "integer", "minimum": 0})),
+        ],
         RouteId::DeploymentList => vec![
             param(
                 "environment",

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation};
+use super::rollup;
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
 use crate::model::{
@@ -314,10 +315,19 @@ fn apply_one(
             session_id,
             events,
         } => {
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let key = project
+                .rollup_key(&session_id)
+                .ok_or_else(|| not_found("session", &session_id))?;
+            let deltas = rollup::of_traces(&events);
+            rollup::apply(&mut project.rollups, &key, &deltas, true);
             let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
             let before = data.traces.len();
             data.traces.extend(events);
             undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    rollup::apply(&mut project.rollups, &key, &deltas, false);
+                }
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.traces.truncate(before);
                 }
@@ -431,6 +441,13 @@ fn apply_one(
         }
         Mutation::PutFeedback(fb) => {
             let (project_id, session_id) = (fb.project_id.clone(), fb.session_id.clone());
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let key = project
+                .rollup_key(&session_id)
+                .ok_or_else(|| not_found("session", &session_id))?;
+            let hour = fb.created_at / rollup::HOUR_MS;
+            let added = [(hour, rollup::of_rating(fb.rating))];
+            rollup::apply(&mut project.rollups, &key, &added, true);
             let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
             let same = |f: &Feedback| f.message_id == fb.message_id && f.author == fb.author;
             let prev = match data.feedback.iter().position(same) {
@@ -440,7 +457,24 @@ fn apply_one(
                     None
                 }
             };
+            // A replaced rating no longer counts.
+            let taken: Vec<(u64, rollup::Rollup)> = prev
+                .iter()
+                .map(|(_, old)| {
+                    (
+                        old.created_at / rollup::HOUR_MS,
+                        rollup::of_rating(old.rating),
+                    )
+                })
+                .collect();
+            if let Ok(project) = project_mut(ctx.tenants, tenant, &project_id) {
+                rollup::apply(&mut project.rollups, &key, &taken, false);
+            }
             undo.push(move |ctx| {
+                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
+                    rollup::apply(&mut project.rollups, &key, &taken, true);
+                    rollup::apply(&mut project.rollups, &key, &added, false);
+                }
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     match prev {
                         Some((i, old)) => data.feedback[i] = old,

@@ -18,6 +18,7 @@ pub mod apply;
 pub mod expiry;
 pub mod index;
 pub mod query;
+pub mod rollup;
 pub mod tenant;
 
 use std::collections::hash_map::RandomState;

@@ -182,6 +182,21 @@ impl State {
         .flatten()
     }
 
+    /// A project's rollups from `from_ms` to `to_ms`, grouped (see [`super::rollup::range`]).
+    pub fn analytics(
+        &self,
+        tenant: &str,
+        pid: &str,
+        from_ms: u64,
+        to_ms: u64,
+        by: super::rollup::GroupBy,
+    ) -> Vec<(super::rollup::Group, super::rollup::Rollup)> {
+        self.with_project(tenant, pid, |p| {
+            super::rollup::range(&p.rollups, from_ms, to_ms, by)
+        })
+        .unwrap_or_default()
+    }
+
     /// Feedback on a session's messages, in the order first given.
     pub fn feedback(&self, tenant: &str, pid: &str, sid: &str) -> Vec<Feedback> {
         self.with_project(tenant, pid, |p| {

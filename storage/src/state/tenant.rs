@@ -53,6 +53,8 @@ pub struct ProjectData {
     pub deployments: HashMap<String, Deployment>,
     /// Deployment ids in creation order (oldest first).
     pub deployment_order: Vec<String>,
+    /// Turns and ratings per hour (derived from traces and feedback as they apply).
+    pub rollups: super::rollup::Rollups,
 }
 
 impl ProjectData {
@@ -71,7 +73,23 @@ impl ProjectData {
             versions: HashMap::new(),
             deployments: HashMap::new(),
             deployment_order: Vec::new(),
+            rollups: Default::default(),
         }
+    }
+
+    /// Whom a session's turns count under in the rollups.
+    pub fn rollup_key(&self, session_id: &str) -> Option<super::rollup::RollupKey> {
+        let data = self.sessions.get(session_id)?;
+        let environment = data
+            .deployment_id
+            .as_ref()
+            .and_then(|id| self.deployments.get(id))
+            .map(|d| d.environment);
+        Some(super::rollup::RollupKey {
+            agent_name: data.session.agent_name.clone(),
+            channel: data.session.channel,
+            environment,
+        })
     }
 
     /// Active sessions of this project.
