@@ -282,6 +282,7 @@ fn the_widget_works_in_a_real_browser() {
         .env("HALYARD_API_URL", format!("http://{}", h.addr))
         .env("HALYARD_DEMO_URL", format!("http://{demo}/"))
         .env("HALYARD_ROOT_KEY", ROOT_KEY)
+        .env("HALYARD_DEV_KEY", dev_file(&h, "dev-api-key"))
         .env("HALYARD_ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")

@@ -17,9 +17,13 @@ pub const ALLOWED_HEADERS: &str =
 /// Response headers a widget may read.
 pub const EXPOSED: &str = "X-Request-Id, X-Stream-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset";
 
-/// Whether CORS applies to `path` at all.
+/// Whether CORS applies to `path` at all: the SDK and chat routes, the deployment-scoped
+/// runtime routes (a widget with `data-environment`) and feedback.
 pub fn is_widget_path(path: &str) -> bool {
-    path.starts_with("/api/v1/sdk/") || path.starts_with("/api/v1/chat/")
+    path.starts_with("/api/v1/sdk/")
+        || path.starts_with("/api/v1/chat/")
+        || path.starts_with("/api/v1/project/")
+        || path == "/api/v1/feedback"
 }
 
 /// The origin to allow on a real request's response, if any.

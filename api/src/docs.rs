@@ -504,7 +504,7 @@ fn answer(id: RouteId) -> &'static str {
         }
         SdkRefresh => "as `sdk/init`: a new token (the old one stays valid until it expires).",
         SdkConfig => {
-            "`{success, config: {projectId, projectName, agentName, greeting, theme, features: {chat, voice}}}`."
+            "`{success, config: {projectId, projectName, agentName, greeting, theme, features: {chat, voice}, deployments: {dev, staging, production}}}`: `deployments` gives each environment's stream route (the deployment-scoped `/stream` of its active deployment's entry agent) or `null` when it has none; `widgetConfig` of `sdk/init` is the same object."
         }
         ToolList => "`{success, tools, pagination}`, newest first.",
         ToolCreate => {

@@ -4,7 +4,10 @@
  *           data-public-key="pk_..." data-project-id="proj_..."></script>
  *
  * Optional attributes: data-user-id (sent to sdk/init as userContext.userId), data-api
- * (the API origin; default: where this file was loaded from), data-open (start open).
+ * (the API origin; default: where this file was loaded from), data-open (start open),
+ * data-environment (dev, staging or production, the default: the widget talks to that
+ * environment's active deployment through its deployment-scoped stream route, or to the
+ * project's current agents when the environment has none).
  * No dependencies and no build step. Everything that comes from the server or the user is
  * put into the page as text nodes, never parsed as markup.
  */
@@ -15,12 +18,15 @@ const API = (DATA.api || new URL(import.meta.url).origin).replace(/\/+$/, '');
 const PUBLIC_KEY = (DATA.publicKey || '').trim();
 const PROJECT_ID = (DATA.projectId || '').trim();
 const USER_ID = (DATA.userId || '').trim() || 'anon-' + randomHex(8);
+const ENVIRONMENT = (DATA.environment || '').trim() || 'production';
+const LEGACY_STREAM = '/api/v1/chat/agent/stream';
 const RESUME_DELAYS_MS = [250, 1000];
 
 const state = {
   token: '',
   expiresAt: 0,
   sessionId: null,
+  streamPath: LEGACY_STREAM, // the deployment-scoped route when the environment has one
   busy: false,
   blockedUntil: 0,
   refreshTimer: 0,
@@ -304,6 +310,8 @@ async function json(res) {
 function accept(doc) {
   if (!doc || typeof doc.token !== 'string') throw new Failure(500, 'BAD_RESPONSE', 'No token in the answer');
   state.token = doc.token;
+  const deployed = doc.widgetConfig && doc.widgetConfig.deployments && doc.widgetConfig.deployments[ENVIRONMENT];
+  state.streamPath = typeof deployed === 'string' ? deployed : LEGACY_STREAM;
   const ttl = Number(doc.expiresIn) > 0 ? Number(doc.expiresIn) : 3600;
   state.expiresAt = Date.now() + ttl * 1000;
   clearTimeout(state.refreshTimer);
@@ -408,8 +416,8 @@ function blockFor(ms, code) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Turns: POST chat/agent/stream, read SSE with fetch (EventSource cannot send headers),
-// resume with Last-Event-ID after a drop.
+// Turns: POST the stream route (the environment's deployment, or chat/agent/stream), read
+// SSE with fetch (EventSource cannot send headers), resume with Last-Event-ID after a drop.
 
 async function send(text) {
   state.busy = true;
@@ -437,9 +445,10 @@ async function send(text) {
 }
 
 async function turn(text, user, reply, mayRetry) {
-  const body = { projectId: PROJECT_ID, message: text };
+  const body = { message: text };
+  if (state.streamPath === LEGACY_STREAM) body.projectId = PROJECT_ID;
   if (state.sessionId) body.sessionId = state.sessionId;
-  const res = await call('/api/v1/chat/agent/stream', {
+  const res = await call(state.streamPath, {
     method: 'POST', headers: { 'X-SDK-Token': state.token, Accept: 'text/event-stream' }, body,
   });
   if (!res.ok) {
@@ -448,8 +457,12 @@ async function turn(text, user, reply, mayRetry) {
       await init(); // the token expired or its key was replaced
       return turn(text, user, reply, false);
     }
-    if (mayRetry && f.status === 404 && state.sessionId) {
-      state.sessionId = null; // the conversation is gone: start a new one
+    const deployed = state.streamPath !== LEGACY_STREAM;
+    if (mayRetry && (f.status === 404 || f.status === 410) && (state.sessionId || deployed)) {
+      // The conversation is gone, or the environment's deployment changed: ask for the
+      // routes again (a new token starts a new conversation) and send it once more.
+      if (deployed) await init();
+      state.sessionId = null;
       return turn(text, user, reply, false);
     }
     if (f.status === 429) {

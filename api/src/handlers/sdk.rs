@@ -2,7 +2,7 @@
 //! `sdk/config` for pages embedding the widget.
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{ids, Mutation, Project, PublicKey};
+use halyard_storage::{ids, DeploymentStatus, Environment, Mutation, Project, PublicKey};
 use serde_json::{json, Value};
 
 use super::Call;
@@ -99,7 +99,30 @@ pub fn delete_key(c: &Call<'_>) -> ApiResult<Reply> {
     c.commit(vec![m], crate::success())
 }
 
-fn widget_config(project: &Project) -> Value {
+/// Each environment's stream route for the widget: the deployment-scoped stream of the
+/// active deployment's entry agent, or `null` when the environment has none (the widget then
+/// uses `/api/v1/chat/agent/stream` on the project's current agents).
+fn deployment_routes(c: &Call<'_>, tenant: &str, project: &Project) -> Value {
+    let deps = c.api.store.deployments(tenant, &project.id);
+    let mut routes = serde_json::Map::new();
+    for env in Environment::ALL {
+        let path = deps
+            .iter()
+            .find(|d| d.environment == *env && d.status == DeploymentStatus::Active)
+            .map(|d| {
+                let agent = &d.entry_agent_name;
+                format!(
+                    "/api/v1/project/{}/{}/agent/{agent}/stream",
+                    project.slug,
+                    env.as_str()
+                )
+            });
+        routes.insert(env.as_str().into(), path.into());
+    }
+    Value::Object(routes)
+}
+
+fn widget_config(c: &Call<'_>, tenant: &str, project: &Project) -> Value {
     let agent_name = project.entry_agent_name.clone();
     let greeting = match &agent_name {
         Some(a) => format!("Hi! I'm {a}. How can I help?"),
@@ -112,6 +135,7 @@ fn widget_config(project: &Project) -> Value {
         "greeting": greeting,
         "theme": {},
         "features": {"chat": true, "voice": false},
+        "deployments": deployment_routes(c, tenant, project),
     })
 }
 
@@ -130,7 +154,7 @@ fn token_reply(c: &Call<'_>, grant: &Grant, project: &Project) -> Response {
         ("tenantId", grant.tenant.clone().into()),
         ("projectId", grant.project.clone().into()),
         ("permissions", json!(["session:execute", "session:read"])),
-        ("widgetConfig", widget_config(project)),
+        ("widgetConfig", widget_config(c, &grant.tenant, project)),
     ])
 }
 
@@ -190,5 +214,6 @@ pub fn refresh(c: &Call<'_>) -> ApiResult<Response> {
 /// `GET /api/v1/sdk/config/:projectId`.
 pub fn config(c: &Call<'_>) -> ApiResult<Response> {
     let project = c.project()?;
-    Ok(reply::ok(vec![("config", widget_config(&project))]))
+    let config = widget_config(c, c.tenant()?, &project);
+    Ok(reply::ok(vec![("config", config)]))
 }

@@ -4,6 +4,7 @@
 //   HALYARD_API_URL     the API, origin B (serves /sdk/widget.js)
 //   HALYARD_DEMO_URL    the --dev demo page, origin A (allowed by the demo public key)
 //   HALYARD_ROOT_KEY    the operator key (to lower the dev tenant's session message rate)
+//   HALYARD_DEV_KEY     the dev tenant's API key (to deploy the demo project's agent)
 //   HALYARD_ARTIFACTS   where screenshots go (not committed)
 //   CHROMIUM            the browser (default /usr/bin/chromium)
 //
@@ -25,6 +26,7 @@ function env(name, fallback) {
 const API = env('HALYARD_API_URL').replace(/\/$/, '');
 const DEMO = env('HALYARD_DEMO_URL');
 const ROOT_KEY = env('HALYARD_ROOT_KEY');
+const DEV_KEY = env('HALYARD_DEV_KEY');
 const ARTIFACTS = env('HALYARD_ARTIFACTS', path.resolve('../../../test-artifacts'));
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const WAIT = { timeout: 15_000 };
@@ -347,3 +349,45 @@ test('the SDK token is refreshed at 80% of its lifetime and the new one is used'
   assert.equal((await sent).headers()['x-sdk-token'], token);
   await waitForAnswer(page, 'Echo: after refresh');
 }));
+
+async function tenantCall(method, p, body) {
+  const res = await fetch(API + p, {
+    method,
+    headers: { Authorization: `Bearer ${DEV_KEY}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const doc = await res.json();
+  assert.ok(res.ok, `${method} ${p}: ${JSON.stringify(doc)}`);
+  return doc;
+}
+
+// Last: it deploys the demo project's agent, and retires the deployment when done.
+test('with a production deployment the widget talks to it through the deployment-scoped route', { timeout: 30_000 }, (t) => {
+  let deployedPath = '';
+  const setup = async () => {
+    const page = await (await fetch(DEMO)).text();
+    const pid = page.match(/data-project-id="([^"]+)"/)[1];
+    const project = (await tenantCall('GET', `/api/projects/${pid}`)).project;
+    const agent = project.entryAgentName;
+    const { deployment } = await tenantCall('POST', `/api/projects/${pid}/deployments`, {
+      environment: 'production', agentVersionManifest: { [agent]: 'auto' }, entryAgentName: agent,
+    });
+    t.after(() => tenantCall('POST', `/api/projects/${pid}/deployments/${deployment.id}/retire`, {}));
+    deployedPath = `/api/v1/project/${project.slug}/production/agent/${agent}/stream`;
+  };
+  return withPage(t, DEMO, { setup }, async ({ page }) => {
+  const posts = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && r.url().includes('/stream')) posts.push({ url: r.url(), body: r.postDataJSON() });
+  });
+  await openWidget(page);
+  await say(page, 'hello deployment');
+  await waitForAnswer(page, 'Echo: hello deployment');
+  await say(page, 'and again');
+  await waitForAnswer(page, 'Echo: and again');
+  assert.deepEqual(posts.map((p) => new URL(p.url).pathname), [deployedPath, deployedPath]);
+  assert.equal(posts[0].body.projectId, undefined, 'the path names the project');
+  assert.match(posts[1].body.sessionId, /^ses_/);
+  assert.equal(await page.locator('.msg.failed').count(), 0);
+  });
+});
