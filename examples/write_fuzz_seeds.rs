@@ -343,6 +343,49 @@ fn write_seeds() {
         write("http_response", name, bytes);
     }
 
+    // route_path: [method, path]: every route's pattern with sample captures (the
+    // deployment-scoped runtime routes' slugs among them), and paths near them.
+    for (i, def) in halyard_api::route::ROUTES.iter().enumerate() {
+        let path: Vec<&str> = def
+            .pattern
+            .split('/')
+            .map(|seg| match seg {
+                ":projectSlug" => "shop",
+                ":env" => "production",
+                ":agentSlug" => "support",
+                s if s.starts_with(':') => "id_1",
+                s => s,
+            })
+            .collect();
+        // The harness's method order: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.
+        use halyard_engine::Method as M;
+        let method = match def.method {
+            M::Get => 0u8,
+            M::Post => 1,
+            M::Put => 2,
+            M::Patch => 3,
+            M::Delete => 4,
+            M::Head => 5,
+            _ => 6,
+        };
+        let mut input = vec![method];
+        input.extend_from_slice(path.join("/").as_bytes());
+        write("route_path", &format!("route-{i:02}"), &input);
+    }
+    for (name, path) in [
+        ("ten-segments", "/api/v1/project/a/b/agent/c/stream/x/y"),
+        ("empty-captures", "/api/v1/project//production/agent//chat"),
+        (
+            "unicode",
+            "/api/v1/project/\u{e9}t\u{e9}/dev/agent/\u{1F600}/chat",
+        ),
+        ("root", "/"),
+    ] {
+        let mut input = vec![1u8];
+        input.extend_from_slice(path.as_bytes());
+        write("route_path", name, &input);
+    }
+
     // tool_schema: `schema \0 arguments`.
     let schemas: &[(&str, &[u8])] = &[
         ("weather", b"{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":5},\"days\":{\"type\":\"integer\",\"minimum\":1}},\"required\":[\"city\"],\"additionalProperties\":false}\0{\"city\":\"Oslo\",\"days\":0,\"x\":1}"),

@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("api_request", api_request),
     ("http_response", http_response),
     ("tool_schema", tool_schema),
+    ("route_path", route_path),
 ];
 
 /// The harness function of target `name`.
@@ -1295,5 +1296,53 @@ fn check_events(events: &[halyard_engine::client::sse::SseEvent]) {
         if let Some(id) = &e.id {
             assert!(!id.is_empty() && !id.contains(['\0', '\r', '\n']), "{id:?}");
         }
+    }
+}
+
+/// `route_path`: [method byte, path bytes...]. The router on any path: no panic; a match's
+/// captures are non-empty single segments of the path, and putting them back into the
+/// route's pattern gives a path that resolves to the same route with the same captures; a
+/// known path with another method lists the allowed methods.
+pub fn route_path(data: &[u8]) {
+    use halyard_api::route::{resolve, Matched};
+    let [m, rest @ ..] = data else {
+        return;
+    };
+    let methods = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+    ];
+    let method = methods[usize::from(*m) % methods.len()];
+    let path = String::from_utf8_lossy(rest);
+    match resolve(method, &path) {
+        Matched::Route(def, params) => {
+            let mut captures = Vec::new();
+            for i in 0..3 {
+                let c = params.get(&path, i);
+                if c.is_empty() {
+                    break;
+                }
+                assert!(!c.contains('/'), "capture {c:?} of {path:?}");
+                captures.push(c);
+            }
+            let mut next = captures.iter();
+            let rebuilt: Vec<&str> = def
+                .pattern
+                .split('/')
+                .map(|seg| match seg.starts_with(':') {
+                    true => next.next().copied().unwrap_or("x"),
+                    false => seg,
+                })
+                .collect();
+            let rebuilt = rebuilt.join("/");
+            assert_eq!(rebuilt, path, "{} from {:?}", def.pattern, captures);
+        }
+        Matched::WrongMethod(allow) => assert!(!allow.is_empty(), "{path:?}"),
+        Matched::NotFound => {}
     }
 }

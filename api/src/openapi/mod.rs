@@ -84,7 +84,42 @@ fn has_body(def: &RouteDef) -> bool {
 }
 
 fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    error_response_as(description, "Error")
+}
+
+fn error_response_as(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+/// Routes on which a turn may find its session's deployment retired (`410`).
+fn may_be_gone(id: RouteId) -> bool {
+    use RouteId::*;
+    matches!(
+        id,
+        ChatAgent
+            | ChatAgentStream
+            | ChatSend
+            | ChatStream
+            | DeployedChat
+            | DeployedStream
+            | ChatSession
+    )
+}
+
+/// The success of an OpenAI-compatible route, in OpenAI's shapes.
+fn openai_success(def: &RouteDef) -> Value {
+    let json_ref = |name: &str| json!({"schema": {"$ref": format!("#/components/schemas/{name}")}});
+    let mut content = Map::new();
+    if def.id == RouteId::OpenAiModels {
+        content.insert("application/json".into(), json_ref("OpenAiModelList"));
+    } else {
+        content.insert("application/json".into(), json_ref("OpenAiCompletion"));
+        content.insert(
+            "text/event-stream".into(),
+            json!({"schema": {"type": "string"}}),
+        );
+    }
+    json!({"description": def.summary, "content": content})
 }
 
 fn operation(def: &RouteDef) -> Value {
@@ -102,7 +137,10 @@ fn operation(def: &RouteDef) -> Value {
     if def.id == RouteId::Widget {
         return widget_operation(def);
     }
-    let success = if is_stream(def.id) {
+    let openai = crate::route::is_openai(def.id);
+    let success = if openai {
+        openai_success(def)
+    } else if is_stream(def.id) {
         json!({
             "description": def.summary,
             "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}},
@@ -126,7 +164,14 @@ fn operation(def: &RouteDef) -> Value {
         ("429", "Rate limited"),
         ("503", "Backend unavailable"),
     ] {
-        responses.insert(code.into(), error_response(what));
+        let schema = if openai { "OpenAiError" } else { "Error" };
+        responses.insert(code.into(), error_response_as(what, schema));
+    }
+    if may_be_gone(def.id) {
+        responses.insert(
+            "410".into(),
+            error_response("The session's deployment was retired"),
+        );
     }
     let mut op = json!({
         "operationId": format!("{:?}", def.id),
@@ -197,6 +242,38 @@ fn build() -> Value {
             },
             "schemas": {
                 "Success": {"type": "object", "required": ["success"], "properties": {"success": {"const": true}}},
+                // The OpenAI-compatible routes answer in OpenAI's shapes.
+                "OpenAiError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {
+                        "type": "object",
+                        "required": ["message", "type"],
+                        "properties": {
+                            "message": {"type": "string"},
+                            "type": {"type": "string"},
+                            "param": {"type": ["string", "null"]},
+                            "code": {"type": ["string", "null"]},
+                        },
+                    }},
+                },
+                "OpenAiCompletion": {
+                    "type": "object",
+                    "required": ["id", "object", "created", "model", "choices", "usage"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "chat.completion"},
+                        "created": {"type": "integer"},
+                        "model": {"type": "string"},
+                        "choices": {"type": "array"},
+                        "usage": {"type": "object"},
+                    },
+                },
+                "OpenAiModelList": {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {"object": {"const": "list"}, "data": {"type": "array"}},
+                },
                 // One server-sent event of a chat stream (CONVENTIONS section 7): the agent
                 // turn's `session`, `token`, `done`; a direct model call's `metadata`,
                 // `text_delta`, `usage`, `complete`; `error` for either.
