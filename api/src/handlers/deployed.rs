@@ -12,7 +12,7 @@ use halyard_storage::{Agent, Deployment, DeploymentStatus, Environment, Mutation
 use serde_json::{json, Value};
 
 use super::chat;
-use super::sessions::{open_session, pick_agent, MAX_METADATA};
+use super::sessions::{open_session, pick_agent, store_new_session, MAX_METADATA};
 use super::Call;
 use crate::body::{Field, Fields};
 use crate::chat::runtime::Style;
@@ -234,14 +234,5 @@ pub fn open(c: &Call<'_>) -> ApiResult<Reply> {
         .as_object()
         .map(|o| o.iter().map(|(k, v)| (k.as_str(), v.clone())).collect())
         .unwrap_or_default();
-    let resp = reply::created(fields);
-    let tenant = c.tenant()?.to_string();
-    let limiter = c.api.limiter().clone();
-    let (t, id) = (tenant.clone(), session.id.clone());
-    let release: super::After = Box::new(move |durable| {
-        if !durable {
-            limiter.sessions.release(&t, &id);
-        }
-    });
-    c.commit_for(&tenant, mutations, resp, Some(release))
+    store_new_session(c, &session.id, mutations, reply::created(fields))
 }

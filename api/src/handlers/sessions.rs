@@ -138,20 +138,27 @@ pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let agent = pick_agent(c, &project, agent_id, agent_name)?;
     let session = open_session(c, &project, &agent, metadata)?;
     let resp = reply::one_written(201, "session", |out| view::write_session(out, &session));
+    let id = session.id.clone();
+    store_new_session(c, &id, vec![Mutation::PutSession(session)], resp)
+}
+
+/// Commits a new session (`mutations` store it) and answers `resp` once it is durable; the
+/// session's concurrency slot is given back if it is not.
+pub fn store_new_session(
+    c: &Call<'_>,
+    session_id: &str,
+    mutations: Vec<Mutation>,
+    resp: halyard_engine::Response,
+) -> ApiResult<Reply> {
     let tenant = c.tenant()?.to_string();
     let limiter = c.api.limiter().clone();
-    let (t, id) = (tenant.clone(), session.id.clone());
+    let (t, id) = (tenant.clone(), session_id.to_string());
     let release: super::After = Box::new(move |durable| {
         if !durable {
             limiter.sessions.release(&t, &id);
         }
     });
-    c.commit_for(
-        &tenant,
-        vec![Mutation::PutSession(session)],
-        resp,
-        Some(release),
-    )
+    c.commit_for(&tenant, mutations, resp, Some(release))
 }
 
 /// The tenant's active sessions with their last activity.

@@ -122,7 +122,6 @@ pub fn get(c: &Call<'_>) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use halyard_storage::ModelConfig;
 
     fn agent(name: &str, instructions: &str, at: u64) -> Agent {
         Agent {
@@ -131,15 +130,7 @@ mod tests {
             name: name.into(),
             description: None,
             instructions: Some(instructions.into()),
-            model: ModelConfig {
-                provider: "echo".into(),
-                model: "echo".into(),
-                base_url: None,
-                api_key_secret: None,
-                temperature: None,
-                max_tokens: None,
-                pricing: None,
-            },
+            model: crate::chat::provider::echo_model(),
             dsl_content: None,
             created_at: at,
             updated_at: at,

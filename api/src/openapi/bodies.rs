@@ -143,6 +143,18 @@ fn text(t: &Text) -> Value {
 /// Query parameters beyond pagination, for the routes that read them.
 pub(crate) fn query(id: RouteId) -> Vec<Value> {
     let param = |name: &str, required: bool, schema: Value| json!({"name": name, "in": "query", "required": required, "schema": schema});
+    // `from` and `to` of an analytics query.
+    let window = || {
+        ["from", "to"]
+            .map(|name| {
+                param(
+                    name,
+                    false,
+                    json!({"type": "string", "format": "date-time"}),
+                )
+            })
+            .to_vec()
+    };
     match id {
         RouteId::SessionList => vec![
             param("status", false, json!({"enum": ["active", "ended"]})),
@@ -174,39 +186,15 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
             param("spanId", false, text(&Text::new(1, 64))),
         ],
         RouteId::ToolDelete => vec![param("force", false, json!({"enum": ["true", "false"]}))],
-        RouteId::AnalyticsMetrics => vec![
-            param(
-                "from",
-                false,
-                json!({"type": "string", "format": "date-time"}),
-            ),
-            param(
-                "to",
-                false,
-                json!({"type": "string", "format": "date-time"}),
-            ),
-            param(
-                "groupBy",
-                false,
-                json!({"enum": crate::handlers::ANALYTICS_GROUPS}),
-            ),
-            param(
-                "metrics",
-                false,
-                json!({"type": "string", "maxLength": 200}),
-            ),
-        ],
-        RouteId::AnalyticsEvents => vec![
-            param(
-                "from",
-                false,
-                json!({"type": "string", "format": "date-time"}),
-            ),
-            param(
-                "to",
-                false,
-                json!({"type": "string", "format": "date-time"}),
-            ),
+        RouteId::AnalyticsMetrics => {
+            let mut params = window();
+            params.push(param("groupBy", false, json!({"enum": crate::handlers::ANALYTICS_GROUPS})));
+            params.push(param("metrics", false, json!({"type": "string", "maxLength": 200})));
+            params
+        }
+        RouteId::AnalyticsEvents => [
+            window(),
+            vec![
             param(
                 "agentName",
                 false,
@@ -225,7 +213,9 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
                 json!({"type": "integer", "minimum": 1, "maximum": crate::handlers::ANALYTICS_MAX_EVENTS}),
             ),
             param("offset", false, json!({"type": "integer", "minimum": 0})),
-        ],
+            ],
+        ]
+        .concat(),
         RouteId::DeploymentList => vec![
             param(
                 "environment",
