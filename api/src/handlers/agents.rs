@@ -195,7 +195,7 @@ impl AgentInput {
 }
 
 /// The agent named by capture 1 in `project`.
-fn find(c: &Call<'_>, project: &Project) -> ApiResult<Agent> {
+pub(super) fn find(c: &Call<'_>, project: &Project) -> ApiResult<Agent> {
     let name = c.param(1);
     c.api
         .store

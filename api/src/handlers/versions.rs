@@ -6,7 +6,7 @@
 //! same hash behave alike whatever their names, ids or times.
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{Agent, AgentVersion, Mutation, Project};
+use halyard_storage::{Agent, AgentVersion, Mutation};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -72,19 +72,10 @@ pub fn view(v: &AgentVersion) -> Value {
     })
 }
 
-/// The agent named by capture 1 in `project`.
-fn agent(c: &Call<'_>, project: &Project) -> ApiResult<Agent> {
-    let name = c.param(1);
-    c.api
-        .store
-        .agent_by_name(c.tenant()?, &project.id, name)
-        .ok_or_else(|| ApiError::NotFound(format!("Agent not found: {name}")))
-}
-
 /// `POST /api/projects/:pid/agents/:name/versions`.
 pub fn create(c: &Call<'_>) -> ApiResult<Reply> {
     let project = c.project()?;
-    let agent = agent(c, &project)?;
+    let agent = super::agents::find(c, &project)?;
     let body = c.body()?;
     let mut f = Fields::of(&body, BODY)?;
     let label = f.str("label").map(String::from);
