@@ -1,5 +1,5 @@
 //! The command line: `halyard serve`, `halyard tenant create`, `halyard check`, `halyard
-//! backup`, `halyard restore`.
+//! backup`, `halyard restore`, `halyard migrate`.
 //!
 //! Responsible for: flag names and help text exactly as ENDPOINTS.md section 10 writes them.
 //! Not responsible for: defaults or the config file (see `config`), or running anything.
@@ -35,6 +35,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a new, empty data directory, checking every file first.
     Restore(RestoreArgs),
+    /// Create or upgrade the schema of a PostgreSQL store (`serve` also does it at start).
+    Migrate(MigrateArgs),
 }
 
 /// `halyard serve` flags. Every one is optional here: unset flags fall back to the config
@@ -47,6 +49,13 @@ pub struct ServeArgs {
     /// Data directory [default: ./halyard-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Where the data lives: embedded (the log in --data-dir) or a postgres:// URL shared
+    /// by every node [default: embedded].
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Handler threads, and database connections, with a postgres:// store [default: 16].
+    #[arg(long)]
+    pub db_threads: Option<usize>,
     /// Event loops (threads) [default: available cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -149,6 +158,9 @@ pub struct CheckArgs {
     /// Data directory to verify.
     #[arg(long, default_value = "./halyard-data")]
     pub data_dir: PathBuf,
+    /// A postgres:// URL: verify that store instead (every transaction replayed).
+    #[arg(long, conflicts_with = "repair")]
+    pub storage: Option<String>,
     /// Cut the log at the first corrupt record instead of only reporting it.
     #[arg(long)]
     pub repair: bool,
@@ -174,4 +186,12 @@ pub struct RestoreArgs {
     /// The data directory to create; it must be missing or empty.
     #[arg(long)]
     pub data_dir: PathBuf,
+}
+
+/// `halyard migrate` flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The postgres:// URL of the store.
+    #[arg(long)]
+    pub storage: String,
 }

@@ -18,6 +18,8 @@ use crate::cli::ServeArgs;
 pub struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    storage: Option<String>,
+    db_threads: Option<usize>,
     threads: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -82,6 +84,10 @@ pub struct Settings {
     pub engine: halyard_engine::Config,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where the data lives.
+    pub storage: Storage,
+    /// Handler threads and database connections with a shared store.
+    pub db_threads: usize,
     /// TLS certificate and key, when serving HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The fsync policy.
@@ -104,6 +110,31 @@ pub struct Settings {
     pub access_log: Option<halyard_engine::access_log::Target>,
     /// Format of the server's own messages.
     pub log_format: halyard_engine::log::Format,
+}
+
+/// Where the data lives (`--storage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The log in the data directory.
+    Embedded,
+    /// A PostgreSQL database shared by every node, by its URL.
+    Postgres(String),
+}
+
+impl Storage {
+    /// `embedded` (also when unset) or a `postgres://` / `postgresql://` URL.
+    pub fn parse(value: Option<&str>) -> Result<Storage, ConfigError> {
+        match value {
+            None | Some("embedded") => Ok(Storage::Embedded),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Storage::Postgres(url.to_owned()))
+            }
+            Some(other) => Err(ConfigError::Invalid(
+                "storage",
+                format!("{other:?} is neither embedded nor a postgres:// URL"),
+            )),
+        }
+    }
 }
 
 impl Settings {
@@ -161,6 +192,8 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./halyard-data")),
+            storage: Storage::parse(args.storage.as_deref().or(file.storage.as_deref()))?,
+            db_threads: args.db_threads.or(file.db_threads).unwrap_or(16),
             tls,
             fsync: parse_fsync(args.fsync.clone().or(file.fsync.clone()))?,
             runtime,
@@ -196,6 +229,7 @@ impl Settings {
             ("idle-timeout-ms", self.engine.idle_timeout_ms),
             ("sse-heartbeat-ms", self.engine.sse_heartbeat_ms),
             ("jwt-ttl-secs", self.jwt_ttl_secs),
+            ("db-threads", self.db_threads as u64),
         ];
         for (name, v) in positive {
             if v == 0 {

@@ -71,6 +71,12 @@ pub enum ServeError {
     Backup(BackupError),
     /// `restore` failed.
     Restore(BackupError),
+    /// The PostgreSQL store could not be opened, migrated or checked.
+    Postgres(halyard_pgstore::OpenError),
+    /// `check --storage` found transactions that do not replay.
+    DamagedDatabase,
+    /// The handler threads of a shared store could not be started.
+    HandlerThreads(io::Error),
 }
 
 impl fmt::Display for ServeError {
@@ -108,6 +114,9 @@ impl fmt::Display for ServeError {
             }
             ServeError::Backup(e) => write!(f, "backup failed: {e}"),
             ServeError::Restore(e) => write!(f, "restore failed: {e}"),
+            ServeError::Postgres(e) => write!(f, "PostgreSQL store: {e}"),
+            ServeError::DamagedDatabase => f.write_str("the database has damage"),
+            ServeError::HandlerThreads(e) => write!(f, "cannot start the handler threads: {e}"),
         }
     }
 }
@@ -132,9 +141,14 @@ impl std::error::Error for ServeError {
             | ServeError::Sighup(e)
             | ServeError::AccessLog(e)
             | ServeError::Server(e)
-            | ServeError::BackupDir(_, e) => Some(e),
+            | ServeError::BackupDir(_, e)
+            | ServeError::HandlerThreads(e) => Some(e),
+            ServeError::Postgres(e) => Some(e),
             ServeError::Backup(e) | ServeError::Restore(e) => Some(e),
-            ServeError::ShortJwtSecret | ServeError::TenantName | ServeError::Damaged(_) => None,
+            ServeError::ShortJwtSecret
+            | ServeError::TenantName
+            | ServeError::Damaged(_)
+            | ServeError::DamagedDatabase => None,
         }
     }
 }

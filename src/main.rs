@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => serve::check(&args),
         cli::Command::Backup(args) => serve::backup(&args),
         cli::Command::Restore(args) => serve::restore(&args),
+        cli::Command::Migrate(args) => serve::migrate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

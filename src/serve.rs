@@ -4,7 +4,7 @@
 //! `--dev`, bind the engine or take the socket systemd passed, open the access log, run the
 //! API until a signal, on SIGHUP reload the certificate and reopen the access log file,
 //! print where it listens, keep systemd informed when it asks to be), `tenant create`,
-//! `check`, `backup` and `restore`.
+//! `check`, `backup`, `restore` and `migrate`.
 //! Not responsible for: HTTP, routes or the log format.
 
 use std::path::Path;
@@ -16,8 +16,8 @@ use halyard_engine::access_log::ReopenHandle;
 use halyard_engine::{log_error, log_info, log_warn, ReloadHandle};
 use halyard_storage::{Backend, Mutation, Options, Store};
 
-use crate::cli::{BackupArgs, CheckArgs, RestoreArgs, TenantAction};
-use crate::config::Settings;
+use crate::cli::{BackupArgs, CheckArgs, MigrateArgs, RestoreArgs, TenantAction};
+use crate::config::{Settings, Storage};
 use crate::error::ServeError;
 
 /// Server metadata key of the generated JWT secret.
@@ -34,26 +34,92 @@ fn open_store(dir: &Path, fsync: halyard_storage::FsyncPolicy) -> Result<Store, 
     Ok(store)
 }
 
-/// `HALYARD_JWT_SECRET`, else the secret kept in storage, generated on first start.
-fn jwt_secret(store: &Store) -> Result<Vec<u8>, ServeError> {
-    if let Ok(s) = std::env::var("HALYARD_JWT_SECRET") {
-        if s.len() < 32 {
-            return Err(ServeError::ShortJwtSecret);
+/// The open store (`--storage`).
+enum Opened {
+    /// The log in the data directory.
+    Embedded(Arc<Store>),
+    /// PostgreSQL; dropping it stops its listener.
+    Postgres(halyard_pgstore::Opened),
+}
+
+impl Opened {
+    fn open(settings: &Settings) -> Result<Opened, ServeError> {
+        match &settings.storage {
+            Storage::Embedded => Ok(Opened::Embedded(Arc::new(open_store(
+                &settings.data_dir,
+                settings.fsync,
+            )?))),
+            Storage::Postgres(url) => {
+                // Still this node's: the master key file (without HALYARD_MASTER_KEY) and
+                // the dev seed's files.
+                let dir = &settings.data_dir;
+                std::fs::create_dir_all(dir).map_err(|error| {
+                    let path = dir.clone();
+                    ServeError::Open(dir.clone(), halyard_storage::OpenError::Io { path, error })
+                })?;
+                let opts = halyard_pgstore::Options {
+                    // The handlers' connections, and two for the listener's catch-ups.
+                    connections: settings.db_threads + 2,
+                    ..halyard_pgstore::Options::default()
+                };
+                let opened = halyard_pgstore::open(url, opts).map_err(ServeError::Postgres)?;
+                let m = opened.migrated;
+                log_info!(
+                    "storage: PostgreSQL, schema version {} (was {})",
+                    m.to,
+                    m.from
+                );
+                Ok(Opened::Postgres(opened))
+            }
         }
-        return Ok(s.into_bytes());
     }
-    if let Some(s) = store.meta(JWT_SECRET_META) {
-        return Ok(s);
+
+    fn backend(&self) -> Arc<dyn Backend> {
+        match self {
+            Opened::Embedded(store) => store.clone(),
+            Opened::Postgres(opened) => opened.store.clone(),
+        }
     }
-    let secret = halyard_api::tokens::random_bytes().to_vec();
-    let m = Mutation::SetMeta {
-        key: JWT_SECRET_META.into(),
-        value: secret.clone(),
-    };
-    store
-        .commit_wait("", vec![m])
-        .map_err(ServeError::StoreJwtSecret)?;
-    Ok(secret)
+
+    /// Where the data is, for the start line.
+    fn place(&self, settings: &Settings) -> String {
+        match self {
+            Opened::Embedded(_) => format!("data in {}", settings.data_dir.display()),
+            Opened::Postgres(_) => "data in PostgreSQL".into(),
+        }
+    }
+
+    /// `HALYARD_JWT_SECRET`, else the secret kept in storage, generated on first start
+    /// (once for every node of a shared store).
+    fn jwt_secret(&self) -> Result<Vec<u8>, ServeError> {
+        if let Ok(s) = std::env::var("HALYARD_JWT_SECRET") {
+            if s.len() < 32 {
+                return Err(ServeError::ShortJwtSecret);
+            }
+            return Ok(s.into_bytes());
+        }
+        let fresh = halyard_api::tokens::random_bytes().to_vec();
+        let store = match self {
+            Opened::Postgres(opened) => {
+                return opened
+                    .store
+                    .meta_or_init(JWT_SECRET_META, &fresh)
+                    .map_err(ServeError::StoreJwtSecret)
+            }
+            Opened::Embedded(store) => store,
+        };
+        if let Some(s) = store.meta(JWT_SECRET_META) {
+            return Ok(s);
+        }
+        let m = Mutation::SetMeta {
+            key: JWT_SECRET_META.into(),
+            value: fresh.clone(),
+        };
+        store
+            .commit_wait("", vec![m])
+            .map_err(ServeError::StoreJwtSecret)?;
+        Ok(fresh)
+    }
 }
 
 /// An external JWT issuer from `HALYARD_JWT_ISSUER`, `HALYARD_JWT_AUDIENCE` and
@@ -113,9 +179,10 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     for w in &settings.warnings {
         log_warn!("{w}");
     }
-    let store = Arc::new(open_store(&settings.data_dir, settings.fsync)?);
+    let opened = Opened::open(settings)?;
+    let store = opened.backend();
     let cfg = ApiConfig {
-        jwt_secret: jwt_secret(&store)?,
+        jwt_secret: opened.jwt_secret()?,
         jwt_ttl_secs: settings.jwt_ttl_secs,
         external_jwt: external_issuer()?,
         root_key: settings.root_key.clone(),
@@ -140,7 +207,11 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     } else {
         None
     };
-    let app = Arc::new(Api::new(store.clone() as Arc<dyn Backend>, cfg)?);
+    let app = Arc::new(Api::new(store.clone(), cfg)?);
+    if store.is_shared() {
+        app.start_offload(settings.db_threads)
+            .map_err(ServeError::HandlerThreads)?;
+    }
     let mut server = match inherited {
         Some((listener, name)) => {
             let server = halyard_engine::Server::from_listener(settings.engine.clone(), listener)
@@ -175,9 +246,9 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     notify_systemd(systemd, &server)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     println!(
-        "halyard listening on {scheme}://{addr} ({} event loops, data in {})",
+        "halyard listening on {scheme}://{addr} ({} event loops, {})",
         settings.engine.threads,
-        settings.data_dir.display()
+        opened.place(settings)
     );
     if let Some(dev) = dev {
         // A self-signed certificate is trusted with --cacert (see README, "Running with TLS").
@@ -307,8 +378,32 @@ pub fn restore(args: &RestoreArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Runs `halyard migrate`.
+pub fn migrate(args: &MigrateArgs) -> Result<(), ServeError> {
+    let m = halyard_pgstore::migrate_url(&args.storage).map_err(ServeError::Postgres)?;
+    match m.from == m.to {
+        true => println!("schema version {}: up to date", m.to),
+        false => println!("schema migrated from version {} to {}", m.from, m.to),
+    }
+    Ok(())
+}
+
+/// Runs `halyard check --storage postgres://...`.
+fn check_postgres(url: &str) -> Result<(), ServeError> {
+    let report = halyard_pgstore::check(url).map_err(ServeError::Postgres)?;
+    print!("{report}");
+    match report.is_ok() {
+        true => Ok(()),
+        false => Err(ServeError::DamagedDatabase),
+    }
+}
+
 /// Runs `halyard check`.
 pub fn check(args: &CheckArgs) -> Result<(), ServeError> {
+    match crate::config::Storage::parse(args.storage.as_deref()).map_err(ServeError::Config)? {
+        Storage::Postgres(url) => return check_postgres(&url),
+        Storage::Embedded => {}
+    }
     let report = halyard_storage::check(&args.data_dir, args.repair)
         .map_err(|e| ServeError::Check(args.data_dir.clone(), e))?;
     print!("{report}");

@@ -118,6 +118,7 @@ fn every_flag_of_the_other_commands_is_documented() {
         &["tenant", "create"][..],
         &["backup"][..],
         &["restore"][..],
+        &["migrate"][..],
     ];
     for args in commands {
         for flag in flags(args) {

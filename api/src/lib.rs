@@ -27,6 +27,7 @@ pub mod error;
 mod handlers;
 pub mod jwt;
 pub mod metrics;
+pub mod offload;
 pub mod openapi;
 pub mod password;
 pub mod query;
@@ -121,6 +122,8 @@ pub struct Api {
     labels: Vec<&'static str>,
     /// The label of each route, by `RouteId as usize`.
     label_of: Vec<u16>,
+    /// The handler threads, when the store waits on the network.
+    offload: std::sync::OnceLock<offload::Offload>,
 }
 
 impl fmt::Debug for Api {
@@ -172,6 +175,7 @@ impl Api {
             backup_running: Arc::new(AtomicBool::new(false)),
             labels: route_labels(),
             label_of: label_of(),
+            offload: std::sync::OnceLock::new(),
         })
     }
 
@@ -230,13 +234,7 @@ impl Api {
                 .charge_ip(head.peer, head.received)
                 .map_err(reject)?;
         }
-        let principal = match auth::authenticate(
-            &self.verifiers,
-            &*self.store,
-            head,
-            def.guard,
-            time::now_ms(),
-        ) {
+        let principal = match self.authenticate(head, def) {
             Ok(p) => p,
             Err(e) if e.status() == 401 => {
                 return Err(reject(
@@ -260,6 +258,63 @@ impl Api {
                 rate,
             },
         ))
+    }
+
+    fn authenticate(
+        &self,
+        head: &RequestHead,
+        def: &RouteDef,
+    ) -> error::ApiResult<Option<Principal>> {
+        auth::authenticate(
+            &self.verifiers,
+            &*self.store,
+            head,
+            def.guard,
+            time::now_ms(),
+        )
+    }
+
+    /// Decides again, after a shared store caught up, on the credential `admit` accepted
+    /// from this node's copy: a key revoked, a user demoted or a tenant disabled on another
+    /// node is refused here, whatever this node's copy said.
+    pub(crate) fn readmit(&self, head: &RequestHead, ctx: &Ctx) -> Result<(), Response> {
+        let Target::Route(def, _) = &ctx.target else {
+            return Ok(());
+        };
+        match self.authenticate(head, def) {
+            Ok(_) => Ok(()),
+            Err(e) if route::is_openai(def.id) => Err(chat::openai_compat::error_response(e)),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+
+    /// Runs handlers on `threads` threads of their own from now on: for a store that waits
+    /// on the network ([`Backend::is_shared`]), so that no event loop does.
+    pub fn start_offload(self: &Arc<Self>, threads: usize) -> std::io::Result<()> {
+        let offload = offload::Offload::start(Arc::downgrade(self), threads)?;
+        let _ = self.offload.set(offload);
+        Ok(())
+    }
+
+    /// Serves an admitted request on the calling thread.
+    pub(crate) fn serve(&self, request: Request<Ctx>) -> Reply {
+        let cors = cors::allowed_origin(&request.head, request.context.principal.as_ref());
+        let openai =
+            matches!(&request.context.target, Target::Route(def, _) if route::is_openai(def.id));
+        let finish = reply::Finish {
+            cors,
+            rate: request.context.rate,
+            openai,
+        };
+        let result = match &request.context.target {
+            Target::Preflight => Ok(Reply::Now(cors::preflight(&*self.store, &request.head))),
+            Target::Route(def, params) => handlers::dispatch(self, &request, def, *params, &finish),
+        };
+        match result {
+            Ok(Reply::Now(resp)) => Reply::Now(finish.apply(resp)),
+            Ok(other) => other,
+            Err(e) => Reply::Now(finish.error(e)),
+        }
     }
 
     /// Takes the request from the tenant's bucket; a refusal carries the rate headers and,
@@ -338,22 +393,9 @@ impl App for Api {
     }
 
     fn handle(&self, request: Request<Ctx>) -> Reply {
-        let cors = cors::allowed_origin(&request.head, request.context.principal.as_ref());
-        let openai =
-            matches!(&request.context.target, Target::Route(def, _) if route::is_openai(def.id));
-        let finish = reply::Finish {
-            cors,
-            rate: request.context.rate,
-            openai,
-        };
-        let result = match &request.context.target {
-            Target::Preflight => Ok(Reply::Now(cors::preflight(&*self.store, &request.head))),
-            Target::Route(def, params) => handlers::dispatch(self, &request, def, *params, &finish),
-        };
-        match result {
-            Ok(Reply::Now(resp)) => Reply::Now(finish.apply(resp)),
-            Ok(other) => other,
-            Err(e) => Reply::Now(finish.error(e)),
+        match self.offload.get() {
+            Some(offload) => offload.submit(request),
+            None => self.serve(request),
         }
     }
 

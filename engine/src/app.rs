@@ -138,6 +138,9 @@ pub struct Request<C> {
     /// What `admit` produced.
     pub context: C,
     link: ReplyLink,
+    /// The "client gone" signal of this request's deferred reply, made by the first
+    /// [`Request::defer`]: every later call answers through the same one.
+    deferred: std::sync::OnceLock<Arc<Gone>>,
 }
 
 impl<C> Request<C> {
@@ -147,13 +150,18 @@ impl<C> Request<C> {
             body,
             context,
             link,
+            deferred: std::sync::OnceLock::new(),
         }
     }
 
     /// Answers later: return the [`Reply`] now and complete the [`Responder`] from any
     /// thread. Later pipelined requests wait until it is completed.
+    ///
+    /// Deferring again (a handler run on another thread by an application that deferred
+    /// first) gives a [`Responder`] for the same reply; the earlier one then steps aside
+    /// through [`Responder::reply`].
     pub fn defer(&self) -> (Reply, Responder) {
-        let gone = Arc::new(Gone::default());
+        let gone = self.deferred.get_or_init(Arc::default).clone();
         (
             Reply::Later(Deferred(gone.clone())),
             Responder::new(self.link.clone(), gone),

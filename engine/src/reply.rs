@@ -219,6 +219,21 @@ impl Responder {
         }
     }
 
+    /// Answers with what a handler returned: a response is sent, a stream started, and a
+    /// deferred reply (the handler deferred the same request again) is left to the
+    /// [`Responder`] that deferral made.
+    pub fn reply(mut self, reply: crate::app::Reply) {
+        use crate::app::Reply;
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        match reply {
+            Reply::Now(response) => link.post(Wake::Complete(response)),
+            Reply::Stream(start) => link.post(Wake::Start(start)),
+            Reply::Later(_) => {}
+        }
+    }
+
     /// Answers with a stream after all (for instance once an upstream has answered): `head`
     /// is written at once and the [`StreamSender`] pushes the body, at most `capacity`
     /// bytes buffered at a time.

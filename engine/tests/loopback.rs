@@ -15,7 +15,7 @@ use halyard_testkit::Client;
 
 const BIG: usize = 10 * 1024 * 1024;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct TestApp {
     /// Producers that learned their client went away.
     gone_seen: Arc<AtomicUsize>,
@@ -74,7 +74,23 @@ impl App for TestApp {
     }
 
     fn handle(&self, req: Request<()>) -> Reply {
-        match req.head.path() {
+        if let Some(inner) = req.head.path().strip_prefix("/offload") {
+            // As an application with a blocking store does: the handler runs on another
+            // thread, and whatever it returns (it may defer or stream itself) is the reply.
+            let inner = inner.to_owned();
+            let (reply, responder) = req.defer();
+            let app = self.clone();
+            std::thread::spawn(move || responder.reply(app.route(&req, &inner)));
+            return reply;
+        }
+        let path = req.head.path().to_owned();
+        self.route(&req, &path)
+    }
+}
+
+impl TestApp {
+    fn route(&self, req: &Request<()>, path: &str) -> Reply {
+        match path {
             "/panic" => panic!("handler panic (expected by the test)"),
             "/big" => Reply::Now(Response::json(200, vec![b'x'; BIG])),
             "/echo" => Reply::Now(Response::json(200, req.body.clone())),
@@ -88,8 +104,8 @@ impl App for TestApp {
                 reply
             }
             "/drop-responder" => req.defer().0,
-            "/stream" => Self::stream_ticks(&req),
-            "/endless" => self.stream_endless(&req),
+            "/stream" => Self::stream_ticks(req),
+            "/endless" => self.stream_endless(req),
             _ => Reply::Now(Response::error(404, "NOT_FOUND", "nope")),
         }
     }
@@ -227,6 +243,24 @@ fn deferred_replies_keep_pipelined_order() {
     assert_eq!(c.response().unwrap().body, b"{\"deferred\":true}");
     assert_eq!(c.response().unwrap().body, b"{\"status\":\"ok\"}");
     assert_eq!(c.response().unwrap().body, b"hi");
+}
+
+#[test]
+fn a_handler_run_on_another_thread_answers_now_later_or_with_a_stream() {
+    let srv = Running::start(Arc::default(), 15_000);
+    let mut c = Client::connect(srv.addr).unwrap();
+    c.send(
+        b"GET /offload/defer HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /offload/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .unwrap();
+    assert_eq!(c.response().unwrap().body, b"{\"deferred\":true}");
+    assert_eq!(c.response().unwrap().body, b"hi");
+    let streamed = c.get("/offload/stream").unwrap();
+    assert_eq!(streamed.status, 200);
+    let text = String::from_utf8(streamed.body).unwrap();
+    assert_eq!(text.matches("event: tick").count(), 3, "{text}");
+    assert_eq!(c.get("/offload/drop-responder").unwrap().status, 500);
 }
 
 #[test]

@@ -251,6 +251,20 @@ pub trait Backend: Send + Sync {
     /// A server metadata value.
     fn meta(&self, key: &str) -> Option<Vec<u8>>;
 
+    /// Whether other processes write the same data (a shared database): the API then runs
+    /// handlers off the event loops and calls [`Backend::catch_up`] before each one.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Brings this process's view of `tenant` (of every tenant when `None`) up to every
+    /// commit acknowledged anywhere before the call: read-your-writes across processes.
+    /// May wait on the network: never call it on an event loop.
+    fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
+        let _ = tenant;
+        Ok(())
+    }
+
     /// Deletes every stream started at least `retention_ms` before `now_ms` (`created_at +
     /// retention_ms <= now_ms`) with `Mutation::DeleteStream`, committed per tenant without
     /// waiting for durability, and returns how many it deleted. Compaction then drops the
@@ -274,5 +288,50 @@ pub trait Backend: Send + Sync {
     fn backup(&self, to: &Path, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
         let _ = (to, opts);
         Err(BackupError::Unsupported)
+    }
+}
+
+/// Streams deleted per commit by an expiry sweep: bounds how long one commit holds a
+/// shard's write lock when a tenant has very many expired streams.
+const EXPIRE_BATCH: usize = 1024;
+
+/// Deletes the streams `expired` lists (tenant, stream ids), in commits of at most
+/// [`EXPIRE_BATCH`], and returns how many it deleted: the second half of
+/// [`Backend::expire_streams`] for a backend whose state lists them.
+pub fn delete_streams(
+    backend: &dyn Backend,
+    expired: Vec<(String, Vec<String>)>,
+) -> Result<usize, StoreError> {
+    let mut deleted = 0;
+    for (tenant, ids) in expired {
+        for chunk in ids.chunks(EXPIRE_BATCH) {
+            deleted += delete_stream_batch(backend, &tenant, chunk)?;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes streams of one tenant in one commit and returns how many. A commit is all or
+/// nothing, so if one of them was deleted since it was listed (the API deleting it), the
+/// rest are deleted one by one, skipping the missing.
+fn delete_stream_batch(
+    backend: &dyn Backend,
+    tenant: &str,
+    ids: &[String],
+) -> Result<usize, StoreError> {
+    let del = |id: &String| Mutation::DeleteStream {
+        stream_id: id.clone(),
+    };
+    match backend.commit_unawaited(tenant, ids.iter().map(del).collect()) {
+        Ok(()) => Ok(ids.len()),
+        Err(StoreError::NotFound { .. }) if ids.len() > 1 => {
+            let mut deleted = 0;
+            for id in ids {
+                deleted += delete_stream_batch(backend, tenant, std::slice::from_ref(id))?;
+            }
+            Ok(deleted)
+        }
+        Err(StoreError::NotFound { .. }) => Ok(0),
+        Err(e) => Err(e),
     }
 }

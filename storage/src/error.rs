@@ -37,6 +37,9 @@ pub enum StoreError {
     Poisoned(String),
     /// The store is shutting down.
     Closed,
+    /// The database cannot be reached, or answered with an error (HTTP 503); nothing was
+    /// applied. The string says what happened.
+    Unavailable(String),
     /// A manual compaction failed.
     Compaction(String),
 }
@@ -49,6 +52,7 @@ impl fmt::Display for StoreError {
             StoreError::Invalid(m) => write!(f, "invalid transaction: {m}"),
             StoreError::Poisoned(m) => write!(f, "storage failed and refuses writes: {m}"),
             StoreError::Closed => write!(f, "storage is closed"),
+            StoreError::Unavailable(m) => write!(f, "the database is unavailable: {m}"),
             StoreError::Compaction(m) => write!(f, "compaction failed: {m}"),
         }
     }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use crate::backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
+use crate::backend::{Backend, Completion};
 use crate::backup::{self, BackupError, BackupOptions, BackupReport};
 use crate::codec::Encoder;
 use crate::disk_usage::DiskUsage;
@@ -25,10 +25,6 @@ use crate::error::{io_at, OpenError, StoreError};
 use crate::fsync::{FsyncPolicy, OsSyncer, Syncer};
 use crate::health::Health;
 use crate::lock::DirLock;
-use crate::model::{
-    Agent, AgentVersion, ApiKey, Deployment, Feedback, Message, Project, PublicKey, Secret,
-    Session, Tenant, Tool, TraceEvent, User,
-};
 use crate::mutation::{Mutation, Txn};
 use crate::record::{self, RecordType, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::recovery::{self, RecoveryMode, RecoveryReport};
@@ -391,161 +387,7 @@ impl Backend for Store {
         self.append(tenant, mutations, None)
     }
 
-    fn tenant(&self, id: &str) -> Option<Tenant> {
-        self.state.tenant(id)
-    }
-    fn tenants(&self, page: Page) -> Listed<Tenant> {
-        self.state.tenants(page)
-    }
-    fn user(&self, tenant: &str, id: &str) -> Option<User> {
-        self.state.user(tenant, id)
-    }
-    fn users_by_email(&self, email: &str) -> Vec<(String, User)> {
-        self.state.users_by_email(email)
-    }
-    fn users(&self, tenant: &str, page: Page) -> Listed<User> {
-        self.state.users(tenant, page)
-    }
-    fn api_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, ApiKey)> {
-        self.state.api_key_by_digest(digest)
-    }
-    fn api_key(&self, tenant: &str, id: &str) -> Option<ApiKey> {
-        self.state.api_key(tenant, id)
-    }
-    fn api_keys(&self, tenant: &str, page: Page) -> Listed<ApiKey> {
-        self.state.api_keys(tenant, page)
-    }
-    fn project(&self, tenant: &str, id: &str) -> Option<Project> {
-        self.state.project(tenant, id)
-    }
-    fn projects(&self, tenant: &str, page: Page) -> Listed<Project> {
-        self.state.projects(tenant, page)
-    }
-    fn traces(&self, tenant: &str, project_id: &str, session_id: &str) -> Option<Vec<TraceEvent>> {
-        self.state.traces(tenant, project_id, session_id)
-    }
-    fn tool(&self, tenant: &str, project_id: &str, id: &str) -> Option<Tool> {
-        self.state.tool(tenant, project_id, id)
-    }
-    fn tool_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Tool> {
-        self.state.tool_by_name(tenant, project_id, name)
-    }
-    fn tools(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Tool> {
-        self.state.tools(tenant, project_id, page)
-    }
-    fn agent_versions(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        name: &str,
-        page: Page,
-    ) -> Listed<AgentVersion> {
-        self.state.agent_versions(tenant, project_id, name, page)
-    }
-    fn agent_version(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        name: &str,
-        n: u32,
-    ) -> Option<AgentVersion> {
-        self.state.agent_version(tenant, project_id, name, n)
-    }
-    fn analytics(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        from_ms: u64,
-        to_ms: u64,
-        by: crate::state::rollup::GroupBy,
-    ) -> Vec<(crate::state::rollup::Group, crate::state::rollup::Rollup)> {
-        self.state.analytics(tenant, project_id, from_ms, to_ms, by)
-    }
-    fn feedback(&self, tenant: &str, project_id: &str, session_id: &str) -> Vec<Feedback> {
-        self.state.feedback(tenant, project_id, session_id)
-    }
-    fn session_deployment(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        session_id: &str,
-    ) -> Option<String> {
-        self.state
-            .session_deployment(tenant, project_id, session_id)
-    }
-    fn deployment(&self, tenant: &str, project_id: &str, id: &str) -> Option<Deployment> {
-        self.state.deployment(tenant, project_id, id)
-    }
-    fn deployments(&self, tenant: &str, project_id: &str) -> Vec<Deployment> {
-        self.state.deployments(tenant, project_id)
-    }
-    fn agent(&self, tenant: &str, project_id: &str, id: &str) -> Option<Agent> {
-        self.state.agent(tenant, project_id, id)
-    }
-    fn agent_by_name(&self, tenant: &str, project_id: &str, name: &str) -> Option<Agent> {
-        self.state.agent_by_name(tenant, project_id, name)
-    }
-    fn agents(&self, tenant: &str, project_id: Option<&str>, page: Page) -> Listed<Agent> {
-        self.state.agents(tenant, project_id, page)
-    }
-    fn agents_named(&self, tenant: &str, name: &str) -> Vec<Agent> {
-        self.state.agents_named(tenant, name)
-    }
-    fn session(&self, tenant: &str, project_id: &str, id: &str) -> Option<Session> {
-        self.state.session(tenant, project_id, id)
-    }
-    fn locate_session(&self, id: &str) -> Option<(String, String)> {
-        self.state.locate_session(id)
-    }
-    fn each_session(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        filter: &SessionFilter<'_>,
-        page: Page,
-        visit: &mut dyn FnMut(&Session),
-    ) -> usize {
-        self.state
-            .each_session(tenant, project_id, filter, page, visit)
-    }
-    fn active_session_count(&self, tenant: &str) -> u64 {
-        self.state.active_session_count(tenant)
-    }
-    fn messages(
-        &self,
-        tenant: &str,
-        project_id: &str,
-        session_id: &str,
-        page: Page,
-    ) -> Option<Listed<Message>> {
-        self.state.messages(tenant, project_id, session_id, page)
-    }
-    fn secret(&self, tenant: &str, project_id: &str, name: &str) -> Option<Secret> {
-        self.state.secret(tenant, project_id, name)
-    }
-    fn secrets(&self, tenant: &str, project_id: &str, page: Page) -> Listed<Secret> {
-        self.state.secrets(tenant, project_id, page)
-    }
-    fn public_key_by_digest(&self, digest: &[u8; 32]) -> Option<(String, PublicKey)> {
-        self.state.public_key_by_digest(digest)
-    }
-    fn public_keys(&self, tenant: &str, project_id: &str) -> Vec<PublicKey> {
-        self.state.public_keys(tenant, project_id)
-    }
-    fn origin_registered(&self, origin: &str) -> bool {
-        self.state.origin_registered(origin)
-    }
-    fn stream_events_after(
-        &self,
-        tenant: &str,
-        stream_id: &str,
-        after: u64,
-    ) -> Option<StreamReplay> {
-        self.state.stream_events_after(tenant, stream_id, after)
-    }
-    fn meta(&self, key: &str) -> Option<Vec<u8>> {
-        self.state.meta(key)
-    }
+    crate::state_reads!(state);
     /// Holds the compaction lock for the whole copy, so that no file of the cut is deleted
     /// under it (the copy never has to start again) and the writer goes on unhindered.
     fn backup(&self, to: &Path, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
@@ -556,43 +398,6 @@ impl Backend for Store {
         backup::take(&self.dir, to, opts)
     }
     fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError> {
-        let mut deleted = 0;
-        for (tenant, ids) in self.state.expired_streams(now_ms, retention_ms) {
-            for chunk in ids.chunks(EXPIRE_BATCH) {
-                deleted += self.delete_streams(&tenant, chunk)?;
-            }
-        }
-        Ok(deleted)
+        crate::backend::delete_streams(self, self.state.expired_streams(now_ms, retention_ms))
     }
-}
-
-/// Streams deleted per commit by an expiry sweep: bounds how long one commit holds a
-/// shard's write lock when a tenant has very many expired streams.
-const EXPIRE_BATCH: usize = 1024;
-
-impl Store {
-    /// Deletes streams of one tenant in one commit and returns how many. A commit is all or
-    /// nothing, so if one of them was deleted since it was listed (the API deleting it), the
-    /// rest are deleted one by one, skipping the missing.
-    fn delete_streams(&self, tenant: &str, ids: &[String]) -> Result<usize, StoreError> {
-        match self.commit_unawaited(tenant, delete_stream_mutations(ids)) {
-            Ok(()) => Ok(ids.len()),
-            Err(StoreError::NotFound { .. }) if ids.len() > 1 => {
-                let mut deleted = 0;
-                for id in ids {
-                    deleted += self.delete_streams(tenant, std::slice::from_ref(id))?;
-                }
-                Ok(deleted)
-            }
-            Err(StoreError::NotFound { .. }) => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-fn delete_stream_mutations(ids: &[String]) -> Vec<Mutation> {
-    let del = |id: &String| Mutation::DeleteStream {
-        stream_id: id.clone(),
-    };
-    ids.iter().map(del).collect()
 }

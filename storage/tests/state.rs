@@ -415,3 +415,44 @@ fn readers_do_not_wait_for_fsync() {
     gate.1.notify_all();
     rx.recv().unwrap().unwrap();
 }
+
+#[test]
+fn a_transaction_taken_back_leaves_the_state_as_it_was() {
+    // The PostgreSQL store applies before the database commits, and takes the apply back
+    // when the database refuses: one mutation or several, every index follows.
+    let state = halyard_storage::state::State::default();
+    state
+        .apply(T, vec![Mutation::PutTenant(tenant(T))])
+        .unwrap();
+    state
+        .apply(T, vec![Mutation::PutProject(project(P, "a"))])
+        .unwrap();
+    let key = api_key("key_1", "ci", 1);
+    let digest = key.digest;
+    let applied = state
+        .write_shard(T)
+        .apply_undoable(T, vec![Mutation::PutApiKey(key)])
+        .unwrap();
+    assert!(state.api_key_by_digest(&digest).is_some());
+    state.write_shard(T).undo(applied);
+    assert!(state.api_key_by_digest(&digest).is_none());
+    assert!(state.api_key(T, "key_1").is_none());
+    let applied = state
+        .write_shard(T)
+        .apply_undoable(
+            T,
+            vec![
+                Mutation::PutAgent(agent(P, "agt_1", "bot")),
+                Mutation::DeleteProject { id: P.into() },
+            ],
+        )
+        .unwrap();
+    assert!(state.project(T, P).is_none());
+    state.write_shard(T).undo(applied);
+    assert_eq!(state.project(T, P).map(|p| p.slug), Some("a".to_string()));
+    assert!(state.agent(T, P, "agt_1").is_none());
+    // Taken back, the same transaction applies again as new.
+    state
+        .apply(T, vec![Mutation::PutAgent(agent(P, "agt_1", "bot"))])
+        .unwrap();
+}

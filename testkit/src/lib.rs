@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod pg;
 pub mod process;
 pub mod tool_server;
 pub mod upstream;

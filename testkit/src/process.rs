@@ -183,8 +183,13 @@ impl Halyard {
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(opts.args)
-            .envs(opts.env.iter().copied())
+            .args(opts.args);
+        if !opts.args.contains(&"--storage") {
+            if let Some(url) = crate::pg::database_for(data_dir) {
+                cmd.args(["--storage", &url]);
+            }
+        }
+        cmd.envs(opts.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if opts.capture_stderr {
@@ -329,6 +334,7 @@ impl Drop for Halyard {
         }
         if self.owns_dir {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            crate::pg::drop_database_for(&self.data_dir);
         }
     }
 }

@@ -236,9 +236,11 @@ impl Runtime {
         if taken.is_err() {
             return Err(Box::new(job));
         }
+        // Swept before the turn starts, so that a sweep never lags behind the streams of
+        // the turn that scheduled it (the next one is due one interval after this one).
+        self.sweep_expired_streams();
         let running = Running(self.shared.clone());
         req.spawn(Box::new(TurnTask::new(self.shared.clone(), job, running)));
-        self.sweep_expired_streams();
         Ok(())
     }
 

@@ -47,14 +47,36 @@ impl UndoLog<'_> {
     }
 }
 
+/// A transaction applied to memory that its caller may still take back (a remote commit
+/// that failed): the undo entries of every mutation, newest last.
+pub struct Applied(Vec<Undo>);
+
+impl std::fmt::Debug for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Applied({} undo entries)", self.0.len())
+    }
+}
+
 /// Validates and applies `mutations` for `tenant`, all or nothing.
 pub(crate) fn apply_txn(
     ctx: &mut Ctx<'_>,
     tenant: &str,
     mutations: Vec<Mutation>,
 ) -> Result<(), StoreError> {
+    let keep = mutations.len() > 1;
+    apply_txn_undoable(ctx, tenant, mutations, keep).map(|_| ())
+}
+
+/// [`apply_txn`], keeping the undo entries of every mutation when `keep` (else only while
+/// they are needed to refuse the transaction whole).
+pub(crate) fn apply_txn_undoable(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    mutations: Vec<Mutation>,
+    keep: bool,
+) -> Result<Applied, StoreError> {
     let mut undo: Vec<Undo> = Vec::new();
-    let needs_undo = mutations.len() > 1;
+    let needs_undo = keep || mutations.len() > 1;
     for mutation in mutations {
         let log = UndoLog(needs_undo.then_some(&mut undo));
         if let Err(refused) = apply_one(ctx, tenant, mutation, log) {
@@ -64,7 +86,16 @@ pub(crate) fn apply_txn(
             return Err(refused);
         }
     }
-    Ok(())
+    Ok(Applied(undo))
+}
+
+/// Takes back a transaction applied by [`apply_txn_undoable`] with `keep`, provided nothing
+/// was applied to the same tenant since.
+pub(crate) fn undo_txn(ctx: &mut Ctx<'_>, applied: Applied) {
+    let mut entries = applied.0;
+    while let Some(undo_one) = entries.pop() {
+        undo_one(ctx);
+    }
 }
 
 fn not_found(what: &'static str, id: &str) -> StoreError {

@@ -18,6 +18,8 @@ pub mod apply;
 pub mod expiry;
 pub mod index;
 pub mod query;
+#[macro_use]
+pub mod reads;
 pub mod rollup;
 pub mod tenant;
 
@@ -80,6 +82,32 @@ impl ShardWriteGuard<'_> {
             meta: &self.state.meta,
         };
         apply::apply_txn(&mut ctx, tenant, muts)
+    }
+
+    /// [`ShardWriteGuard::apply`], keeping what [`ShardWriteGuard::undo`] needs to take the
+    /// transaction back (a commit elsewhere that failed after the apply).
+    pub fn apply_undoable(
+        &mut self,
+        tenant: &str,
+        muts: Vec<Mutation>,
+    ) -> Result<apply::Applied, StoreError> {
+        let mut ctx = Ctx {
+            tenants: &mut self.guard.tenants,
+            index: &self.state.index,
+            meta: &self.state.meta,
+        };
+        apply::apply_txn_undoable(&mut ctx, tenant, muts, true)
+    }
+
+    /// Takes back a transaction of [`ShardWriteGuard::apply_undoable`]; nothing may have
+    /// been applied to its tenant since.
+    pub fn undo(&mut self, applied: apply::Applied) {
+        let mut ctx = Ctx {
+            tenants: &mut self.guard.tenants,
+            index: &self.state.index,
+            meta: &self.state.meta,
+        };
+        apply::undo_txn(&mut ctx, applied);
     }
 }
 

@@ -1,0 +1,161 @@
+//! Halyard on PostgreSQL: N nodes over one database, with the API and guarantees of the
+//! embedded store.
+//!
+//! Each node keeps the same in-memory [`State`](halyard_storage::state::State) the embedded
+//! store keeps, and PostgreSQL keeps what the embedded store's log keeps: the committed
+//! transactions, numbered per tenant, in `halyard_txlog`. A commit locks the tenant's row
+//! in `halyard_heads`, catches the node up, validates and applies the transaction, appends
+//! it and commits; other nodes hear of it by `NOTIFY` and apply it in the same order.
+//! A handler first asks the database for its tenant's head ([`Backend::catch_up`]), so a
+//! write acknowledged by any node is read on every node.
+//!
+//! | module | responsible for |
+//! |---|---|
+//! | [`migrate`] | the schema and its versions |
+//! | [`pool`] | a bounded set of connections |
+//! | [`store`] | commits, catch-up, reads |
+//! | [`listener`] | `LISTEN`, the poll, reachability |
+//! | [`reach`] | the readiness flag |
+//! | [`check`] | `halyard check --storage URL` |
+//!
+//! Blocking by design (the synchronous `postgres` client): the API runs handlers on
+//! threads of their own when [`Backend::is_shared`], never on an event loop.
+
+pub mod check;
+pub mod listener;
+pub mod migrate;
+pub mod pool;
+pub mod reach;
+pub mod store;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard_storage::Backend;
+
+pub use check::{check, PgCheckReport};
+pub use migrate::{MigrateError, Migrated, LATEST};
+pub use store::PgStore;
+
+/// How to open the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Connections at most (besides the listener's).
+    pub connections: usize,
+    /// Longest wait for a free connection before a request answers 503.
+    pub wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connections: 16,
+            wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why the store did not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The URL is not a PostgreSQL connection string.
+    Url(postgres::Error),
+    /// The database could not be reached.
+    Connect(postgres::Error),
+    /// The schema could not be brought up to date.
+    Migrate(MigrateError),
+    /// Loading the committed transactions failed.
+    Load(halyard_storage::StoreError),
+    /// The listener thread did not start.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Url(e) => write!(f, "not a PostgreSQL URL: {e}"),
+            OpenError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
+            OpenError::Migrate(e) => e.fmt(f),
+            OpenError::Load(e) => write!(f, "cannot load the data: {e}"),
+            OpenError::Thread(e) => write!(f, "cannot start the listener thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Parses a `postgres://` URL (multi-host, `target_session_attrs=read-write` and the other
+/// libpq parameters allowed), with a 5 s connect timeout unless it sets one.
+pub fn config(url: &str) -> Result<postgres::Config, OpenError> {
+    let mut config = postgres::Config::from_str(url).map_err(OpenError::Url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("halyard");
+    }
+    Ok(config)
+}
+
+/// Connects and brings the schema up to date (`halyard migrate`; `serve` does it too).
+pub fn migrate_url(url: &str) -> Result<Migrated, OpenError> {
+    let mut client = config(url)?
+        .connect(postgres::NoTls)
+        .map_err(OpenError::Connect)?;
+    migrate::migrate(&mut client).map_err(OpenError::Migrate)
+}
+
+/// An open store and its listener; dropping it stops the listener.
+pub struct Opened {
+    /// The store.
+    pub store: Arc<PgStore>,
+    /// What the migration found and did.
+    pub migrated: Migrated,
+    stop: Arc<AtomicBool>,
+    listener: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("migrated", &self.migrated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.listener.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens the store at `url`: migrates, loads every committed transaction, starts the
+/// listener.
+pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
+    let config = config(url)?;
+    let mut client = config
+        .connect(postgres::NoTls)
+        .map_err(OpenError::Connect)?;
+    let migrated = migrate::migrate(&mut client).map_err(OpenError::Migrate)?;
+    drop(client);
+    let store = Arc::new(PgStore::new(pool::Pool::new(
+        config,
+        opts.connections,
+        opts.wait,
+    )));
+    store.catch_up(None).map_err(OpenError::Load)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener =
+        listener::spawn(Arc::downgrade(&store), stop.clone()).map_err(OpenError::Thread)?;
+    Ok(Opened {
+        store,
+        migrated,
+        stop,
+        listener: Some(listener),
+    })
+}

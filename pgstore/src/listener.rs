@@ -1,0 +1,105 @@
+//! Hearing other nodes' commits: `LISTEN halyard`, and a catch-up on each notification.
+//!
+//! Responsible for: one thread per node holding a `LISTEN` connection; on each
+//! notification (`"<tseq> <tenant>"`, sent by every commit) the tenant is caught up at
+//! once; every [`POLL`] and after each reconnection every tenant is, so a lost
+//! notification costs at most that long. The reachability flag follows. Not responsible
+//! for: read-your-writes (a handler calls [`Backend::catch_up`] first, which asks the
+//! database itself); this thread only bounds how stale the event loops' own reads (`admit`:
+//! keys, tenants, origins) can be.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use halyard_storage::Backend;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::store::PgStore;
+
+/// How often every tenant is caught up even without notifications.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// Wait before connecting again after a failure.
+const RECONNECT: Duration = Duration::from_millis(250);
+
+/// Longest wait for a notification before checking for shutdown and the poll.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Starts the thread; it ends once `stop` is set or the store is dropped.
+pub fn spawn(
+    store: Weak<PgStore>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("halyard-pg-listen".into())
+        .spawn(move || run(&store, &stop))
+}
+
+fn run(store: &Weak<PgStore>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        let Some(s) = store.upgrade() else { return };
+        match listen(&s, stop) {
+            Ok(()) => return,
+            Err(why) => {
+                s.reach.down(&why);
+                // Idle connections likely died with this one.
+                s.pool.clear_idle();
+            }
+        }
+        drop(s);
+        std::thread::sleep(RECONNECT);
+    }
+}
+
+/// Listens until `stop` (`Ok`) or a failure (`Err`, to reconnect).
+fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
+    let mut client = store.pool.connect().map_err(|e| e.to_string())?;
+    client
+        .batch_execute("LISTEN halyard")
+        .map_err(|e| e.to_string())?;
+    // Listening first, then the full catch-up: a commit after it is heard.
+    store.catch_up(None).map_err(|e| e.to_string())?;
+    store.reach.up();
+    let mut polled = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let mut heard = client.notifications();
+        let mut it = heard.timeout_iter(TICK);
+        while let Some(n) = it.next().map_err(|e| e.to_string())? {
+            if let Some((tseq, tenant)) = parse(n.payload()) {
+                let mut lease = store.pool.get().map_err(|e| e.to_string())?;
+                store
+                    .catch_up_to(lease.client(), tenant, tseq)
+                    .map_err(|e| e.to_string())?;
+            }
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+        }
+        if polled.elapsed() >= POLL {
+            store.catch_up(None).map_err(|e| e.to_string())?;
+            store.reach.up();
+            polled = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// `"<tseq> <tenant>"`.
+fn parse(payload: &str) -> Option<(i64, &str)> {
+    let (tseq, tenant) = payload.split_once(' ')?;
+    Some((tseq.parse().ok()?, tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn a_notification_names_the_transaction_and_its_tenant() {
+        assert_eq!(parse("12 ten_abc"), Some((12, "ten_abc")));
+        assert_eq!(parse("1 "), Some((1, "")));
+        assert_eq!(parse("x ten"), None);
+        assert_eq!(parse("12"), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! The PostgreSQL store: each node a replica of one transaction log kept in PostgreSQL.
+//!
+//! Responsible for: committing a transaction (lock the tenant's head row, catch up, validate
+//! and apply in memory, append to `halyard_txlog`, `COMMIT`, take the apply back if the
+//! database refused), catching a tenant or every tenant up to the database, and the reads
+//! (the same in-memory [`State`] and queries as the embedded store). Not responsible for:
+//! the schema (`migrate`), connections (`pool`) or hearing other nodes' commits
+//! (`listener`).
+//!
+//! Why a replicated log rather than a table per resource: the rules that make a `409` or a
+//! `404` (unique names, existing parents, stream event order) live once, in
+//! `halyard_storage::state`, and every node applies exactly the transactions the database
+//! ordered, so the two backends cannot disagree on them. A tenant's transactions are
+//! numbered 1, 2, ... (`tseq`) under a lock on its row of `halyard_heads`, so a node that
+//! applies them in order has the same state as the node that wrote them.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard};
+
+use halyard_storage::codec::Encoder;
+use halyard_storage::state::State;
+use halyard_storage::{Backend, Completion, Mutation, StoreError, Txn};
+use postgres::GenericClient;
+
+use crate::pool::{Pool, PoolError};
+use crate::reach::Reach;
+
+/// Stripes of the per-tenant apply locks: tenants hashed to one stripe commit and catch up
+/// one at a time on this node; others go on.
+const STRIPES: usize = 256;
+
+/// Locks the tenant's head row (made on the tenant's first commit) and returns the last
+/// transaction number committed for it.
+const LOCK_HEAD: &str = "INSERT INTO halyard_heads (tenant, tseq) VALUES ($1, 0) \
+     ON CONFLICT (tenant) DO UPDATE SET tseq = halyard_heads.tseq RETURNING tseq";
+
+/// Appends transaction `$2` of tenant `$1`, moves the head, and tells every listening node
+/// (delivered at `COMMIT`, in commit order).
+const APPEND: &str = "WITH t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) \
+     VALUES ($1, $2, $3)), h AS (UPDATE halyard_heads SET tseq = $2 WHERE tenant = $1) \
+     SELECT pg_notify('halyard', $4)";
+
+/// The transactions of tenant `$1` after `$2`, in order.
+const AFTER: &str =
+    "SELECT tseq, payload FROM halyard_txlog WHERE tenant = $1 AND tseq > $2 ORDER BY tseq";
+
+/// The PostgreSQL store. Share it with `Arc`; every method takes `&self` and may block on
+/// the database: call it off the event loops.
+pub struct PgStore {
+    pub(crate) state: State,
+    pub(crate) pool: Pool,
+    /// Per stripe, the last transaction applied to each tenant of the stripe. Holding a
+    /// stripe is the right to apply to its tenants.
+    applied: Box<[Mutex<HashMap<String, i64>>]>,
+    hasher: RandomState,
+    pub(crate) reach: Reach,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// A store over `pool` with an empty state (call [`Backend::catch_up`] with `None` to
+    /// load it).
+    pub(crate) fn new(pool: Pool) -> PgStore {
+        PgStore {
+            state: State::default(),
+            pool,
+            applied: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            reach: Reach::default(),
+        }
+    }
+
+    fn stripe(&self, tenant: &str) -> MutexGuard<'_, HashMap<String, i64>> {
+        let i = (self.hasher.hash_one(tenant) as usize) % self.applied.len();
+        self.applied[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The in-memory state (for tests and tools that read beyond the [`Backend`] queries).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// A server metadata value set once for the whole cluster: the stored one, or `value`
+    /// if none was stored yet (then stored). Nodes starting together agree on one.
+    pub fn meta_or_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut lease = self.lease()?;
+        let c = lease.client();
+        c.execute(
+            "INSERT INTO halyard_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&key, &value],
+        )
+        .map_err(db)?;
+        let row = c
+            .query_one("SELECT value FROM halyard_meta WHERE key = $1", &[&key])
+            .map_err(db)?;
+        Ok(row.get(0))
+    }
+
+    fn lease(&self) -> Result<crate::pool::Lease<'_>, StoreError> {
+        self.pool.get().map_err(|e| match e {
+            PoolError::Busy => StoreError::Unavailable(e.to_string()),
+            PoolError::Connect(_) => {
+                self.reach.down(&e.to_string());
+                StoreError::Unavailable(e.to_string())
+            }
+        })
+    }
+
+    /// Commits one transaction and returns once PostgreSQL committed it.
+    fn commit_now(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        let mut e = Encoder::with_buffer(Vec::new());
+        Txn::encode_parts(tenant, &mutations, &mut e);
+        let payload = e.into_bytes();
+        // The connection first, then the stripe: the order every path takes.
+        let mut lease = self.lease()?;
+        let mut stripe = self.stripe(tenant);
+        let applied = stripe.entry(tenant.to_owned()).or_insert(0);
+        let mut tx = lease.client().transaction().map_err(db)?;
+        let head: i64 = tx.query_one(LOCK_HEAD, &[&tenant]).map_err(db)?.get(0);
+        if head > *applied {
+            self.apply_after(&mut tx, tenant, applied)?;
+        }
+        // Refused here (409, 404): the transaction rolls back when dropped.
+        let undo = self
+            .state
+            .write_shard(tenant)
+            .apply_undoable(tenant, mutations)?;
+        let next = head + 1;
+        let note = format!("{next} {tenant}");
+        let written = tx
+            .query_one(APPEND, &[&tenant, &next, &payload, &note])
+            .and_then(|_| tx.commit());
+        match written {
+            Ok(()) => {
+                *applied = next;
+                Ok(())
+            }
+            Err(err) => {
+                // Perhaps committed after all (the connection broke during `COMMIT`): then
+                // the next catch-up applies it again from the log, in its place.
+                self.state.write_shard(tenant).undo(undo);
+                Err(db(err))
+            }
+        }
+    }
+
+    /// Applies the tenant's transactions after `*applied`, in order, and moves `*applied`.
+    fn apply_after(
+        &self,
+        client: &mut impl GenericClient,
+        tenant: &str,
+        applied: &mut i64,
+    ) -> Result<(), StoreError> {
+        let rows = client.query(AFTER, &[&tenant, &*applied]).map_err(db)?;
+        for row in rows {
+            let tseq: i64 = row.get(0);
+            let payload: &[u8] = row.get(1);
+            let txn = Txn::decode(payload).map_err(|e| {
+                StoreError::Unavailable(format!("transaction {tseq} of {tenant:?} unreadable: {e}"))
+            })?;
+            if txn.tenant != tenant {
+                return Err(StoreError::Unavailable(format!(
+                    "transaction {tseq} of {tenant:?} is for tenant {:?}",
+                    txn.tenant
+                )));
+            }
+            if let Err(e) = self.state.apply(tenant, txn.mutations) {
+                // The node that wrote it validated it against this same state: a bug.
+                // Skipping keeps this node serving; the reason is kept for readiness.
+                self.reach.diverged(&format!(
+                    "transaction {tseq} of {tenant:?} refused here: {e}"
+                ));
+            }
+            *applied = tseq;
+        }
+        Ok(())
+    }
+
+    /// Catches `tenant` up to transaction `head` (known committed) if it is behind.
+    pub(crate) fn catch_up_to(
+        &self,
+        client: &mut impl GenericClient,
+        tenant: &str,
+        head: i64,
+    ) -> Result<(), StoreError> {
+        let mut stripe = self.stripe(tenant);
+        let applied = stripe.entry(tenant.to_owned()).or_insert(0);
+        if head > *applied {
+            self.apply_after(client, tenant, applied)?;
+        }
+        Ok(())
+    }
+
+    /// Catches every tenant up.
+    fn catch_up_all(&self, client: &mut impl GenericClient) -> Result<(), StoreError> {
+        let heads = client
+            .query("SELECT tenant, tseq FROM halyard_heads", &[])
+            .map_err(db)?;
+        for row in heads {
+            let tenant: &str = row.get(0);
+            self.catch_up_to(client, tenant, row.get(1))?;
+        }
+        Ok(())
+    }
+}
+
+/// A database error as the store reports it: `503`, nothing applied.
+pub(crate) fn db(e: postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Backend for PgStore {
+    fn is_healthy(&self) -> bool {
+        self.reach.is_up()
+    }
+
+    /// Commits in PostgreSQL before returning: `done` runs at once, the write is durable
+    /// as the database's `synchronous_commit` makes it.
+    fn commit(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Completion,
+    ) -> Result<(), StoreError> {
+        self.commit_now(tenant, mutations)?;
+        done(Ok(()));
+        Ok(())
+    }
+
+    fn commit_unawaited(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        self.commit_now(tenant, mutations)
+    }
+
+    halyard_storage::state_reads!(state);
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
+        let mut lease = self.lease()?;
+        let client = lease.client();
+        match tenant {
+            None => self.catch_up_all(client),
+            Some(tenant) => {
+                let head = client
+                    .query_opt(
+                        "SELECT tseq FROM halyard_heads WHERE tenant = $1",
+                        &[&tenant],
+                    )
+                    .map_err(db)?
+                    .map_or(0, |row| row.get::<_, i64>(0));
+                self.catch_up_to(client, tenant, head)
+            }
+        }
+    }
+
+    fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError> {
+        halyard_storage::backend::delete_streams(
+            self,
+            self.state.expired_streams(now_ms, retention_ms),
+        )
+    }
+}

@@ -1,0 +1,223 @@
+//! Three Halyard nodes on loopback ports over one PostgreSQL database (issue 16): a write
+//! acknowledged by one node is read on the others at once, a key revoked on one node is
+//! refused by every node from the next request on, and a node killed with SIGKILL under
+//! write load loses no acknowledged write.
+//!
+//! Needs `HALYARD_TEST_PG`, a `postgres://` URL whose role may create databases:
+//! `scripts/test` starts a PostgreSQL server of its own and sets it.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{bin, err, ok, tenant_on, Tenant, ENV, SERVE_ARGS};
+use halyard_testkit::{Halyard, StartOptions};
+use serde_json::json;
+
+/// The key every node seals secrets with: nodes of one cluster must share it.
+const MASTER_KEY: &str = "4f1c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f";
+
+fn database(tag: &str) -> String {
+    let base = std::env::var("HALYARD_TEST_PG").expect(
+        "tests/cluster.rs needs HALYARD_TEST_PG, a postgres:// URL whose role may create \
+         databases: run scripts/test, which starts a PostgreSQL server and sets it",
+    );
+    let name = format!("halyard_cluster_{tag}_{}", std::process::id());
+    halyard_testkit::pg::fresh_database(&base, &name)
+}
+
+/// A node of the cluster on `url`, on a data directory of its own.
+fn node(url: &str) -> Halyard {
+    let mut args = SERVE_ARGS.to_vec();
+    args.extend(["--storage", url]);
+    let mut env = ENV.to_vec();
+    env.push(("HALYARD_MASTER_KEY", MASTER_KEY));
+    Halyard::start_fresh(
+        bin(),
+        StartOptions {
+            args: &args,
+            env: &env,
+            ..StartOptions::default()
+        },
+    )
+}
+
+fn cluster(tag: &str, n: usize) -> (String, Vec<Halyard>) {
+    let url = database(tag);
+    let nodes = (0..n).map(|_| node(&url)).collect();
+    (url, nodes)
+}
+
+/// `t` speaking to `node` instead.
+fn on(t: &Tenant, node: &Halyard) -> Tenant {
+    Tenant {
+        addr: node.addr,
+        ..t.clone()
+    }
+}
+
+/// Waits until `t`'s key works on every node: a credential made on one node reaches the
+/// others' admission within the listener's bound (a notification, else the 2 s poll).
+fn await_key(t: &Tenant, nodes: &[Halyard]) {
+    for node in nodes {
+        let deadline = Instant::now() + Duration::from_millis(2_500);
+        while on(t, node).get("/api/projects").status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the key never worked on {}",
+                node.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_write_on_one_node_is_read_on_every_other_at_once() {
+    let (_, nodes) = cluster("rw", 3);
+    let t = tenant_on(nodes[0].addr, false);
+    await_key(&t, &nodes);
+    for i in 0..12 {
+        let writer = on(&t, &nodes[i % 3]);
+        let pid = writer.project_with_agent(&format!("p{i}"));
+        let session = writer.session(&pid);
+        let sid = session["id"].as_str().expect("session id");
+        for reader in &nodes {
+            let r = on(&t, reader);
+            ok(&r.get(&format!("/api/projects/{pid}")), 200);
+            ok(&r.get(&format!("/api/projects/{pid}/sessions/{sid}")), 200);
+        }
+    }
+    // A uniqueness rule holds across nodes: a slug taken on another node is a 409.
+    let one = json!({"name": "one"});
+    ok(&on(&t, &nodes[1]).post("/api/projects", &one), 201);
+    err(
+        &on(&t, &nodes[2]).post("/api/projects", &one),
+        409,
+        "CONFLICT",
+    );
+}
+
+#[test]
+fn a_key_revoked_on_one_node_is_refused_by_every_node_from_the_next_request() {
+    let (_, nodes) = cluster("revoke", 3);
+    let t = tenant_on(nodes[0].addr, false);
+    let (key, id) = t.api_key(&json!({"name": "short-lived"}));
+    let with_key = |node: &Halyard| Tenant {
+        addr: node.addr,
+        key: key.clone(),
+        ..t.clone()
+    };
+    await_key(&with_key(&nodes[0]), &nodes);
+    ok(
+        &on(&t, &nodes[0]).delete(&format!("/api/v1/api-keys/{id}")),
+        200,
+    );
+    for node in &nodes {
+        err(&with_key(node).get("/api/projects"), 401, "UNAUTHORIZED");
+    }
+}
+
+/// Sends `req` to `t`'s node; `None` when the connection fails or closes without an answer.
+fn try_send(req: &common::Req, t: &Tenant) -> Option<halyard_testkit::Response> {
+    let mut c = halyard_testkit::Client::connect(t.addr).ok()?;
+    c.send(&req.bytes()).ok()?;
+    c.response().ok()
+}
+
+#[test]
+fn sigkill_of_a_node_under_write_load_loses_no_acknowledged_write() {
+    let (url, mut nodes) = cluster("kill", 2);
+    let t = tenant_on(nodes[0].addr, false);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (t, acked, stop) = (t.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for i in 0..2_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let doc = json!({"name": format!("w{w}-{i}")});
+                    let Some(r) = try_send(&t.req("POST", "/api/projects").json(&doc), &t) else {
+                        return; // the node died: this write may or may not have committed
+                    };
+                    if r.status != 201 {
+                        return;
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+                    let id = v["project"]["id"].as_str().expect("id").to_string();
+                    acked.lock().expect("acked").push(id);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().expect("acked").len() < 100 {
+        assert!(Instant::now() < deadline, "fewer than 100 writes in 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nodes[0].signal(libc::SIGKILL);
+    let _ = nodes[0].wait_exit(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let acked = acked.lock().expect("acked").clone();
+    let survivor = on(&t, &nodes[1]);
+    for id in &acked {
+        ok(&survivor.get(&format!("/api/projects/{id}")), 200);
+    }
+    // A node started after the kill loads the same data from the database.
+    let late_node = node(&url);
+    let late = on(&t, &late_node);
+    let listed = ok(&late.get("/api/projects?limit=100"), 200);
+    assert!(listed["pagination"]["total"].as_u64().unwrap_or(0) >= acked.len() as u64);
+    // And the database replays whole: every transaction applies, no gap in any numbering.
+    let (status, out) = halyard_testkit::run_to_exit(
+        bin(),
+        &["check", "--storage", &url],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "check failed: {out}");
+}
+
+#[test]
+fn migrate_brings_a_database_up_to_date_and_refuses_a_newer_schema() {
+    let url = database("migrate");
+    let migrate = |url: &str| {
+        halyard_testkit::run_to_exit(
+            bin(),
+            &["migrate", "--storage", url],
+            &[],
+            Duration::from_secs(60),
+        )
+    };
+    let (status, out) = migrate(&url);
+    assert!(status.success(), "{out}");
+    let (status, out) = migrate(&url);
+    assert!(status.success(), "a second run changes nothing: {out}");
+    halyard_testkit::pg::execute(&url, "INSERT INTO halyard_schema (version) VALUES (999)");
+    let (status, out) = migrate(&url);
+    assert!(!status.success());
+    assert!(out.contains("version 999, newer than this binary"), "{out}");
+    let dir = halyard_testkit::temp_dir("migrate");
+    let dir = dir.to_str().expect("utf-8 path");
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--storage",
+        &url,
+    ];
+    let (status, out) = halyard_testkit::run_to_exit(bin(), &serve, &[], Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!status.success(), "serve started on a newer schema");
+    assert!(out.contains("newer than this binary"), "{out}");
+}
