@@ -1,5 +1,6 @@
 //! The command line: `halyard serve`, `halyard tenant create`, `halyard check`, `halyard
-//! backup`, `halyard restore`, `halyard migrate`.
+//! backup`, `halyard restore`, `halyard migrate`, `halyard export-store`, `halyard
+//! import-store`.
 //!
 //! Responsible for: flag names and help text exactly as ENDPOINTS.md section 10 writes them.
 //! Not responsible for: defaults or the config file (see `config`), or running anything.
@@ -37,6 +38,10 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Create or upgrade the schema of a PostgreSQL store (`serve` also does it at start).
     Migrate(MigrateArgs),
+    /// Copy an embedded data directory (its server stopped) into an empty PostgreSQL store.
+    ExportStore(ExportStoreArgs),
+    /// Copy a PostgreSQL store into a new embedded data directory.
+    ImportStore(ImportStoreArgs),
 }
 
 /// `halyard serve` flags. Every one is optional here: unset flags fall back to the config
@@ -194,4 +199,26 @@ pub struct MigrateArgs {
     /// The postgres:// URL of the store.
     #[arg(long)]
     pub storage: String,
+}
+
+/// `halyard export-store` flags.
+#[derive(Debug, Args)]
+pub struct ExportStoreArgs {
+    /// Data directory to copy (no server may have it open).
+    #[arg(long, default_value = "./halyard-data")]
+    pub data_dir: PathBuf,
+    /// The postgres:// URL of an empty store to copy into.
+    #[arg(long)]
+    pub to: String,
+}
+
+/// `halyard import-store` flags.
+#[derive(Debug, Args)]
+pub struct ImportStoreArgs {
+    /// The postgres:// URL of the store to copy.
+    #[arg(long)]
+    pub from: String,
+    /// The data directory to create; it must be missing or empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }

@@ -77,6 +77,10 @@ pub enum ServeError {
     DamagedDatabase,
     /// The handler threads of a shared store could not be started.
     HandlerThreads(io::Error),
+    /// `export-store` or `import-store` failed to copy.
+    Copy(StoreError),
+    /// The target of `export-store` or `import-store` holds data already.
+    NotEmpty(String),
 }
 
 impl fmt::Display for ServeError {
@@ -117,6 +121,8 @@ impl fmt::Display for ServeError {
             ServeError::Postgres(e) => write!(f, "PostgreSQL store: {e}"),
             ServeError::DamagedDatabase => f.write_str("the database has damage"),
             ServeError::HandlerThreads(e) => write!(f, "cannot start the handler threads: {e}"),
+            ServeError::Copy(e) => write!(f, "copy failed: {e}"),
+            ServeError::NotEmpty(what) => write!(f, "{what} is not empty: nothing was copied"),
         }
     }
 }
@@ -127,7 +133,7 @@ impl std::error::Error for ServeError {
             ServeError::Config(e) => Some(e),
             ServeError::Tls(e) => Some(e),
             ServeError::Open(_, e) | ServeError::Check(_, e) => Some(e),
-            ServeError::StoreJwtSecret(e) => Some(e),
+            ServeError::StoreJwtSecret(e) | ServeError::Copy(e) => Some(e),
             ServeError::PublicKeys(_, e) => Some(e),
             ServeError::MasterKey(e) => Some(e),
             ServeError::Seed(e) => Some(e),
@@ -148,7 +154,8 @@ impl std::error::Error for ServeError {
             ServeError::ShortJwtSecret
             | ServeError::TenantName
             | ServeError::Damaged(_)
-            | ServeError::DamagedDatabase => None,
+            | ServeError::DamagedDatabase
+            | ServeError::NotEmpty(_) => None,
         }
     }
 }

@@ -67,6 +67,8 @@ fn main() -> ExitCode {
         cli::Command::Backup(args) => serve::backup(&args),
         cli::Command::Restore(args) => serve::restore(&args),
         cli::Command::Migrate(args) => serve::migrate(&args),
+        cli::Command::ExportStore(args) => serve::export_store(&args),
+        cli::Command::ImportStore(args) => serve::import_store(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

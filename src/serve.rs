@@ -16,7 +16,9 @@ use halyard_engine::access_log::ReopenHandle;
 use halyard_engine::{log_error, log_info, log_warn, ReloadHandle};
 use halyard_storage::{Backend, Mutation, Options, Store};
 
-use crate::cli::{BackupArgs, CheckArgs, MigrateArgs, RestoreArgs, TenantAction};
+use crate::cli::{
+    BackupArgs, CheckArgs, ExportStoreArgs, ImportStoreArgs, MigrateArgs, RestoreArgs, TenantAction,
+};
 use crate::config::{Settings, Storage};
 use crate::error::ServeError;
 
@@ -385,6 +387,55 @@ pub fn migrate(args: &MigrateArgs) -> Result<(), ServeError> {
         true => println!("schema version {}: up to date", m.to),
         false => println!("schema migrated from version {} to {}", m.from, m.to),
     }
+    Ok(())
+}
+
+/// Runs `halyard export-store`: the embedded data directory into an empty PostgreSQL store.
+pub fn export_store(args: &ExportStoreArgs) -> Result<(), ServeError> {
+    let store = open_store(&args.data_dir, halyard_storage::FsyncPolicy::Always)?;
+    let opts = halyard_pgstore::Options::default();
+    let opened = halyard_pgstore::open(&args.to, opts).map_err(ServeError::Postgres)?;
+    let pg = &opened.store;
+    if !pg.is_empty().map_err(ServeError::Copy)? {
+        return Err(ServeError::NotEmpty("the PostgreSQL store".into()));
+    }
+    let report = halyard_pgstore::copy_state(store.state(), &**pg).map_err(ServeError::Copy)?;
+    // The cluster reads its metadata (the JWT secret) from `halyard_meta`.
+    for (key, value) in store.state().meta_entries() {
+        pg.meta_or_init(&key, &value).map_err(ServeError::Copy)?;
+    }
+    print!("{report}");
+    println!(
+        "secret values stay sealed with this directory's master key: give every node \
+         HALYARD_MASTER_KEY (or {}/{})",
+        args.data_dir.display(),
+        vault::KEY_FILE
+    );
+    Ok(())
+}
+
+/// Runs `halyard import-store`: a PostgreSQL store into a new embedded data directory.
+pub fn import_store(args: &ImportStoreArgs) -> Result<(), ServeError> {
+    let dir = &args.data_dir;
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(ServeError::NotEmpty(dir.display().to_string()));
+    }
+    let opts = halyard_pgstore::Options::default();
+    let opened = halyard_pgstore::open(&args.from, opts).map_err(ServeError::Postgres)?;
+    let store = open_store(dir, halyard_storage::FsyncPolicy::Always)?;
+    let pg = &opened.store;
+    let report = halyard_pgstore::copy_state(pg.state(), &store).map_err(ServeError::Copy)?;
+    for (key, value) in pg.meta_entries().map_err(ServeError::Copy)? {
+        let m = Mutation::SetMeta { key, value };
+        store.commit_wait("", vec![m]).map_err(ServeError::Copy)?;
+    }
+    print!("{report}");
+    println!(
+        "secret values are sealed with the cluster's HALYARD_MASTER_KEY: set it for this \
+         directory's server too (or write it to {}/{})",
+        dir.display(),
+        vault::KEY_FILE
+    );
     Ok(())
 }
 

@@ -221,3 +221,159 @@ fn migrate_brings_a_database_up_to_date_and_refuses_a_newer_schema() {
     assert!(!status.success(), "serve started on a newer schema");
     assert!(out.contains("newer than this binary"), "{out}");
 }
+
+#[test]
+fn a_store_moves_from_a_data_directory_into_postgresql_and_back() {
+    let url = database("move");
+    let env = [ENV[0], ("HALYARD_MASTER_KEY", MASTER_KEY)];
+    let dir = halyard_testkit::temp_dir("move-from");
+    let (t, pid, sid) = {
+        let h = Halyard::start_in_with_env(bin(), &dir, SERVE_ARGS, &env);
+        let t = tenant_on(h.addr, false);
+        let pid = t.project_with_agent("bot");
+        t.secret(&pid, "OPENAI", "sk-moved");
+        let sid = t.session(&pid)["id"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        for m in ["one", "two"] {
+            let turn = json!({"projectId": pid, "sessionId": sid, "message": m});
+            ok(&t.post("/api/v1/chat/agent", &turn), 200);
+        }
+        (t, pid, sid)
+    };
+    let reads = |t: &Tenant| {
+        [
+            format!("/api/projects/{pid}"),
+            format!("/api/projects/{pid}/agents"),
+            format!("/api/projects/{pid}/secrets"),
+            format!("/api/projects/{pid}/sessions/{sid}/messages"),
+        ]
+        .map(|path| ok(&t.get(&path), 200))
+    };
+    let before = {
+        let h = Halyard::start_in_with_env(bin(), &dir, SERVE_ARGS, &env);
+        reads(&on(&t, &h))
+    };
+    let run =
+        |args: &[&str]| halyard_testkit::run_to_exit(bin(), args, &[], Duration::from_secs(120));
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let (status, out) = run(&["export-store", "--data-dir", dir_arg, "--to", &url]);
+    assert!(status.success(), "{out}");
+    let (status, out) = run(&["export-store", "--data-dir", dir_arg, "--to", &url]);
+    assert!(!status.success() && out.contains("not empty"), "{out}");
+    {
+        let n = node(&url);
+        assert_eq!(reads(&on(&t, &n)), before, "in PostgreSQL");
+    }
+    let back = halyard_testkit::temp_dir("move-back");
+    let back_arg = back.to_str().expect("utf-8 path");
+    let (status, out) = run(&["import-store", "--from", &url, "--data-dir", back_arg]);
+    assert!(status.success(), "{out}");
+    {
+        let h = Halyard::start_in_with_env(bin(), &back, SERVE_ARGS, &env);
+        assert_eq!(reads(&on(&t, &h)), before, "back in a data directory");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&back);
+}
+
+/// A TCP relay between a node and PostgreSQL that the test can cut and mend: what a
+/// database that goes away and comes back looks like from the node.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(to: std::net::SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                let mut open = o.lock().expect("relay sockets");
+                for (from, into) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut into) =
+                        (from.try_clone().unwrap(), into.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                open.extend([client, server]);
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().expect("relay sockets").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// `url` with its host and port replaced by `127.0.0.1:port`, and the address it named.
+fn through(url: &str, port: u16) -> (String, std::net::SocketAddr) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').expect("a database name");
+    let (user, host) = authority.rsplit_once('@').expect("a user");
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    };
+    let addr = host.parse().expect("a numeric host and port");
+    (format!("{scheme}://{user}@127.0.0.1:{port}/{path}"), addr)
+}
+
+fn ready(node: &Halyard) -> u16 {
+    common::req("GET", "/health/ready")
+        .send_to(node.addr)
+        .status
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} within 10 s");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn readiness_follows_the_database_going_away_and_coming_back() {
+    let url = database("ready");
+    let (_, pg) = through(&url, 0);
+    let relay = Relay::start(pg);
+    let (relayed, _) = through(&url, relay.port);
+    let n = node(&relayed);
+    let t = tenant_on(n.addr, false);
+    assert_eq!(ready(&n), 200);
+    relay.cut();
+    until("ready turns 503", || ready(&n) == 503);
+    err(&t.get("/api/projects"), 503, "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        common::req("GET", "/health/live").send_to(n.addr).status,
+        200
+    );
+    relay.mend();
+    until("ready turns 200 again", || ready(&n) == 200);
+    until("reads work again", || t.get("/api/projects").status == 200);
+    ok(&t.post("/api/projects", &json!({"name": "after"})), 201);
+}

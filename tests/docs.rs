@@ -119,6 +119,8 @@ fn every_flag_of_the_other_commands_is_documented() {
         &["backup"][..],
         &["restore"][..],
         &["migrate"][..],
+        &["export-store"][..],
+        &["import-store"][..],
     ];
     for args in commands {
         for flag in flags(args) {

@@ -23,8 +23,6 @@ use crate::tokens;
 pub enum SeedError {
     /// Storage refused the write, or failed to make it durable.
     Store(StoreError),
-    /// Storage stopped before it said whether the write is durable.
-    Unanswered,
     /// The dev tenant exists but the file keeping its key cannot be read.
     DevKey(PathBuf, io::Error),
     /// A file of the data directory could not be written.
@@ -37,7 +35,6 @@ impl fmt::Display for SeedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SeedError::Store(e) => write!(f, "{e}"),
-            SeedError::Unanswered => f.write_str("storage closed before the write was durable"),
             SeedError::DevKey(path, e) => write!(
                 f,
                 "dev tenant exists but {} is unreadable: {e}",
@@ -54,7 +51,7 @@ impl std::error::Error for SeedError {
         match self {
             SeedError::Store(e) => Some(e),
             SeedError::DevKey(_, e) | SeedError::Write(_, e) => Some(e),
-            SeedError::Unanswered | SeedError::NoDemoProject => None,
+            SeedError::NoDemoProject => None,
         }
     }
 }
@@ -153,20 +150,7 @@ pub fn commit_and_wait(
     tenant: &str,
     mutations: Vec<Mutation>,
 ) -> Result<(), SeedError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    store
-        .commit(
-            tenant,
-            mutations,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        )
-        .map_err(SeedError::Store)?;
-    match rx.recv() {
-        Ok(outcome) => outcome.map_err(SeedError::Store),
-        Err(_) => Err(SeedError::Unanswered),
-    }
+    halyard_storage::backend::commit_and_wait(store, tenant, mutations).map_err(SeedError::Store)
 }
 
 /// A new tenant named `name`, enabled, with the default limits.

@@ -17,6 +17,7 @@
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
+//! | [`transfer`] | `halyard export-store`, `import-store` |
 //!
 //! Blocking by design (the synchronous `postgres` client): the API runs handlers on
 //! threads of their own when [`Backend::is_shared`], never on an event loop.
@@ -27,6 +28,7 @@ pub mod migrate;
 pub mod pool;
 pub mod reach;
 pub mod store;
+pub mod transfer;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,7 @@ use halyard_storage::Backend;
 pub use check::{check, PgCheckReport};
 pub use migrate::{MigrateError, Migrated, LATEST};
 pub use store::PgStore;
+pub use transfer::{copy_state, CopyReport};
 
 /// How to open the store.
 #[derive(Debug, Clone, Copy)]

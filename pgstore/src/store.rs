@@ -103,6 +103,30 @@ impl PgStore {
         Ok(row.get(0))
     }
 
+    /// Every value of `halyard_meta` (the JWT secret), for copying a store.
+    pub fn meta_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut lease = self.lease()?;
+        let rows = lease
+            .client()
+            .query("SELECT key, value FROM halyard_meta ORDER BY key", &[])
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Whether no transaction was ever committed (a target for `halyard export-store`).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let mut lease = self.lease()?;
+        let row = lease
+            .client()
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM halyard_txlog) \
+                 AND NOT EXISTS (SELECT 1 FROM halyard_meta)",
+                &[],
+            )
+            .map_err(db)?;
+        Ok(row.get(0))
+    }
+
     fn lease(&self) -> Result<crate::pool::Lease<'_>, StoreError> {
         self.pool.get().map_err(|e| match e {
             PoolError::Busy => StoreError::Unavailable(e.to_string()),

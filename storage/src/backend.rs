@@ -335,3 +335,21 @@ fn delete_stream_batch(
         Err(e) => Err(e),
     }
 }
+
+/// Commits and blocks until the commit is durable (or failed): for commands and tools run
+/// outside a request, never on an event loop.
+pub fn commit_and_wait(
+    backend: &dyn Backend,
+    tenant: &str,
+    mutations: Vec<Mutation>,
+) -> Result<(), StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    backend.commit(
+        tenant,
+        mutations,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    )?;
+    rx.recv().unwrap_or(Err(StoreError::Closed))
+}

@@ -151,7 +151,14 @@ struct EntryWriter<W: Write> {
     bytes: u64,
 }
 
-impl<W: Write> EntryWriter<W> {
+/// Where [`emit_state`] puts the mutations that rebuild a state: a snapshot file, or another
+/// store (`halyard export-store`, `import-store`).
+pub trait StateSink {
+    /// Takes the next mutation, of `tenant` (`""` for server metadata).
+    fn push(&mut self, tenant: &str, m: &Mutation) -> io::Result<()>;
+}
+
+impl<W: Write> StateSink for EntryWriter<W> {
     fn push(&mut self, tenant: &str, m: &Mutation) -> io::Result<()> {
         if tenant != self.tenant || self.pending.len() >= ENTRY_TARGET_BYTES {
             self.flush()?;
@@ -161,7 +168,9 @@ impl<W: Write> EntryWriter<W> {
         self.count += 1;
         Ok(())
     }
+}
 
+impl<W: Write> EntryWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         if self.count == 0 {
             return Ok(());
@@ -193,8 +202,9 @@ impl<W: Write> EntryWriter<W> {
 }
 
 /// Emits the whole state as `Put*` mutations, parents before children, sessions in
-/// creation order so that lists keep their order after a reload.
-fn emit_state<W: Write>(state: &State, w: &mut EntryWriter<W>) -> io::Result<()> {
+/// creation order so that lists keep their order after a reload; each tenant's mutations
+/// together, server metadata last.
+pub fn emit_state(state: &State, w: &mut impl StateSink) -> io::Result<()> {
     let mut result = Ok(());
     state.for_each_tenant(|ts| {
         if result.is_ok() {
@@ -208,10 +218,7 @@ fn emit_state<W: Write>(state: &State, w: &mut EntryWriter<W>) -> io::Result<()>
     Ok(())
 }
 
-fn emit_tenant<W: Write>(
-    ts: &crate::state::tenant::TenantState,
-    w: &mut EntryWriter<W>,
-) -> io::Result<()> {
+fn emit_tenant(ts: &crate::state::tenant::TenantState, w: &mut impl StateSink) -> io::Result<()> {
     let t = ts.tenant.id.as_str();
     w.push(t, &Mutation::PutTenant(ts.tenant.clone()))?;
     for u in ts.users.values() {
@@ -284,12 +291,7 @@ fn emit_tenant<W: Write>(
 /// A stream as its start (with its time) and its events as one batch; a stream with more
 /// than about 1 MiB of events is cut into several batches, so that no record comes near
 /// the record size limit.
-fn emit_stream<W: Write>(
-    t: &str,
-    id: &str,
-    st: &StreamData,
-    w: &mut EntryWriter<W>,
-) -> io::Result<()> {
+fn emit_stream(t: &str, id: &str, st: &StreamData, w: &mut impl StateSink) -> io::Result<()> {
     let start = Mutation::StartStream {
         stream_id: id.to_owned(),
         owner: st.owner.clone(),

@@ -248,15 +248,7 @@ impl Store {
     /// Commits and blocks until the commit is durable (or failed). For offline tools,
     /// tests and the `--dev` seeding; handlers use [`Backend::commit`] with a completion.
     pub fn commit_wait(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
-        let (tx, rx) = bounded(1);
-        self.commit(
-            tenant,
-            mutations,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        )?;
-        rx.recv().unwrap_or(Err(StoreError::Closed))
+        crate::backend::commit_and_wait(self, tenant, mutations)
     }
 
     /// Closes the active segment and snapshots everything before it, now (tests, operator
