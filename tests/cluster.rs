@@ -377,3 +377,105 @@ fn readiness_follows_the_database_going_away_and_coming_back() {
     until("reads work again", || t.get("/api/projects").status == 200);
     ok(&t.post("/api/projects", &json!({"name": "after"})), 201);
 }
+
+/// Resumes `stream_id` on `node` after `last` and reads it to its end.
+fn resume_on(t: &Tenant, node: &Halyard, stream_id: &str, last: u64) -> Vec<common::sse::Event> {
+    let mut c = halyard_testkit::Client::connect(node.addr).expect("connect");
+    let req = t
+        .req("GET", &format!("/api/v1/chat/stream/{stream_id}"))
+        .header("Last-Event-ID", &last.to_string());
+    c.send(&req.bytes()).expect("send");
+    assert_eq!(c.head().expect("head").status, 200);
+    common::sse::read_events(&mut c, |_| false).0
+}
+
+/// The ids of `events` are `after + 1`, `after + 2`, ... with no gap.
+fn assert_follows(events: &[common::sse::Event], after: u64) {
+    let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+    let want: Vec<u64> = (after + 1..after + 1 + ids.len() as u64).collect();
+    assert_eq!(ids, want, "ids after {after}");
+}
+
+#[test]
+fn a_stream_is_resumed_on_another_node_while_its_node_runs_and_after_it_died() {
+    let url = database("streams");
+    let args = [
+        "--echo-token-delay-ms",
+        "40",
+        "--provider-timeout-ms",
+        "1000",
+    ];
+    let mut start = SERVE_ARGS.to_vec();
+    start.extend(args);
+    start.extend(["--storage", &url]);
+    let env = [ENV[0], ("HALYARD_MASTER_KEY", MASTER_KEY)];
+    let spawn = || {
+        Halyard::start_fresh(
+            bin(),
+            StartOptions {
+                args: &start,
+                env: &env,
+                ..StartOptions::default()
+            },
+        )
+    };
+    let (mut a, b) = (spawn(), spawn());
+    let t = tenant_on(a.addr, false);
+    await_key(&t, std::slice::from_ref(&b));
+    let pid = t.project_with_agent("bot");
+    let words = (0..40)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = json!({"projectId": pid, "message": words});
+
+    // While A runs it: the resume on B gets the rest, the same events as A's client.
+    let (mut on_a, head) = common::sse::open_stream(&t, "/api/v1/chat/agent/stream", &body);
+    let sid = head.header("x-stream-id").expect("stream id").to_string();
+    let (first, _) = common::sse::read_events(&mut on_a, |e| e.len() >= 3);
+    let seen = first.last().expect("events").id;
+    let rest = resume_on(&t, &b, &sid, seen);
+    assert_follows(&rest, seen);
+    assert_eq!(rest.last().map(|e| e.name.as_str()), Some("done"));
+    let (all_on_a, _) = common::sse::read_events(&mut on_a, |_| false);
+    let a_rest: Vec<_> = first
+        .iter()
+        .chain(&all_on_a)
+        .filter(|e| e.id > seen)
+        .collect();
+    assert_eq!(a_rest.len(), rest.len());
+    for (x, y) in a_rest.iter().zip(&rest) {
+        assert_eq!((x.id, &x.name, &x.data), (y.id, &y.name, &y.data));
+    }
+
+    // After A died: B replays what A stored, then says the stream was cut short.
+    let (mut on_a, head) = common::sse::open_stream(&t, "/api/v1/chat/agent/stream", &body);
+    let sid = head.header("x-stream-id").expect("stream id").to_string();
+    let (first, _) = common::sse::read_events(&mut on_a, |e| e.len() >= 10);
+    let seen = first[2].id;
+    // Past a flush, so that some events after `seen` are in the database.
+    std::thread::sleep(Duration::from_millis(600));
+    a.signal(libc::SIGKILL);
+    let _ = a.wait_exit(Duration::from_secs(5));
+    let began = Instant::now();
+    let rest = resume_on(&t, &b, &sid, seen);
+    assert_follows(&rest, seen);
+    assert!(
+        rest.len() >= 8,
+        "the flushed events are replayed: {}",
+        rest.len()
+    );
+    let end = rest.last().expect("an end");
+    assert_eq!(end.name, "error");
+    assert_eq!(
+        end.data["code"],
+        json!("STREAM_INTERRUPTED"),
+        "{:?}",
+        end.data
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+}

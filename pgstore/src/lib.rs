@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`migrate`] | the schema and its versions |
 //! | [`pool`] | a bounded set of connections |
+//! | [`sql`] | the statements, prepared per connection |
 //! | [`store`] | commits, catch-up, reads |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`reach`] | the readiness flag |
@@ -27,6 +28,7 @@ pub mod listener;
 pub mod migrate;
 pub mod pool;
 pub mod reach;
+pub mod sql;
 pub mod store;
 pub mod transfer;
 

@@ -69,7 +69,7 @@ fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
             if let Some((tseq, tenant)) = parse(n.payload()) {
                 let mut lease = store.pool.get().map_err(|e| e.to_string())?;
                 store
-                    .catch_up_to(lease.client(), tenant, tseq)
+                    .catch_up_to(lease.conn(), tenant, tseq)
                     .map_err(|e| e.to_string())?;
             }
             if stop.load(Ordering::Acquire) {

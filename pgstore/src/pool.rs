@@ -10,6 +10,16 @@ use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
 
+use crate::sql::Prepared;
+
+/// A pooled connection with its prepared statements.
+pub struct Conn {
+    /// The connection.
+    pub client: Client,
+    /// The statements of [`crate::sql`], prepared on it.
+    pub sql: Prepared,
+}
+
 /// The connection pool.
 pub struct Pool {
     config: Config,
@@ -21,7 +31,7 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Slots {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Connections lent out or idle.
     open: usize,
 }
@@ -69,14 +79,16 @@ impl Pool {
         let deadline = std::time::Instant::now() + self.wait;
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(client) = slots.idle.pop() {
-                return Ok(Lease::new(self, client));
+            if let Some(conn) = slots.idle.pop() {
+                return Ok(Lease::new(self, conn));
             }
             if slots.open < self.max {
                 slots.open += 1;
                 drop(slots);
-                return match connect(&self.config) {
-                    Ok(client) => Ok(Lease::new(self, client)),
+                let opened = connect(&self.config)
+                    .and_then(|mut client| Ok((Prepared::on(&mut client)?, client)));
+                return match opened {
+                    Ok((sql, client)) => Ok(Lease::new(self, Conn { client, sql })),
                     Err(e) => {
                         self.forget();
                         Err(PoolError::Connect(e))
@@ -106,12 +118,12 @@ impl Pool {
         self.freed.notify_all();
     }
 
-    fn give_back(&self, client: Client) {
-        if client.is_closed() {
+    fn give_back(&self, conn: Conn) {
+        if conn.client.is_closed() {
             return self.forget();
         }
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.idle.push(client);
+        slots.idle.push(conn);
         drop(slots);
         self.freed.notify_one();
     }
@@ -136,29 +148,34 @@ fn connect(config: &Config) -> Result<Client, postgres::Error> {
 /// A lent connection, given back when dropped (or forgotten, if it broke).
 pub struct Lease<'p> {
     pool: &'p Pool,
-    client: Option<Client>,
+    conn: Option<Conn>,
 }
 
 impl<'p> Lease<'p> {
-    fn new(pool: &'p Pool, client: Client) -> Self {
+    fn new(pool: &'p Pool, conn: Conn) -> Self {
         Lease {
             pool,
-            client: Some(client),
+            conn: Some(conn),
         }
+    }
+
+    /// The connection and its prepared statements.
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
     }
 
     /// The connection.
     pub fn client(&mut self) -> &mut Client {
-        self.client
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("a lease holds its client until dropped"))
+        &mut self.conn().client
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            self.pool.give_back(client);
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
         }
     }
 }

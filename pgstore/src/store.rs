@@ -22,29 +22,14 @@ use std::sync::{Mutex, MutexGuard};
 use halyard_storage::codec::Encoder;
 use halyard_storage::state::State;
 use halyard_storage::{Backend, Completion, Mutation, StoreError, Txn};
-use postgres::GenericClient;
+use postgres::{GenericClient, Statement};
 
-use crate::pool::{Pool, PoolError};
+use crate::pool::{Conn, Pool, PoolError};
 use crate::reach::Reach;
 
 /// Stripes of the per-tenant apply locks: tenants hashed to one stripe commit and catch up
 /// one at a time on this node; others go on.
 const STRIPES: usize = 256;
-
-/// Locks the tenant's head row (made on the tenant's first commit) and returns the last
-/// transaction number committed for it.
-const LOCK_HEAD: &str = "INSERT INTO halyard_heads (tenant, tseq) VALUES ($1, 0) \
-     ON CONFLICT (tenant) DO UPDATE SET tseq = halyard_heads.tseq RETURNING tseq";
-
-/// Appends transaction `$2` of tenant `$1`, moves the head, and tells every listening node
-/// (delivered at `COMMIT`, in commit order).
-const APPEND: &str = "WITH t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) \
-     VALUES ($1, $2, $3)), h AS (UPDATE halyard_heads SET tseq = $2 WHERE tenant = $1) \
-     SELECT pg_notify('halyard', $4)";
-
-/// The transactions of tenant `$1` after `$2`, in order.
-const AFTER: &str =
-    "SELECT tseq, payload FROM halyard_txlog WHERE tenant = $1 AND tseq > $2 ORDER BY tseq";
 
 /// The PostgreSQL store. Share it with `Arc`; every method takes `&self` and may block on
 /// the database: call it off the event loops.
@@ -146,10 +131,11 @@ impl PgStore {
         let mut lease = self.lease()?;
         let mut stripe = self.stripe(tenant);
         let applied = stripe.entry(tenant.to_owned()).or_insert(0);
-        let mut tx = lease.client().transaction().map_err(db)?;
-        let head: i64 = tx.query_one(LOCK_HEAD, &[&tenant]).map_err(db)?.get(0);
+        let Conn { client, sql } = lease.conn();
+        let mut tx = client.transaction().map_err(db)?;
+        let head: i64 = tx.query_one(&sql.lock_head, &[&tenant]).map_err(db)?.get(0);
         if head > *applied {
-            self.apply_after(&mut tx, tenant, applied)?;
+            self.apply_after(&mut tx, &sql.after, tenant, applied)?;
         }
         // Refused here (409, 404): the transaction rolls back when dropped.
         let undo = self
@@ -159,7 +145,7 @@ impl PgStore {
         let next = head + 1;
         let note = format!("{next} {tenant}");
         let written = tx
-            .query_one(APPEND, &[&tenant, &next, &payload, &note])
+            .query_one(&sql.append, &[&tenant, &next, &payload, &note])
             .and_then(|_| tx.commit());
         match written {
             Ok(()) => {
@@ -179,10 +165,11 @@ impl PgStore {
     fn apply_after(
         &self,
         client: &mut impl GenericClient,
+        after: &Statement,
         tenant: &str,
         applied: &mut i64,
     ) -> Result<(), StoreError> {
-        let rows = client.query(AFTER, &[&tenant, &*applied]).map_err(db)?;
+        let rows = client.query(after, &[&tenant, &*applied]).map_err(db)?;
         for row in rows {
             let tseq: i64 = row.get(0);
             let payload: &[u8] = row.get(1);
@@ -210,26 +197,27 @@ impl PgStore {
     /// Catches `tenant` up to transaction `head` (known committed) if it is behind.
     pub(crate) fn catch_up_to(
         &self,
-        client: &mut impl GenericClient,
+        conn: &mut Conn,
         tenant: &str,
         head: i64,
     ) -> Result<(), StoreError> {
         let mut stripe = self.stripe(tenant);
         let applied = stripe.entry(tenant.to_owned()).or_insert(0);
         if head > *applied {
-            self.apply_after(client, tenant, applied)?;
+            self.apply_after(&mut conn.client, &conn.sql.after, tenant, applied)?;
         }
         Ok(())
     }
 
     /// Catches every tenant up.
-    fn catch_up_all(&self, client: &mut impl GenericClient) -> Result<(), StoreError> {
-        let heads = client
+    fn catch_up_all(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let heads = conn
+            .client
             .query("SELECT tenant, tseq FROM halyard_heads", &[])
             .map_err(db)?;
         for row in heads {
             let tenant: &str = row.get(0);
-            self.catch_up_to(client, tenant, row.get(1))?;
+            self.catch_up_to(conn, tenant, row.get(1))?;
         }
         Ok(())
     }
@@ -270,18 +258,16 @@ impl Backend for PgStore {
 
     fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
         let mut lease = self.lease()?;
-        let client = lease.client();
+        let conn = lease.conn();
         match tenant {
-            None => self.catch_up_all(client),
+            None => self.catch_up_all(conn),
             Some(tenant) => {
-                let head = client
-                    .query_opt(
-                        "SELECT tseq FROM halyard_heads WHERE tenant = $1",
-                        &[&tenant],
-                    )
+                let head = conn
+                    .client
+                    .query_opt(&conn.sql.head, &[&tenant])
                     .map_err(db)?
                     .map_or(0, |row| row.get::<_, i64>(0));
-                self.catch_up_to(client, tenant, head)
+                self.catch_up_to(conn, tenant, head)
             }
         }
     }

@@ -149,16 +149,18 @@ impl Hub {
     }
 
     /// Sends the events after `after` (those `load` finds stored, then those not yet
-    /// flushed) to `sender`, then attaches it to the live stream if it is still open;
-    /// otherwise its response ends after them, with `STREAM_INTERRUPTED` when the stream
-    /// never reached its last event.
+    /// flushed) to `sender`, then attaches it to the live stream if it is open here. A
+    /// stream that ended ends the response after them. One not open here that never
+    /// reached its last event is given back with the id of the last event sent: the caller
+    /// either follows it as other nodes append to it ([`super::follow`]) or ends it with
+    /// [`end_interrupted`] (a restart cut it short).
     pub fn resume(
         &self,
         stream_id: &str,
         after: u64,
         sender: StreamSender,
         load: impl Fn(u64) -> Vec<StreamEvent>,
-    ) {
+    ) -> Option<(StreamSender, u64)> {
         let mut shard = self.shard(stream_id);
         let stored = load(after);
         let last = stored.last().map_or(after, |e| e.id);
@@ -168,26 +170,29 @@ impl Hub {
         let mut last_sent: Option<(u64, bool)> = None;
         for e in stored.iter().chain(fresh) {
             if sender.send(&sse::frame(e.id, &e.event, &e.data)).is_err() {
-                return;
+                return None;
             }
             last_sent = Some((e.id, is_last(&e.event)));
         }
         let Some(live) = shard.get_mut(stream_id) else {
-            // Ended, or cut short by a restart: tell which by its last event.
+            // Ended, or not running here: tell which by its last event.
             let ended = match last_sent {
                 Some((_, ended)) => ended,
                 None => after > 0 && load(after - 1).first().is_some_and(|e| is_last(&e.event)),
             };
-            if !ended {
-                let id = last_sent.map_or(after, |(id, _)| id) + 1;
-                let _ = sender.send(&interrupted_frame(id));
-            }
-            return;
+            return (!ended).then(|| (sender, last_sent.map_or(after, |(id, _)| id)));
         };
         sender.watch_gone(live.producer.0.clone(), live.producer.1);
         live.listeners.push(sender);
         live.orphaned_since = None;
+        None
     }
+}
+
+/// Ends the resume of a stream that will not go on after event `last` (a restart cut it
+/// short, or the node that ran it is gone) with `event: error` `STREAM_INTERRUPTED`.
+pub fn end_interrupted(sender: &StreamSender, last: u64) {
+    let _ = sender.send(&interrupted_frame(last + 1));
 }
 
 fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Live) {
@@ -202,7 +207,7 @@ fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Liv
 }
 
 /// Whether `event` ends a stream (nothing follows it).
-fn is_last(event: &str) -> bool {
+pub(crate) fn is_last(event: &str) -> bool {
     [sse::DONE, sse::COMPLETE, sse::ERROR].contains(&event)
 }
 
@@ -210,7 +215,7 @@ fn is_last(event: &str) -> bool {
 fn interrupted_frame(id: u64) -> Vec<u8> {
     let data = sse::error_data(
         sse::STREAM_INTERRUPTED,
-        "The server restarted before this stream ended; its last events were not stored",
+        "The server running this stream stopped before it ended; its last events were not stored",
     );
     sse::frame(id, sse::ERROR, &data)
 }

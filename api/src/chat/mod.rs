@@ -7,6 +7,7 @@
 //! lives with the other handlers.
 
 pub mod call_events;
+pub mod follow;
 pub mod http_tool;
 pub mod hub;
 pub mod mcp;

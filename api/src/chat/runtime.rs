@@ -32,6 +32,9 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 /// How often expired streams are looked for (when turns run: only turns make streams).
 pub const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
+/// Added to the patience of a follow (see [`Runtime::follow_patience`]).
+const FOLLOW_MARGIN: Duration = Duration::from_secs(5);
+
 /// Settings of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -295,6 +298,14 @@ impl Runtime {
             self.shared.cfg.max_running
         );
         self.shared.metrics.render(out);
+    }
+
+    /// How long a resume following another node's stream waits for its next event before
+    /// taking that node for gone: the longest a turn waits on its model, two flushes, and a
+    /// margin. (A tool call may be silent for longer: the follow then ends early, with
+    /// `STREAM_INTERRUPTED`, and a new resume picks up where it stopped.)
+    pub fn follow_patience(&self) -> Duration {
+        self.shared.cfg.timeouts.first_byte + 2 * super::turn::FLUSH_EVERY + FOLLOW_MARGIN
     }
 
     /// The live stream registry.

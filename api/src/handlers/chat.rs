@@ -13,9 +13,10 @@ use super::sessions::{open_session, pick_agent, release_slot, sees_session, MAX_
 use super::Call;
 use crate::auth::Kind;
 use crate::body::{Field, Fields, Item, Text};
+use crate::chat::follow::Follow;
 use crate::chat::provider::{Line, Prompt, Speaker, ToolCall, ToolSpec};
 use crate::chat::runtime::{cost, Direct, Job, Style, Turn, Work};
-use crate::chat::sse;
+use crate::chat::{hub, sse};
 use crate::error::{ApiError, ApiResult};
 use crate::{reply, time};
 
@@ -489,17 +490,31 @@ pub fn resume(c: &Call<'_>) -> ApiResult<Reply> {
     drop(replay);
     let head = c.finish.apply(sse::head(&stream_id));
     let (reply, sender) = c.req.stream(head, crate::chat::runtime::STREAM_BUFFER * 4);
-    let tenant = p.tenant.clone();
-    let sid = stream_id.clone();
-    c.api
+    let (tenant, sid) = (p.tenant.clone(), stream_id.clone());
+    let reader = store.clone();
+    let unfinished = c
+        .api
         .runtime
         .hub()
         .resume(&stream_id, after, sender, move |after| {
-            store
+            reader
                 .stream_events_after(&tenant, &sid, after)
                 .map(|r| r.events)
                 .unwrap_or_default()
         });
+    let Some(unfinished) = unfinished else {
+        return Ok(reply);
+    };
+    if store.is_shared() {
+        // Another node runs it (or ran it): follow its events as they arrive here.
+        let patience = c.api.runtime.follow_patience();
+        let tenant = p.tenant.clone();
+        let follow = Follow::new(store, tenant, stream_id, unfinished, patience);
+        c.req.spawn(Box::new(follow));
+    } else {
+        // Not running here, on the only node: a restart cut it short.
+        hub::end_interrupted(&unfinished.0, unfinished.1);
+    }
     Ok(reply)
 }
 
