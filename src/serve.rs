@@ -211,7 +211,7 @@ pub fn run(settings: &Settings) -> Result<(), ServeError> {
     };
     let app = Arc::new(Api::new(store.clone(), cfg)?);
     if store.is_shared() {
-        app.start_offload(settings.db_threads)
+        app.start_shared(settings.db_threads)
             .map_err(ServeError::HandlerThreads)?;
     }
     let mut server = match inherited {

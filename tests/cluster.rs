@@ -479,3 +479,67 @@ fn a_stream_is_resumed_on_another_node_while_its_node_runs_and_after_it_died() {
         began.elapsed()
     );
 }
+
+#[test]
+fn a_tenant_flooded_through_every_node_gets_no_more_than_the_stated_bound() {
+    let url = database("flood");
+    let env = [ENV[0], ("HALYARD_MASTER_KEY", MASTER_KEY)];
+    // Rate limits on: these nodes do not get SERVE_ARGS.
+    let start = ["--storage", url.as_str()];
+    let spawn = || {
+        Halyard::start_fresh(
+            bin(),
+            StartOptions {
+                args: &start,
+                env: &env,
+                ..StartOptions::default()
+            },
+        )
+    };
+    let nodes = [spawn(), spawn()];
+    let t = tenant_on(nodes[0].addr, false);
+    let limits = json!({"limits": {"requestsPerSecond": 100, "burst": 100}});
+    let patch = common::req("PATCH", &format!("/api/v1/admin/tenants/{}", t.id))
+        .bearer(common::ROOT_KEY)
+        .json(&limits);
+    ok(&patch.send_to(nodes[0].addr), 200);
+    await_key(&t, &nodes);
+    // The limits reach the other node's admission like any write.
+    std::thread::sleep(Duration::from_millis(300));
+    let flood = Duration::from_secs(3);
+    let began = Instant::now();
+    let admitted: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|i| {
+                let t = on(&t, &nodes[i % 2]);
+                s.spawn(move || {
+                    let mut c = halyard_testkit::Client::connect(t.addr).expect("connect");
+                    let mut ok = 0;
+                    while began.elapsed() < flood {
+                        match t.req("GET", "/api/projects").send_on(&mut c).status {
+                            200 => ok += 1,
+                            429 => {}
+                            other => panic!("status {other}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    });
+    let secs = began.elapsed().as_secs_f64();
+    // One bucket would admit r·t + b; the shared buckets of N = 2 nodes at most
+    // 2(N−1)·q more, q = ⌈b/N⌉ + ⌈r·Δ⌉ = 50 + 2 (docs/scaleout.md).
+    let bound = (100.0 * secs + 100.0 + 104.0).ceil() as usize;
+    assert!(
+        admitted <= bound,
+        "{admitted} admitted in {secs:.2} s, bound {bound}"
+    );
+    // And the limit is a rate, not a wall: the sustained rate gets through.
+    let floor = (100.0 * (secs - 0.5)) as usize;
+    assert!(
+        admitted >= floor,
+        "{admitted} admitted in {secs:.2} s, expected at least {floor}"
+    );
+}

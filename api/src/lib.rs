@@ -288,12 +288,13 @@ impl Api {
         }
     }
 
-    /// Runs handlers on `threads` threads of their own from now on: for a store that waits
-    /// on the network ([`Backend::is_shared`]), so that no event loop does.
-    pub fn start_offload(self: &Arc<Self>, threads: usize) -> std::io::Result<()> {
+    /// For a store shared by several nodes ([`Backend::is_shared`]): runs handlers on
+    /// `threads` threads of their own from now on, so that no event loop waits on the
+    /// network, and shares tenant request rates with the other nodes.
+    pub fn start_shared(self: &Arc<Self>, threads: usize) -> std::io::Result<()> {
         let offload = offload::Offload::start(Arc::downgrade(self), threads)?;
         let _ = self.offload.set(offload);
-        Ok(())
+        self.limiter.share(self.store.clone())
     }
 
     /// Serves an admitted request on the calling thread.

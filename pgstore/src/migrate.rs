@@ -11,6 +11,8 @@
 //! | `halyard_heads` | tenant (`''` for server metadata) | `tenant`, `tseq`: the tenant's last transaction |
 //! | `halyard_txlog` | committed transaction | `tenant`, `tseq` (1, 2, ... per tenant, no gaps), `payload` (the log's transaction encoding), `committed_at` |
 //! | `halyard_meta` | value set once for the whole cluster | `key`, `value` |
+//! | `halyard_rates` (unlogged) | tenant with shared request rates | `tenant`, `tat_us`: the theoretical arrival time of its bucket, database clock |
+//! | `halyard_nodes` (unlogged) | node sharing rates | `id`, `seen_at` |
 
 use postgres::Client;
 
@@ -35,6 +37,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE halyard_meta (
          key text PRIMARY KEY,
          value bytea NOT NULL
+     );",
+    // 2: shared request rates (lost on a crash by design: at most one extra burst).
+    "CREATE UNLOGGED TABLE halyard_rates (
+         tenant text PRIMARY KEY,
+         tat_us bigint NOT NULL
+     );
+     CREATE UNLOGGED TABLE halyard_nodes (
+         id text PRIMARY KEY,
+         seen_at timestamptz NOT NULL
      );",
 ];
 

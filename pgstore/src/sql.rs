@@ -24,6 +24,24 @@ pub const AFTER: &str =
 /// The last transaction number of tenant `$1` (no row: none yet).
 pub const HEAD: &str = "SELECT tseq FROM halyard_heads WHERE tenant = $1";
 
+/// Adds `$3[i]` requests of interval `$4[i]` µs to the bucket of tenant `$2[i]` and returns
+/// how far ahead of now (µs, database clock) each bucket is; `$1` is the node reporting.
+pub const SHARE_RATES: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) \
+     * 1000000)::bigint AS us), node AS (INSERT INTO halyard_nodes (id, seen_at) \
+     VALUES ($1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET seen_at = \
+     excluded.seen_at), used AS (SELECT * FROM unnest($2::text[], $3::bigint[], \
+     $4::bigint[]) AS u(tenant, n, interval_us)), up AS (INSERT INTO halyard_rates \
+     (tenant, tat_us) SELECT tenant, (SELECT us FROM now) + n * interval_us FROM used \
+     ON CONFLICT (tenant) DO UPDATE SET tat_us = greatest(halyard_rates.tat_us, \
+     (SELECT us FROM now)) + (SELECT n * interval_us FROM used \
+     WHERE used.tenant = excluded.tenant) RETURNING tenant, tat_us) \
+     SELECT used.tenant, greatest(up.tat_us - (SELECT us FROM now), 0) \
+     FROM used JOIN up ON up.tenant = used.tenant";
+
+/// Nodes that shared their rates within the last second.
+pub const NODES: &str =
+    "SELECT count(*) FROM halyard_nodes WHERE seen_at > clock_timestamp() - interval '1 second'";
+
 /// The statements above, prepared on one connection.
 pub struct Prepared {
     /// [`LOCK_HEAD`].
@@ -34,6 +52,10 @@ pub struct Prepared {
     pub after: Statement,
     /// [`HEAD`].
     pub head: Statement,
+    /// [`SHARE_RATES`].
+    pub share_rates: Statement,
+    /// [`NODES`].
+    pub nodes: Statement,
 }
 
 impl Prepared {
@@ -44,6 +66,8 @@ impl Prepared {
             append: client.prepare(APPEND)?,
             after: client.prepare(AFTER)?,
             head: client.prepare(HEAD)?,
+            share_rates: client.prepare(SHARE_RATES)?,
+            nodes: client.prepare(NODES)?,
         })
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use halyard_storage::codec::Encoder;
 use halyard_storage::state::State;
-use halyard_storage::{Backend, Completion, Mutation, StoreError, Txn};
+use halyard_storage::{Backend, Completion, Mutation, RateShare, RateUse, StoreError, Txn};
 use postgres::{GenericClient, Statement};
 
 use crate::pool::{Conn, Pool, PoolError};
@@ -110,6 +110,33 @@ impl PgStore {
             )
             .map_err(db)?;
         Ok(row.get(0))
+    }
+
+    fn share_rates_now(&self, node: &str, used: &[RateUse]) -> Result<RateShare, StoreError> {
+        let tenants: Vec<&str> = used.iter().map(|u| u.tenant.as_str()).collect();
+        let counts: Vec<i64> = used.iter().map(|u| i64::from(u.admitted)).collect();
+        let intervals: Vec<i64> = used
+            .iter()
+            .map(|u| (u.interval_ns / 1_000).max(1) as i64)
+            .collect();
+        let mut lease = self.lease()?;
+        let Conn { client, sql } = lease.conn();
+        let rows = client
+            .query(&sql.share_rates, &[&node, &tenants, &counts, &intervals])
+            .map_err(db)?;
+        let debts: HashMap<&str, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let nodes: i64 = client.query_one(&sql.nodes, &[]).map_err(db)?.get(0);
+        Ok(RateShare {
+            debt_ns: tenants
+                .iter()
+                .map(|t| {
+                    debts
+                        .get(t)
+                        .map_or(0, |us| us.max(&0).unsigned_abs() * 1_000)
+                })
+                .collect(),
+            nodes: u32::try_from(nodes).unwrap_or(u32::MAX).max(1),
+        })
     }
 
     fn lease(&self) -> Result<crate::pool::Lease<'_>, StoreError> {
@@ -270,6 +297,10 @@ impl Backend for PgStore {
                 self.catch_up_to(conn, tenant, head)
             }
         }
+    }
+
+    fn share_rates(&self, node: &str, used: &[RateUse]) -> Option<Result<RateShare, StoreError>> {
+        Some(self.share_rates_now(node, used))
     }
 
     fn expire_streams(&self, now_ms: u64, retention_ms: u64) -> Result<usize, StoreError> {

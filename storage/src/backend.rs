@@ -257,6 +257,15 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Adds to the cluster's shared request rates what this node admitted since its last
+    /// call (`used`, per tenant), and returns each tenant's debt and how many nodes share
+    /// them; `None` for a store of one process. Waits on the network: never call it on an
+    /// event loop.
+    fn share_rates(&self, node: &str, used: &[RateUse]) -> Option<Result<RateShare, StoreError>> {
+        let _ = (node, used);
+        None
+    }
+
     /// Brings this process's view of `tenant` (of every tenant when `None`) up to every
     /// commit acknowledged anywhere before the call: read-your-writes across processes.
     /// May wait on the network: never call it on an event loop.
@@ -352,4 +361,25 @@ pub fn commit_and_wait(
         }),
     )?;
     rx.recv().unwrap_or(Err(StoreError::Closed))
+}
+
+/// Requests of one tenant a node admitted since it last shared its rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateUse {
+    /// The tenant.
+    pub tenant: String,
+    /// Requests admitted (0: only asking for the others' use).
+    pub admitted: u32,
+    /// The tenant's emission interval (one second over its rate), in nanoseconds.
+    pub interval_ns: u64,
+}
+
+/// What the cluster answered to [`Backend::share_rates`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateShare {
+    /// Per tenant of the call, in its order: how far ahead of now its shared bucket's
+    /// theoretical arrival time is, in nanoseconds (0: the bucket is full).
+    pub debt_ns: Vec<u64>,
+    /// Nodes that shared their rates within the last second (at least 1).
+    pub nodes: u32,
 }

@@ -177,7 +177,9 @@ pub mod store;
 pub mod upgrade;
 pub mod writer;
 
-pub use backend::{Backend, Completion, Listed, Page, SessionFilter, StreamReplay};
+pub use backend::{
+    Backend, Completion, Listed, Page, RateShare, RateUse, SessionFilter, StreamReplay,
+};
 pub use backup::{BackupError, BackupOptions, BackupReport, RestoreReport};
 pub use check::{check, CheckReport};
 pub use codec::Codec;

@@ -1,5 +1,6 @@
-//! Admission limits (CONVENTIONS section 5): per-tenant request rate, per-IP rate of
-//! unauthenticated requests, per-session message rate, concurrent sessions per tenant.
+//! Admission limits (CONVENTIONS section 5): per-tenant request rate (shared by the nodes
+//! of a cluster, see `shared`), per-IP rate of unauthenticated requests, per-session
+//! message rate, concurrent sessions per tenant.
 //!
 //! Responsible for: the decisions, lock-free on the per-request path (GCRA cells in
 //! pre-sized tables, see `gcra` and `table`), and the `X-RateLimit-*` values of an
@@ -9,12 +10,14 @@
 pub mod gcra;
 pub mod refusals;
 pub mod sessions;
+pub mod shared;
 pub mod table;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use halyard_storage::Limits;
+use halyard_storage::{Backend, Limits};
 
 use crate::error::ApiError;
 use gcra::{Decision, Quota};
@@ -65,6 +68,8 @@ pub struct Limiter {
     pub sessions: sessions::SessionSlots,
     /// Refusals by reason, for `/metrics`.
     pub refusals: Refusals,
+    /// Tenant rates shared with other nodes, once [`Limiter::share`] started them.
+    shared: std::sync::OnceLock<shared::SharedRates>,
 }
 
 fn retry_ms(ns: u64) -> u64 {
@@ -82,6 +87,7 @@ impl Limiter {
             session_rates: CellTable::new(64 * 1024),
             sessions: sessions::SessionSlots::default(),
             refusals: Refusals::default(),
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -144,7 +150,12 @@ impl Limiter {
                 self.refusals.count(Refusal::TenantRate);
                 rate_limited("Tenant request rate limit exceeded", 1_000_000_000)
             })?;
-        match gcra::take(cell, now, q) {
+        let local = || gcra::take(cell, now, q);
+        let decision = match self.shared.get() {
+            Some(shared) => shared.admit(id, q, limits.requests_per_second, local),
+            None => local(),
+        };
+        match decision {
             Decision::Allow { remaining, full_in } => Ok(RateHeaders {
                 limit: q.burst,
                 remaining,
@@ -153,6 +164,52 @@ impl Limiter {
             Decision::Deny { retry_in } => {
                 self.refusals.count(Refusal::TenantRate);
                 Err(rate_limited("Tenant request rate limit exceeded", retry_in))
+            }
+        }
+    }
+
+    /// Shares tenant request rates with the other nodes of `store` from now on: a thread
+    /// reports this node's counts every [`shared::SYNC_EVERY`] and brings the tenants'
+    /// cells up to the shared debt (see `shared` for the bound). Does nothing with limits
+    /// off.
+    pub fn share(self: &Arc<Self>, store: Arc<dyn Backend>) -> std::io::Result<()> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let node = halyard_storage::ids::new_id("node_");
+        if self.shared.set(shared::SharedRates::new(node)).is_err() {
+            return Ok(());
+        }
+        let limiter = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("halyard-rate-sync".into())
+            .spawn(move || loop {
+                std::thread::sleep(shared::SYNC_EVERY);
+                let Some(l) = limiter.upgrade() else { return };
+                if !l.sync(&*store) {
+                    return;
+                }
+            })?;
+        Ok(())
+    }
+
+    /// One sync of the shared rates; `false` once there is nothing to share.
+    fn sync(&self, store: &dyn Backend) -> bool {
+        let Some(shared) = self.shared.get() else {
+            return false;
+        };
+        match shared.sync(store) {
+            None => false,
+            // The store is unreachable: each node goes on with its own buckets meanwhile.
+            Some(Err(_)) => true,
+            Some(Ok(debts)) => {
+                let now = self.now(Instant::now());
+                for (tenant, debt) in debts.into_iter().filter(|(_, d)| *d > 0) {
+                    if let Some(cell) = self.tenants.cell(self.tenants.key_of(&tenant), now) {
+                        cell.fetch_max(now + debt, std::sync::atomic::Ordering::AcqRel);
+                    }
+                }
+                true
             }
         }
     }
