@@ -543,3 +543,38 @@ fn a_tenant_flooded_through_every_node_gets_no_more_than_the_stated_bound() {
         "{admitted} admitted in {secs:.2} s, expected at least {floor}"
     );
 }
+
+#[test]
+fn writes_to_one_tenant_through_two_nodes_at_once_are_all_kept_in_one_order() {
+    let (url, nodes) = cluster("race", 2);
+    let t = tenant_on(nodes[0].addr, false);
+    await_key(&t, &nodes);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let t = on(&t, &nodes[w % 2]);
+                s.spawn(move || {
+                    (0..40)
+                        .map(|i| t.project(&format!("race-{w}-{i}")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().expect("writer"))
+            .collect()
+    });
+    assert_eq!(ids.len(), 240);
+    for node in &nodes {
+        let listed = ok(&on(&t, node).get("/api/projects?limit=1"), 200);
+        assert_eq!(listed["pagination"]["total"], json!(240));
+    }
+    let (status, out) = halyard_testkit::run_to_exit(
+        bin(),
+        &["check", "--storage", &url],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "check failed: {out}");
+}

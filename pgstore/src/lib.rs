@@ -15,6 +15,7 @@
 //! | [`pool`] | a bounded set of connections |
 //! | [`sql`] | the statements, prepared per connection |
 //! | [`store`] | commits, catch-up, reads |
+//! | [`fence`] | one catch-up shared by the requests that wait together |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
@@ -24,6 +25,7 @@
 //! threads of their own when [`Backend::is_shared`], never on an event loop.
 
 pub mod check;
+pub mod fence;
 pub mod listener;
 pub mod migrate;
 pub mod pool;

@@ -6,16 +6,15 @@
 
 use postgres::{Client, Statement};
 
-/// Locks the tenant's head row (made on the tenant's first commit) and returns the last
-/// transaction number committed for it.
-pub const LOCK_HEAD: &str = "INSERT INTO halyard_heads (tenant, tseq) VALUES ($1, 0) \
-     ON CONFLICT (tenant) DO UPDATE SET tseq = halyard_heads.tseq RETURNING tseq";
-
-/// Appends transaction `$2` of tenant `$1`, moves the head, and tells every listening node
-/// (delivered at `COMMIT`, in commit order).
-pub const APPEND: &str = "WITH t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) \
-     VALUES ($1, $2, $3)), h AS (UPDATE halyard_heads SET tseq = $2 WHERE tenant = $1) \
-     SELECT pg_notify('halyard', $4)";
+/// Appends transaction `$2` of tenant `$1` (payload `$3`) if the tenant's last one is
+/// `$2 - 1`, moves the head, and tells every listening node (`$4`, delivered at commit, in
+/// commit order); one statement, so one round trip and its own transaction. No row: another
+/// node appended first (the head row is locked while this runs, so two cannot both win).
+pub const COMMIT: &str = "WITH h AS (INSERT INTO halyard_heads (tenant, tseq) VALUES ($1, $2) \
+     ON CONFLICT (tenant) DO UPDATE SET tseq = excluded.tseq \
+     WHERE halyard_heads.tseq = excluded.tseq - 1 RETURNING tseq), \
+     t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) SELECT $1, tseq, $3 FROM h) \
+     SELECT pg_notify('halyard', $4) FROM h";
 
 /// The transactions of tenant `$1` after `$2`, in order.
 pub const AFTER: &str =
@@ -44,10 +43,8 @@ pub const NODES: &str =
 
 /// The statements above, prepared on one connection.
 pub struct Prepared {
-    /// [`LOCK_HEAD`].
-    pub lock_head: Statement,
-    /// [`APPEND`].
-    pub append: Statement,
+    /// [`COMMIT`].
+    pub commit: Statement,
     /// [`AFTER`].
     pub after: Statement,
     /// [`HEAD`].
@@ -62,8 +59,7 @@ impl Prepared {
     /// Prepares them on `client`.
     pub fn on(client: &mut Client) -> Result<Prepared, postgres::Error> {
         Ok(Prepared {
-            lock_head: client.prepare(LOCK_HEAD)?,
-            append: client.prepare(APPEND)?,
+            commit: client.prepare(COMMIT)?,
             after: client.prepare(AFTER)?,
             head: client.prepare(HEAD)?,
             share_rates: client.prepare(SHARE_RATES)?,

@@ -24,8 +24,12 @@ use halyard_storage::state::State;
 use halyard_storage::{Backend, Completion, Mutation, RateShare, RateUse, StoreError, Txn};
 use postgres::{GenericClient, Statement};
 
+use crate::fence::Fences;
 use crate::pool::{Conn, Pool, PoolError};
 use crate::reach::Reach;
+
+/// Tries of one commit against other nodes' commits to the same tenant.
+const COMMIT_ATTEMPTS: usize = 16;
 
 /// Stripes of the per-tenant apply locks: tenants hashed to one stripe commit and catch up
 /// one at a time on this node; others go on.
@@ -40,6 +44,7 @@ pub struct PgStore {
     /// stripe is the right to apply to its tenants.
     applied: Box<[Mutex<HashMap<String, i64>>]>,
     hasher: RandomState,
+    fences: Fences,
     pub(crate) reach: Reach,
 }
 
@@ -58,6 +63,7 @@ impl PgStore {
             pool,
             applied: (0..STRIPES).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            fences: Fences::default(),
             reach: Reach::default(),
         }
     }
@@ -149,7 +155,10 @@ impl PgStore {
         })
     }
 
-    /// Commits one transaction and returns once PostgreSQL committed it.
+    /// Commits one transaction and returns once PostgreSQL committed it: applied here
+    /// first (validated against this node's copy), then appended in one statement that
+    /// succeeds only if no other node appended to the tenant since this node's copy; if one
+    /// did, the apply is taken back, the node catches up, and the transaction is tried again.
     fn commit_now(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
         let mut e = Encoder::with_buffer(Vec::new());
         Txn::encode_parts(tenant, &mutations, &mut e);
@@ -159,33 +168,44 @@ impl PgStore {
         let mut stripe = self.stripe(tenant);
         let applied = stripe.entry(tenant.to_owned()).or_insert(0);
         let Conn { client, sql } = lease.conn();
-        let mut tx = client.transaction().map_err(db)?;
-        let head: i64 = tx.query_one(&sql.lock_head, &[&tenant]).map_err(db)?.get(0);
-        if head > *applied {
-            self.apply_after(&mut tx, &sql.after, tenant, applied)?;
-        }
-        // Refused here (409, 404): the transaction rolls back when dropped.
-        let undo = self
-            .state
-            .write_shard(tenant)
-            .apply_undoable(tenant, mutations)?;
-        let next = head + 1;
-        let note = format!("{next} {tenant}");
-        let written = tx
-            .query_one(&sql.append, &[&tenant, &next, &payload, &note])
-            .and_then(|_| tx.commit());
-        match written {
-            Ok(()) => {
-                *applied = next;
-                Ok(())
+        let mut first = Some(mutations);
+        for _ in 0..COMMIT_ATTEMPTS {
+            let mutations = match first.take() {
+                Some(m) => m,
+                None => {
+                    Txn::decode(&payload)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?
+                        .mutations
+                }
+            };
+            // Refused here (409, 404): nothing was written.
+            let undo = self
+                .state
+                .write_shard(tenant)
+                .apply_undoable(tenant, mutations)?;
+            let next = *applied + 1;
+            let note = format!("{next} {tenant}");
+            match client.query_opt(&sql.commit, &[&tenant, &next, &payload, &note]) {
+                Ok(Some(_)) => {
+                    *applied = next;
+                    return Ok(());
+                }
+                Ok(None) => {
+                    // Another node appended first: its transactions go before this one.
+                    self.state.write_shard(tenant).undo(undo);
+                    self.apply_after(client, &sql.after, tenant, applied)?;
+                }
+                Err(err) => {
+                    // Perhaps committed after all (the connection broke before the answer):
+                    // then the next catch-up applies it again from the log, in its place.
+                    self.state.write_shard(tenant).undo(undo);
+                    return Err(db(err));
+                }
             }
-            Err(err) => {
-                // Perhaps committed after all (the connection broke during `COMMIT`): then
-                // the next catch-up applies it again from the log, in its place.
-                self.state.write_shard(tenant).undo(undo);
-                Err(db(err))
-            }
         }
+        Err(StoreError::Unavailable(format!(
+            "{COMMIT_ATTEMPTS} commits of tenant {tenant:?} lost to other nodes' in a row"
+        )))
     }
 
     /// Applies the tenant's transactions after `*applied`, in order, and moves `*applied`.
@@ -236,6 +256,18 @@ impl PgStore {
         Ok(())
     }
 
+    /// One round trip for the tenant's head, and the catch-up to it.
+    fn fence(&self, tenant: &str) -> Result<(), StoreError> {
+        let mut lease = self.lease()?;
+        let conn = lease.conn();
+        let head = conn
+            .client
+            .query_opt(&conn.sql.head, &[&tenant])
+            .map_err(db)?
+            .map_or(0, |row| row.get::<_, i64>(0));
+        self.catch_up_to(conn, tenant, head)
+    }
+
     /// Catches every tenant up.
     fn catch_up_all(&self, conn: &mut Conn) -> Result<(), StoreError> {
         let heads = conn
@@ -284,18 +316,9 @@ impl Backend for PgStore {
     }
 
     fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
-        let mut lease = self.lease()?;
-        let conn = lease.conn();
         match tenant {
-            None => self.catch_up_all(conn),
-            Some(tenant) => {
-                let head = conn
-                    .client
-                    .query_opt(&conn.sql.head, &[&tenant])
-                    .map_err(db)?
-                    .map_or(0, |row| row.get::<_, i64>(0));
-                self.catch_up_to(conn, tenant, head)
-            }
+            None => self.catch_up_all(self.lease()?.conn()),
+            Some(tenant) => self.fences.pass(tenant, || self.fence(tenant)),
         }
     }
 
