@@ -16,6 +16,17 @@ pub const COMMIT: &str = "WITH h AS (INSERT INTO halyard_heads (tenant, tseq) VA
      t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) SELECT $1, tseq, $3 FROM h) \
      SELECT pg_notify('halyard', $4) FROM h";
 
+/// Locks the tenant's head row (made if missing) and returns its last transaction number:
+/// the way in after [`COMMIT`] lost a race, so that a node cannot lose again and again.
+pub const LOCK_HEAD: &str = "INSERT INTO halyard_heads (tenant, tseq) VALUES ($1, 0) \
+     ON CONFLICT (tenant) DO UPDATE SET tseq = halyard_heads.tseq RETURNING tseq";
+
+/// Appends transaction `$2` of tenant `$1` under the lock of [`LOCK_HEAD`], moves the head
+/// and notifies, like [`COMMIT`].
+pub const APPEND: &str = "WITH t AS (INSERT INTO halyard_txlog (tenant, tseq, payload) \
+     VALUES ($1, $2, $3)), h AS (UPDATE halyard_heads SET tseq = $2 WHERE tenant = $1) \
+     SELECT pg_notify('halyard', $4)";
+
 /// The transactions of tenant `$1` after `$2`, in order.
 pub const AFTER: &str =
     "SELECT tseq, payload FROM halyard_txlog WHERE tenant = $1 AND tseq > $2 ORDER BY tseq";
@@ -45,6 +56,10 @@ pub const NODES: &str =
 pub struct Prepared {
     /// [`COMMIT`].
     pub commit: Statement,
+    /// [`LOCK_HEAD`].
+    pub lock_head: Statement,
+    /// [`APPEND`].
+    pub append: Statement,
     /// [`AFTER`].
     pub after: Statement,
     /// [`HEAD`].
@@ -60,6 +75,8 @@ impl Prepared {
     pub fn on(client: &mut Client) -> Result<Prepared, postgres::Error> {
         Ok(Prepared {
             commit: client.prepare(COMMIT)?,
+            lock_head: client.prepare(LOCK_HEAD)?,
+            append: client.prepare(APPEND)?,
             after: client.prepare(AFTER)?,
             head: client.prepare(HEAD)?,
             share_rates: client.prepare(SHARE_RATES)?,

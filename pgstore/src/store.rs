@@ -28,9 +28,6 @@ use crate::fence::Fences;
 use crate::pool::{Conn, Pool, PoolError};
 use crate::reach::Reach;
 
-/// Tries of one commit against other nodes' commits to the same tenant.
-const COMMIT_ATTEMPTS: usize = 16;
-
 /// Stripes of the per-tenant apply locks: tenants hashed to one stripe commit and catch up
 /// one at a time on this node; others go on.
 const STRIPES: usize = 256;
@@ -157,8 +154,9 @@ impl PgStore {
 
     /// Commits one transaction and returns once PostgreSQL committed it: applied here
     /// first (validated against this node's copy), then appended in one statement that
-    /// succeeds only if no other node appended to the tenant since this node's copy; if one
-    /// did, the apply is taken back, the node catches up, and the transaction is tried again.
+    /// succeeds only if no other node appended to the tenant since this node's copy. If one
+    /// did, the apply is taken back and the transaction goes the locked way
+    /// ([`PgStore::commit_locked`]), which cannot lose.
     fn commit_now(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
         let mut e = Encoder::with_buffer(Vec::new());
         Txn::encode_parts(tenant, &mutations, &mut e);
@@ -167,45 +165,74 @@ impl PgStore {
         let mut lease = self.lease()?;
         let mut stripe = self.stripe(tenant);
         let applied = stripe.entry(tenant.to_owned()).or_insert(0);
-        let Conn { client, sql } = lease.conn();
-        let mut first = Some(mutations);
-        for _ in 0..COMMIT_ATTEMPTS {
-            let mutations = match first.take() {
-                Some(m) => m,
-                None => {
-                    Txn::decode(&payload)
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?
-                        .mutations
-                }
-            };
-            // Refused here (409, 404): nothing was written.
-            let undo = self
-                .state
-                .write_shard(tenant)
-                .apply_undoable(tenant, mutations)?;
-            let next = *applied + 1;
-            let note = format!("{next} {tenant}");
-            match client.query_opt(&sql.commit, &[&tenant, &next, &payload, &note]) {
-                Ok(Some(_)) => {
-                    *applied = next;
-                    return Ok(());
-                }
-                Ok(None) => {
-                    // Another node appended first: its transactions go before this one.
-                    self.state.write_shard(tenant).undo(undo);
-                    self.apply_after(client, &sql.after, tenant, applied)?;
-                }
-                Err(err) => {
-                    // Perhaps committed after all (the connection broke before the answer):
-                    // then the next catch-up applies it again from the log, in its place.
-                    self.state.write_shard(tenant).undo(undo);
-                    return Err(db(err));
-                }
+        let conn = lease.conn();
+        // Refused here (409, 404): nothing was written.
+        let undo = self
+            .state
+            .write_shard(tenant)
+            .apply_undoable(tenant, mutations)?;
+        let next = *applied + 1;
+        let note = format!("{next} {tenant}");
+        match conn
+            .client
+            .query_opt(&conn.sql.commit, &[&tenant, &next, &payload, &note])
+        {
+            Ok(Some(_)) => {
+                *applied = next;
+                Ok(())
+            }
+            Ok(None) => {
+                // Another node appended first: its transactions go before this one.
+                self.state.write_shard(tenant).undo(undo);
+                self.commit_locked(conn, tenant, applied, &payload)
+            }
+            Err(err) => {
+                // Perhaps committed after all (the connection broke before the answer):
+                // then the next catch-up applies it again from the log, in its place.
+                self.state.write_shard(tenant).undo(undo);
+                Err(db(err))
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "{COMMIT_ATTEMPTS} commits of tenant {tenant:?} lost to other nodes' in a row"
-        )))
+    }
+
+    /// Commits under the lock of the tenant's head row: lock, catch up, apply, append,
+    /// `COMMIT`.
+    fn commit_locked(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        applied: &mut i64,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let Conn { client, sql } = conn;
+        let mut tx = client.transaction().map_err(db)?;
+        let head: i64 = tx.query_one(&sql.lock_head, &[&tenant]).map_err(db)?.get(0);
+        if head > *applied {
+            self.apply_after(&mut tx, &sql.after, tenant, applied)?;
+        }
+        let mutations = Txn::decode(payload)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .mutations;
+        // Refused here (409, 404): the transaction rolls back when dropped.
+        let undo = self
+            .state
+            .write_shard(tenant)
+            .apply_undoable(tenant, mutations)?;
+        let next = head + 1;
+        let note = format!("{next} {tenant}");
+        let written = tx
+            .query_one(&sql.append, &[&tenant, &next, &payload, &note])
+            .and_then(|_| tx.commit());
+        match written {
+            Ok(()) => {
+                *applied = next;
+                Ok(())
+            }
+            Err(err) => {
+                self.state.write_shard(tenant).undo(undo);
+                Err(db(err))
+            }
+        }
     }
 
     /// Applies the tenant's transactions after `*applied`, in order, and moves `*applied`.

@@ -66,6 +66,11 @@ pub struct SessionFilter<'a> {
 }
 
 impl SessionFilter<'_> {
+    /// Whether no filter is set (every session passes).
+    pub fn is_empty(&self) -> bool {
+        *self == SessionFilter::default()
+    }
+
     /// Whether `s` passes every filter that is set.
     pub fn matches(&self, s: &Session) -> bool {
         self.status.is_none_or(|st| s.status == st)

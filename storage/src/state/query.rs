@@ -318,6 +318,11 @@ impl State {
                 .filter_map(|id| p.sessions.get(id))
                 .map(|s| &s.session)
                 .filter(|s| filter.matches(s));
+            if filter.is_empty() {
+                // Unfiltered, the total is known: visit the page only, not every session.
+                matching.skip(page.offset).take(page.limit).for_each(visit);
+                return p.sessions.len();
+            }
             let mut total = 0;
             let end = page.offset.saturating_add(page.limit);
             for s in matching {
