@@ -32,16 +32,33 @@ fn database(tag: &str) -> String {
 fn node(url: &str) -> Halyard {
     let mut args = SERVE_ARGS.to_vec();
     args.extend(["--storage", url]);
+    node_with(&args)
+}
+
+/// A node started with `args` (its `--storage` among them) and the cluster's master key.
+fn node_with(args: &[&str]) -> Halyard {
     let mut env = ENV.to_vec();
     env.push(("HALYARD_MASTER_KEY", MASTER_KEY));
     Halyard::start_fresh(
         bin(),
         StartOptions {
-            args: &args,
+            args,
             env: &env,
             ..StartOptions::default()
         },
     )
+}
+
+/// Fails unless `halyard check --storage url` finds every transaction applies, in an
+/// unbroken numbering.
+fn assert_replays(url: &str) {
+    let (status, out) = halyard_testkit::run_to_exit(
+        bin(),
+        &["check", "--storage", url],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "check failed: {out}");
 }
 
 fn cluster(tag: &str, n: usize) -> (String, Vec<Halyard>) {
@@ -177,13 +194,7 @@ fn sigkill_of_a_node_under_write_load_loses_no_acknowledged_write() {
     let listed = ok(&late.get("/api/projects?limit=100"), 200);
     assert!(listed["pagination"]["total"].as_u64().unwrap_or(0) >= acked.len() as u64);
     // And the database replays whole: every transaction applies, no gap in any numbering.
-    let (status, out) = halyard_testkit::run_to_exit(
-        bin(),
-        &["check", "--storage", &url],
-        &[],
-        Duration::from_secs(60),
-    );
-    assert!(status.success(), "check failed: {out}");
+    assert_replays(&url);
 }
 
 #[test]
@@ -408,18 +419,7 @@ fn a_stream_is_resumed_on_another_node_while_its_node_runs_and_after_it_died() {
     let mut start = SERVE_ARGS.to_vec();
     start.extend(args);
     start.extend(["--storage", &url]);
-    let env = [ENV[0], ("HALYARD_MASTER_KEY", MASTER_KEY)];
-    let spawn = || {
-        Halyard::start_fresh(
-            bin(),
-            StartOptions {
-                args: &start,
-                env: &env,
-                ..StartOptions::default()
-            },
-        )
-    };
-    let (mut a, b) = (spawn(), spawn());
+    let (mut a, b) = (node_with(&start), node_with(&start));
     let t = tenant_on(a.addr, false);
     await_key(&t, std::slice::from_ref(&b));
     let pid = t.project_with_agent("bot");
@@ -483,20 +483,9 @@ fn a_stream_is_resumed_on_another_node_while_its_node_runs_and_after_it_died() {
 #[test]
 fn a_tenant_flooded_through_every_node_gets_no_more_than_the_stated_bound() {
     let url = database("flood");
-    let env = [ENV[0], ("HALYARD_MASTER_KEY", MASTER_KEY)];
     // Rate limits on: these nodes do not get SERVE_ARGS.
     let start = ["--storage", url.as_str()];
-    let spawn = || {
-        Halyard::start_fresh(
-            bin(),
-            StartOptions {
-                args: &start,
-                env: &env,
-                ..StartOptions::default()
-            },
-        )
-    };
-    let nodes = [spawn(), spawn()];
+    let nodes = [node_with(&start), node_with(&start)];
     let t = tenant_on(nodes[0].addr, false);
     let limits = json!({"limits": {"requestsPerSecond": 100, "burst": 100}});
     let patch = common::req("PATCH", &format!("/api/v1/admin/tenants/{}", t.id))
@@ -570,11 +559,5 @@ fn writes_to_one_tenant_through_two_nodes_at_once_are_all_kept_in_one_order() {
         let listed = ok(&on(&t, node).get("/api/projects?limit=1"), 200);
         assert_eq!(listed["pagination"]["total"], json!(240));
     }
-    let (status, out) = halyard_testkit::run_to_exit(
-        bin(),
-        &["check", "--storage", &url],
-        &[],
-        Duration::from_secs(60),
-    );
-    assert!(status.success(), "check failed: {out}");
+    assert_replays(&url);
 }
