@@ -34,17 +34,19 @@ pub const AFTER: &str =
 /// The last transaction number of tenant `$1` (no row: none yet).
 pub const HEAD: &str = "SELECT tseq FROM halyard_heads WHERE tenant = $1";
 
-/// Adds `$3[i]` requests of interval `$4[i]` µs to the bucket of tenant `$2[i]` and returns
-/// how far ahead of now (µs, database clock) each bucket is; `$1` is the node reporting.
+/// Adds `$3[i]` requests of interval `$4[i]` µs, the first admitted `$5[i]` µs ago, to the
+/// bucket of tenant `$2[i]` and returns how far ahead of now (µs, database clock) each
+/// bucket is; `$1` is the node reporting.
 pub const SHARE_RATES: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) \
      * 1000000)::bigint AS us), node AS (INSERT INTO halyard_nodes (id, seen_at) \
      VALUES ($1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET seen_at = \
-     excluded.seen_at), used AS (SELECT * FROM unnest($2::text[], $3::bigint[], \
-     $4::bigint[]) AS u(tenant, n, interval_us)), up AS (INSERT INTO halyard_rates \
-     (tenant, tat_us) SELECT tenant, (SELECT us FROM now) + n * interval_us FROM used \
+     excluded.seen_at), used AS (SELECT u.tenant, u.n * u.interval_us AS cost, \
+     (SELECT us FROM now) - u.age_us AS since FROM unnest($2::text[], $3::bigint[], \
+     $4::bigint[], $5::bigint[]) AS u(tenant, n, interval_us, age_us)), \
+     up AS (INSERT INTO halyard_rates (tenant, tat_us) SELECT tenant, since + cost FROM used \
      ON CONFLICT (tenant) DO UPDATE SET tat_us = greatest(halyard_rates.tat_us, \
-     (SELECT us FROM now)) + (SELECT n * interval_us FROM used \
-     WHERE used.tenant = excluded.tenant) RETURNING tenant, tat_us) \
+     (SELECT since FROM used WHERE used.tenant = excluded.tenant)) \
+     + (SELECT cost FROM used WHERE used.tenant = excluded.tenant) RETURNING tenant, tat_us) \
      SELECT used.tenant, greatest(up.tat_us - (SELECT us FROM now), 0) \
      FROM used JOIN up ON up.tenant = used.tenant";
 

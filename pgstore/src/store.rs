@@ -122,10 +122,14 @@ impl PgStore {
             .iter()
             .map(|u| (u.interval_ns / 1_000).max(1) as i64)
             .collect();
+        let ages: Vec<i64> = used.iter().map(|u| (u.age_ns / 1_000) as i64).collect();
         let mut lease = self.lease()?;
         let Conn { client, sql } = lease.conn();
         let rows = client
-            .query(&sql.share_rates, &[&node, &tenants, &counts, &intervals])
+            .query(
+                &sql.share_rates,
+                &[&node, &tenants, &counts, &intervals, &ages],
+            )
             .map_err(db)?;
         let debts: HashMap<&str, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let nodes: i64 = client.query_one(&sql.nodes, &[]).map_err(db)?.get(0);

@@ -377,6 +377,9 @@ pub struct RateUse {
     pub admitted: u32,
     /// The tenant's emission interval (one second over its rate), in nanoseconds.
     pub interval_ns: u64,
+    /// How long before the call the first of them was admitted, in nanoseconds: the shared
+    /// bucket counts them from then.
+    pub age_ns: u64,
 }
 
 /// What the cluster answered to [`Backend::share_rates`].

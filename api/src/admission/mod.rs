@@ -198,13 +198,19 @@ impl Limiter {
         let Some(shared) = self.shared.get() else {
             return false;
         };
+        // Read before the round trip: the debts are as of the database's now, which is
+        // later, so a cell moved to `now + debt` is never ahead of the shared bucket.
+        let now = self.now(Instant::now());
         match shared.sync(store) {
             None => false,
             // The store is unreachable: each node goes on with its own buckets meanwhile.
             Some(Err(_)) => true,
             Some(Ok(debts)) => {
-                let now = self.now(Instant::now());
-                for (tenant, debt) in debts.into_iter().filter(|(_, d)| *d > 0) {
+                // Less one interval: the round trips' jitter (a few ms) would otherwise
+                // push a cell past the shared bucket and deny what `Retry-After` promised.
+                let slack = shared::SYNC_EVERY.as_nanos() as u64;
+                let debts = debts.into_iter().map(|(t, d)| (t, d.saturating_sub(slack)));
+                for (tenant, debt) in debts.filter(|(_, d)| *d > 0) {
                     if let Some(cell) = self.tenants.cell(self.tenants.key_of(&tenant), now) {
                         cell.fetch_max(now + debt, std::sync::atomic::Ordering::AcqRel);
                     }

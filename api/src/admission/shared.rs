@@ -8,15 +8,17 @@
 //! for: the local decision (`gcra`) or per-IP and per-session limits (they stay per node).
 //!
 //! The bound: a node's cell reflects the other nodes' requests up to two intervals late (they
-//! report, then it reads), and in an interval each node admits at most `q`; so across `N`
-//! nodes a tenant gets at most `2(N−1)·q` requests more than one bucket of its limits would
-//! give, repaid by later denials. The sustained rate is exact. With the store unreachable
+//! report, then it reads), and in an interval each node admits at most `q`; a node also
+//! takes the shared debt less one interval (the round trips' jitter must not push its cell
+//! past the shared bucket). So across `N` nodes a tenant gets at most
+//! `2(N−1)·q + N·⌈r·Δ⌉` requests more than one bucket of its limits would give, repaid by
+//! later denials. The sustained rate is exact. With the store unreachable
 //! each node falls back to its own bucket.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use halyard_storage::{Backend, RateUse, StoreError};
 
@@ -35,6 +37,8 @@ struct Use {
     /// Requests per second, for the share of an interval.
     rate: u32,
     admitted: u32,
+    /// When the first request counted in `admitted` was admitted.
+    first: Option<Instant>,
     idle_syncs: u32,
 }
 
@@ -78,6 +82,7 @@ impl SharedRates {
             quota,
             rate,
             admitted: 0,
+            first: None,
             idle_syncs: 0,
         });
         (entry.quota, entry.rate, entry.idle_syncs) = (quota, rate, 0);
@@ -89,12 +94,14 @@ impl SharedRates {
         let decision = local();
         if let Decision::Allow { .. } = decision {
             entry.admitted += 1;
+            entry.first.get_or_insert_with(Instant::now);
         }
         decision
     }
 
-    /// Reports the counts and returns each shared tenant with its debt (ns); `None` when the
-    /// store shares no rates.
+    /// Reports the counts (each with how long ago its first request was admitted, so that
+    /// the shared bucket counts them from then, not from the report) and returns each
+    /// shared tenant with its debt (ns); `None` when the store shares no rates.
     pub fn sync(&self, store: &dyn Backend) -> Option<Result<Vec<(String, u64)>, StoreError>> {
         let used = self.drain();
         let share = store.share_rates(&self.node, &used)?;
@@ -107,7 +114,7 @@ impl SharedRates {
         }))
     }
 
-    /// The counts since the last sync (zeroed), forgetting tenants idle for long.
+    /// The counts since the last sync (zeroed); tenants idle for long are forgotten.
     fn drain(&self) -> Vec<RateUse> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         tenants.retain(|_, u| u.idle_syncs < IDLE_SYNCS);
@@ -119,6 +126,7 @@ impl SharedRates {
                     tenant: tenant.clone(),
                     admitted: std::mem::take(&mut u.admitted),
                     interval_ns: u.quota.interval,
+                    age_ns: u.first.take().map_or(0, |t| t.elapsed().as_nanos() as u64),
                 }
             })
             .collect()
