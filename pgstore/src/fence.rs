@@ -56,10 +56,16 @@ impl Fences {
     ) -> Result<(), StoreError> {
         let (lock, cv) = &self.stripes[(self.hasher.hash_one(tenant) as usize) % STRIPES];
         let mut gates = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let need = gates.entry(tenant.to_owned()).or_default().started + 1;
+        if !gates.contains_key(tenant) {
+            gates.insert(tenant.to_owned(), Gate::default());
+        }
+        let need = gates.get(tenant).map_or(0, |g| g.started) + 1;
         let mut fence = Some(fence);
         loop {
-            let gate = gates.entry(tenant.to_owned()).or_default();
+            // Gates are never removed, so the tenant's is there.
+            let Some(gate) = gates.get_mut(tenant) else {
+                return fence.map_or(Ok(()), |run| run());
+            };
             if gate.finished >= need {
                 return Ok(());
             }
@@ -71,10 +77,11 @@ impl Fences {
                     drop(gates);
                     let result = run();
                     gates = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    let gate = gates.entry(tenant.to_owned()).or_default();
-                    gate.running = false;
-                    if result.is_ok() {
-                        gate.finished = gate.finished.max(mine);
+                    if let Some(gate) = gates.get_mut(tenant) {
+                        gate.running = false;
+                        if result.is_ok() {
+                            gate.finished = gate.finished.max(mine);
+                        }
                     }
                     cv.notify_all();
                     result?;

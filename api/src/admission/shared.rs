@@ -78,13 +78,20 @@ impl SharedRates {
     ) -> Decision {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         let share = self.share(&quota, rate);
-        let entry = tenants.entry(tenant.to_owned()).or_insert(Use {
-            quota,
-            rate,
-            admitted: 0,
-            first: None,
-            idle_syncs: 0,
-        });
+        // The key is allocated only for a tenant's first request since it went idle.
+        if !tenants.contains_key(tenant) {
+            let fresh = Use {
+                quota,
+                rate,
+                admitted: 0,
+                first: None,
+                idle_syncs: 0,
+            };
+            tenants.insert(tenant.to_owned(), fresh);
+        }
+        let Some(entry) = tenants.get_mut(tenant) else {
+            return local();
+        };
         (entry.quota, entry.rate, entry.idle_syncs) = (quota, rate, 0);
         if entry.admitted >= share {
             return Decision::Deny {
