@@ -226,6 +226,7 @@ fn write_seeds() {
                         stream_id: "str_1".into(),
                         owner: "key_owner".into(),
                         created_at: 1,
+                        node: String::new(),
                     },
                 ],
             )

@@ -17,6 +17,7 @@
 //! | [`store`] | commits, catch-up, reads |
 //! | [`fence`] | one catch-up shared by the requests that wait together |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
+//! | [`members`] | this node's heartbeat, which nodes are gone |
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
 //! | [`transfer`] | `halyard export-store`, `import-store` |
@@ -27,6 +28,7 @@
 pub mod check;
 pub mod fence;
 pub mod listener;
+pub mod members;
 pub mod migrate;
 pub mod pool;
 pub mod reach;
@@ -75,7 +77,7 @@ pub enum OpenError {
     Migrate(MigrateError),
     /// Loading the committed transactions failed.
     Load(halyard_storage::StoreError),
-    /// The listener thread did not start.
+    /// The listener or heartbeat thread did not start.
     Thread(std::io::Error),
 }
 
@@ -86,7 +88,7 @@ impl std::fmt::Display for OpenError {
             OpenError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
             OpenError::Migrate(e) => e.fmt(f),
             OpenError::Load(e) => write!(f, "cannot load the data: {e}"),
-            OpenError::Thread(e) => write!(f, "cannot start the listener thread: {e}"),
+            OpenError::Thread(e) => write!(f, "cannot start a database thread: {e}"),
         }
     }
 }
@@ -121,7 +123,8 @@ pub struct Opened {
     /// What the migration found and did.
     pub migrated: Migrated,
     stop: Arc<AtomicBool>,
-    listener: Option<std::thread::JoinHandle<()>>,
+    /// The listener and heartbeat threads.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -135,14 +138,14 @@ impl std::fmt::Debug for Opened {
 impl Drop for Opened {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.listener.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
 /// Opens the store at `url`: migrates, loads every committed transaction, starts the
-/// listener.
+/// listener and the heartbeat.
 pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
     let config = config(url)?;
     let mut client = config
@@ -157,12 +160,16 @@ pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
     )));
     store.catch_up(None).map_err(OpenError::Load)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let listener =
-        listener::spawn(Arc::downgrade(&store), stop.clone()).map_err(OpenError::Thread)?;
-    Ok(Opened {
+    let mut opened = Opened {
         store,
         migrated,
         stop,
-        listener: Some(listener),
-    })
+        threads: Vec::new(),
+    };
+    let weak = Arc::downgrade(&opened.store);
+    let listen = listener::spawn(weak.clone(), opened.stop.clone());
+    opened.threads.push(listen.map_err(OpenError::Thread)?);
+    let beat = members::spawn(weak, opened.stop.clone());
+    opened.threads.push(beat.map_err(OpenError::Thread)?);
+    Ok(opened)
 }

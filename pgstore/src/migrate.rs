@@ -12,7 +12,7 @@
 //! | `halyard_txlog` | committed transaction | `tenant`, `tseq` (1, 2, ... per tenant, no gaps), `payload` (the log's transaction encoding), `committed_at` |
 //! | `halyard_meta` | value set once for the whole cluster | `key`, `value` |
 //! | `halyard_rates` (unlogged) | tenant with shared request rates | `tenant`, `tat_us`: the theoretical arrival time of its bucket, database clock |
-//! | `halyard_nodes` (unlogged) | node sharing rates | `id`, `seen_at` |
+//! | `halyard_nodes` (unlogged) | nodes alive (heartbeat, rate sharing) | `id`, `seen_at` |
 
 use postgres::Client;
 

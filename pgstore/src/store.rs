@@ -25,6 +25,7 @@ use halyard_storage::{Backend, Completion, Mutation, RateShare, RateUse, StoreEr
 use postgres::{GenericClient, Statement};
 
 use crate::fence::Fences;
+use crate::members::Members;
 use crate::pool::{Conn, Pool, PoolError};
 use crate::reach::Reach;
 
@@ -43,6 +44,7 @@ pub struct PgStore {
     hasher: RandomState,
     fences: Fences,
     pub(crate) reach: Reach,
+    pub(crate) members: Members,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -62,6 +64,7 @@ impl PgStore {
             hasher: RandomState::new(),
             fences: Fences::default(),
             reach: Reach::default(),
+            members: Members::new(),
         }
     }
 
@@ -344,6 +347,14 @@ impl Backend for PgStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn node(&self) -> &str {
+        self.members.id()
+    }
+
+    fn is_node_gone(&self, node: &str) -> bool {
+        self.members.is_gone(node, std::time::Instant::now())
     }
 
     fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {

@@ -86,6 +86,8 @@ impl SessionFilter<'_> {
 pub struct StreamReplay {
     /// Principal id of the stream's creator.
     pub owner: String,
+    /// Id of the node running it on a shared store (empty: one node, or not recorded).
+    pub node: String,
     /// Events with an id greater than the one asked for, in order.
     pub events: Vec<StreamEvent>,
 }
@@ -259,6 +261,20 @@ pub trait Backend: Send + Sync {
     /// Whether other processes write the same data (a shared database): the API then runs
     /// handlers off the event loops and calls [`Backend::catch_up`] before each one.
     fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// This process's id among the nodes sharing the store (empty for a store of one
+    /// process). Streams it starts record it, so that others can tell once it is gone.
+    fn node(&self) -> &str {
+        ""
+    }
+
+    /// Whether node `node` is known to be gone: it has not shown itself alive for longer
+    /// than its heartbeats allow. `false` when it cannot be told (no node recorded, a store
+    /// of one process, or the database unreachable).
+    fn is_node_gone(&self, node: &str) -> bool {
+        let _ = node;
         false
     }
 

@@ -110,7 +110,7 @@
 //! items, `f64` is 8 bytes of IEEE-754 bits, a digest is 32 raw bytes, a tag enum
 //! (role, key kind, session status, channel, message role) is one byte. A `Txn` payload
 //! (and a `SnapshotEntry` payload) is `str tenant | varint count | count × mutation`, each
-//! mutation a tag byte ([`mutation::MutationTag`], 1..=24) followed by its fields in
+//! mutation a tag byte ([`mutation::MutationTag`], 1..=33) followed by its fields in
 //! declaration order; a resource's fields are written in the order its `codec_struct!`
 //! lists them in [`model`]. The committed files in `tests/fixtures/v2/golden` must decode
 //! to known values, which pins all of this. `AppendMessage` carries the encoded message as a length-prefixed byte string
@@ -128,6 +128,7 @@
 //! | 22 | `StartStream` | `str stream_id \| str owner \| varint created_at` (ms since the epoch) |
 //! | 23 | `AppendStreamEvents` (a batch) | `str stream_id \| varint count \| count × event` |
 //! | 23, each event | | `varint id_delta \| varint name_ref \| name_ref−1 name bytes if name_ref > 0 \| str data` |
+//! | 33 | `StartStream` on a node (shared store) | `str stream_id \| str owner \| varint created_at \| str node` |
 //!
 //! In a batch, an event's id is the previous event's id plus `id_delta` (mod 2^64), the
 //! "previous id" of the first event being 0: the first delta is the first id itself, so a

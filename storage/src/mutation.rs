@@ -79,6 +79,8 @@ codec_enum! {
         SetSessionDeployment = 31,
         /// [`Mutation::PutFeedback`].
         PutFeedback = 32,
+        /// [`Mutation::StartStream`] with the node that runs it (a shared store).
+        StartStreamOnNode = 33,
     }
 }
 
@@ -202,6 +204,9 @@ pub enum Mutation {
         /// Start time, ms since the epoch; streams expire a retention after it. 0 means
         /// unknown: the stream was started by a version that did not record it (tag 17).
         created_at: u64,
+        /// Id of the node that runs it on a shared store, so that another node can tell
+        /// once it is gone; empty on the embedded store (written with tag 22, not 33).
+        node: String,
     },
     /// Store one SSE event of a stream (the stream must have been started). Kept for logs
     /// written before [`Mutation::AppendStreamEvents`]; the same id rule applies.
@@ -262,7 +267,7 @@ impl Mutation {
         }
     }
 
-    /// The tag this mutation is written with (a `StartStream` always gets the newer 22).
+    /// The tag this mutation is written with (a `StartStream` gets 22, or 33 with a node).
     pub fn tag(&self) -> MutationTag {
         match self {
             Mutation::PutTenant(_) => MutationTag::PutTenant,
@@ -281,6 +286,9 @@ impl Mutation {
             Mutation::DeleteSecret { .. } => MutationTag::DeleteSecret,
             Mutation::PutPublicKey(_) => MutationTag::PutPublicKey,
             Mutation::DeletePublicKey { .. } => MutationTag::DeletePublicKey,
+            Mutation::StartStream { node, .. } if !node.is_empty() => {
+                MutationTag::StartStreamOnNode
+            }
             Mutation::StartStream { .. } => MutationTag::StartStream,
             Mutation::AppendStreamEvent { .. } => MutationTag::AppendStreamEvent,
             Mutation::DeleteStream { .. } => MutationTag::DeleteStream,
@@ -354,6 +362,13 @@ impl Codec<'_> for Mutation {
                 stream_id,
                 owner,
                 created_at,
+                node,
+            } if !node.is_empty() => fields!(e; stream_id, owner, created_at, node),
+            Mutation::StartStream {
+                stream_id,
+                owner,
+                created_at,
+                node: _,
             } => fields!(e; stream_id, owner, created_at),
             Mutation::AppendStreamEvent { stream_id, event } => fields!(e; stream_id, event),
             Mutation::DeleteStream { stream_id } => stream_id.encode(e),
@@ -409,6 +424,7 @@ impl Codec<'_> for Mutation {
                 stream_id: C::decode(d)?,
                 owner: C::decode(d)?,
                 created_at: 0,
+                node: String::new(),
             },
             MutationTag::AppendStreamEvent => Mutation::AppendStreamEvent {
                 stream_id: C::decode(d)?,
@@ -430,6 +446,13 @@ impl Codec<'_> for Mutation {
                 stream_id: C::decode(d)?,
                 owner: C::decode(d)?,
                 created_at: C::decode(d)?,
+                node: String::new(),
+            },
+            MutationTag::StartStreamOnNode => Mutation::StartStream {
+                stream_id: C::decode(d)?,
+                owner: C::decode(d)?,
+                created_at: C::decode(d)?,
+                node: C::decode(d)?,
             },
             MutationTag::PutTool => Mutation::PutTool(C::decode(d)?),
             MutationTag::PutAgentVersion => Mutation::PutAgentVersion(C::decode(d)?),

@@ -296,6 +296,7 @@ fn emit_stream(t: &str, id: &str, st: &StreamData, w: &mut impl StateSink) -> io
         stream_id: id.to_owned(),
         owner: st.owner.clone(),
         created_at: st.created_at,
+        node: st.node.clone(),
     };
     w.push(t, &start)?;
     let mut rest = st.events.as_slice();

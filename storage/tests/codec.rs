@@ -182,11 +182,12 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 data
             },
         }),
-        (s(), s(), any::<u64>()).prop_map(|(stream_id, owner, created_at)| {
+        (s(), s(), any::<u64>(), s()).prop_map(|(stream_id, owner, created_at, node)| {
             Mutation::StartStream {
                 stream_id,
                 owner,
                 created_at,
+                node,
             }
         }),
         // Any ids, not only increasing ones: the encoding must be total (apply refuses).
@@ -283,6 +284,7 @@ fn start_stream_tag_17_still_decodes_with_unknown_time() {
             stream_id: "str_old".into(),
             owner: "usr_1".into(),
             created_at: 0,
+            node: String::new(),
         }
     );
 }
@@ -293,11 +295,28 @@ fn start_stream_writes_tag_22_with_its_time() {
         stream_id: "str_1".into(),
         owner: "usr_1".into(),
         created_at: 1_700_000_000_000,
+        node: String::new(),
     };
     let mut e = Encoder::default();
     m.encode(&mut e);
     let bytes = e.into_bytes();
     assert_eq!(bytes[0], 22);
+    assert_eq!(decode_one(&bytes).unwrap(), m);
+}
+
+#[test]
+fn start_stream_on_a_node_writes_tag_33_with_the_node_last() {
+    let m = Mutation::StartStream {
+        stream_id: "str_1".into(),
+        owner: "usr_1".into(),
+        created_at: 5,
+        node: "node_a".into(),
+    };
+    let mut e = Encoder::default();
+    m.encode(&mut e);
+    let bytes = e.into_bytes();
+    assert_eq!(bytes[0], 33);
+    assert!(bytes.ends_with(b"\x06node_a"));
     assert_eq!(decode_one(&bytes).unwrap(), m);
 }
 
@@ -433,7 +452,7 @@ fn a_count_larger_than_the_bytes_left_is_refused_before_allocating() {
 #[test]
 fn tag_enums_have_distinct_tags_and_refuse_unknown_ones() {
     let tags: Vec<u8> = mutation::MutationTag::ALL.iter().map(|t| t.tag()).collect();
-    let known: Vec<u8> = (1..=32).collect();
+    let known: Vec<u8> = (1..=33).collect();
     assert_eq!(tags, known, "mutation tags in order");
     for t in mutation::MutationTag::ALL {
         assert_eq!(mutation::MutationTag::from_tag(t.tag()), Some(*t));

@@ -288,6 +288,7 @@ fn snapshot_entries() -> Vec<Golden> {
                     stream_id: "str_snap".into(),
                     owner: "usr_owner".into(),
                     created_at: 1_700_000_000_016,
+                    node: String::new(),
                 },
                 Mutation::AppendStreamEvents {
                     stream_id: "str_snap".into(),
@@ -371,6 +372,7 @@ fn segment_records() -> Vec<Golden> {
                     stream_id: "str_new".into(),
                     owner: "usr_dev".into(),
                     created_at: 1_700_000_000_017,
+                    node: String::new(),
                 },
                 Mutation::AppendStreamEvent {
                     stream_id: "str_new".into(),
@@ -393,6 +395,7 @@ fn segment_records() -> Vec<Golden> {
                     stream_id: "str_old".into(),
                     owner: "usr_owner".into(),
                     created_at: 0,
+                    node: String::new(),
                 }],
             },
             legacy: Some(legacy_start.into_bytes()),
@@ -564,6 +567,16 @@ fn segment_records() -> Vec<Golden> {
                 Mutation::PutFeedback(feedback(Rating::Positive, None)),
                 Mutation::PutFeedback(feedback(Rating::Negative, Some("too long"))),
             ],
+        ),
+        // A stream started on a node of a shared store (tag 33).
+        now(
+            T,
+            vec![Mutation::StartStream {
+                stream_id: "str_node".into(),
+                owner: "usr_owner".into(),
+                created_at: 1_700_000_000_600,
+                node: "node_gold".into(),
+            }],
         ),
     ]
 }
@@ -844,9 +857,13 @@ fn a_store_opens_the_golden_directory_with_its_data() {
     assert!(report.torn.is_none(), "{:?}", report.torn);
     assert_eq!(
         (report.records, report.rejected),
-        (17, 0),
+        (18, 0),
         "every record applies"
     );
+    let on_node = store
+        .stream_events_after(T, "str_node", 0)
+        .expect("str_node");
+    assert_eq!(on_node.node, "node_gold");
     assert_eq!(store.tenant(T2), None);
     assert!(store.users_by_email("gone@gold.example").is_empty());
     assert_eq!(store.tenant(T), Some(tenant()));

@@ -302,6 +302,7 @@ fn queries_order_and_page() {
                     stream_id: "str_1".into(),
                     owner: "usr_1".into(),
                     created_at: 1,
+                    node: String::new(),
                 },
                 Mutation::AppendStreamEvent {
                     stream_id: "str_1".into(),

@@ -24,6 +24,7 @@ fn start(stream_id: &str, created_at: u64) -> Mutation {
         stream_id: stream_id.into(),
         owner: "usr_1".into(),
         created_at,
+        node: String::new(),
     }
 }
 
@@ -185,6 +186,7 @@ fn snapshot_keeps_stream_times_and_events() {
         stream_id: "str_legacy".into(),
         owner: "usr_2".into(),
         created_at: 0,
+        node: String::new(),
     };
     store.commit_wait(T, vec![legacy_start]).unwrap();
     for id in 1..=3 {

@@ -100,6 +100,7 @@ fn populate(store: &Store, t: &str, tag: &str, digest: u8, ciphertext: Vec<u8>) 
                     stream_id: format!("str_{tag}"),
                     owner: format!("usr_{tag}"),
                     created_at: 5,
+                    node: String::new(),
                 },
             ],
         )

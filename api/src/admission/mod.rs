@@ -176,7 +176,10 @@ impl Limiter {
         if !self.cfg.enabled {
             return Ok(());
         }
-        let node = halyard_storage::ids::new_id("node_");
+        let node = match store.node() {
+            "" => halyard_storage::ids::new_id("node_"),
+            node => node.to_owned(),
+        };
         if self.shared.set(shared::SharedRates::new(node)).is_err() {
             return Ok(());
         }

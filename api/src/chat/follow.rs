@@ -4,8 +4,9 @@
 //! events as they reach this node's copy of the store (the running node flushes them every
 //! [`FLUSH_EVERY`](super::turn::FLUSH_EVERY) and this node hears of each batch by the
 //! store's notifications), in order and without a gap, until its last event; and ending
-//! with `STREAM_INTERRUPTED` when nothing new came for longer than a running turn can be
-//! silent (its node is gone). Not responsible for: authorizing the resume or the events
+//! with `STREAM_INTERRUPTED` once the running node is gone (it stopped beating, see
+//! `Backend::is_node_gone`), or when nothing new came for longer than a running turn can be
+//! silent (a stream that recorded no node). Not responsible for: authorizing the resume or the events
 //! before it was handed over (the handler and the hub).
 
 use std::sync::Arc;
@@ -87,7 +88,7 @@ impl Follow {
                 return Status::Done;
             }
         }
-        if self.heard.elapsed() > self.patience {
+        if self.store.is_node_gone(&replay.node) || self.heard.elapsed() > self.patience {
             end_interrupted(sender, self.last);
             return Status::Done;
         }

@@ -1012,6 +1012,7 @@ impl TurnTask {
             stream_id: stream_id.clone(),
             owner: self.owner.clone(),
             created_at: crate::time::now_ms(),
+            node: self.shared.store.node().to_owned(),
         };
         // Without the start record the stream cannot be resumed, but it is still served.
         let _ = self

@@ -573,11 +573,13 @@ fn apply_one(
             stream_id,
             owner,
             created_at,
+            node,
         } => {
             let state = tenant_mut(ctx.tenants, tenant)?;
             let data = StreamData {
                 owner,
                 created_at,
+                node,
                 events: Vec::new(),
             };
             let prev = state.streams.insert(stream_id.clone(), data);

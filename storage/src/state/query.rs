@@ -435,6 +435,7 @@ impl State {
             let start = s.events.partition_point(|e| e.id <= after);
             Some(StreamReplay {
                 owner: s.owner.clone(),
+                node: s.node.clone(),
                 events: s.events[start..].to_vec(),
             })
         })

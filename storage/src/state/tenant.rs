@@ -110,6 +110,8 @@ pub struct StreamData {
     /// started by an earlier version, which did not record it (see
     /// [`crate::Backend::expire_streams`]).
     pub created_at: u64,
+    /// Id of the node running it on a shared store (empty: one node, or not recorded).
+    pub node: String,
     /// Events in order of strictly increasing id.
     pub events: Vec<StreamEvent>,
 }
