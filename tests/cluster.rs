@@ -558,3 +558,58 @@ fn writes_to_one_tenant_through_two_nodes_at_once_are_all_kept_in_one_order() {
     }
     assert_replays(&url);
 }
+
+#[test]
+fn session_limits_are_exact_across_three_nodes() {
+    let url = database("exact");
+    // Rate limits on: these nodes do not get SERVE_ARGS.
+    let start = ["--storage", url.as_str()];
+    let nodes = [node_with(&start), node_with(&start), node_with(&start)];
+    let t = tenant_on(nodes[0].addr, false);
+    let limits = json!({"limits": {"sessionMessagesPerMinute": 3, "maxConcurrentSessions": 4}});
+    let patch = common::req("PATCH", &format!("/api/v1/admin/tenants/{}", t.id))
+        .bearer(common::ROOT_KEY)
+        .json(&limits);
+    ok(&patch.send_to(nodes[0].addr), 200);
+    await_key(&t, &nodes);
+    let pid = t.project_with_agent("bot");
+
+    // Nine creations at once through three nodes: exactly the cap gets a session.
+    let created: Vec<u16> = std::thread::scope(|s| {
+        let path = format!("/api/projects/{pid}/sessions");
+        let tries: Vec<_> = (0..9)
+            .map(|i| {
+                let (t, path) = (on(&t, &nodes[i % 3]), path.clone());
+                s.spawn(move || t.post(&path, &json!({})).status)
+            })
+            .collect();
+        tries.into_iter().map(|w| w.join().expect("try")).collect()
+    });
+    let won = created.iter().filter(|s| **s == 201).count();
+    assert_eq!(won, 4, "statuses {created:?}");
+    assert_eq!(created.iter().filter(|s| **s == 429).count(), 5);
+    // A chat turn that would open one more session is refused on any node.
+    let open = json!({"projectId": pid, "message": "x"});
+    err(
+        &on(&t, &nodes[2]).post("/api/v1/chat/agent", &open),
+        429,
+        "RATE_LIMIT_EXCEEDED",
+    );
+
+    // A session's messages, sent through each node in turn: exactly its rate gets through.
+    let listed = ok(&t.get(&format!("/api/projects/{pid}/sessions")), 200);
+    let sid = listed["sessions"][0]["id"]
+        .as_str()
+        .expect("a session")
+        .to_string();
+    let sent: Vec<u16> = (0..9)
+        .map(|i| {
+            let body = json!({"sessionId": sid, "message": "x"});
+            on(&t, &nodes[i % 3])
+                .post("/api/v1/chat/send", &body)
+                .status
+        })
+        .collect();
+    assert_eq!(sent[..3], [200, 200, 200], "statuses {sent:?}");
+    assert!(sent[3..].iter().all(|s| *s == 429), "statuses {sent:?}");
+}

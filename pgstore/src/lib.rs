@@ -18,6 +18,7 @@
 //! | [`fence`] | one catch-up shared by the requests that wait together |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`members`] | this node's heartbeat, which nodes are gone |
+//! | [`slots`] | concurrent sessions counted across nodes |
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
 //! | [`transfer`] | `halyard export-store`, `import-store` |
@@ -32,6 +33,7 @@ pub mod members;
 pub mod migrate;
 pub mod pool;
 pub mod reach;
+pub mod slots;
 pub mod sql;
 pub mod store;
 pub mod transfer;
@@ -84,8 +86,10 @@ pub enum OpenError {
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Url(e) => write!(f, "not a PostgreSQL URL: {e}"),
-            OpenError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
+            OpenError::Url(e) => write!(f, "not a PostgreSQL URL: {}", explain(e)),
+            OpenError::Connect(e) => {
+                write!(f, "cannot connect to the database: {}", explain(e))
+            }
             OpenError::Migrate(e) => e.fmt(f),
             OpenError::Load(e) => write!(f, "cannot load the data: {e}"),
             OpenError::Thread(e) => write!(f, "cannot start a database thread: {e}"),
@@ -94,6 +98,19 @@ impl std::fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
+
+/// A database error with its causes (`postgres::Error`'s own text is only its kind, such
+/// as "db error"; the server's message is in its source).
+pub fn explain(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
 
 /// Parses a `postgres://` URL (multi-host, `target_session_attrs=read-write` and the other
 /// libpq parameters allowed), with a 5 s connect timeout unless it sets one.

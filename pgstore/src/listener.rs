@@ -54,10 +54,10 @@ fn run(store: &Weak<PgStore>, stop: &AtomicBool) {
 
 /// Listens until `stop` (`Ok`) or a failure (`Err`, to reconnect).
 fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
-    let mut client = store.pool.connect().map_err(|e| e.to_string())?;
+    let mut client = store.pool.connect().map_err(|e| crate::explain(&e))?;
     client
         .batch_execute("LISTEN halyard")
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::explain(&e))?;
     // Listening first, then the full catch-up: a commit after it is heard.
     store.catch_up(None).map_err(|e| e.to_string())?;
     store.reach.up();
@@ -65,7 +65,7 @@ fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
     while !stop.load(Ordering::Acquire) {
         let mut heard = client.notifications();
         let mut it = heard.timeout_iter(TICK);
-        while let Some(n) = it.next().map_err(|e| e.to_string())? {
+        while let Some(n) = it.next().map_err(|e| crate::explain(&e))? {
             if let Some((tseq, tenant)) = parse(n.payload()) {
                 let mut lease = store.pool.get().map_err(|e| e.to_string())?;
                 store

@@ -4,7 +4,9 @@
 //! [`BEAT`] and reads back the nodes seen within [`GONE_AFTER`], and answering whether a
 //! node is gone (a stream it ran can then be ended at once instead of after a silence).
 //! Not responsible for: the shared request rates (they mark the same rows, `store`) or
-//! what to do with a gone node's work (the API's stream follower).
+//! what to do with a gone node's work (the API's stream follower). The same thread drops
+//! the full buckets of `halyard_cells` once a minute ([`crate::sql::FORGET_CELLS`]): it is
+//! the one periodic writer a node has.
 //!
 //! A node is gone when it was missing from the last two views read at least a [`BEAT`]
 //! apart. Two, because `halyard_nodes` is unlogged: a database restart empties it, and the
@@ -23,6 +25,9 @@ pub const BEAT: Duration = Duration::from_secs(1);
 
 /// A node not seen for this long is missing from a view.
 pub const GONE_AFTER: Duration = Duration::from_secs(5);
+
+/// Beats between two sweeps of `halyard_cells`.
+const CELLS_EVERY: u64 = 60;
 
 /// Marks this node alive and reads who else is (`$2`: [`GONE_AFTER`] in ms). The select
 /// sees the table as it was before the insert, which is why this node is never asked about.
@@ -99,10 +104,15 @@ pub fn spawn(
         .name("halyard-pg-beat".into())
         .spawn(move || {
             forget(&store);
+            let mut beats = 0u64;
             while !stop.load(Ordering::Acquire) {
                 let Some(s) = store.upgrade() else { return };
                 // A failed beat leaves the views to go stale (see the module doc).
                 let _ = beat(&s);
+                if beats.is_multiple_of(CELLS_EVERY) {
+                    let _ = forget_cells(&s);
+                }
+                beats += 1;
                 drop(s);
                 sleep_unless(&stop, BEAT);
             }
@@ -117,13 +127,22 @@ fn forget(store: &Weak<PgStore>) {
     }
 }
 
+fn forget_cells(store: &PgStore) -> Result<u64, String> {
+    let mut lease = store.pool.get().map_err(|e| e.to_string())?;
+    let sql = crate::sql::FORGET_CELLS;
+    lease
+        .client()
+        .execute(sql, &[])
+        .map_err(|e| crate::explain(&e))
+}
+
 fn beat(store: &PgStore) -> Result<(), String> {
     let mut lease = store.pool.get().map_err(|e| e.to_string())?;
     let gone_ms = GONE_AFTER.as_millis() as f64;
     let rows = lease
         .client()
         .query(BEAT_SQL, &[&store.members.id(), &gone_ms])
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::explain(&e))?;
     let alive = rows.iter().map(|r| r.get::<_, String>(0)).collect();
     store.members.saw(alive, Instant::now());
     Ok(())

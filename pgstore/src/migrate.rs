@@ -13,6 +13,9 @@
 //! | `halyard_meta` | value set once for the whole cluster | `key`, `value` |
 //! | `halyard_rates` (unlogged) | tenant with shared request rates | `tenant`, `tat_us`: the theoretical arrival time of its bucket, database clock |
 //! | `halyard_nodes` (unlogged) | nodes alive (heartbeat, rate sharing) | `id`, `seen_at` |
+//! | `halyard_cells` (unlogged) | exact shared bucket (a session's message rate) | `key`, `tat_us` |
+//! | `halyard_slots` | member counting against a group's cap (a tenant's active session) | `grp`, `member`, `last_ms` |
+//! | `halyard_slot_groups` | group whose members were loaded from the data | `grp` |
 
 use postgres::Client;
 
@@ -47,6 +50,22 @@ const MIGRATIONS: &[&str] = &[
          id text PRIMARY KEY,
          seen_at timestamptz NOT NULL
      );",
+    // 3: limits exact across nodes: session message rates (buckets, unlogged like the
+    // request rates) and concurrent sessions (slots, logged: a restart of the database
+    // must not let a tenant past its cap).
+    "CREATE UNLOGGED TABLE halyard_cells (
+         key text PRIMARY KEY,
+         tat_us bigint NOT NULL
+     );
+     CREATE TABLE halyard_slots (
+         grp text NOT NULL,
+         member text NOT NULL,
+         last_ms bigint NOT NULL,
+         PRIMARY KEY (grp, member)
+     );
+     CREATE TABLE halyard_slot_groups (
+         grp text PRIMARY KEY
+     );",
 ];
 
 /// The schema version this binary writes.
@@ -74,7 +93,7 @@ impl std::fmt::Display for MigrateError {
                 "the database schema is version {found}, newer than this binary's {supported}: \
                  run a Halyard at least as new as the one that migrated it"
             ),
-            MigrateError::Db(e) => write!(f, "migration failed: {e}"),
+            MigrateError::Db(e) => write!(f, "migration failed: {}", crate::explain(e)),
         }
     }
 }

@@ -49,7 +49,9 @@ impl std::fmt::Display for PoolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PoolError::Busy => f.write_str("every database connection is busy"),
-            PoolError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
+            PoolError::Connect(e) => {
+                write!(f, "cannot connect to the database: {}", crate::explain(e))
+            }
         }
     }
 }

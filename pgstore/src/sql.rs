@@ -50,6 +50,53 @@ pub const SHARE_RATES: &str = "WITH now AS (SELECT (extract(epoch FROM clock_tim
      SELECT used.tenant, greatest(up.tat_us - (SELECT us FROM now), 0) \
      FROM used JOIN up ON up.tenant = used.tenant";
 
+/// Takes one from the shared GCRA bucket `$1` (emission interval `$2` µs, tolerance `$3`
+/// µs): allowed when its theoretical arrival time is at most the tolerance ahead of now,
+/// and then moved one interval on. The upsert locks the row, so two nodes cannot both take
+/// the last one. Returns whether it was allowed, and how far ahead of now the bucket was
+/// (µs; as of the statement's start, for a `Retry-After`).
+pub const TAKE_CELL: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * \
+     1000000)::bigint AS us), old AS (SELECT tat_us FROM halyard_cells WHERE key = $1), up \
+     AS (INSERT INTO halyard_cells AS c (key, tat_us) SELECT $1, us + $2 FROM now ON \
+     CONFLICT (key) DO UPDATE SET tat_us = greatest(c.tat_us, (SELECT us FROM now)) + $2 \
+     WHERE c.tat_us - (SELECT us FROM now) <= $3 RETURNING 1) SELECT EXISTS (SELECT 1 FROM \
+     up), coalesce((SELECT tat_us FROM old), 0) - (SELECT us FROM now)";
+
+/// Drops buckets whose arrival time has passed: they are full, as a missing one is.
+pub const FORGET_CELLS: &str = "DELETE FROM halyard_cells WHERE tat_us < (extract(epoch FROM \
+     clock_timestamp()) * 1000000)::bigint";
+
+/// Serializes the reservations of slot group `$1` until the transaction ends.
+pub const LOCK_SLOTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 16))";
+
+/// Marks slot group `$1` as loaded; a row back: it was not, and the caller loads it.
+pub const FIRST_SIGHT: &str =
+    "INSERT INTO halyard_slot_groups (grp) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1";
+
+/// Adds members `$2` (last used `$3`, ms) to slot group `$1`, keeping those present.
+pub const LOAD_SLOTS: &str = "INSERT INTO halyard_slots (grp, member, last_ms) SELECT $1, m, \
+     t FROM unnest($2::text[], $3::bigint[]) AS u(m, t) ON CONFLICT DO NOTHING";
+
+/// Under [`LOCK_SLOTS`] (this statement's snapshot is taken after it, so it counts every
+/// reservation committed before): adds member `$2` to group `$1` at `$3` ms if fewer than
+/// `$5` members were used within `$4` ms, and drops the idle ones. Returns whether it was
+/// added, and when the oldest live member was last used.
+pub const RESERVE_SLOT: &str = "WITH live AS (SELECT count(*) AS n, min(last_ms) AS oldest \
+     FROM halyard_slots WHERE grp = $1 AND last_ms > $3::bigint - $4::bigint), \
+     ins AS (INSERT INTO halyard_slots (grp, member, last_ms) SELECT $1, $2, $3 FROM live \
+     WHERE live.n < $5::bigint ON CONFLICT (grp, member) \
+     DO UPDATE SET last_ms = excluded.last_ms RETURNING 1), \
+     idle AS (DELETE FROM halyard_slots WHERE grp = $1 AND last_ms <= $3::bigint - $4::bigint) \
+     SELECT EXISTS (SELECT 1 FROM ins), (SELECT oldest FROM live)";
+
+/// Member `$2` of group `$1` was used at `$3` ms.
+pub const TOUCH_SLOT: &str = "INSERT INTO halyard_slots (grp, member, last_ms) VALUES ($1, \
+     $2, $3) ON CONFLICT (grp, member) DO UPDATE SET last_ms = \
+     greatest(halyard_slots.last_ms, excluded.last_ms)";
+
+/// Member `$2` of group `$1` no longer counts.
+pub const RELEASE_SLOT: &str = "DELETE FROM halyard_slots WHERE grp = $1 AND member = $2";
+
 /// Nodes that shared their rates within the last second.
 pub const NODES: &str =
     "SELECT count(*) FROM halyard_nodes WHERE seen_at > clock_timestamp() - interval '1 second'";
@@ -70,6 +117,20 @@ pub struct Prepared {
     pub share_rates: Statement,
     /// [`NODES`].
     pub nodes: Statement,
+    /// [`TAKE_CELL`].
+    pub take_cell: Statement,
+    /// [`LOCK_SLOTS`].
+    pub lock_slots: Statement,
+    /// [`FIRST_SIGHT`].
+    pub first_sight: Statement,
+    /// [`LOAD_SLOTS`].
+    pub load_slots: Statement,
+    /// [`RESERVE_SLOT`].
+    pub reserve_slot: Statement,
+    /// [`TOUCH_SLOT`].
+    pub touch_slot: Statement,
+    /// [`RELEASE_SLOT`].
+    pub release_slot: Statement,
 }
 
 impl Prepared {
@@ -83,6 +144,13 @@ impl Prepared {
             head: client.prepare(HEAD)?,
             share_rates: client.prepare(SHARE_RATES)?,
             nodes: client.prepare(NODES)?,
+            take_cell: client.prepare(TAKE_CELL)?,
+            lock_slots: client.prepare(LOCK_SLOTS)?,
+            first_sight: client.prepare(FIRST_SIGHT)?,
+            load_slots: client.prepare(LOAD_SLOTS)?,
+            reserve_slot: client.prepare(RESERVE_SLOT)?,
+            touch_slot: client.prepare(TOUCH_SLOT)?,
+            release_slot: client.prepare(RELEASE_SLOT)?,
         })
     }
 }

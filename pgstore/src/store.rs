@@ -21,7 +21,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use halyard_storage::codec::Encoder;
 use halyard_storage::state::State;
-use halyard_storage::{Backend, Completion, Mutation, RateShare, RateUse, StoreError, Txn};
+use halyard_storage::{
+    Backend, CellQuota, CellTaken, Completion, Mutation, RateShare, RateUse, StoreError, Txn,
+};
 use postgres::{GenericClient, Statement};
 
 use crate::fence::Fences;
@@ -118,6 +120,24 @@ impl PgStore {
         Ok(row.get(0))
     }
 
+    fn take_cell(&self, key: &str, quota: CellQuota) -> Result<CellTaken, StoreError> {
+        let us = |ns: u64| i64::try_from(ns / 1000).unwrap_or(i64::MAX);
+        let (interval, tau) = (us(quota.interval_ns).max(1), us(quota.tau_ns));
+        let mut lease = self.lease()?;
+        let Conn { client, sql } = lease.conn();
+        let row = client
+            .query_one(&sql.take_cell, &[&key, &interval, &tau])
+            .map_err(db)?;
+        if row.get::<_, bool>(0) {
+            return Ok(CellTaken::Allowed);
+        }
+        let ahead: i64 = row.get(1);
+        let retry_us = u64::try_from(ahead - tau).unwrap_or(0).max(1);
+        Ok(CellTaken::Denied {
+            retry_in_ns: retry_us.saturating_mul(1000),
+        })
+    }
+
     fn share_rates_now(&self, node: &str, used: &[RateUse]) -> Result<RateShare, StoreError> {
         let tenants: Vec<&str> = used.iter().map(|u| u.tenant.as_str()).collect();
         let counts: Vec<i64> = used.iter().map(|u| i64::from(u.admitted)).collect();
@@ -149,7 +169,7 @@ impl PgStore {
         })
     }
 
-    fn lease(&self) -> Result<crate::pool::Lease<'_>, StoreError> {
+    pub(crate) fn lease(&self) -> Result<crate::pool::Lease<'_>, StoreError> {
         self.pool.get().map_err(|e| match e {
             PoolError::Busy => StoreError::Unavailable(e.to_string()),
             PoolError::Connect(_) => {
@@ -318,7 +338,7 @@ impl PgStore {
 
 /// A database error as the store reports it: `503`, nothing applied.
 pub(crate) fn db(e: postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(crate::explain(&e))
 }
 
 impl Backend for PgStore {
@@ -351,6 +371,18 @@ impl Backend for PgStore {
 
     fn node(&self) -> &str {
         self.members.id()
+    }
+
+    fn take_shared_cell(
+        &self,
+        key: &str,
+        quota: CellQuota,
+    ) -> Option<Result<CellTaken, StoreError>> {
+        Some(self.take_cell(key, quota))
+    }
+
+    fn slots(&self) -> Option<&dyn halyard_storage::slots::Slots> {
+        Some(self)
     }
 
     fn is_node_gone(&self, node: &str) -> bool {

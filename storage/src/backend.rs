@@ -287,6 +287,24 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Takes one from the bucket `key` shared by every node, atomically (exact across
+    /// nodes); `None` for a store of one process, whose limiter keeps its own buckets.
+    /// Waits on the network: never call it on an event loop.
+    fn take_shared_cell(
+        &self,
+        key: &str,
+        quota: CellQuota,
+    ) -> Option<Result<CellTaken, StoreError>> {
+        let _ = (key, quota);
+        None
+    }
+
+    /// The slots shared by every node (exact concurrent-session limits); `None` for a store
+    /// of one process, whose limiter counts in memory.
+    fn slots(&self) -> Option<&dyn crate::slots::Slots> {
+        None
+    }
+
     /// Brings this process's view of `tenant` (of every tenant when `None`) up to every
     /// commit acknowledged anywhere before the call: read-your-writes across processes.
     /// May wait on the network: never call it on an event loop.
@@ -396,6 +414,28 @@ pub struct RateUse {
     /// How long before the call the first of them was admitted, in nanoseconds: the shared
     /// bucket counts them from then.
     pub age_ns: u64,
+}
+
+/// A GCRA bucket kept by the shared database, for a limit that must be exact across nodes
+/// (see [`Backend::take_shared_cell`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellQuota {
+    /// Emission interval `T`, in nanoseconds.
+    pub interval_ns: u64,
+    /// Burst tolerance `tau = T * (burst - 1)`, in nanoseconds.
+    pub tau_ns: u64,
+}
+
+/// What [`Backend::take_shared_cell`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellTaken {
+    /// Allowed.
+    Allowed,
+    /// Denied; a take would be allowed this many nanoseconds from now.
+    Denied {
+        /// Nanoseconds until a take would be allowed.
+        retry_in_ns: u64,
+    },
 }
 
 /// What the cluster answered to [`Backend::share_rates`].

@@ -172,6 +172,7 @@ pub mod record;
 pub mod record_v1;
 pub mod recovery;
 pub mod segment;
+pub mod slots;
 pub mod snapshot;
 pub mod state;
 pub mod store;
@@ -179,7 +180,8 @@ pub mod upgrade;
 pub mod writer;
 
 pub use backend::{
-    Backend, Completion, Listed, Page, RateShare, RateUse, SessionFilter, StreamReplay,
+    Backend, CellQuota, CellTaken, Completion, Listed, Page, RateShare, RateUse, SessionFilter,
+    StreamReplay,
 };
 pub use backup::{BackupError, BackupOptions, BackupReport, RestoreReport};
 pub use check::{check, CheckReport};

@@ -17,7 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use halyard_storage::{Backend, Limits};
+use halyard_storage::slots::SlotRequest;
+use halyard_storage::{Backend, CellQuota, CellTaken, Limits};
 
 use crate::error::ApiError;
 use gcra::{Decision, Quota};
@@ -64,12 +65,24 @@ pub struct Limiter {
     tenants: CellTable,
     ips: CellTable,
     session_rates: CellTable,
-    /// Concurrent sessions per tenant.
-    pub sessions: sessions::SessionSlots,
+    /// Concurrent sessions per tenant on this node (see [`Limiter::reserve_session`]).
+    sessions: sessions::SessionSlots,
     /// Refusals by reason, for `/metrics`.
     pub refusals: Refusals,
     /// Tenant rates shared with other nodes, once [`Limiter::share`] started them.
     shared: std::sync::OnceLock<shared::SharedRates>,
+    /// The shared store keeping the buckets that must be exact across nodes (session
+    /// message rates), once [`Limiter::share`] was called.
+    exact: std::sync::OnceLock<Exact>,
+}
+
+/// The store of [`Limiter::exact`].
+struct Exact(Arc<dyn Backend>);
+
+impl std::fmt::Debug for Exact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Exact(shared store)")
+    }
 }
 
 fn retry_ms(ns: u64) -> u64 {
@@ -88,6 +101,7 @@ impl Limiter {
             sessions: sessions::SessionSlots::default(),
             refusals: Refusals::default(),
             shared: std::sync::OnceLock::new(),
+            exact: std::sync::OnceLock::new(),
         }
     }
 
@@ -183,6 +197,7 @@ impl Limiter {
         if self.shared.set(shared::SharedRates::new(node)).is_err() {
             return Ok(());
         }
+        let _ = self.exact.set(Exact(store.clone()));
         let limiter = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("halyard-rate-sync".into())
@@ -223,7 +238,76 @@ impl Limiter {
         }
     }
 
-    /// Takes one message from session `id`'s per-minute budget.
+    /// Reserves tenant `tenant`'s concurrency slot for new session `id` if fewer than `max`
+    /// of its sessions are active and were used within [`sessions::IDLE_MS`]; `load` lists
+    /// its active sessions with their last use, the first time the tenant is seen. Exact
+    /// across nodes on a shared store (this then waits on the database: a handler thread).
+    pub fn reserve_session(
+        &self,
+        tenant: &str,
+        id: &str,
+        max: u32,
+        now_ms: u64,
+        load: &dyn Fn() -> Vec<(String, u64)>,
+    ) -> Result<(), ApiError> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let taken = match self.exact.get().and_then(|e| e.0.slots()) {
+            Some(slots) => slots.reserve(&SlotRequest {
+                group: tenant,
+                member: id,
+                max,
+                now_ms,
+                idle_ms: sessions::IDLE_MS,
+                present: load,
+            })?,
+            None => self.sessions.reserve(tenant, id, max, now_ms, load),
+        };
+        taken.map_err(|ms| {
+            self.refusals.count(Refusal::ConcurrentSessions);
+            ApiError::RateLimited("Concurrent session limit exceeded".into(), ms)
+        })
+    }
+
+    /// Session `id` ended, or was not stored after all: its slot is free. On a shared
+    /// store this waits on the database; a failure leaves the slot to go idle.
+    pub fn release_session(&self, tenant: &str, id: &str) {
+        match self.exact.get().and_then(|e| e.0.slots()) {
+            Some(slots) => {
+                let _ = slots.release(tenant, id);
+            }
+            None => self.sessions.release(tenant, id),
+        }
+    }
+
+    /// A turn of session `id` is queued (a handler thread): on a shared store its slot is
+    /// touched now, off the event loop. Otherwise [`Limiter::turn_stored`] touches it.
+    pub fn turn_queued(&self, tenant: &str, id: &str, now_ms: u64) -> Result<(), ApiError> {
+        if let Some(slots) = self.exact.get().and_then(|e| e.0.slots()) {
+            slots.touch(tenant, id, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// A turn's first write was stored (`true`) or refused (`false`, `new_session`: the
+    /// session does not exist). Runs on an event loop, so it never waits: on a shared store
+    /// the handler touched the slot already ([`Limiter::turn_queued`]), and the slot of a
+    /// session never stored goes idle instead of being released.
+    pub fn turn_stored(&self, tenant: &str, id: &str, now_ms: u64, stored: bool, new: bool) {
+        if self.exact.get().is_some_and(|e| e.0.slots().is_some()) {
+            return;
+        }
+        match (stored, new) {
+            (true, _) => self.sessions.touch(tenant, id, now_ms),
+            (false, true) => self.sessions.release(tenant, id),
+            (false, false) => {}
+        }
+    }
+
+    /// Takes one message from session `id`'s per-minute budget: in the shared store's
+    /// bucket when nodes share one (exact across them; this waits on the database, so it
+    /// runs on a handler thread), else in this node's.
     pub fn take_session_message(
         &self,
         id: &str,
@@ -234,6 +318,18 @@ impl Limiter {
             return Ok(());
         }
         let q = Quota::per_period(per_minute, 60_000_000_000, per_minute);
+        if let Some(store) = self.exact.get() {
+            let quota = CellQuota {
+                interval_ns: q.interval,
+                tau_ns: q.tau,
+            };
+            if let Some(taken) = store.0.take_shared_cell(&format!("msg {id}"), quota) {
+                return match taken? {
+                    CellTaken::Allowed => Ok(()),
+                    CellTaken::Denied { retry_in_ns } => Err(self.session_denied(retry_in_ns)),
+                };
+            }
+        }
         let now = self.now(at);
         let Some(cell) = self.session_rates.cell(self.session_rates.key_of(id), now) else {
             self.refusals.count(Refusal::SessionRate);
@@ -244,14 +340,13 @@ impl Limiter {
         };
         match gcra::take(cell, now, q) {
             Decision::Allow { .. } => Ok(()),
-            Decision::Deny { retry_in } => {
-                self.refusals.count(Refusal::SessionRate);
-                Err(rate_limited(
-                    "Session message rate limit exceeded",
-                    retry_in,
-                ))
-            }
+            Decision::Deny { retry_in } => Err(self.session_denied(retry_in)),
         }
+    }
+
+    fn session_denied(&self, retry_ns: u64) -> ApiError {
+        self.refusals.count(Refusal::SessionRate);
+        rate_limited("Session message rate limit exceeded", retry_ns)
     }
 }
 

@@ -350,14 +350,9 @@ impl TurnTask {
         }
         first.push(Mutation::append_message(pid, sid, &user));
         let limiter = &self.shared.limiter;
-        if let Err(e) = self.shared.store.commit_unawaited(&self.tenant, first) {
-            if on.new_session {
-                limiter.sessions.release(&self.tenant, sid);
-            }
-            return Err(e.into());
-        }
-        limiter.sessions.touch(&self.tenant, sid, now);
-        Ok(())
+        let stored = self.shared.store.commit_unawaited(&self.tenant, first);
+        limiter.turn_stored(&self.tenant, sid, now, stored.is_ok(), on.new_session);
+        stored.map_err(Into::into)
     }
 
     fn history(&self, session: &Session) -> Vec<Line> {

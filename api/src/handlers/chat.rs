@@ -173,11 +173,16 @@ fn queue_turn(c: &Call<'_>, turn: Turn, style: Style) -> ApiResult<Reply> {
             release_slot(c, &t.tenant, &t.session.id);
         }
     };
-    if let Err(e) = c.api.limiter().take_session_message(
-        &turn.session.id,
-        p.limits.session_messages_per_minute,
-        c.req.head.received,
-    ) {
+    let limiter = c.api.limiter();
+    let (tenant, sid) = (&turn.tenant, &turn.session.id);
+    let admitted = limiter
+        .take_session_message(
+            sid,
+            p.limits.session_messages_per_minute,
+            c.req.head.received,
+        )
+        .and_then(|()| limiter.turn_queued(tenant, sid, crate::time::now_ms()));
+    if let Err(e) = admitted {
         release(&turn);
         return Err(e);
     }

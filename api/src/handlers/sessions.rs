@@ -87,20 +87,12 @@ pub fn open_session(
     let p = c.principal()?;
     let now = time::now_ms();
     let id = ids::new_id(ids::SESSION);
-    let limiter = c.api.limiter();
-    if limiter.enabled() {
-        let store = &c.api.store;
-        let load = || active_sessions(&**store, &p.tenant);
-        limiter
-            .sessions
-            .reserve(&p.tenant, &id, p.limits.max_concurrent_sessions, now, load)
-            .map_err(|ms| {
-                limiter
-                    .refusals
-                    .count(crate::admission::refusals::Refusal::ConcurrentSessions);
-                ApiError::RateLimited("Concurrent session limit exceeded".into(), ms)
-            })?;
-    }
+    let store = &c.api.store;
+    let load = || active_sessions(&**store, &p.tenant);
+    let max = p.limits.max_concurrent_sessions;
+    c.api
+        .limiter()
+        .reserve_session(&p.tenant, &id, max, now, &load)?;
     Ok(Session {
         id,
         project_id: project.id.clone(),
@@ -123,7 +115,7 @@ pub fn open_session(
 
 /// Frees the concurrency slot of a session that was not stored after all.
 pub fn release_slot(c: &Call<'_>, tenant: &str, session_id: &str) {
-    c.api.limiter().sessions.release(tenant, session_id);
+    c.api.limiter().release_session(tenant, session_id);
 }
 
 /// `POST /api/projects/:pid/sessions`.
@@ -155,7 +147,7 @@ pub fn store_new_session(
     let (t, id) = (tenant.clone(), session_id.to_string());
     let release: super::After = Box::new(move |durable| {
         if !durable {
-            limiter.sessions.release(&t, &id);
+            limiter.release_session(&t, &id);
         }
     });
     c.commit_for(&tenant, mutations, resp, Some(release))
@@ -228,7 +220,7 @@ pub fn end(c: &Call<'_>) -> ApiResult<Reply> {
     let mut session = find(c)?;
     session.status = SessionStatus::Ended;
     let tenant = c.tenant()?;
-    c.api.limiter().sessions.release(tenant, &session.id);
+    c.api.limiter().release_session(tenant, &session.id);
     c.commit(vec![Mutation::PutSession(session)], crate::success())
 }
 
