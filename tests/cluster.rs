@@ -613,3 +613,93 @@ fn session_limits_are_exact_across_three_nodes() {
     assert_eq!(sent[..3], [200, 200, 200], "statuses {sent:?}");
     assert!(sent[3..].iter().all(|s| *s == 429), "statuses {sent:?}");
 }
+
+#[test]
+fn a_standby_promoted_under_write_load_loses_no_acknowledged_write() {
+    use halyard_testkit::pg_cluster::{binaries, LocalPg};
+    let bin = binaries().expect("PostgreSQL's binaries (scripts/test installs them)");
+    // Every commit waits for the standby to have it: what was acknowledged survives.
+    let mut primary = LocalPg::primary(&bin, "failover-a", &["synchronous_standby_names='*'"]);
+    let standby = LocalPg::standby_of(&primary, "failover-b", &[]);
+    let synced = Instant::now();
+    while primary.scalar("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
+        != "1"
+    {
+        assert!(
+            synced.elapsed() < Duration::from_secs(20),
+            "no sync standby"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!(
+        "postgres://halyard@{},{}/postgres?target_session_attrs=read-write",
+        primary.host(),
+        standby.host()
+    );
+    let n = node(&url);
+    let t = tenant_on(n.addr, false);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let promoted: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let (acked, after_promotion): (Vec<String>, usize) = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (t, stop, promoted) = (&t, &stop, &promoted);
+                s.spawn(move || {
+                    let (mut acked, mut after) = (Vec::new(), 0);
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Acquire) {
+                            break;
+                        }
+                        let r = t.post("/api/projects", &json!({"name": format!("f-{w}-{i}")}));
+                        match r.status {
+                            201 => {
+                                let v: serde_json::Value =
+                                    serde_json::from_str(&r.text()).expect("json");
+                                acked.push(v["project"]["id"].as_str().expect("id").to_string());
+                                after += usize::from(promoted.get().is_some());
+                            }
+                            // The database is away, or the node has not reconnected yet.
+                            503 => std::thread::sleep(Duration::from_millis(20)),
+                            other => panic!("status {other}: {}", r.text()),
+                        }
+                    }
+                    (acked, after)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        primary.crash();
+        standby.promote();
+        let _ = promoted.set(Instant::now());
+        std::thread::sleep(Duration::from_secs(4));
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        writers.into_iter().map(|w| w.join().expect("writer")).fold(
+            (Vec::new(), 0),
+            |(mut all, n), (ids, after)| {
+                all.extend(ids);
+                (all, n + after)
+            },
+        )
+    });
+    eprintln!(
+        "failover: {} writes acknowledged, {after_promotion} of them after the promotion",
+        acked.len()
+    );
+    assert!(acked.len() > after_promotion, "writes before the failover");
+    assert!(after_promotion > 0, "no write after the promotion");
+
+    // A node that never saw the old primary reads every acknowledged write.
+    let fresh = node(&format!("postgres://halyard@{}/postgres", standby.host()));
+    let listed = ok(&on(&t, &fresh).get("/api/projects?limit=1"), 200);
+    let total = listed["pagination"]["total"].as_u64().expect("total") as usize;
+    assert!(
+        total >= acked.len(),
+        "{total} stored, {} acknowledged",
+        acked.len()
+    );
+    for id in &acked {
+        ok(&on(&t, &fresh).get(&format!("/api/projects/{id}")), 200);
+    }
+    assert_replays(&format!("postgres://halyard@{}/postgres", standby.host()));
+}

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod pg;
+pub mod pg_cluster;
 pub mod process;
 pub mod tool_server;
 pub mod upstream;
