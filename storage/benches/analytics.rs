@@ -4,6 +4,10 @@
 //! (issue 17: under 50 ms).
 //!
 //! - `analytics/30_days_by_<group>`: `Backend::analytics` for the whole 30 days.
+//! - `usage/30_days_summed`: `Backend::usage_totals` over the same project, whose sessions
+//!   also hold one assistant message with usage per turn (1,000,000), against
+//!   `usage/30_days_walked`: the walk of every session's messages that
+//!   `GET /api/v1/chat/usage` did before (issue 16: "not a walk of every message").
 //!
 //! Run: `cargo bench -p halyard-storage --bench analytics -- --warm-up-time 1 --measurement-time 3`
 
@@ -62,6 +66,23 @@ fn turn(n: u64) -> TraceEvent {
     }
 }
 
+fn reply(n: u64) -> Message {
+    Message {
+        id: format!("msg_{n}"),
+        role: MessageRole::Assistant,
+        content: "a reply of a few words".into(),
+        usage: Some(Usage {
+            input_tokens: 12,
+            output_tokens: 30,
+            total_tokens: 42,
+            latency_ms: 40 + n % 3_000,
+        }),
+        created_at: START + n * (30 * DAY_MS / TURNS),
+        tool_calls: None,
+        tool_call_id: None,
+    }
+}
+
 fn fill(store: &Store) {
     let mut muts = vec![
         Mutation::PutTenant(Tenant {
@@ -112,12 +133,16 @@ fn fill(store: &Store) {
     store.commit_wait(T, muts).unwrap();
     for batch in 0..TURNS / PER_TXN {
         let events = (0..PER_TXN).map(|j| turn(batch * PER_TXN + j)).collect();
-        let m = Mutation::AppendTraces {
+        let sid = session(batch % SESSIONS).id;
+        let mut muts: Vec<Mutation> = (0..PER_TXN)
+            .map(|j| Mutation::append_message(P, &sid, &reply(batch * PER_TXN + j)))
+            .collect();
+        muts.push(Mutation::AppendTraces {
             project_id: P.into(),
-            session_id: session(batch % SESSIONS).id,
+            session_id: sid,
             events,
-        };
-        store.commit_wait(T, vec![m]).unwrap();
+        });
+        store.commit_wait(T, muts).unwrap();
     }
 }
 
@@ -155,6 +180,26 @@ fn analytics(c: &mut Criterion) {
             b.iter(|| black_box(store.analytics(T, P, from, to, by)).len())
         });
     }
+    g.finish();
+    let summed = || store.usage_totals(T, P, from, to, None);
+    let walked = || {
+        let mut tokens = 0;
+        let all = SessionFilter::default();
+        for s in store.sessions(T, P, &all, Page::ALL).items {
+            for m in store.messages(T, P, &s.id, Page::ALL).unwrap().items {
+                if (from..=to).contains(&m.created_at) {
+                    tokens += m.usage.map_or(0, |u| u.total_tokens);
+                }
+            }
+        }
+        tokens
+    };
+    let sum_tokens: u64 = summed().iter().map(|(_, t)| t.total_tokens).sum();
+    assert_eq!(sum_tokens, walked(), "the sums and the walk agree");
+    let mut g = c.benchmark_group("usage");
+    g.sample_size(10);
+    g.bench_function("30_days_summed", |b| b.iter(|| black_box(summed()).len()));
+    g.bench_function("30_days_walked", |b| b.iter(|| black_box(walked())));
     g.finish();
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

@@ -238,6 +238,17 @@ pub trait Backend: Send + Sync {
         session_id: &str,
         page: Page,
     ) -> Option<Listed<Message>>;
+    /// Usage of a project's messages made within `from..=to` (ms since the epoch), summed
+    /// per agent id, of the sessions `keep` accepts (all when `None`). Kept as messages
+    /// apply: no walk of the messages.
+    fn usage_totals(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        from: u64,
+        to: u64,
+        keep: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<(String, crate::state::usage::UsageTotals)>;
     /// A secret by name.
     fn secret(&self, tenant: &str, project_id: &str, name: &str) -> Option<Secret>;
     /// Secrets of a project.

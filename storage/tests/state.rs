@@ -456,4 +456,120 @@ fn a_transaction_taken_back_leaves_the_state_as_it_was() {
     state
         .apply(T, vec![Mutation::PutAgent(agent(P, "agt_1", "bot"))])
         .unwrap();
+    // A message's usage, and a reset hiding it, are taken back too.
+    state
+        .apply(T, vec![Mutation::PutSession(session(P, "ses_1", 1))])
+        .unwrap();
+    let said = Mutation::append_message(P, "ses_1", &message("msg_1", "x"));
+    let applied = state.write_shard(T).apply_undoable(T, vec![said]).unwrap();
+    assert_eq!(state.usage_totals(T, P, 0, u64::MAX, None).len(), 1);
+    state.write_shard(T).undo(applied);
+    assert!(state.usage_totals(T, P, 0, u64::MAX, None).is_empty());
+    let said = Mutation::append_message(P, "ses_1", &message("msg_1", "x"));
+    state.apply(T, vec![said]).unwrap();
+    let clear = Mutation::ClearMessages {
+        project_id: P.into(),
+        session_id: "ses_1".into(),
+    };
+    let applied = state.write_shard(T).apply_undoable(T, vec![clear]).unwrap();
+    assert!(state.usage_totals(T, P, 0, u64::MAX, None).is_empty());
+    state.write_shard(T).undo(applied);
+    assert_eq!(state.usage_totals(T, P, 0, u64::MAX, None).len(), 1);
+}
+
+/// The usage of the project's messages as a walk of them finds it, per agent id.
+fn walked_usage(store: &Store, from: u64, to: u64) -> Vec<(String, u64, u64, u64)> {
+    let mut sums: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for s in store
+        .sessions(T, P, &SessionFilter::default(), Page::ALL)
+        .items
+    {
+        let messages = store.messages(T, P, &s.id, Page::ALL).unwrap().items;
+        for m in messages
+            .iter()
+            .filter(|m| (from..=to).contains(&m.created_at))
+        {
+            if let Some(u) = m.usage {
+                let e = sums.entry(s.agent_id.clone()).or_default();
+                *e = (e.0 + 1, e.1 + u.input_tokens, e.2 + u.total_tokens);
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(a, (n, i, t))| (a, n, i, t))
+        .collect()
+}
+
+fn summed_usage(store: &Store, from: u64, to: u64) -> Vec<(String, u64, u64, u64)> {
+    let mut v: Vec<_> = store
+        .usage_totals(T, P, from, to, None)
+        .into_iter()
+        .map(|(a, t)| (a, t.requests, t.input_tokens, t.total_tokens))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn usage_sums_follow_the_messages_through_clears_reopens_and_snapshots() {
+    let dir = TempDir::new("usage");
+    let (store, _) = open(dir.path());
+    seed(&store);
+    let mut on_a2 = session(P, "ses_2", 2);
+    on_a2.agent_id = "agt_2".into();
+    store
+        .commit_wait(
+            T,
+            vec![
+                Mutation::PutSession(session(P, "ses_1", 1)),
+                Mutation::PutSession(on_a2),
+            ],
+        )
+        .unwrap();
+    let say = |sid: &str, i: u64, usage: bool| {
+        let mut m = message(&format!("msg_{sid}_{i}"), "x");
+        m.created_at = 100 + i;
+        m.usage = m.usage.filter(|_| usage).map(|mut u| {
+            u.input_tokens = i;
+            u.total_tokens = i + 2;
+            u
+        });
+        Mutation::append_message(P, sid, &m)
+    };
+    for i in 0..12 {
+        let sid = if i % 3 == 0 { "ses_2" } else { "ses_1" };
+        store.commit_wait(T, vec![say(sid, i, i % 4 != 1)]).unwrap();
+    }
+    let ranges = [(0, u64::MAX), (103, 107), (108, 108), (200, 300)];
+    let check = |store: &Store, when: &str| {
+        for (from, to) in ranges {
+            let walked = walked_usage(store, from, to);
+            assert_eq!(
+                summed_usage(store, from, to),
+                walked,
+                "{when} {from}..={to}"
+            );
+        }
+    };
+    check(&store, "appended");
+    assert_eq!(summed_usage(&store, 0, u64::MAX).len(), 2);
+    // A reset session's usage leaves the sums; what it says afterwards counts.
+    let clear = Mutation::ClearMessages {
+        project_id: P.into(),
+        session_id: "ses_1".into(),
+    };
+    store.commit_wait(T, vec![clear]).unwrap();
+    store.commit_wait(T, vec![say("ses_1", 20, true)]).unwrap();
+    check(&store, "cleared");
+    // Only some sessions.
+    let only = store.usage_totals(T, P, 0, u64::MAX, Some(&|s: &str| s == "ses_2"));
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].0, "agt_2");
+    drop(store);
+    let (store, _) = open(dir.path());
+    check(&store, "replayed");
+    store.compact_now().unwrap();
+    drop(store);
+    let (store, _) = open(dir.path());
+    check(&store, "from a snapshot");
 }

@@ -1,10 +1,11 @@
 //! Chat routes (`/api/v1/chat/...`): parse and authorize, take the session message rate,
 //! and queue the work on the agent runtime; the runtime answers.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use halyard_engine::{Reply, Response};
-use halyard_storage::{Agent, Deployment, Page, Project, Session, SessionStatus};
+use halyard_storage::{Agent, Deployment, Page, Project, Session, SessionStatus, Usage};
 use serde_json::{json, Value};
 
 use super::agents::{MAX_TOKENS, TEMPERATURE};
@@ -551,46 +552,50 @@ pub fn usage(c: &Call<'_>) -> ApiResult<Response> {
         }
     }
     let store = &c.api.store;
-    let filter = halyard_storage::SessionFilter {
-        created_by_token: p.sdk.as_ref().map(|g| g.id.as_str()),
-        ..Default::default()
-    };
+    // An SDK token sees the usage of the sessions it opened only.
+    let own: Option<HashSet<String>> = p.sdk.as_ref().map(|g| {
+        let filter = halyard_storage::SessionFilter {
+            created_by_token: Some(g.id.as_str()),
+            ..Default::default()
+        };
+        let mut ids = HashSet::new();
+        store.each_session(&p.tenant, &project.id, &filter, Page::ALL, &mut |s| {
+            ids.insert(s.id.clone());
+        });
+        ids
+    });
+    let keep = own.as_ref().map(|ids| move |sid: &str| ids.contains(sid));
+    let keep = keep.as_ref().map(|k| k as &dyn Fn(&str) -> bool);
     let mut by_model: Vec<(String, String, u64, f64, u64)> = Vec::new();
     let (mut tokens, mut total_cost, mut requests, mut latency) = (0u64, 0f64, 0u64, 0u64);
-    for s in store
-        .sessions(&p.tenant, &project.id, &filter, Page::ALL)
-        .items
-    {
-        let agent = store.agent(&p.tenant, &project.id, &s.agent_id);
+    for (agent_id, sum) in store.usage_totals(&p.tenant, &project.id, from, to, keep) {
+        let agent = store.agent(&p.tenant, &project.id, &agent_id);
         let (model, provider) = agent
             .as_ref()
             .map_or(("unknown".to_string(), "unknown".to_string()), |a| {
                 (a.model.model.clone(), a.model.provider.clone())
             });
-        let messages = store.messages(&p.tenant, &project.id, &s.id, Page::ALL);
-        for m in messages.map(|l| l.items).unwrap_or_default() {
-            let Some(u) = m
-                .usage
-                .filter(|_| m.created_at >= from && m.created_at <= to)
-            else {
-                continue;
-            };
-            let price = agent.as_ref().and_then(|a| cost(a, &u)).unwrap_or(0.0);
-            tokens += u.total_tokens;
-            total_cost += price;
-            requests += 1;
-            latency += u.latency_ms;
-            match by_model
-                .iter_mut()
-                .find(|e| e.0 == model && e.1 == provider)
-            {
-                Some(e) => {
-                    e.2 += u.total_tokens;
-                    e.3 += price;
-                    e.4 += 1;
-                }
-                None => by_model.push((model.clone(), provider.clone(), u.total_tokens, price, 1)),
+        let priced = Usage {
+            input_tokens: sum.input_tokens,
+            output_tokens: sum.output_tokens,
+            total_tokens: sum.total_tokens,
+            latency_ms: sum.latency_ms,
+        };
+        let price = agent.as_ref().and_then(|a| cost(a, &priced)).unwrap_or(0.0);
+        tokens += sum.total_tokens;
+        total_cost += price;
+        requests += sum.requests;
+        latency += sum.latency_ms;
+        match by_model
+            .iter_mut()
+            .find(|e| e.0 == model && e.1 == provider)
+        {
+            Some(e) => {
+                e.2 += sum.total_tokens;
+                e.3 += price;
+                e.4 += sum.requests;
             }
+            None => by_model.push((model, provider, sum.total_tokens, price, sum.requests)),
         }
     }
     let by_model: Vec<Value> = by_model

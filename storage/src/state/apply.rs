@@ -302,10 +302,15 @@ fn apply_one(
             session_id,
             message,
         } => {
-            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let data = project
+                .sessions
+                .get_mut(&session_id)
+                .ok_or_else(|| not_found("session", &session_id))?;
             let view = message
                 .view()
                 .map_err(|bad| StoreError::Invalid(bad.to_string()))?;
+            let (usage, at) = (view.usage, view.created_at);
             let session = &mut data.session;
             let before = (
                 session.message_count,
@@ -313,10 +318,18 @@ fn apply_one(
                 session.last_activity_at,
             );
             session.message_count += 1;
-            session.token_count += view.usage.map_or(0, |usage| usage.total_tokens);
-            session.last_activity_at = view.created_at;
+            session.token_count += usage.map_or(0, |usage| usage.total_tokens);
+            session.last_activity_at = at;
+            if let Some(u) = usage {
+                project.usage.push(at, &session_id, &session.agent_id, u);
+            }
             data.messages.push(message);
             undo.push(move |ctx| {
+                if let (Some(_), Ok(project)) =
+                    (usage, project_mut(ctx.tenants, &tenant_id, &project_id))
+                {
+                    project.usage.pop();
+                }
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.messages.pop();
                     let session = &mut data.session;
@@ -333,9 +346,28 @@ fn apply_one(
             session_id,
             message,
         } => {
-            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let data = project
+                .sessions
+                .get_mut(&session_id)
+                .ok_or_else(|| not_found("session", &session_id))?;
+            // A message that does not decode is kept as it is, without usage.
+            let usage = message
+                .view()
+                .ok()
+                .and_then(|v| Some((v.usage?, v.created_at)));
+            if let Some((u, at)) = usage {
+                project
+                    .usage
+                    .push(at, &session_id, &data.session.agent_id, u);
+            }
             data.messages.push(message);
             undo.push(move |ctx| {
+                if let (Some(_), Ok(project)) =
+                    (usage, project_mut(ctx.tenants, &tenant_id, &project_id))
+                {
+                    project.usage.pop();
+                }
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.messages.pop();
                 }
@@ -368,10 +400,20 @@ fn apply_one(
             project_id,
             session_id,
         } => {
-            let data = session_mut(ctx.tenants, tenant, &project_id, &session_id)?;
+            let project = project_mut(ctx.tenants, tenant, &project_id)?;
+            let data = project
+                .sessions
+                .get_mut(&session_id)
+                .ok_or_else(|| not_found("session", &session_id))?;
             let old = std::mem::take(&mut data.messages);
             let count = std::mem::replace(&mut data.session.message_count, 0);
+            let floor = project.usage.clear(&session_id);
             undo.push(move |ctx| {
+                if let (Some(floor), Ok(project)) =
+                    (floor, project_mut(ctx.tenants, &tenant_id, &project_id))
+                {
+                    project.usage.unclear(&session_id, floor);
+                }
                 if let Ok(data) = session_mut(ctx.tenants, &tenant_id, &project_id, &session_id) {
                     data.messages = old;
                     data.session.message_count = count;

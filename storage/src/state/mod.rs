@@ -22,6 +22,7 @@ pub mod query;
 pub mod reads;
 pub mod rollup;
 pub mod tenant;
+pub mod usage;
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

@@ -6,6 +6,7 @@
 //! checks tenancy, scopes and `projectIds`).
 
 use super::tenant::{ProjectData, TenantState};
+use super::usage::UsageTotals;
 use super::State;
 use crate::backend::{Listed, Page, SessionFilter, StreamReplay};
 use crate::model::{
@@ -365,6 +366,20 @@ impl State {
             })
         })
         .flatten()
+    }
+
+    /// Usage of a project's messages made within `from..=to` (ms), summed per agent id, of
+    /// the sessions `keep` accepts (all when `None`).
+    pub fn usage_totals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        from: u64,
+        to: u64,
+        keep: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<(String, UsageTotals)> {
+        self.with_project(tenant, pid, |p| p.usage.totals(from, to, keep))
+            .unwrap_or_default()
     }
 
     /// A session's trace events, oldest first (`None` when there is no such session).

@@ -192,6 +192,16 @@ macro_rules! state_reads {
         ) -> Option<$crate::backend::Listed<$crate::model::Message>> {
             self.$state.messages(tenant, project_id, session_id, page)
         }
+        fn usage_totals(
+            &self,
+            tenant: &str,
+            project_id: &str,
+            from: u64,
+            to: u64,
+            keep: Option<&dyn Fn(&str) -> bool>,
+        ) -> Vec<(String, $crate::state::usage::UsageTotals)> {
+            self.$state.usage_totals(tenant, project_id, from, to, keep)
+        }
         fn secret(
             &self,
             tenant: &str,

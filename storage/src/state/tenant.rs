@@ -55,6 +55,8 @@ pub struct ProjectData {
     pub deployment_order: Vec<String>,
     /// Turns and ratings per hour (derived from traces and feedback as they apply).
     pub rollups: super::rollup::Rollups,
+    /// Usage of its messages (derived from messages as they apply).
+    pub usage: super::usage::UsageLog,
 }
 
 impl ProjectData {
@@ -74,6 +76,7 @@ impl ProjectData {
             deployments: HashMap::new(),
             deployment_order: Vec::new(),
             rollups: Default::default(),
+            usage: Default::default(),
         }
     }
 
