@@ -67,7 +67,8 @@ impl Opened {
                 let opened = halyard_pgstore::open(url, opts).map_err(ServeError::Postgres)?;
                 let m = opened.migrated;
                 log_info!(
-                    "storage: PostgreSQL, schema version {} (was {})",
+                    "storage: PostgreSQL{}, schema version {} (was {})",
+                    if opened.tls { " over TLS" } else { "" },
                     m.to,
                     m.from
                 );

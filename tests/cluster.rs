@@ -703,3 +703,56 @@ fn a_standby_promoted_under_write_load_loses_no_acknowledged_write() {
     }
     assert_replays(&format!("postgres://halyard@{}/postgres", standby.host()));
 }
+
+#[test]
+fn a_node_reaches_the_database_over_tls_and_verifies_its_certificate() {
+    use halyard_testkit::pg_cluster::{binaries, LocalPg};
+    let pg_bin = binaries().expect("PostgreSQL's binaries (scripts/test installs them)");
+    let pg = LocalPg::primary(&pg_bin, "tls", &[]);
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let cert = pg.put_file("server.crt", ck.cert.pem().as_bytes(), false);
+    let key = pg.put_file(
+        "server.key",
+        ck.signing_key.serialize_pem().as_bytes(),
+        true,
+    );
+    for (name, value) in [("ssl_cert_file", &cert), ("ssl_key_file", &key)] {
+        pg.scalar(&format!("ALTER SYSTEM SET {name} = '{}'", value.display()));
+    }
+    pg.scalar("ALTER SYSTEM SET ssl = on");
+    pg.scalar("SELECT pg_reload_conf()");
+    let base = format!(
+        "postgres://halyard@{}/postgres?sslmode=verify-full",
+        pg.host()
+    );
+
+    // A certificate no trusted root signed: refused, and the error says why.
+    let migrate = ["migrate", "--storage", base.as_str()];
+    let (status, out) = halyard_testkit::run_to_exit(bin(), &migrate, &[], Duration::from_secs(60));
+    assert!(!status.success(), "migrated over an unverified connection");
+    assert!(out.contains("certificate"), "{out}");
+
+    // Its root given: the node works, and each of its connections is encrypted.
+    let ca = halyard_testkit::temp_dir("tls-ca").with_extension("pem");
+    std::fs::write(&ca, ck.cert.pem()).expect("write the root");
+    let url = format!("{base}&sslrootcert={}", ca.display());
+    let n = node(&url);
+    let t = tenant_on(n.addr, false);
+    t.project("over-tls");
+    let plain = pg.scalar(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'halyard' AND NOT s.ssl",
+    );
+    let encrypted = pg.scalar(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'halyard' AND s.ssl",
+    );
+    assert_eq!(plain, "0");
+    assert!(
+        encrypted.parse::<u32>().expect("a count") >= 2,
+        "{encrypted}"
+    );
+    drop(n);
+    let _ = std::fs::remove_file(ca);
+}

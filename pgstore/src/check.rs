@@ -8,7 +8,7 @@
 use halyard_storage::state::State;
 use halyard_storage::Txn;
 
-use crate::{config, migrate, OpenError};
+use crate::{migrate, target, OpenError};
 
 /// What the check found.
 #[derive(Debug, Default)]
@@ -59,9 +59,7 @@ impl std::fmt::Display for PgCheckReport {
 
 /// Checks the database at `url`.
 pub fn check(url: &str) -> Result<PgCheckReport, OpenError> {
-    let mut client = config(url)?
-        .connect(postgres::NoTls)
-        .map_err(OpenError::Connect)?;
+    let mut client = target(url)?.connect().map_err(OpenError::Connect)?;
     let mut report = PgCheckReport {
         schema: migrate::version(&mut client).map_err(OpenError::Connect)?,
         ..PgCheckReport::default()

@@ -22,6 +22,7 @@
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
 //! | [`transfer`] | `halyard export-store`, `import-store` |
+//! | [`tls`] | the URL, and TLS to the database |
 //!
 //! Blocking by design (the synchronous `postgres` client): the API runs handlers on
 //! threads of their own when [`Backend::is_shared`], never on an event loop.
@@ -36,9 +37,9 @@ pub mod reach;
 pub mod slots;
 pub mod sql;
 pub mod store;
+pub mod tls;
 pub mod transfer;
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,7 @@ use halyard_storage::Backend;
 pub use check::{check, PgCheckReport};
 pub use migrate::{MigrateError, Migrated, LATEST};
 pub use store::PgStore;
+pub use tls::{Target, TargetError};
 pub use transfer::{copy_state, CopyReport};
 
 /// How to open the store.
@@ -71,8 +73,8 @@ impl Default for Options {
 /// Why the store did not open.
 #[derive(Debug)]
 pub enum OpenError {
-    /// The URL is not a PostgreSQL connection string.
-    Url(postgres::Error),
+    /// The URL is not a PostgreSQL connection string, or its TLS settings are unusable.
+    Target(TargetError),
     /// The database could not be reached.
     Connect(postgres::Error),
     /// The schema could not be brought up to date.
@@ -86,7 +88,7 @@ pub enum OpenError {
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Url(e) => write!(f, "not a PostgreSQL URL: {}", explain(e)),
+            OpenError::Target(e) => e.fmt(f),
             OpenError::Connect(e) => {
                 write!(f, "cannot connect to the database: {}", explain(e))
             }
@@ -112,24 +114,16 @@ pub fn explain(e: &postgres::Error) -> String {
     text
 }
 
-/// Parses a `postgres://` URL (multi-host, `target_session_attrs=read-write` and the other
-/// libpq parameters allowed), with a 5 s connect timeout unless it sets one.
-pub fn config(url: &str) -> Result<postgres::Config, OpenError> {
-    let mut config = postgres::Config::from_str(url).map_err(OpenError::Url)?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("halyard");
-    }
-    Ok(config)
+/// Parses a `postgres://` URL (multi-host, `target_session_attrs=read-write`, `sslmode`,
+/// `sslrootcert` and the other libpq parameters the `postgres` crate knows), with a 5 s
+/// connect timeout unless it sets one. See [`tls`] for what `sslmode` does.
+pub fn target(url: &str) -> Result<Target, OpenError> {
+    Target::parse(url).map_err(OpenError::Target)
 }
 
 /// Connects and brings the schema up to date (`halyard migrate`; `serve` does it too).
 pub fn migrate_url(url: &str) -> Result<Migrated, OpenError> {
-    let mut client = config(url)?
-        .connect(postgres::NoTls)
-        .map_err(OpenError::Connect)?;
+    let mut client = target(url)?.connect().map_err(OpenError::Connect)?;
     migrate::migrate(&mut client).map_err(OpenError::Migrate)
 }
 
@@ -139,6 +133,8 @@ pub struct Opened {
     pub store: Arc<PgStore>,
     /// What the migration found and did.
     pub migrated: Migrated,
+    /// Whether connections use TLS.
+    pub tls: bool,
     stop: Arc<AtomicBool>,
     /// The listener and heartbeat threads.
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -164,14 +160,13 @@ impl Drop for Opened {
 /// Opens the store at `url`: migrates, loads every committed transaction, starts the
 /// listener and the heartbeat.
 pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
-    let config = config(url)?;
-    let mut client = config
-        .connect(postgres::NoTls)
-        .map_err(OpenError::Connect)?;
+    let target = target(url)?;
+    let tls = target.is_tls();
+    let mut client = target.connect().map_err(OpenError::Connect)?;
     let migrated = migrate::migrate(&mut client).map_err(OpenError::Migrate)?;
     drop(client);
     let store = Arc::new(PgStore::new(pool::Pool::new(
-        config,
+        target,
         opts.connections,
         opts.wait,
     )));
@@ -180,6 +175,7 @@ pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
     let mut opened = Opened {
         store,
         migrated,
+        tls,
         stop,
         threads: Vec::new(),
     };

@@ -8,9 +8,10 @@
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 
 use crate::sql::Prepared;
+use crate::tls::Target;
 
 /// A pooled connection with its prepared statements.
 pub struct Conn {
@@ -22,7 +23,7 @@ pub struct Conn {
 
 /// The connection pool.
 pub struct Pool {
-    config: Config,
+    target: Target,
     max: usize,
     wait: Duration,
     slots: Mutex<Slots>,
@@ -59,11 +60,11 @@ impl std::fmt::Display for PoolError {
 impl std::error::Error for PoolError {}
 
 impl Pool {
-    /// A pool of at most `max` connections made from `config`; a caller waits at most
-    /// `wait` for one.
-    pub fn new(config: Config, max: usize, wait: Duration) -> Pool {
+    /// A pool of at most `max` connections to `target`; a caller waits at most `wait` for
+    /// one.
+    pub fn new(target: Target, max: usize, wait: Duration) -> Pool {
         Pool {
-            config,
+            target,
             max: max.max(1),
             wait,
             slots: Mutex::new(Slots::default()),
@@ -73,7 +74,7 @@ impl Pool {
 
     /// Opens a connection outside the pool (the listener, `migrate`).
     pub fn connect(&self) -> Result<Client, postgres::Error> {
-        connect(&self.config)
+        connect(&self.target)
     }
 
     /// Lends a connection.
@@ -87,7 +88,7 @@ impl Pool {
             if slots.open < self.max {
                 slots.open += 1;
                 drop(slots);
-                let opened = connect(&self.config)
+                let opened = connect(&self.target)
                     .and_then(|mut client| Ok((Prepared::on(&mut client)?, client)));
                 return match opened {
                     Ok((sql, client)) => Ok(Lease::new(self, Conn { client, sql })),
@@ -139,8 +140,8 @@ impl Pool {
 }
 
 /// Opens a connection with the session settings every Halyard connection uses.
-fn connect(config: &Config) -> Result<Client, postgres::Error> {
-    let mut client = config.connect(NoTls)?;
+fn connect(target: &Target) -> Result<Client, postgres::Error> {
+    let mut client = target.connect()?;
     // A stalled statement (a lock held by a stuck transaction) fails instead of holding a
     // connection, and with it a handler thread, for ever.
     client.batch_execute("SET statement_timeout = '10s'; SET lock_timeout = '5s'")?;

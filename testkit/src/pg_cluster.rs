@@ -80,15 +80,20 @@ fn make_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("halyard-pg-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("make the server's directory");
+    give_to_postgres(&dir);
+    dir
+}
+
+/// Makes `path` the `postgres` user's when the tests run as root (the server runs as it).
+fn give_to_postgres(path: &Path) {
     if as_root() {
         let status = Command::new("chown")
-            .args(["postgres"])
-            .arg(&dir)
+            .arg("postgres")
+            .arg(path)
             .status()
             .expect("chown");
-        assert!(status.success(), "chown postgres {}", dir.display());
+        assert!(status.success(), "chown postgres {}", path.display());
     }
-    dir
 }
 
 impl LocalPg {
@@ -168,6 +173,18 @@ impl LocalPg {
             &["-D", &data, "-l", log, "-w", "-o", &opts, "start"],
         );
         self.running = true;
+    }
+
+    /// Writes `name` into the server's directory, readable by the server only when
+    /// `private` (a key: PostgreSQL refuses one others can read); returns its path.
+    pub fn put_file(&self, name: &str, contents: &[u8], private: bool) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).expect("write a file for the server");
+        let mode = if private { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        give_to_postgres(&path);
+        path
     }
 
     /// `host:port` for a URL.
