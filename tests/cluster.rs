@@ -289,12 +289,29 @@ fn a_store_moves_from_a_data_directory_into_postgresql_and_back() {
     let _ = std::fs::remove_dir_all(&back);
 }
 
-/// A TCP relay between a node and PostgreSQL that the test can cut and mend: what a
-/// database that goes away and comes back looks like from the node.
+/// A TCP relay between a node and PostgreSQL that the test can cut and mend (what a
+/// database that goes away and comes back looks like from the node), or stall (one that
+/// stops answering without closing anything).
 struct Relay {
     port: u16,
     cut: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+/// Copies `from` into `into` until either closes, holding each chunk while `stalled`.
+fn pump(mut from: std::net::TcpStream, mut into: std::net::TcpStream, stalled: &AtomicBool) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        while stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if into.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = into.shutdown(std::net::Shutdown::Both);
 }
 
 impl Relay {
@@ -302,8 +319,9 @@ impl Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
         let port = listener.local_addr().expect("relay address").port();
         let cut = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
-        let (c, o) = (cut.clone(), open.clone());
+        let (c, o, st) = (cut.clone(), open.clone(), stalled.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 if c.load(Ordering::SeqCst) {
@@ -314,17 +332,28 @@ impl Relay {
                 };
                 let mut open = o.lock().expect("relay sockets");
                 for (from, into) in [(&client, &server), (&server, &client)] {
-                    let (mut from, mut into) =
-                        (from.try_clone().unwrap(), into.try_clone().unwrap());
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut into);
-                        let _ = into.shutdown(std::net::Shutdown::Both);
-                    });
+                    let (from, into) = (from.try_clone().unwrap(), into.try_clone().unwrap());
+                    let st = st.clone();
+                    std::thread::spawn(move || pump(from, into, &st));
                 }
                 open.extend([client, server]);
             }
         });
-        Relay { port, cut, open }
+        Relay {
+            port,
+            cut,
+            stalled,
+            open,
+        }
+    }
+
+    /// Holds everything sent either way until [`Relay::flow`].
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    fn flow(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -387,6 +416,66 @@ fn readiness_follows_the_database_going_away_and_coming_back() {
     until("ready turns 200 again", || ready(&n) == 200);
     until("reads work again", || t.get("/api/projects").status == 200);
     ok(&t.post("/api/projects", &json!({"name": "after"})), 201);
+}
+
+#[test]
+fn a_stalled_database_stalls_no_event_loop() {
+    let url = database("stall");
+    let (_, pg) = through(&url, 0);
+    let relay = Relay::start(pg);
+    let (relayed, _) = through(&url, relay.port);
+    let mut args = SERVE_ARGS.to_vec();
+    args.extend(["--threads", "1", "--echo-token-delay-ms", "40"]);
+    args.extend(["--storage", &relayed]);
+    let n = node_with(&args);
+    let t = tenant_on(n.addr, false);
+    let pid = t.project_with_agent("bot");
+    let words = (0..60)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = json!({"projectId": pid, "message": words});
+    let (mut c, _) = common::sse::open_stream(&t, "/api/v1/chat/agent/stream", &body);
+    let (first, _) = common::sse::read_events(&mut c, |e| e.len() >= 3);
+
+    // The database stops answering while the turn streams: its batches (every 250 ms)
+    // wait for it, the one loop does not.
+    relay.stall();
+    let stalled = Instant::now();
+    let (more, _) = common::sse::read_events(&mut c, |e| e.len() >= 20);
+    assert!(
+        more.len() >= 20,
+        "the stream went on: {} events",
+        more.len()
+    );
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let live = common::req("GET", "/health/live").send_to(n.addr);
+        assert_eq!(live.status, 200);
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "the loop answered in {:?}",
+            asked.elapsed()
+        );
+    }
+    assert!(
+        stalled.elapsed() > Duration::from_millis(600),
+        "past a batch"
+    );
+    relay.flow();
+
+    // Once it answers again, the reply is stored and the stream ends as usual.
+    let (rest, _) = common::sse::read_events(&mut c, |_| false);
+    let all: Vec<_> = first.iter().chain(&more).chain(&rest).collect();
+    assert_eq!(all.last().map(|e| e.name.as_str()), Some("done"));
+    let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    let sid = all[0].data["sessionId"].as_str().expect("session id");
+    let stored = ok(
+        &t.get(&format!("/api/projects/{pid}/sessions/{sid}/messages")),
+        200,
+    );
+    assert_eq!(stored["messages"].as_array().map(Vec::len), Some(2));
 }
 
 /// Resumes `stream_id` on `node` after `last` and reads it to its end.

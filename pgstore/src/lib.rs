@@ -18,6 +18,7 @@
 //! | [`fence`] | one catch-up shared by the requests that wait together |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`members`] | this node's heartbeat, which nodes are gone |
+//! | [`queue`] | the event loops' writes, committed on threads of their own |
 //! | [`slots`] | concurrent sessions counted across nodes |
 //! | [`reach`] | the readiness flag |
 //! | [`check`] | `halyard check --storage URL` |
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod members;
 pub mod migrate;
 pub mod pool;
+pub mod queue;
 pub mod reach;
 pub mod slots;
 pub mod sql;
@@ -136,7 +138,7 @@ pub struct Opened {
     /// Whether connections use TLS.
     pub tls: bool,
     stop: Arc<AtomicBool>,
-    /// The listener and heartbeat threads.
+    /// The listener, heartbeat and lane threads.
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -184,5 +186,7 @@ pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
     opened.threads.push(listen.map_err(OpenError::Thread)?);
     let beat = members::spawn(weak, opened.stop.clone());
     opened.threads.push(beat.map_err(OpenError::Thread)?);
+    let lanes = queue::spawn(&opened.store, &opened.stop);
+    opened.threads.extend(lanes.map_err(OpenError::Thread)?);
     Ok(opened)
 }

@@ -29,6 +29,7 @@ use postgres::{GenericClient, Statement};
 use crate::fence::Fences;
 use crate::members::Members;
 use crate::pool::{Conn, Pool, PoolError};
+use crate::queue::{Lanes, Refused};
 use crate::reach::Reach;
 
 /// Stripes of the per-tenant apply locks: tenants hashed to one stripe commit and catch up
@@ -47,6 +48,7 @@ pub struct PgStore {
     fences: Fences,
     pub(crate) reach: Reach,
     pub(crate) members: Members,
+    pub(crate) lanes: Lanes,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -67,6 +69,7 @@ impl PgStore {
             fences: Fences::default(),
             reach: Reach::default(),
             members: Members::new(),
+            lanes: Lanes::default(),
         }
     }
 
@@ -184,7 +187,11 @@ impl PgStore {
     /// succeeds only if no other node appended to the tenant since this node's copy. If one
     /// did, the apply is taken back and the transaction goes the locked way
     /// ([`PgStore::commit_locked`]), which cannot lose.
-    fn commit_now(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+    pub(crate) fn commit_now(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+    ) -> Result<(), StoreError> {
         let mut e = Encoder::with_buffer(Vec::new());
         Txn::encode_parts(tenant, &mutations, &mut e);
         let payload = e.into_bytes();
@@ -361,6 +368,21 @@ impl Backend for PgStore {
 
     fn commit_unawaited(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<(), StoreError> {
         self.commit_now(tenant, mutations)
+    }
+
+    fn commit_queued(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Option<Completion>,
+    ) -> Result<(), StoreError> {
+        let lane = self.hasher.hash_one(tenant) as usize;
+        match self.lanes.push(lane, tenant, mutations, done) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(Refused::full()),
+            Err(Refused::NotRunning(mutations, Some(done))) => self.commit(tenant, mutations, done),
+            Err(Refused::NotRunning(mutations, None)) => self.commit_now(tenant, mutations),
+        }
     }
 
     halyard_storage::state_reads!(state);

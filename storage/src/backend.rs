@@ -125,6 +125,24 @@ pub trait Backend: Send + Sync {
         self.commit(tenant, mutations, Box::new(|_| {}))
     }
 
+    /// A commit from an event loop (a chat turn's writes): never waits on the network.
+    /// The embedded store commits at once, as [`Backend::commit`] with `done`, or as
+    /// [`Backend::commit_unawaited`] without. A shared store queues it to a thread of its
+    /// own, in order with the tenant's other queued writes, and reports the outcome to
+    /// `done`; reads see it once it is committed there, not yet when this returns. `Err`:
+    /// refused at once (invalid here, or too many writes waiting).
+    fn commit_queued(
+        &self,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+        done: Option<Completion>,
+    ) -> Result<(), StoreError> {
+        match done {
+            Some(done) => self.commit(tenant, mutations, done),
+            None => self.commit_unawaited(tenant, mutations),
+        }
+    }
+
     /// A tenant.
     fn tenant(&self, id: &str) -> Option<Tenant>;
     /// All tenants, by creation time.

@@ -6,8 +6,9 @@
 //! listeners that went away, ending a listener that reads too slowly with an
 //! `event: error` `SLOW_CONSUMER` instead of buffering without bound, and attaching a
 //! resuming client atomically: it gets the stored events after its `Last-Event-ID`, then
-//! the ones not yet flushed, then the live ones, with none lost or doubled in between (a
-//! flush moves events from memory to the store under the same lock); ending the resume of a
+//! the ones not yet flushed, then the live ones, with none lost or doubled in between (on
+//! one node a flush moves events from memory to the store under the same lock; on a
+//! shared store they stay in memory until their queued commit is reported); ending the resume of a
 //! stream that a restart cut short (its events that were not yet durable are lost) with an
 //! `event: error` `STREAM_INTERRUPTED` rather than a silent end; and telling the stream's producer
 //! when any of its listeners goes away (so that it can check for an orphaned stream without
@@ -15,7 +16,7 @@
 //! (the handler does).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use halyard_engine::{StreamError, StreamSender, TaskHandle};
@@ -27,8 +28,11 @@ const SHARDS: usize = 16;
 
 struct Live {
     listeners: Vec<StreamSender>,
-    /// Published, not yet flushed to the store.
+    /// Published, not yet in the store's reads (on a shared store a batch stays here
+    /// until its queued commit is reported: see [`Hub::flush`]).
     unstored: Vec<StreamEvent>,
+    /// On a shared store, the last event id handed to the store.
+    queued_upto: u64,
     orphaned_since: Option<Instant>,
     /// Woken (with its tag) when a listener goes away.
     producer: (TaskHandle, u64),
@@ -81,6 +85,7 @@ impl Hub {
             Live {
                 listeners: vec![first],
                 unstored: Vec::new(),
+                queued_upto: 0,
                 orphaned_since: None,
                 producer,
             },
@@ -115,13 +120,20 @@ impl Hub {
         n
     }
 
-    /// Appends the stream's unflushed events to the log as one commit, under the lock that
-    /// resumes take, so a resume finds each event either stored or in memory. A failed
-    /// append (storage poisoned) only loses resumability of these events.
-    pub fn flush(&self, store: &dyn Backend, tenant: &str, stream_id: &str) {
+    /// Appends the stream's unflushed events to the log as one commit, so that a resume
+    /// finds each event either stored or in memory: on one node the events move to the
+    /// store under the lock resumes take; on a shared store (whose commit is queued, see
+    /// `Backend::commit_queued`) they stay in memory until the commit is reported. A
+    /// failed append (storage poisoned, database away) only loses resumability of these
+    /// events elsewhere.
+    pub fn flush(self: &Arc<Self>, store: &dyn Backend, tenant: &str, stream_id: &str) {
         let mut shard = self.shard(stream_id);
-        if let Some(live) = shard.get_mut(stream_id) {
-            flush_live(store, tenant, stream_id, live);
+        let Some(live) = shard.get_mut(stream_id) else {
+            return;
+        };
+        if let Some(queued) = self.flush_live(store, tenant, stream_id, live) {
+            drop(shard);
+            queued();
         }
     }
 
@@ -141,10 +153,61 @@ impl Hub {
 
     /// Ends a stream after flushing it: its listeners' responses end after what they were
     /// sent.
-    pub fn finish(&self, store: &dyn Backend, tenant: &str, stream_id: &str) {
+    pub fn finish(self: &Arc<Self>, store: &dyn Backend, tenant: &str, stream_id: &str) {
         let mut shard = self.shard(stream_id);
-        if let Some(mut live) = shard.remove(stream_id) {
-            flush_live(store, tenant, stream_id, &mut live);
+        let Some(mut live) = shard.remove(stream_id) else {
+            return;
+        };
+        let queued = self.flush_live(store, tenant, stream_id, &mut live);
+        drop(shard);
+        if let Some(queued) = queued {
+            queued();
+        }
+    }
+
+    /// Commits the events `live` has not handed to the store yet. On one node that is
+    /// done here (under the caller's lock); on a shared store the commit is given back, to
+    /// be queued once the caller let go of the lock (its report takes it).
+    fn flush_live<'a>(
+        self: &Arc<Self>,
+        store: &'a dyn Backend,
+        tenant: &'a str,
+        stream_id: &str,
+        live: &mut Live,
+    ) -> Option<impl FnOnce() + 'a> {
+        if !store.is_shared() {
+            if !live.unstored.is_empty() {
+                let events = std::mem::take(&mut live.unstored);
+                let _ = store.commit_unawaited(tenant, vec![batch(stream_id, events)]);
+            }
+            return None;
+        }
+        let after = live.queued_upto;
+        let events: Vec<StreamEvent> = live
+            .unstored
+            .iter()
+            .filter(|e| e.id > after)
+            .cloned()
+            .collect();
+        let upto = events.last()?.id;
+        live.queued_upto = upto;
+        let (hub, sid) = (Arc::downgrade(self), stream_id.to_owned());
+        let stored: halyard_storage::Completion = Box::new(move |r| {
+            if let (Ok(()), Some(hub)) = (r, hub.upgrade()) {
+                hub.stored(&sid, upto);
+            }
+        });
+        let batch = batch(stream_id, events);
+        Some(move || {
+            let _ = store.commit_queued(tenant, vec![batch], Some(stored));
+        })
+    }
+
+    /// A queued batch up to event `upto` is in the store's reads: memory lets go of it.
+    fn stored(&self, stream_id: &str, upto: u64) {
+        let mut shard = self.shard(stream_id);
+        if let Some(live) = shard.get_mut(stream_id) {
+            live.unstored.retain(|e| e.id > upto);
         }
     }
 
@@ -195,15 +258,11 @@ pub fn end_interrupted(sender: &StreamSender, last: u64) {
     let _ = sender.send(&interrupted_frame(last + 1));
 }
 
-fn flush_live(store: &dyn Backend, tenant: &str, stream_id: &str, live: &mut Live) {
-    if live.unstored.is_empty() {
-        return;
-    }
-    let batch = Mutation::AppendStreamEvents {
+fn batch(stream_id: &str, events: Vec<StreamEvent>) -> Mutation {
+    Mutation::AppendStreamEvents {
         stream_id: stream_id.to_string(),
-        events: std::mem::take(&mut live.unstored),
-    };
-    let _ = store.commit_unawaited(tenant, vec![batch]);
+        events,
+    }
 }
 
 /// Whether `event` ends a stream (nothing follows it).

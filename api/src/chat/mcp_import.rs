@@ -155,10 +155,10 @@ impl McpImportTask {
         }
         let muts = tools.iter().cloned().map(Mutation::PutTool).collect();
         let task = cx.handle();
-        let committed = self.shared.store.commit(
+        let committed = self.shared.store.commit_queued(
             &job.tenant,
             muts,
-            Box::new(move |r| task.post(Box::new(Stored(r)))),
+            Some(Box::new(move |r| task.post(Box::new(Stored(r))))),
         );
         if let Err(e) = committed {
             return self.fail(e.into());

@@ -251,13 +251,17 @@ impl TurnTask {
     fn start(&mut self, cx: &mut Cx<'_>) -> Status {
         self.shared.metrics.started(self.provider);
         self.first_token_from = Some(Instant::now());
-        if let Err(e) = self.store_user_message() {
-            return self.fail(e);
-        }
         if let Some(on) = &self.session {
-            self.prompt.messages = self.history(&on.session);
+            // Read before the user message is stored: on a shared store that write is
+            // queued, and not seen here until committed.
+            let mut lines = self.history(&on.session);
+            lines.push(Line::say(Speaker::User, on.message.as_str()));
+            self.prompt.messages = lines;
             self.tools = self.agent_tools();
             self.prompt.tools = tool_round::specs(&self.tools);
+        }
+        if let Err(e) = self.store_user_message() {
+            return self.fail(e);
         }
         if let Out::Pending(r) = &self.out {
             r.watch_gone(cx.handle(), TAG_GONE);
@@ -350,7 +354,7 @@ impl TurnTask {
         }
         first.push(Mutation::append_message(pid, sid, &user));
         let limiter = &self.shared.limiter;
-        let stored = self.shared.store.commit_unawaited(&self.tenant, first);
+        let stored = self.shared.store.commit_queued(&self.tenant, first, None);
         limiter.turn_stored(&self.tenant, sid, now, stored.is_ok(), on.new_session);
         stored.map_err(Into::into)
     }
@@ -583,10 +587,10 @@ impl TurnTask {
         };
         let task = cx.handle();
         // The reply and its trace in one commit: both or neither.
-        let stored = self.shared.store.commit(
+        let stored = self.shared.store.commit_queued(
             &self.tenant,
             vec![Mutation::append_message(pid, sid, &m), traces],
-            Box::new(move |r| task.post(Box::new(Stored(r)))),
+            Some(Box::new(move |r| task.post(Box::new(Stored(r))))),
         );
         on.reply_id = Some(m.id);
         // The answer reports the whole turn's usage.
@@ -801,7 +805,7 @@ impl TurnTask {
             .collect();
         self.shared
             .store
-            .commit_unawaited(&self.tenant, muts)
+            .commit_queued(&self.tenant, muts, None)
             .map_err(ApiError::from)
     }
 }
@@ -925,7 +929,7 @@ impl TurnTask {
         };
         let (pid, sid) = (&on.session.project_id, &on.session.id);
         let muts = vec![Mutation::append_message(pid, sid, &m)];
-        let _ = self.shared.store.commit_unawaited(&self.tenant, muts);
+        let _ = self.shared.store.commit_queued(&self.tenant, muts, None);
     }
 
     /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
@@ -968,7 +972,7 @@ impl TurnTask {
         let _ = self
             .shared
             .store
-            .commit_unawaited(&self.tenant, vec![traces]);
+            .commit_queued(&self.tenant, vec![traces], None);
     }
 }
 
@@ -1013,7 +1017,7 @@ impl TurnTask {
         let _ = self
             .shared
             .store
-            .commit_unawaited(&self.tenant, vec![start]);
+            .commit_queued(&self.tenant, vec![start], None);
         self.shared
             .hub
             .open(&stream_id, sender, (cx.handle(), TAG_GONE));
