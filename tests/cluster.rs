@@ -845,3 +845,57 @@ fn a_node_reaches_the_database_over_tls_and_verifies_its_certificate() {
     drop(n);
     let _ = std::fs::remove_file(ca);
 }
+
+#[test]
+fn reads_answered_from_memory_never_miss_an_acknowledged_write() {
+    let url = database("leases");
+    let (_, pg) = through(&url, 0);
+    let relay = Relay::start(pg);
+    let (relayed, _) = through(&url, relay.port);
+    let (a, b) = (node(&url), node(&relayed));
+    let t = tenant_on(a.addr, false);
+    await_key(&t, std::slice::from_ref(&b));
+    let (on_a, on_b) = (on(&t, &a), on(&t, &b));
+
+    // Each write acknowledged by A is read at once by B, whose reads of the tenant are
+    // answered from memory (its lease is renewed while it reads).
+    for i in 0..100 {
+        let id = on_a.project(&format!("rw-{i}"));
+        ok(&on_b.get(&format!("/api/projects/{id}")), 200);
+        if i % 10 == 9 {
+            ok(&on_a.delete(&format!("/api/projects/{id}")), 200);
+            err(&on_b.get(&format!("/api/projects/{id}")), 404, "NOT_FOUND");
+        }
+    }
+
+    // The database stops answering B: B goes on answering from memory while its lease
+    // lasts, and A's next write waits until that lease ran out (B cannot acknowledge it).
+    let known = on_a.project("before-the-stall");
+    ok(&on_b.get(&format!("/api/projects/{known}")), 200);
+    relay.stall();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        ok(&on_b.get(&format!("/api/projects/{known}")), 200);
+        assert!(
+            asked.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    let wrote = Instant::now();
+    let late = on_a.project("during-the-stall");
+    let waited = wrote.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "A waited {waited:?} for a lease of 2 s"
+    );
+    // B's lease is over: its read goes to the database (held by the stall), and finds the
+    // write once the database answers again, never a stale 404.
+    let read = std::thread::scope(|s| {
+        let r = s.spawn(|| on_b.get(&format!("/api/projects/{late}")).status);
+        std::thread::sleep(Duration::from_millis(300));
+        relay.flow();
+        r.join().expect("reader")
+    });
+    assert_eq!(read, 200);
+}

@@ -380,6 +380,22 @@ fn not_found_message(head: &RequestHead) -> String {
     format!("No route for {} {path}", head.method_str())
 }
 
+impl Api {
+    /// Whether a request may be answered on the event loop on a shared store: a read
+    /// (`GET`, `HEAD`) of a tenant whose copy here holds every acknowledged write
+    /// ([`Backend::is_current`]: a read lease), so it needs no database round trip and no
+    /// handler thread. Handlers of reads only read memory.
+    fn reads_here(&self, request: &Request<Ctx>) -> bool {
+        let read = matches!(request.head.method(), Method::Get | Method::Head);
+        let tenant = request
+            .context
+            .principal
+            .as_ref()
+            .map(|p| p.tenant.as_str());
+        read && tenant.is_some_and(|t| !t.is_empty() && self.store.is_current(t))
+    }
+}
+
 impl App for Api {
     type Context = Ctx;
 
@@ -395,8 +411,8 @@ impl App for Api {
 
     fn handle(&self, request: Request<Ctx>) -> Reply {
         match self.offload.get() {
-            Some(offload) => offload.submit(request),
-            None => self.serve(request),
+            Some(offload) if !self.reads_here(&request) => offload.submit(request),
+            _ => self.serve(request),
         }
     }
 

@@ -1,9 +1,11 @@
 //! Handlers off the event loops, for a store that waits on the network (PostgreSQL).
 //!
-//! Responsible for: a fixed set of handler threads fed by a bounded queue; for each request,
-//! catching the store up to every write acknowledged anywhere (read-your-writes on every
-//! node), deciding again on a credential that `admit` accepted from this node's possibly
-//! older copy (a key revoked on another node is refused at once), then running the handler and answering through the request's
+//! Responsible for: a fixed set of handler threads fed by a bounded queue; for each
+//! request, catching the store up to every write acknowledged anywhere (read-your-writes on
+//! every node; a read also takes a read lease, after which the tenant's reads are answered
+//! on the event loop, see `Api::reads_here`), deciding again on a credential that `admit`
+//! accepted from this node's possibly older copy (a key revoked on another node is
+//! refused at once), then running the handler and answering through the request's
 //! [`Responder`]. A full queue answers `503` with `Retry-After`. Not responsible for: what
 //! handlers do (they are the same on both stores).
 
@@ -11,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
-use halyard_engine::{Reply, Request, Responder};
+use halyard_engine::{Method, Reply, Request, Responder};
 
 use crate::error::ApiError;
 use crate::{Api, Ctx};
@@ -69,7 +71,13 @@ impl Offload {
 fn run(api: &Arc<Api>, request: Request<Ctx>, responder: Responder) {
     let tenant = request.context.principal.as_ref().map(|p| p.tenant.clone());
     let tenant = tenant.filter(|t| !t.is_empty());
-    if let Err(e) = api.store().catch_up(tenant.as_deref()) {
+    let read = matches!(request.head.method(), Method::Get | Method::Head);
+    let caught_up = match tenant.as_deref() {
+        // A read takes a lease: the tenant's next reads are answered on the loop.
+        Some(t) if read => api.store().catch_up_to_read(t),
+        t => api.store().catch_up(t),
+    };
+    if let Err(e) = caught_up {
         return responder.send(ApiError::from(e).into_response());
     }
     if let Err(refusal) = api.readmit(&request.head, &request.context) {

@@ -16,8 +16,11 @@
 //! | [`sql`] | the statements, prepared per connection |
 //! | [`store`] | commits, catch-up, reads |
 //! | [`fence`] | one catch-up shared by the requests that wait together |
+//! | [`leases`] | when this node answers a tenant's reads from memory |
+//! | [`acks`] | a write's wait for the nodes that do |
 //! | [`listener`] | `LISTEN`, the poll, reachability |
 //! | [`members`] | this node's heartbeat, which nodes are gone |
+//! | [`upkeep`] | the thread of the periodic work (heartbeat, lease renewals, sweeps) |
 //! | [`queue`] | the event loops' writes, committed on threads of their own |
 //! | [`slots`] | concurrent sessions counted across nodes |
 //! | [`reach`] | the readiness flag |
@@ -28,8 +31,10 @@
 //! Blocking by design (the synchronous `postgres` client): the API runs handlers on
 //! threads of their own when [`Backend::is_shared`], never on an event loop.
 
+pub mod acks;
 pub mod check;
 pub mod fence;
+pub mod leases;
 pub mod listener;
 pub mod members;
 pub mod migrate;
@@ -41,6 +46,7 @@ pub mod sql;
 pub mod store;
 pub mod tls;
 pub mod transfer;
+pub mod upkeep;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -138,7 +144,7 @@ pub struct Opened {
     /// Whether connections use TLS.
     pub tls: bool,
     stop: Arc<AtomicBool>,
-    /// The listener, heartbeat and lane threads.
+    /// The listener, upkeep and lane threads.
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -184,8 +190,8 @@ pub fn open(url: &str, opts: Options) -> Result<Opened, OpenError> {
     let weak = Arc::downgrade(&opened.store);
     let listen = listener::spawn(weak.clone(), opened.stop.clone());
     opened.threads.push(listen.map_err(OpenError::Thread)?);
-    let beat = members::spawn(weak, opened.stop.clone());
-    opened.threads.push(beat.map_err(OpenError::Thread)?);
+    let upkeep = upkeep::spawn(weak, opened.stop.clone());
+    opened.threads.push(upkeep.map_err(OpenError::Thread)?);
     let lanes = queue::spawn(&opened.store, &opened.stop);
     opened.threads.extend(lanes.map_err(OpenError::Thread)?);
     Ok(opened)

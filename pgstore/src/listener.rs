@@ -1,12 +1,14 @@
-//! Hearing other nodes' commits: `LISTEN halyard`, and a catch-up on each notification.
+//! Hearing other nodes' commits: `LISTEN halyard` (and `halyard_ack`), and a catch-up on
+//! each notification.
 //!
-//! Responsible for: one thread per node holding a `LISTEN` connection; on each
-//! notification (`"<tseq> <tenant>"`, sent by every commit) the tenant is caught up at
-//! once; every [`POLL`] and after each reconnection every tenant is, so a lost
-//! notification costs at most that long. The reachability flag follows. Not responsible
-//! for: read-your-writes (a handler calls [`Backend::catch_up`] first, which asks the
-//! database itself); this thread only bounds how stale the event loops' own reads (`admit`:
-//! keys, tenants, origins) can be.
+//! Responsible for: one thread per node holding a `LISTEN` connection. On each commit's
+//! notification (`"<tseq> <tenant>"`) the tenant is caught up at once, and the writer is
+//! told when this node may be answering the tenant's reads from memory (`leases`); other
+//! nodes' acknowledgements (`halyard_ack`) are recorded for the writes waiting on them
+//! (`acks`). Every [`POLL`], and after each reconnection, every tenant is caught up, so a
+//! lost notification costs at most that long. While the connection is down this node
+//! holds no read lease, and the reachability flag says so. Not responsible for: the
+//! catch-up of a read when no lease is held (`Backend::catch_up`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -42,6 +44,8 @@ fn run(store: &Weak<PgStore>, stop: &AtomicBool) {
         match listen(&s, stop) {
             Ok(()) => return,
             Err(why) => {
+                // Deaf to other nodes' writes: no read may be answered from memory.
+                s.leases.drop_all();
                 s.reach.down(&why);
                 // Idle connections likely died with this one.
                 s.pool.clear_idle();
@@ -56,7 +60,7 @@ fn run(store: &Weak<PgStore>, stop: &AtomicBool) {
 fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
     let mut client = store.pool.connect().map_err(|e| crate::explain(&e))?;
     client
-        .batch_execute("LISTEN halyard")
+        .batch_execute("LISTEN halyard; LISTEN halyard_ack")
         .map_err(|e| crate::explain(&e))?;
     // Listening first, then the full catch-up: a commit after it is heard.
     store.catch_up(None).map_err(|e| e.to_string())?;
@@ -66,10 +70,16 @@ fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
         let mut heard = client.notifications();
         let mut it = heard.timeout_iter(TICK);
         while let Some(n) = it.next().map_err(|e| crate::explain(&e))? {
-            if let Some((tseq, tenant)) = parse(n.payload()) {
+            if n.channel() == "halyard_ack" {
+                if let Some((tseq, node, tenant)) = crate::acks::parse(n.payload()) {
+                    store.acks.record(tenant, node, tseq);
+                }
+            } else if let Some((tseq, tenant)) = parse(n.payload()) {
                 let mut lease = store.pool.get().map_err(|e| e.to_string())?;
+                let conn = lease.conn();
                 store
-                    .catch_up_to(lease.conn(), tenant, tseq)
+                    .catch_up_to(conn, tenant, tseq)
+                    .and_then(|()| store.acknowledge(conn, tenant, tseq))
                     .map_err(|e| e.to_string())?;
             }
             if stop.load(Ordering::Acquire) {

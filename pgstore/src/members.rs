@@ -1,12 +1,11 @@
 //! The nodes alive: this node's heartbeat, and its view of which others still beat.
 //!
-//! Responsible for: this node's id, a thread that marks it alive in `halyard_nodes` every
-//! [`BEAT`] and reads back the nodes seen within [`GONE_AFTER`], and answering whether a
-//! node is gone (a stream it ran can then be ended at once instead of after a silence).
-//! Not responsible for: the shared request rates (they mark the same rows, `store`) or
-//! what to do with a gone node's work (the API's stream follower). The same thread drops
-//! the full buckets of `halyard_cells` once a minute ([`crate::sql::FORGET_CELLS`]): it is
-//! the one periodic writer a node has.
+//! Responsible for: this node's id, marking it alive in `halyard_nodes` every [`BEAT`]
+//! and reading back the nodes seen within [`GONE_AFTER`], and answering whether a node is
+//! gone (a stream it ran can then be ended at once instead of after a silence). Not
+//! responsible for: the thread that beats (`upkeep`), the shared request rates (they mark
+//! the same rows, `store`) or what to do with a gone node's work (the API's stream
+//! follower).
 //!
 //! A node is gone when it was missing from the last two views read at least a [`BEAT`]
 //! apart. Two, because `halyard_nodes` is unlogged: a database restart empties it, and the
@@ -14,8 +13,7 @@
 //! stale and no node is taken for gone.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::store::PgStore;
@@ -26,9 +24,6 @@ pub const BEAT: Duration = Duration::from_secs(1);
 /// A node not seen for this long is missing from a view.
 pub const GONE_AFTER: Duration = Duration::from_secs(5);
 
-/// Beats between two sweeps of `halyard_cells`.
-const CELLS_EVERY: u64 = 60;
-
 /// Marks this node alive and reads who else is (`$2`: [`GONE_AFTER`] in ms). The select
 /// sees the table as it was before the insert, which is why this node is never asked about.
 const BEAT_SQL: &str = "WITH me AS (INSERT INTO halyard_nodes (id, seen_at) \
@@ -36,7 +31,7 @@ const BEAT_SQL: &str = "WITH me AS (INSERT INTO halyard_nodes (id, seen_at) \
      SELECT id FROM halyard_nodes WHERE seen_at > clock_timestamp() - $2::float8 * interval '1 millisecond'";
 
 /// Rows of nodes not seen for a day are dropped once, at start: each start makes one.
-const FORGET_SQL: &str =
+pub(crate) const FORGET_SQL: &str =
     "DELETE FROM halyard_nodes WHERE seen_at < clock_timestamp() - interval '1 day'";
 
 /// This node and its last two views of the others.
@@ -95,48 +90,9 @@ impl Default for Members {
     }
 }
 
-/// Starts the heartbeat thread; it ends once `stop` is set or the store is dropped.
-pub fn spawn(
-    store: Weak<PgStore>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("halyard-pg-beat".into())
-        .spawn(move || {
-            forget(&store);
-            let mut beats = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let Some(s) = store.upgrade() else { return };
-                // A failed beat leaves the views to go stale (see the module doc).
-                let _ = beat(&s);
-                if beats.is_multiple_of(CELLS_EVERY) {
-                    let _ = forget_cells(&s);
-                }
-                beats += 1;
-                drop(s);
-                sleep_unless(&stop, BEAT);
-            }
-        })
-}
-
-fn forget(store: &Weak<PgStore>) {
-    if let Some(s) = store.upgrade() {
-        if let Ok(mut lease) = s.pool.get() {
-            let _ = lease.client().execute(FORGET_SQL, &[]);
-        }
-    }
-}
-
-fn forget_cells(store: &PgStore) -> Result<u64, String> {
-    let mut lease = store.pool.get().map_err(|e| e.to_string())?;
-    let sql = crate::sql::FORGET_CELLS;
-    lease
-        .client()
-        .execute(sql, &[])
-        .map_err(|e| crate::explain(&e))
-}
-
-fn beat(store: &PgStore) -> Result<(), String> {
+/// Marks this node alive and reads the view of the others (the upkeep thread calls it
+/// every [`BEAT`]).
+pub(crate) fn beat(store: &PgStore) -> Result<(), String> {
     let mut lease = store.pool.get().map_err(|e| e.to_string())?;
     let gone_ms = GONE_AFTER.as_millis() as f64;
     let rows = lease
@@ -146,18 +102,6 @@ fn beat(store: &PgStore) -> Result<(), String> {
     let alive = rows.iter().map(|r| r.get::<_, String>(0)).collect();
     store.members.saw(alive, Instant::now());
     Ok(())
-}
-
-/// Sleeps `d`, waking early once `stop` is set (so shutdown does not wait a whole beat).
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::Acquire) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
 }
 
 #[cfg(test)]

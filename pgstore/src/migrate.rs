@@ -16,6 +16,7 @@
 //! | `halyard_cells` (unlogged) | exact shared bucket (a session's message rate) | `key`, `tat_us` |
 //! | `halyard_slots` | member counting against a group's cap (a tenant's active session) | `grp`, `member`, `last_ms` |
 //! | `halyard_slot_groups` | group whose members were loaded from the data | `grp` |
+//! | `halyard_leases` | node answering a tenant's reads from memory, until when | `tenant`, `node`, `until` |
 
 use postgres::Client;
 
@@ -65,6 +66,14 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE halyard_slot_groups (
          grp text PRIMARY KEY
+     );",
+    // 4: read leases (logged: a write must find every lease granted before it, also
+    // after a restart of the database).
+    "CREATE TABLE halyard_leases (
+         tenant text NOT NULL,
+         node text NOT NULL,
+         until timestamptz NOT NULL,
+         PRIMARY KEY (tenant, node)
      );",
 ];
 

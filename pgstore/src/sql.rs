@@ -97,6 +97,25 @@ pub const TOUCH_SLOT: &str = "INSERT INTO halyard_slots (grp, member, last_ms) V
 /// Member `$2` of group `$1` no longer counts.
 pub const RELEASE_SLOT: &str = "DELETE FROM halyard_slots WHERE grp = $1 AND member = $2";
 
+/// Records node `$2`'s read lease on tenant `$1` for `$3` ms from now (under the tenant's
+/// head row lock, see `leases`).
+pub const GRANT_LEASE: &str = "INSERT INTO halyard_leases (tenant, node, until) \
+     VALUES ($1, $2, clock_timestamp() + $3::float8 * interval '1 millisecond') \
+     ON CONFLICT (tenant, node) DO UPDATE SET until = excluded.until";
+
+/// The other nodes (not `$2`) holding an unexpired read lease on tenant `$1`, and the ms
+/// their lease has left.
+pub const READERS: &str = "SELECT node, \
+     (extract(epoch FROM until - clock_timestamp()) * 1000)::bigint FROM halyard_leases \
+     WHERE tenant = $1 AND node <> $2 AND until > clock_timestamp()";
+
+/// Tells the writers that a lease holder applied a transaction (payload: `acks::payload`).
+pub const ACK: &str = "SELECT pg_notify('halyard_ack', $1)";
+
+/// Drops leases that ended a while ago.
+pub const FORGET_LEASES: &str =
+    "DELETE FROM halyard_leases WHERE until < clock_timestamp() - interval '1 minute'";
+
 /// Nodes that shared their rates within the last second.
 pub const NODES: &str =
     "SELECT count(*) FROM halyard_nodes WHERE seen_at > clock_timestamp() - interval '1 second'";
@@ -131,6 +150,12 @@ pub struct Prepared {
     pub touch_slot: Statement,
     /// [`RELEASE_SLOT`].
     pub release_slot: Statement,
+    /// [`GRANT_LEASE`].
+    pub grant_lease: Statement,
+    /// [`READERS`].
+    pub readers: Statement,
+    /// [`ACK`].
+    pub ack: Statement,
 }
 
 impl Prepared {
@@ -151,6 +176,9 @@ impl Prepared {
             reserve_slot: client.prepare(RESERVE_SLOT)?,
             touch_slot: client.prepare(TOUCH_SLOT)?,
             release_slot: client.prepare(RELEASE_SLOT)?,
+            grant_lease: client.prepare(GRANT_LEASE)?,
+            readers: client.prepare(READERS)?,
+            ack: client.prepare(ACK)?,
         })
     }
 }

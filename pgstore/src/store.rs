@@ -18,6 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use halyard_storage::codec::Encoder;
 use halyard_storage::state::State;
@@ -26,7 +27,9 @@ use halyard_storage::{
 };
 use postgres::{GenericClient, Statement};
 
+use crate::acks::Acks;
 use crate::fence::Fences;
+use crate::leases::{Leases, TERM};
 use crate::members::Members;
 use crate::pool::{Conn, Pool, PoolError};
 use crate::queue::{Lanes, Refused};
@@ -46,9 +49,13 @@ pub struct PgStore {
     applied: Box<[Mutex<HashMap<String, i64>>]>,
     hasher: RandomState,
     fences: Fences,
+    /// The same, for lease grants.
+    grants: Fences,
     pub(crate) reach: Reach,
     pub(crate) members: Members,
     pub(crate) lanes: Lanes,
+    pub(crate) leases: Leases,
+    pub(crate) acks: Acks,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -67,9 +74,12 @@ impl PgStore {
             applied: (0..STRIPES).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             fences: Fences::default(),
+            grants: Fences::default(),
             reach: Reach::default(),
             members: Members::new(),
             lanes: Lanes::default(),
+            leases: Leases::default(),
+            acks: Acks::default(),
         }
     }
 
@@ -187,19 +197,55 @@ impl PgStore {
     /// succeeds only if no other node appended to the tenant since this node's copy. If one
     /// did, the apply is taken back and the transaction goes the locked way
     /// ([`PgStore::commit_locked`]), which cannot lose.
+    ///
+    /// Then it waits until every other node holding a read lease on the tenant applied it
+    /// (or its lease ran out): see `leases`.
     pub(crate) fn commit_now(
         &self,
         tenant: &str,
         mutations: Vec<Mutation>,
     ) -> Result<(), StoreError> {
+        let mut lease = self.lease()?;
+        let n = self.append(lease.conn(), tenant, mutations)?;
+        self.await_readers(lease.conn(), tenant, n);
+        Ok(())
+    }
+
+    /// Waits for the other nodes answering `tenant`'s reads from memory to have applied
+    /// its transaction `n`. If they cannot be listed, waits as long as a lease lasts.
+    fn await_readers(&self, conn: &mut Conn, tenant: &str, n: i64) {
+        let me = self.members.id();
+        let rows = match conn.client.query(&conn.sql.readers, &[&tenant, &me]) {
+            Ok(rows) => rows,
+            Err(_) => return std::thread::sleep(TERM),
+        };
+        if rows.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let holders: Vec<(String, Instant)> = rows
+            .iter()
+            .map(|r| {
+                let left = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
+                (r.get(0), now + Duration::from_millis(left + 1))
+            })
+            .collect();
+        self.acks.wait(tenant, n, &holders);
+    }
+
+    /// Validates, applies and appends one transaction; its number once committed.
+    fn append(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        mutations: Vec<Mutation>,
+    ) -> Result<i64, StoreError> {
         let mut e = Encoder::with_buffer(Vec::new());
         Txn::encode_parts(tenant, &mutations, &mut e);
         let payload = e.into_bytes();
         // The connection first, then the stripe: the order every path takes.
-        let mut lease = self.lease()?;
         let mut stripe = self.stripe(tenant);
         let applied = stripe.entry(tenant.to_owned()).or_insert(0);
-        let conn = lease.conn();
         // Refused here (409, 404): nothing was written.
         let undo = self
             .state
@@ -213,7 +259,7 @@ impl PgStore {
         {
             Ok(Some(_)) => {
                 *applied = next;
-                Ok(())
+                Ok(next)
             }
             Ok(None) => {
                 // Another node appended first: its transactions go before this one.
@@ -237,7 +283,7 @@ impl PgStore {
         tenant: &str,
         applied: &mut i64,
         payload: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let Conn { client, sql } = conn;
         let mut tx = client.transaction().map_err(db)?;
         let head: i64 = tx.query_one(&sql.lock_head, &[&tenant]).map_err(db)?.get(0);
@@ -260,7 +306,7 @@ impl PgStore {
         match written {
             Ok(()) => {
                 *applied = next;
-                Ok(())
+                Ok(next)
             }
             Err(err) => {
                 self.state.write_shard(tenant).undo(undo);
@@ -317,7 +363,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// One round trip for the tenant's head, and the catch-up to it.
+    /// One round trip for the tenant's head, and the catch-up to it (a write's handler:
+    /// it needs the acknowledged writes, not a lease).
     fn fence(&self, tenant: &str) -> Result<(), StoreError> {
         let mut lease = self.lease()?;
         let conn = lease.conn();
@@ -327,6 +374,48 @@ impl PgStore {
             .map_err(db)?
             .map_or(0, |row| row.get::<_, i64>(0));
         self.catch_up_to(conn, tenant, head)
+    }
+
+    /// Grants (or renews) this node a read lease on `tenant` and catches the tenant up to
+    /// the head read under it (see `leases`): from then on its reads are answered from
+    /// memory until the lease lapses. A node that cannot hear of writes (its `LISTEN`
+    /// connection is down) catches up without taking the lease.
+    pub(crate) fn grant(&self, tenant: &str) -> Result<(), StoreError> {
+        let began = Instant::now();
+        self.leases.granting(tenant, began);
+        let mut lease = self.lease()?;
+        let conn = lease.conn();
+        let head = {
+            let Conn { client, sql } = &mut *conn;
+            let mut tx = client.transaction().map_err(db)?;
+            let head: i64 = tx.query_one(&sql.lock_head, &[&tenant]).map_err(db)?.get(0);
+            let term = TERM.as_millis() as f64;
+            tx.execute(&sql.grant_lease, &[&tenant, &self.members.id(), &term])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            head
+        };
+        self.catch_up_to(conn, tenant, head)?;
+        if self.reach.is_up() {
+            self.leases.granted(tenant, began);
+        }
+        Ok(())
+    }
+
+    /// Tells the writers that this node applied `tenant`'s transactions up to `n`, if it
+    /// may be answering the tenant's reads from memory.
+    pub(crate) fn acknowledge(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        n: i64,
+    ) -> Result<(), StoreError> {
+        if !self.leases.acknowledges(tenant) {
+            return Ok(());
+        }
+        let note = crate::acks::payload(n, self.members.id(), tenant);
+        conn.client.query(&conn.sql.ack, &[&note]).map_err(db)?;
+        Ok(())
     }
 
     /// Catches every tenant up.
@@ -407,6 +496,17 @@ impl Backend for PgStore {
         Some(self)
     }
 
+    fn catch_up_to_read(&self, tenant: &str) -> Result<(), StoreError> {
+        if self.leases.serves(tenant, Instant::now()) {
+            return Ok(());
+        }
+        self.grants.pass(tenant, || self.grant(tenant))
+    }
+
+    fn is_current(&self, tenant: &str) -> bool {
+        self.leases.serves(tenant, Instant::now())
+    }
+
     fn is_node_gone(&self, node: &str) -> bool {
         self.members.is_gone(node, std::time::Instant::now())
     }
@@ -414,6 +514,7 @@ impl Backend for PgStore {
     fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
         match tenant {
             None => self.catch_up_all(self.lease()?.conn()),
+            Some(tenant) if self.leases.serves(tenant, Instant::now()) => Ok(()),
             Some(tenant) => self.fences.pass(tenant, || self.fence(tenant)),
         }
     }

@@ -299,6 +299,22 @@ pub trait Backend: Send + Sync {
         ""
     }
 
+    /// [`Backend::catch_up`] of `tenant` before a read: a shared store also takes a read
+    /// lease, so that the tenant's next reads need no catch-up ([`Backend::is_current`]).
+    /// May wait on the network: never call it on an event loop.
+    fn catch_up_to_read(&self, tenant: &str) -> Result<(), StoreError> {
+        self.catch_up(Some(tenant))
+    }
+
+    /// Whether this process's copy of `tenant` holds every write acknowledged anywhere, so
+    /// that a read may be answered from it with no [`Backend::catch_up`] first: always for
+    /// a store of one process; on a shared store, while this node holds a read lease on
+    /// the tenant (a check in memory, fit for an event loop).
+    fn is_current(&self, tenant: &str) -> bool {
+        let _ = tenant;
+        !self.is_shared()
+    }
+
     /// Whether node `node` is known to be gone: it has not shown itself alive for longer
     /// than its heartbeats allow. `false` when it cannot be told (no node recorded, a store
     /// of one process, or the database unreachable).
