@@ -75,6 +75,13 @@ impl Leases {
         now < h.until
     }
 
+    /// Whether a lease on `tenant` is valid at `now`, without counting as a read (a
+    /// write's catch-up: writes alone do not keep a lease alive).
+    pub fn holds(&self, tenant: &str, now: Instant) -> bool {
+        let held = self.held.read().unwrap_or_else(|p| p.into_inner());
+        held.get(tenant).is_some_and(|h| now < h.until)
+    }
+
     /// A lease on `tenant` whose grant began at `began` was granted, and this node has
     /// caught up to the head it read.
     pub fn granted(&self, tenant: &str, began: Instant) {

@@ -6,8 +6,11 @@
 //! transactions, numbered per tenant, in `halyard_txlog`. A commit locks the tenant's row
 //! in `halyard_heads`, catches the node up, validates and applies the transaction, appends
 //! it and commits; other nodes hear of it by `NOTIFY` and apply it in the same order.
-//! A handler first asks the database for its tenant's head ([`Backend::catch_up`]), so a
-//! write acknowledged by any node is read on every node.
+//! A write acknowledged by any node is read on every node: a read is answered from memory
+//! while the node holds a read lease on its tenant, and a write waits for the lease holders
+//! to apply it ([`leases`]); without a lease a handler first asks the database for its
+//! tenant's head ([`Backend::catch_up`]). The event loops never wait for the database:
+//! handlers run on threads of their own, and a turn's writes are queued ([`queue`]).
 //!
 //! | module | responsible for |
 //! |---|---|

@@ -10,12 +10,14 @@
 //! holds no read lease, and the reachability flag says so. Not responsible for: the
 //! catch-up of a read when no lease is held (`Backend::catch_up`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use halyard_storage::Backend;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::Notification;
 
 use crate::store::PgStore;
 
@@ -27,6 +29,9 @@ const RECONNECT: Duration = Duration::from_millis(250);
 
 /// Longest wait for a notification before checking for shutdown and the poll.
 const TICK: Duration = Duration::from_millis(200);
+
+/// Notifications handled together at most.
+const BATCH: usize = 4096;
 
 /// Starts the thread; it ends once `stop` is set or the store is dropped.
 pub fn spawn(
@@ -67,23 +72,27 @@ fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
     store.reach.up();
     let mut polled = Instant::now();
     while !stop.load(Ordering::Acquire) {
-        let mut heard = client.notifications();
-        let mut it = heard.timeout_iter(TICK);
-        while let Some(n) = it.next().map_err(|e| crate::explain(&e))? {
+        let heard = next_batch(&mut client)?;
+        // Each tenant once, to its newest transaction: under load a batch holds many.
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for n in &heard {
             if n.channel() == "halyard_ack" {
                 if let Some((tseq, node, tenant)) = crate::acks::parse(n.payload()) {
                     store.acks.record(tenant, node, tseq);
                 }
             } else if let Some((tseq, tenant)) = parse(n.payload()) {
-                let mut lease = store.pool.get().map_err(|e| e.to_string())?;
-                let conn = lease.conn();
+                let at = newest.entry(tenant).or_insert(tseq);
+                *at = (*at).max(tseq);
+            }
+        }
+        if !newest.is_empty() {
+            let mut lease = store.pool.get().map_err(|e| e.to_string())?;
+            let conn = lease.conn();
+            for (tenant, tseq) in newest {
                 store
                     .catch_up_to(conn, tenant, tseq)
                     .and_then(|()| store.acknowledge(conn, tenant, tseq))
                     .map_err(|e| e.to_string())?;
-            }
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
             }
         }
         if polled.elapsed() >= POLL {
@@ -93,6 +102,28 @@ fn listen(store: &PgStore, stop: &AtomicBool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The notifications that came: waits up to [`TICK`] for the first, then takes those
+/// already there (at most [`BATCH`]).
+fn next_batch(client: &mut postgres::Client) -> Result<Vec<Notification>, String> {
+    let mut batch = Vec::new();
+    let mut heard = client.notifications();
+    if let Some(n) = heard
+        .timeout_iter(TICK)
+        .next()
+        .map_err(|e| crate::explain(&e))?
+    {
+        batch.push(n);
+    }
+    let mut more = heard.iter();
+    while batch.len() < BATCH {
+        match more.next().map_err(|e| crate::explain(&e))? {
+            Some(n) => batch.push(n),
+            None => break,
+        }
+    }
+    Ok(batch)
 }
 
 /// `"<tseq> <tenant>"`.

@@ -514,7 +514,7 @@ impl Backend for PgStore {
     fn catch_up(&self, tenant: Option<&str>) -> Result<(), StoreError> {
         match tenant {
             None => self.catch_up_all(self.lease()?.conn()),
-            Some(tenant) if self.leases.serves(tenant, Instant::now()) => Ok(()),
+            Some(tenant) if self.leases.holds(tenant, Instant::now()) => Ok(()),
             Some(tenant) => self.fences.pass(tenant, || self.fence(tenant)),
         }
     }
