@@ -12,6 +12,8 @@
 #   get      GET /api/agents/assistant              (API key; cached credential, one read)
 #   list     GET /api/projects/:pid/sessions?limit=50
 #   create   POST /api/projects/:pid/sessions        (one committed transaction each)
+#   stream   POST /api/v1/chat/agent/stream          (a streamed echo turn of one word, read
+#            to its `done`: a new session, its messages, the stream's start and events)
 # Printed per setup and load: requests/s, p99, and CPU per request of Halyard and of
 # PostgreSQL (every process of the cluster, from /proc), in µs.
 #
@@ -128,11 +130,27 @@ wrk.body = "{}"
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
+for n in "${!PROJ[@]}"; do
+    cat >"$WORK/stream.$n.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"projectId": "${PROJ[$n]}", "message": "hello"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+done
+
 path_of() { # path_of LOAD NODE
     case $1 in
         get) echo /api/agents/assistant ;;
         list) echo "/api/projects/${PROJ[$2]}/sessions?limit=50" ;;
         create) echo "/api/projects/${PROJ[$2]}/sessions" ;;
+        stream) echo /api/v1/chat/agent/stream ;;
+    esac
+}
+
+script_of() { # script_of LOAD NODE: wrk's -s argument, if the load posts
+    case $1 in
+        create) echo "$WORK/create.lua" ;;
+        stream) echo "$WORK/stream.$2.lua" ;;
     esac
 }
 
@@ -150,18 +168,18 @@ declare -A RUN
 declare -A RPS P99 HCPU PCPU
 # run SETUP LOAD ROUND: one wrk run over the setup's nodes; records the figures.
 run() {
-    local setup=$1 load=$2 round=$3 nodes=() n out h0=0 h1=0 p0 p1 script=() wrks=()
+    local setup=$1 load=$2 round=$3 nodes=() n out h0=0 h1=0 p0 p1 script wrks=()
     case $setup in
         pg2) nodes=(pg2a pg2b) ;;
         *) nodes=("$setup") ;;
     esac
-    [[ $load == create ]] && script=(-s "$WORK/create.lua")
     for n in "${nodes[@]}"; do h0=$((h0 + $(cpu_ticks "${NPID[$n]}"))); done
     p0=$(pg_ticks)
     for n in "${nodes[@]}"; do
         out="$WORK/wrk.$setup.$load.$round.$n"
+        script=$(script_of "$load" "$n")
         wrk -t1 -c $((CONNECTIONS / ${#nodes[@]})) -d "${DURATION}s" --latency \
-            -H "Authorization: Bearer ${KEY[$n]}" "${script[@]+"${script[@]}"}" \
+            -H "Authorization: Bearer ${KEY[$n]}" ${script:+-s "$script"} \
             "http://127.0.0.1:${PORT[$n]}$(path_of "$load" "$n")" >"$out" &
         wrks+=($!)
     done
@@ -184,19 +202,24 @@ run() {
 }
 
 SETUPS=(embedded pg1 pg2)
-LOADS=(get list create)
-# The reads first, every round, then the creations: each creation run adds sessions, which
-# would make the later lists longer to page through.
-for loads in "get list" create; do
+LOADS=(get list create stream)
+# rounds LOADS...: REPEATS rounds of each load on each setup.
+rounds() {
+    local r load setup
     for ((r = 1; r <= REPEATS; r++)); do
-        for load in $loads; do
+        for load in "$@"; do
             for setup in "${SETUPS[@]}"; do
                 wait_quiet 30
                 run "$setup" "$load" "$r"
             done
         done
     done
-done
+}
+# The reads first, then the creations: each creation adds sessions, which would make the
+# later lists longer to page through. The streamed turns last, after pgbench measured the
+# creation's statements with the payload size of a session creation.
+rounds get list
+rounds create
 
 # ---------------------------------------------------------------- pgbench
 
@@ -224,6 +247,8 @@ for ((r = 1; r <= REPEATS; r++)); do
     PGB_CPU+=("$(awk -v t=$((p1 - p0)) -v n="$tx" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')")
     log "pgbench round $r: ${PGB_TPS[-1]} tps, ${PGB_CPU[-1]} µs PostgreSQL CPU per transaction"
 done
+
+rounds stream
 
 # ---------------------------------------------------------------- report
 

@@ -49,9 +49,10 @@ fn run(store: &Weak<PgStore>, stop: &AtomicBool) {
         match listen(&s, stop) {
             Ok(()) => return,
             Err(why) => {
-                // Deaf to other nodes' writes: no read may be answered from memory.
-                s.leases.drop_all();
+                // Deaf to other nodes' writes: no read may be answered from memory (down
+                // first, so that no grant in flight takes a lease after the drop).
                 s.reach.down(&why);
+                s.leases.drop_all();
                 // Idle connections likely died with this one.
                 s.pool.clear_idle();
             }
