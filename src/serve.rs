@@ -60,8 +60,10 @@ impl Opened {
                     ServeError::Open(dir.clone(), halyard_storage::OpenError::Io { path, error })
                 })?;
                 let opts = halyard_pgstore::Options {
-                    // The handlers' connections, and two for the listener's catch-ups.
-                    connections: settings.db_threads + 2,
+                    // One per handler thread and per lane (a turn's writes), and two for
+                    // the listener's catch-ups and the upkeep: a handler never waits for
+                    // a connection another thread of the store holds.
+                    connections: settings.db_threads + halyard_pgstore::queue::LANES + 2,
                     ..halyard_pgstore::Options::default()
                 };
                 let opened = halyard_pgstore::open(url, opts).map_err(ServeError::Postgres)?;

@@ -679,3 +679,28 @@ fn every_event_a_stream_sends_is_in_the_openapi_event_schema() {
         }
     }
 }
+
+#[test]
+fn a_stream_resumed_as_soon_as_its_head_came_is_found_and_complete() {
+    // On a shared store the stream's start is committed after the head is sent (a turn
+    // never waits for the database): the node running it answers the resume from memory.
+    let h = start(&["--echo-token-delay-ms", "20"]);
+    let t = tenant_on(h.addr, false);
+    let pid = t.project_with_agent("bot");
+    for _ in 0..10 {
+        let body = json!({"projectId": pid, "message": "one two three"});
+        let (first, head) = open_stream(&t, "/api/v1/chat/agent/stream", &body);
+        let sid = head.header("x-stream-id").expect("X-Stream-Id").to_string();
+        let mut c = Client::connect(t.addr).unwrap();
+        let resume = t
+            .req("GET", &format!("/api/v1/chat/stream/{sid}"))
+            .header("Last-Event-ID", "0");
+        c.send(&resume.bytes()).unwrap();
+        assert_eq!(c.head().unwrap().status, 200);
+        let (events, _) = read_events(&mut c, |_| false);
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+        assert_eq!(names(&events).last(), Some(&"done"));
+        drop(first);
+    }
+}

@@ -27,6 +27,9 @@ use super::sse;
 const SHARDS: usize = 16;
 
 struct Live {
+    /// Principal id of its creator: the only one who may resume it. Kept here too because
+    /// on a shared store the stream's start may not be in the store's reads yet.
+    owner: String,
     listeners: Vec<StreamSender>,
     /// Published, not yet in the store's reads (on a shared store a batch stays here
     /// until its queued commit is reported: see [`Hub::flush`]).
@@ -76,13 +79,20 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new stream with its first listener; `producer` is woken with its tag
-    /// whenever a listener goes away.
-    pub fn open(&self, stream_id: &str, first: StreamSender, producer: (TaskHandle, u64)) {
+    /// Registers a new stream of `owner` with its first listener; `producer` is woken with
+    /// its tag whenever a listener goes away.
+    pub fn open(
+        &self,
+        stream_id: &str,
+        owner: &str,
+        first: StreamSender,
+        producer: (TaskHandle, u64),
+    ) {
         first.watch_gone(producer.0.clone(), producer.1);
         self.shard(stream_id).insert(
             stream_id.to_string(),
             Live {
+                owner: owner.to_owned(),
                 listeners: vec![first],
                 unstored: Vec::new(),
                 queued_upto: 0,
@@ -90,6 +100,13 @@ impl Hub {
                 producer,
             },
         );
+    }
+
+    /// The owner of a stream open here.
+    pub fn owner(&self, stream_id: &str) -> Option<String> {
+        self.shard(stream_id)
+            .get(stream_id)
+            .map(|l| l.owner.clone())
     }
 
     /// Sends event `id` of a stream to its listeners and keeps it for the next

@@ -1020,7 +1020,7 @@ impl TurnTask {
             .commit_queued(&self.tenant, vec![start], None);
         self.shared
             .hub
-            .open(&stream_id, sender, (cx.handle(), TAG_GONE));
+            .open(&stream_id, &self.owner, sender, (cx.handle(), TAG_GONE));
         self.out = Out::Stream(Emitter {
             stream_id,
             next_id: 1,

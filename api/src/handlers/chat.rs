@@ -489,11 +489,15 @@ pub fn resume(c: &Call<'_>) -> ApiResult<Reply> {
     };
     let not_found = || ApiError::NotFound(format!("Stream not found: {stream_id}"));
     let store = c.api.store.clone();
-    let replay = store
-        .stream_events_after(&p.tenant, &stream_id, u64::MAX)
-        .filter(|r| r.owner == p.id)
-        .ok_or_else(not_found)?;
-    drop(replay);
+    // Open here, it may not be in the store's reads yet (a shared store queues its start).
+    let owner = c.api.runtime.hub().owner(&stream_id).or_else(|| {
+        store
+            .stream_events_after(&p.tenant, &stream_id, u64::MAX)
+            .map(|r| r.owner)
+    });
+    if owner.as_deref() != Some(p.id.as_str()) {
+        return Err(not_found());
+    }
     let head = c.finish.apply(sse::head(&stream_id));
     let (reply, sender) = c.req.stream(head, crate::chat::runtime::STREAM_BUFFER * 4);
     let (tenant, sid) = (p.tenant.clone(), stream_id.clone());
