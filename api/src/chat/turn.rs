@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halyard_engine::client::{ExchangeId, Fetch, HttpEvent, ResponseHead};
-use halyard_engine::{Cx, Event, Responder, Response, Status, StreamSender, Task};
+use halyard_engine::{Cx, Event, Responder, Response, Status, StreamSender, Task, TaskHandle};
 use halyard_storage::{
     ids, Deployment, Message, MessageRole, Mutation, Page, Session, StoreError, Tool, Usage,
 };
@@ -156,8 +156,15 @@ pub(crate) struct TurnTask {
     provider_from: Option<Instant>,
     /// The turn was counted as finished or failed.
     counted: bool,
+    /// This task, for callbacks of the store (set at start).
+    handle: Option<TaskHandle>,
+    /// The error to answer once the failure's trace is stored (a shared store).
+    failing: Option<ApiError>,
     _running: Running,
 }
+
+/// The failure's trace is stored (or could not be): the error may be answered.
+struct FailStored;
 
 impl TurnTask {
     /// The task of `job`, counted by `running` while it lives.
@@ -220,6 +227,8 @@ impl TurnTask {
             first_token_from: None,
             provider_from: None,
             counted: false,
+            handle: None,
+            failing: None,
             _running: running,
         }
     }
@@ -227,6 +236,9 @@ impl TurnTask {
 
 impl Task for TurnTask {
     fn on_event(&mut self, event: Event, cx: &mut Cx<'_>) -> Status {
+        if self.failing.is_some() {
+            return self.on_event_failing(event);
+        }
         match event {
             Event::Start => self.start(cx),
             Event::Timer(TAG_TOKEN) => self.next_token(cx),
@@ -248,7 +260,21 @@ impl Task for TurnTask {
 // ---- the steps ----
 
 impl TurnTask {
+    /// Only the report of the failure's trace (or shutdown) matters now.
+    fn on_event_failing(&mut self, event: Event) -> Status {
+        match event {
+            Event::Message(m) if m.downcast_ref::<FailStored>().is_some() => {}
+            Event::Shutdown => {}
+            _ => return Status::Pending,
+        }
+        match self.failing.take() {
+            Some(e) => self.answer_failure(e),
+            None => Status::Done,
+        }
+    }
+
     fn start(&mut self, cx: &mut Cx<'_>) -> Status {
+        self.handle = Some(cx.handle());
         self.shared.metrics.started(self.provider);
         self.first_token_from = Some(Instant::now());
         if let Some(on) = &self.session {
@@ -933,12 +959,23 @@ impl TurnTask {
     }
 
     /// Ends the turn with `e`: the error response, or `event: error` on an open stream.
+    /// On a shared store the answer waits until the failure's trace (and the turn's other
+    /// writes, queued before it) are stored, so that a client reading after the error
+    /// finds them on any node.
     fn fail(&mut self, e: ApiError) -> Status {
         self.count_failed();
-        self.store_failure_trace(&e);
         if let Some(Model::OpenAi(_)) = &self.model {
             self.model = None;
         }
+        if self.store_failure_trace(&e) {
+            self.failing = Some(e);
+            return Status::Pending;
+        }
+        self.answer_failure(e)
+    }
+
+    /// The error response, or `event: error` on an open stream.
+    fn answer_failure(&mut self, e: ApiError) -> Status {
         match &self.out {
             Out::Stream(_) => {
                 let data = json!({"code": e.code(), "message": e.to_string()});
@@ -957,11 +994,12 @@ impl TurnTask {
 }
 
 impl TurnTask {
-    /// Stores the trace of a failed turn, its error last (without waiting: the answer is
-    /// the error, whether or not the trace is stored).
-    fn store_failure_trace(&mut self, e: &ApiError) {
+    /// Stores the trace of a failed turn, its error last; `true` when the answer is to
+    /// wait for [`FailStored`] (a shared store: the commit is queued). The error is the
+    /// answer whether or not the trace is stored.
+    fn store_failure_trace(&mut self, e: &ApiError) -> bool {
         let Some(on) = &self.session else {
-            return;
+            return false;
         };
         self.tracer.failed(e.code(), &e.to_string());
         let traces = Mutation::AppendTraces {
@@ -969,10 +1007,16 @@ impl TurnTask {
             session_id: on.session.id.clone(),
             events: self.tracer.take(),
         };
-        let _ = self
-            .shared
-            .store
-            .commit_queued(&self.tenant, vec![traces], None);
+        let store = &self.shared.store;
+        let task = self.handle.clone().filter(|_| store.is_shared());
+        let done = task.map(|task| -> halyard_storage::Completion {
+            Box::new(move |_| task.post(Box::new(FailStored)))
+        });
+        let waits = done.is_some();
+        store
+            .commit_queued(&self.tenant, vec![traces], done)
+            .is_ok()
+            && waits
     }
 }
 
