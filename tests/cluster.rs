@@ -430,11 +430,7 @@ fn a_stalled_database_stalls_no_event_loop() {
     let n = node_with(&args);
     let t = tenant_on(n.addr, false);
     let pid = t.project_with_agent("bot");
-    let words = (0..60)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let body = json!({"projectId": pid, "message": words});
+    let body = json!({"projectId": pid, "message": words(60)});
     let (mut c, _) = common::sse::open_stream(&t, "/api/v1/chat/agent/stream", &body);
     let (first, _) = common::sse::read_events(&mut c, |e| e.len() >= 3);
 
@@ -489,6 +485,14 @@ fn resume_on(t: &Tenant, node: &Halyard, stream_id: &str, last: u64) -> Vec<comm
     common::sse::read_events(&mut c, |_| false).0
 }
 
+/// `w0 w1 ... w{n-1}`: a message the echo agent answers with `n` tokens.
+fn words(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The ids of `events` are `after + 1`, `after + 2`, ... with no gap.
 fn assert_follows(events: &[common::sse::Event], after: u64) {
     let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
@@ -509,11 +513,7 @@ fn a_stream_is_resumed_on_another_node_while_its_node_runs_and_after_it_died() {
     let t = tenant_on(a.addr, false);
     await_key(&t, std::slice::from_ref(&b));
     let pid = t.project_with_agent("bot");
-    let words = (0..40)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let body = json!({"projectId": pid, "message": words});
+    let body = json!({"projectId": pid, "message": words(40)});
 
     // While A runs it: the resume on B gets the rest, the same events as A's client.
     let (mut on_a, head) = common::sse::open_stream(&t, "/api/v1/chat/agent/stream", &body);

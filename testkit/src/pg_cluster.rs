@@ -76,6 +76,13 @@ fn run(bin: &Path, program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// `-h 127.0.0.1 -p PORT -U halyard`: how the client programs reach a server here.
+fn client_args(port: u16) -> Vec<String> {
+    ["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "halyard"]
+        .map(String::from)
+        .to_vec()
+}
+
 fn make_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("halyard-pg-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -122,20 +129,10 @@ impl LocalPg {
     pub fn standby_of(primary: &LocalPg, tag: &str, settings: &[&str]) -> LocalPg {
         let dir = make_dir(tag);
         let data = dir.join("data");
-        let port = primary.port.to_string();
-        let args = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "halyard",
-            "-D",
-            data.to_str().expect("utf-8 path"),
-            "-R",
-            "-X",
-            "stream",
-        ];
+        let data = data.to_str().expect("utf-8 path");
+        let mut args = client_args(primary.port);
+        args.extend(["-D", data, "-R", "-X", "stream"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(&primary.bin, "pg_basebackup", &args);
         let mut pg = LocalPg {
             bin: primary.bin.clone(),
@@ -194,19 +191,9 @@ impl LocalPg {
 
     /// The first column of the first row of `sql`, as text (`psql -tA`).
     pub fn scalar(&self, sql: &str) -> String {
-        let port = self.port.to_string();
-        let args = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "halyard",
-            "-d",
-            "postgres",
-            "-tAc",
-            sql,
-        ];
+        let mut args = client_args(self.port);
+        args.extend(["-d", "postgres", "-tAc", sql].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = run(&self.bin, "psql", &args);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
