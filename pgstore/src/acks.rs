@@ -62,10 +62,11 @@ impl Acks {
         }
     }
 
-    /// Forgets what `node` acknowledged (it is gone, or its entries grew old).
-    pub fn forget_node(&self, node: &str) {
+    /// Forgets what the nodes `gone` says are gone acknowledged: the record stays as
+    /// small as the set of live nodes (a restarted node comes back with a new id).
+    pub fn forget_gone(&self, gone: impl Fn(&str) -> bool) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|(_, n), _| n != node);
+        seen.retain(|(_, n), _| !gone(n));
     }
 }
 
@@ -105,7 +106,7 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(100);
         acks.wait("t", 11, &[("d".into(), soon)]);
         assert!(Instant::now() >= soon);
-        acks.forget_node("b");
+        acks.forget_gone(|n| n == "b");
         assert!(acks.seen.lock().unwrap().keys().all(|(_, n)| n != "b"));
     }
 }

@@ -79,11 +79,6 @@ impl Target {
         Ok(Target { config, tls })
     }
 
-    /// The parsed settings.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Whether connections use TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

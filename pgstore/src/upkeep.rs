@@ -2,7 +2,8 @@
 //!
 //! Responsible for: calling, on a [`TICK`]: the renewal of the read leases still read
 //! (`leases`); every [`BEAT`]: this node's heartbeat (`members`); every minute: dropping
-//! what ended (full buckets of `halyard_cells`, old leases); at start: forgetting nodes
+//! what ended (full buckets of `halyard_cells`, old leases, the acknowledgements of gone
+//! nodes); at start: forgetting nodes
 //! not seen for a day. A failed step is tried again at its next turn. Not responsible for:
 //! what each step does.
 
@@ -41,6 +42,8 @@ pub fn spawn(
                 if ticks.is_multiple_of(SWEEP_EVERY) {
                     let _ = execute(&s, sql::FORGET_CELLS);
                     let _ = execute(&s, sql::FORGET_LEASES);
+                    let now = Instant::now();
+                    s.acks.forget_gone(|node| s.members.is_gone(node, now));
                 }
                 ticks += 1;
                 drop(s);
