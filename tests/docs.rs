@@ -209,3 +209,21 @@ fn the_readme_lists_every_docs_page() {
         );
     }
 }
+
+#[test]
+fn the_access_log_buffers_are_described_as_built() {
+    use halyard_engine::access_log::{BUFFERS_PER_LOOP, BUFFER_BYTES, HAND_OVER_AFTER_MS};
+    let page = read(OPERATIONS);
+    let kib = BUFFER_BYTES / 1024;
+    for said in [
+        format!("a buffer of its own\n({kib} KiB)"),
+        format!("{HAND_OVER_AFTER_MS} ms after its\nfirst line"),
+        format!(
+            "at most {BUFFERS_PER_LOOP} buffers (about {} MiB",
+            BUFFERS_PER_LOOP * kib / 1024
+        ),
+        format!("({BUFFERS_PER_LOOP} x {kib} KiB)"),
+    ] {
+        assert!(page.contains(&said), "{OPERATIONS} does not say {said:?}");
+    }
+}

@@ -1,12 +1,14 @@
 //! The access log: one JSON line per request, written off the event loops.
 //!
-//! Responsible for: the [`Entry`] a loop hands over when an exchange ends (a fixed-size
-//! value: no allocation, no formatting, no clock read on the loop), one bounded buffer per
-//! loop (a full buffer drops the entry and counts it, `halyard_access_log_dropped_total`:
-//! a slow disk never stalls a loop), the writer thread that formats and writes the lines
-//! to stdout or a file, and reopening the file on request (SIGHUP, after logrotate moved
-//! it). What a line holds is fixed here: route templates and tenant ids, never a raw path,
-//! query, header, body or credential.
+//! Responsible for: the [`Entry`] a loop describes when an exchange ends, each loop's
+//! [`LogSink`] (it renders the line into the loop's current buffer, about 70 ns, and hands
+//! whole buffers to the writer: one channel send per ~600 lines, no per-line hand-off
+//! between threads), the bound on what a loop may have waiting (a loop whose buffers are
+//! all with the writer drops lines and counts them, `halyard_access_log_dropped_total`: a
+//! slow disk never stalls a loop), the writer thread that writes the buffers to stdout or a
+//! file, and reopening the file on request (SIGHUP, after logrotate moved it). What a line
+//! holds is fixed here: route templates and tenant ids, never a raw path, query, header,
+//! body or credential.
 //! Not responsible for: deciding a request's route or tenant (the application's
 //! [`describe`](crate::App::describe)), or signals (the binary's SIGHUP thread calls
 //! [`ReopenHandle::reopen`]).
@@ -20,28 +22,30 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::app::Tenant;
 use crate::log::push_rfc3339;
 use crate::metrics::{LoopStats, UNMATCHED};
 use crate::request::{Method, RequestId};
 
-/// Entries one loop may have waiting for the writer; more are dropped and counted. About
-/// 30 ms of a loop at a million requests a second: the writer shares a core (with the loop
-/// when pinned, with the load when not) and the scheduler sometimes leaves it off the CPU
-/// for 10 ms or more, which 8,192 did not cover (0.2-0.6 % of lines dropped under
-/// pipelined load). The buffer is allocated at start: ~7 MB per loop with the log on.
-pub const BUFFER_PER_LOOP: usize = 32768;
-/// How long the writer sleeps at most (it wakes sooner for entries): how late a reopen may
+/// The size of one buffer of lines (one `write` of the writer): ~600 lines.
+pub const BUFFER_BYTES: usize = 128 * 1024;
+/// A buffer is handed over once it holds this much: room is left for one more line of
+/// any length a request can produce (ids and tenants are bounded; escaping at most
+/// sextuples them), so a buffer never reallocates.
+const HAND_OVER_AT: usize = BUFFER_BYTES - 4 * 1024;
+/// Buffers one loop may own, filled or being filled: ~6 MiB, allocated as load needs them.
+/// About 25 ms of a loop at a million requests a second: the writer shares a core (with
+/// the loop when pinned, with the load when not) and the scheduler sometimes leaves it off
+/// the CPU for 10 ms or more. Past this, lines are dropped and counted.
+pub const BUFFERS_PER_LOOP: usize = 48;
+/// How long a line may wait in a loop's buffer that is not full: how late a line reaches the
+/// file when requests are few.
+pub const HAND_OVER_AFTER_MS: u64 = 50;
+/// How long the writer sleeps at most (it wakes sooner for a buffer): how late a reopen may
 /// be noticed.
 const REOPEN_CHECK: Duration = Duration::from_millis(200);
-/// How long the writer lets entries gather after a batch before draining again. Short
-/// enough that a loop at a million requests a second fills a fraction of its buffer
-/// meanwhile; long enough that each wake-up and `write` carries hundreds of lines.
-const BATCH_PAUSE: Duration = Duration::from_millis(1);
-/// Formatted bytes written in one `write` at most (a batch is cut at whole lines past this).
-const FLUSH_AT: usize = 256 * 1024;
 
 /// Where the access log goes (`--access-log`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +67,7 @@ impl Target {
     }
 }
 
-/// One finished request, as a loop hands it to the writer.
+/// One finished request, as a loop describes it to its [`LogSink`].
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     /// When the exchange ended (the loop's clock).
@@ -90,18 +94,86 @@ pub struct Entry {
     pub stream_us: Option<u64>,
 }
 
-/// A loop's end of the access log.
-#[derive(Debug, Clone)]
-pub struct LogSender(Sender<Entry>);
+/// A filled buffer on its way to the writer, with the index of the loop it goes back to.
+type Filled = (usize, Vec<u8>);
 
-impl LogSender {
-    /// Hands `entry` to the writer, or drops it (and counts it in `stats`) when the buffer
-    /// is full: never blocks.
-    pub fn send(&self, entry: Entry, stats: &LoopStats) {
-        match self.0.try_send(entry) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => stats.access_log_dropped(),
+/// A loop's end of the access log: renders lines into the loop's current buffer and hands
+/// buffers to the writer when full or [`HAND_OVER_AFTER_MS`] old. Handing over what is
+/// left happens on drop, so a loop that ends loses no line.
+#[derive(Debug)]
+pub struct LogSink {
+    index: usize,
+    format: LineFormat,
+    /// The buffer being filled; no capacity while the loop has none (all with the writer).
+    buf: Vec<u8>,
+    /// When the oldest line in `buf` was written (loop milliseconds).
+    oldest_ms: Option<u64>,
+    /// Buffers this loop allocated so far (at most [`BUFFERS_PER_LOOP`]).
+    owned: usize,
+    to_writer: Sender<Filled>,
+    /// Buffers the writer wrote and gave back, empty.
+    free: Receiver<Vec<u8>>,
+}
+
+impl LogSink {
+    /// Renders `e` into the current buffer at loop time `now_ms`, or drops it (and counts it
+    /// in `stats`) when every buffer of this loop is waiting for the writer: never blocks.
+    pub fn push(&mut self, e: &Entry, now_ms: u64, stats: &LoopStats) {
+        if self.buf.capacity() == 0 {
+            match self.take_buffer() {
+                Some(b) => self.buf = b,
+                None => return stats.access_log_dropped(),
+            }
         }
+        self.format.push(&mut self.buf, e);
+        self.oldest_ms.get_or_insert(now_ms);
+        if self.buf.len() >= HAND_OVER_AT {
+            self.hand_over();
+        }
+    }
+
+    /// When the current buffer is due to be handed over (loop milliseconds), if it holds
+    /// a line: the loop must not sleep past it.
+    pub fn due_ms(&self) -> Option<u64> {
+        self.oldest_ms.map(|at| at + HAND_OVER_AFTER_MS)
+    }
+
+    /// Hands the current buffer over if it is due at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) {
+        if self.due_ms().is_some_and(|due| now_ms >= due) {
+            self.hand_over();
+        }
+    }
+
+    /// Sends the current buffer's lines to the writer and takes an empty buffer, if any is
+    /// free (the next line takes one otherwise).
+    fn hand_over(&mut self) {
+        self.oldest_ms = None;
+        if self.buf.is_empty() {
+            return;
+        }
+        let filled = std::mem::take(&mut self.buf);
+        // A writer gone (only at exit) takes no more lines: they are dropped with it.
+        let _ = self.to_writer.send((self.index, filled));
+        self.buf = self.take_buffer().unwrap_or_default();
+    }
+
+    /// A buffer the writer gave back, or a new one while this loop owns fewer than
+    /// [`BUFFERS_PER_LOOP`].
+    fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        if let Ok(b) = self.free.try_recv() {
+            return Some(b);
+        }
+        (self.owned < BUFFERS_PER_LOOP).then(|| {
+            self.owned += 1;
+            Vec::with_capacity(BUFFER_BYTES)
+        })
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.hand_over();
     }
 }
 
@@ -154,28 +226,41 @@ impl AccessLog {
     }
 
     /// Starts the writer thread for `loops` loops, naming routes with `labels` (the
-    /// application's route templates). The loops' senders end the writer when all are
-    /// dropped.
+    /// application's route templates). The writer ends once every sink is dropped and
+    /// their lines are written.
     pub fn start(
         self,
         loops: usize,
         labels: Vec<&'static str>,
-    ) -> io::Result<(Vec<LogSender>, Running)> {
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..loops.max(1))
-            .map(|_| crossbeam_channel::bounded(BUFFER_PER_LOOP))
+    ) -> io::Result<(Vec<LogSink>, Running)> {
+        let (to_writer, filled) = crossbeam_channel::unbounded();
+        let base = (Instant::now(), SystemTime::now());
+        let (sinks, returns): (Vec<_>, Vec<_>) = (0..loops.max(1))
+            .map(|index| {
+                let (back, free) = crossbeam_channel::unbounded();
+                let sink = LogSink {
+                    index,
+                    format: LineFormat::new(&labels, base),
+                    buf: Vec::new(),
+                    oldest_ms: None,
+                    owned: 0,
+                    to_writer: to_writer.clone(),
+                    free,
+                };
+                (sink, back)
+            })
             .unzip();
         let mut writer = Writer {
             target: self.target,
             out: self.out,
             reopen: self.reopen,
-            format: LineFormat::new(&labels, (Instant::now(), SystemTime::now())),
-            batch: Vec::with_capacity(FLUSH_AT + 1024),
+            returns,
         };
         let thread = std::thread::Builder::new()
             .name("halyard-access-log".into())
-            .spawn(move || writer.run(receivers))?;
+            .spawn(move || writer.run(filled))?;
         Ok((
-            senders.into_iter().map(LogSender).collect(),
+            sinks,
             Running {
                 thread: Some(thread),
             },
@@ -184,7 +269,7 @@ impl AccessLog {
 }
 
 impl Running {
-    /// Waits for the writer to write every entry sent (call once the loops are gone).
+    /// Waits for the writer to write every line handed over (call once the loops are gone).
     pub fn finish(mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -226,100 +311,51 @@ struct Writer {
     target: Target,
     out: Output,
     reopen: Arc<AtomicBool>,
-    format: LineFormat,
-    batch: Vec<u8>,
+    /// Where each loop's buffers go back once written.
+    returns: Vec<Sender<Vec<u8>>>,
 }
 
 impl Writer {
-    fn run(&mut self, mut receivers: Vec<Receiver<Entry>>) {
+    fn run(&mut self, filled: Receiver<Filled>) {
         loop {
             self.check_reopen();
-            let taken = self.drain(&mut receivers);
-            self.flush();
-            if receivers.is_empty() {
-                return;
-            }
-            if taken == 0 {
-                self.wait(&receivers);
-            } else {
-                // Busy: let entries pile up rather than waking for each few. A writer
-                // blocked in `wait` costs every loop a futex wake-up (and, on a shared
-                // core, a context switch) per send that finds it asleep; a sleeping one
-                // costs the loops nothing, and each batch amortises its wake-up and `write`
-                // over hundreds of lines.
-                std::thread::sleep(BATCH_PAUSE);
-            }
-        }
-    }
-
-    /// Formats what every loop has waiting (at most one buffer's worth per loop, so that one
-    /// busy loop cannot starve the others' flush), drops the receivers whose loop hung up,
-    /// and returns how many entries it took.
-    fn drain(&mut self, receivers: &mut Vec<Receiver<Entry>>) -> usize {
-        let mut taken = 0;
-        receivers.retain(|rx| {
-            for _ in 0..BUFFER_PER_LOOP {
-                match rx.try_recv() {
-                    Ok(e) => {
-                        self.format.push(&mut self.batch, &e);
-                        taken += 1;
-                        if self.batch.len() >= FLUSH_AT {
-                            flush(&mut self.out, &mut self.batch);
-                        }
+            match filled.recv_timeout(REOPEN_CHECK) {
+                Ok((index, mut buf)) => {
+                    if let Err(e) = self.out.write_all(&buf) {
+                        crate::log_error!("cannot write the access log: {e}");
                     }
-                    Err(crossbeam_channel::TryRecvError::Empty) => return true,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+                    buf.clear();
+                    if let Some(back) = self.returns.get(index) {
+                        // A loop gone takes no buffer back: it is freed here.
+                        let _ = back.send(buf);
+                    }
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-            true
-        });
-        taken
-    }
-
-    /// Sleeps until a loop sends something (or hangs up), or the reopen check is due.
-    fn wait(&self, receivers: &[Receiver<Entry>]) {
-        let mut sel = Select::new();
-        for rx in receivers {
-            sel.recv(rx);
         }
-        let _ = sel.ready_timeout(REOPEN_CHECK);
     }
 
     fn check_reopen(&mut self) {
         if !self.reopen.swap(false, Ordering::AcqRel) {
             return;
         }
-        self.flush();
         match Output::open(&self.target) {
             Ok(out) => self.out = out,
             // The old file stays in use: lines still go somewhere the operator can find.
             Err(e) => crate::log_error!("cannot reopen the access log: {e}"),
         }
     }
-
-    fn flush(&mut self) {
-        flush(&mut self.out, &mut self.batch);
-    }
-}
-
-/// Writes `batch` (whole lines) in one call and empties it.
-fn flush(out: &mut Output, batch: &mut Vec<u8>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(e) = out.write_all(batch) {
-        crate::log_error!("cannot write the access log: {e}");
-    }
-    batch.clear();
 }
 
 /// Renders [`Entry`] values as access log lines.
 ///
-/// The writer formats every request, so a line is built from copies of bytes rendered
-/// ahead: the route labels (escaped once, at start), the method names, and the time to the
+/// Every request's line is rendered on its loop, so a line is built from copies of bytes
+/// rendered ahead: the route labels (escaped once, at start), the method names, and the time to the
 /// second (rendered when the second changes); per line only the milliseconds, the integers
 /// (`itoa`) and the remote address are rendered, and the request id and tenant are checked
-/// for characters JSON must escape (escaped only when they have one).
+/// for characters JSON must escape (escaped only when they have one, else copied at their
+/// padded size).
 #[derive(Debug)]
 pub struct LineFormat {
     /// `,"route":"…","method":"` per route label, [`UNMATCHED`] last.
@@ -328,7 +364,7 @@ pub struct LineFormat {
     base: (Instant, Duration),
     /// The Unix second `prefix` renders (`u64::MAX`: none yet).
     second: u64,
-    /// `{"time":"2024-05-01T12:34:56.` for `second`.
+    /// `{"time":"2024-05-01T12:34:56.` for `second` ([`PREFIX_LEN`] bytes until year 9999).
     prefix: Vec<u8>,
 }
 
@@ -371,17 +407,22 @@ impl LineFormat {
             self.render_prefix(secs);
         }
         let mut num = itoa::Buffer::new();
-        out.extend_from_slice(&self.prefix);
+        match <&[u8; PREFIX_LEN]>::try_from(self.prefix.as_slice()) {
+            Ok(fixed) => out.extend_from_slice(fixed),
+            Err(_) => out.extend_from_slice(&self.prefix),
+        }
         push_millis(out, since_epoch.subsec_millis());
         out.extend_from_slice(b"Z\",\"requestId\":\"");
-        push_json_text(out, e.id.as_bytes());
+        let (id, len) = e.id.padded();
+        push_json_padded(out, id, len);
         out.extend_from_slice(b"\",\"remoteAddr\":\"");
         push_ip(out, e.peer);
         if e.tenant.is_empty() {
             out.extend_from_slice(b"\",\"tenant\":null");
         } else {
             out.extend_from_slice(b"\",\"tenant\":\"");
-            push_json_text(out, e.tenant.as_bytes());
+            let (tenant, len) = e.tenant.padded();
+            push_json_padded(out, tenant, len);
             out.push(b'"');
         }
         let unmatched = self.routes.len() - 1;
@@ -414,6 +455,18 @@ impl LineFormat {
         self.prefix.extend_from_slice(s.as_bytes());
         self.second = secs;
     }
+}
+
+/// The length of `{"time":"2024-05-01T12:34:56.`.
+const PREFIX_LEN: usize = 29;
+
+/// Appends the first `len` bytes of `padded` by copying all `N` and cutting the padding
+/// off: a copy of constant size is a few vector moves, where one of `len` bytes is a call to
+/// `memcpy`.
+fn push_padded<const N: usize>(out: &mut Vec<u8>, padded: &[u8; N], len: usize) {
+    let end = out.len() + len.min(N);
+    out.extend_from_slice(padded);
+    out.truncate(end);
 }
 
 /// `METHOD","status":` for `m`.
@@ -459,16 +512,33 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// Appends the first `len` bytes of `padded` as [`push_json_text`] does. The common case
+/// copies all `N` bytes and cuts the padding off: a copy of constant size is a few vector
+/// moves, where one of the id's own length is a call to `memcpy`.
+fn push_json_padded<const N: usize>(out: &mut Vec<u8>, padded: &[u8; N], len: usize) {
+    let text = &padded[..len.min(N)];
+    if needs_escaping(text) {
+        return push_json_text(out, text);
+    }
+    push_padded(out, padded, len);
+}
+
+/// Whether `bytes` hold a byte JSON escapes, or one that is not ASCII; one pass that the
+/// compiler vectorises (no early exit).
+fn needs_escaping(bytes: &[u8]) -> bool {
+    let special = bytes.iter().fold(0u8, |any, &b| {
+        any | u8::from(b.wrapping_sub(0x20) >= 0x60) | u8::from(b == b'"') | u8::from(b == b'\\')
+    });
+    special != 0
+}
+
 /// Appends the text of `bytes` escaped for the inside of a JSON string, byte for byte as
 /// `push_json_escaped(out, from_utf8(bytes).unwrap_or(""))` would (the ids' `as_str`).
 /// Request ids (`[A-Za-z0-9._:-]` from the parser, or generated) and tenant ids are printable
 /// ASCII, so the common case is one pass that the compiler vectorises (no early exit) and
 /// one copy: no UTF-8 validation, no escaping.
 fn push_json_text(out: &mut Vec<u8>, bytes: &[u8]) {
-    let special = bytes.iter().fold(0u8, |any, &b| {
-        any | u8::from(b.wrapping_sub(0x20) >= 0x60) | u8::from(b == b'"') | u8::from(b == b'\\')
-    });
-    if special == 0 {
+    if !needs_escaping(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -731,18 +801,76 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_buffer_drops_and_counts() {
-        // No writer: a buffer of the real size fills up, then every entry more is counted.
-        let (tx, _rx) = crossbeam_channel::bounded(BUFFER_PER_LOOP);
-        let sender = LogSender(tx);
-        let m = crate::metrics::Metrics::new(1);
-        for _ in 0..BUFFER_PER_LOOP + 5 {
-            sender.send(entry(), m.loop_stats(0));
-        }
+    /// A sink for loop 0 whose buffers come back through `free`, with no writer.
+    fn sink_without_writer() -> (LogSink, Receiver<Filled>, Sender<Vec<u8>>) {
+        let (to_writer, filled) = crossbeam_channel::unbounded();
+        let (back, free) = crossbeam_channel::unbounded();
+        let sink = LogSink {
+            index: 0,
+            format: LineFormat::new(&["/x"], (Instant::now(), SystemTime::now())),
+            buf: Vec::new(),
+            oldest_ms: None,
+            owned: 0,
+            to_writer,
+            free,
+        };
+        (sink, filled, back)
+    }
+
+    fn dropped(m: &crate::metrics::Metrics) -> String {
         let mut s = String::new();
         m.render(&mut s);
-        assert!(s.contains("halyard_access_log_dropped_total 5\n"));
+        s.lines()
+            .find(|l| l.starts_with("halyard_access_log_dropped_total "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn a_loop_whose_buffers_are_all_waiting_drops_and_counts() {
+        // No writer: the loop fills every buffer it may own, then each line more is counted.
+        let (mut sink, filled, back) = sink_without_writer();
+        let m = crate::metrics::Metrics::new(1);
+        let line = {
+            let mut v = Vec::new();
+            sink.format.push(&mut v, &entry());
+            v.len()
+        };
+        let per_buffer = HAND_OVER_AT.div_ceil(line);
+        let fit = per_buffer * BUFFERS_PER_LOOP;
+        for _ in 0..fit + 5 {
+            sink.push(&entry(), 0, m.loop_stats(0));
+        }
+        assert_eq!(dropped(&m), "halyard_access_log_dropped_total 5");
+        assert_eq!(filled.len(), BUFFERS_PER_LOOP);
+        // No buffer grew past its size: each `write` is one buffer.
+        let (_, first) = filled.try_recv().expect("a buffer");
+        assert!(first.capacity() == BUFFER_BYTES && first.len() >= HAND_OVER_AT);
+        assert_eq!(first.split(|b| *b == b'\n').count() - 1, per_buffer);
+        // A buffer given back is used again: lines are taken, not dropped.
+        back.send(Vec::with_capacity(BUFFER_BYTES)).expect("back");
+        sink.push(&entry(), 0, m.loop_stats(0));
+        assert_eq!(dropped(&m), "halyard_access_log_dropped_total 5");
+    }
+
+    #[test]
+    fn a_buffer_not_full_is_handed_over_when_due_and_on_drop() {
+        let (mut sink, filled, _back) = sink_without_writer();
+        let stats = LoopStats::default();
+        assert_eq!(sink.due_ms(), None);
+        sink.push(&entry(), 1_000, &stats);
+        sink.push(&entry(), 1_020, &stats);
+        assert_eq!(sink.due_ms(), Some(1_000 + HAND_OVER_AFTER_MS));
+        sink.tick(1_000 + HAND_OVER_AFTER_MS - 1);
+        assert!(filled.is_empty());
+        sink.tick(1_000 + HAND_OVER_AFTER_MS);
+        let (index, buf) = filled.try_recv().expect("handed over");
+        assert_eq!((index, buf.split(|b| *b == b'\n').count() - 1), (0, 2));
+        assert_eq!(sink.due_ms(), None);
+        sink.push(&entry(), 2_000, &stats);
+        drop(sink);
+        let (_, last) = filled.try_recv().expect("handed over on drop");
+        assert_eq!(last.split(|b| *b == b'\n').count() - 1, 1);
     }
 
     #[test]
@@ -752,22 +880,24 @@ mod tests {
         let path = dir.join("access.log");
         let log = AccessLog::open(Target::File(path.clone())).expect("open");
         let reopen = log.reopen_handle();
-        let (senders, running) = log.start(2, vec!["/x"]).expect("start");
+        let (mut sinks, running) = log.start(2, vec!["/x"]).expect("start");
         let stats = LoopStats::default();
-        senders[0].send(entry(), &stats);
+        sinks[0].push(&entry(), 0, &stats);
+        sinks[0].tick(HAND_OVER_AFTER_MS);
         // Moved away as logrotate does: the next lines go to a new file after the reopen.
         let rotated = dir.join("access.log.1");
         std::thread::sleep(Duration::from_millis(50));
         std::fs::rename(&path, &rotated).expect("rename");
         reopen.reopen();
         std::thread::sleep(REOPEN_CHECK * 2);
-        senders[1].send(entry(), &stats);
-        drop(senders);
+        sinks[1].push(&entry(), 0, &stats);
+        sinks[1].push(&entry(), 0, &stats);
+        drop(sinks);
         running.finish();
         let old = std::fs::read_to_string(&rotated).expect("rotated");
         let new = std::fs::read_to_string(&path).expect("reopened");
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!((old.lines().count(), new.lines().count()), (1, 1));
+        assert_eq!((old.lines().count(), new.lines().count()), (1, 2));
         assert!(new.contains("\"route\":\"/x\""));
     }
 }

@@ -102,6 +102,12 @@ impl Tenant {
         &self.bytes[..usize::from(self.len)]
     }
 
+    /// The id's bytes, zero-padded to [`TENANT_MAX`], and the id's length: a fixed-size copy
+    /// (no `memcpy` call) for the access log.
+    pub fn padded(&self) -> (&[u8; TENANT_MAX], usize) {
+        (&self.bytes, usize::from(self.len))
+    }
+
     /// Whether there is no tenant.
     pub fn is_empty(&self) -> bool {
         self.len == 0

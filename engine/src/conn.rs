@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::access_log::{Entry, LogSender};
+use crate::access_log::{Entry, LogSink};
 use crate::app::{Admission, App, Label, Reply, Request, StreamStart};
 use crate::chunked::ChunkedDecoder;
 use crate::metrics::LoopStats;
@@ -69,7 +69,7 @@ pub struct Env<'a, A: App> {
     /// The server is shutting down: no keep-alive.
     pub draining: bool,
     /// Where finished exchanges are logged, when the access log is on.
-    pub access_log: Option<&'a LogSender>,
+    pub access_log: Option<&'a mut LogSink>,
 }
 
 /// The request currently being answered.
@@ -642,7 +642,7 @@ impl<A: App> Conn<A> {
 
     /// Hands the current exchange to the access log, if it is on.
     fn log_exchange(&self, stream_us: Option<u64>, env: &mut Env<'_, A>) {
-        let Some(log) = env.access_log else {
+        let Some(log) = env.access_log.as_deref_mut() else {
             return;
         };
         let ex = &self.ex;
@@ -659,7 +659,7 @@ impl<A: App> Conn<A> {
             latency_us: ex.latency_us,
             stream_us,
         };
-        log.send(entry, env.stats);
+        log.push(&entry, env.now_ms, env.stats);
     }
 
     /// Logs the open stream's exchange as it ends.

@@ -89,6 +89,12 @@ impl RequestId {
         &self.bytes[..usize::from(self.len)]
     }
 
+    /// The id bytes, zero-padded to [`REQUEST_ID_MAX`], and the id's length: a fixed-size
+    /// copy (no `memcpy` call) for the access log.
+    pub fn padded(&self) -> (&[u8; REQUEST_ID_MAX], usize) {
+        (&self.bytes, usize::from(self.len))
+    }
+
     /// The id as text (ids are ASCII by construction).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).unwrap_or("")

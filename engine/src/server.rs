@@ -278,10 +278,10 @@ impl Server {
         self.shared.metrics.set_routes(labels.clone());
         let (mut logs, log_writer) = match self.access_log {
             Some(log) => {
-                let (senders, running) = log.start(loops, labels)?;
-                (senders.into_iter().map(Some).collect(), Some(running))
+                let (sinks, running) = log.start(loops, labels)?;
+                (sinks.into_iter().map(Some).collect(), Some(running))
             }
-            None => (vec![None; loops], None),
+            None => ((0..loops).map(|_| None).collect::<Vec<_>>(), None),
         };
         for (i, l) in self.listeners.into_iter().enumerate() {
             workers.push(Worker::new(

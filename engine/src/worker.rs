@@ -21,7 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::access_log::LogSender;
+use crate::access_log::LogSink;
 use crate::app::App;
 use crate::builtin::Builtin;
 use crate::client::driver::{self, Driver, Owner};
@@ -115,7 +115,7 @@ struct Core<A: App> {
     now: Instant,
     draining: bool,
     /// This loop's end of the access log, when it is on.
-    log: Option<LogSender>,
+    log: Option<LogSink>,
 }
 
 impl<A: App> Core<A> {
@@ -132,7 +132,7 @@ impl<A: App> Core<A> {
             now_us: self.now_us,
             now: self.now,
             draining: self.draining,
-            access_log: self.log.as_ref(),
+            access_log: self.log.as_mut(),
         }
     }
 
@@ -191,7 +191,7 @@ impl<A: App> Worker<A> {
         shared: Arc<Shared>,
         resolver: Arc<Resolver>,
         cfg: LoopConfig,
-        log: Option<LogSender>,
+        log: Option<LogSink>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -290,6 +290,9 @@ impl<A: App> Worker<A> {
                 self.accept();
             }
             self.drive_again();
+            if let Some(log) = &mut self.core.log {
+                log.tick(self.core.now_ms);
+            }
             if self.check_shutdown() {
                 return Ok(());
             }
@@ -303,7 +306,8 @@ impl<A: App> Worker<A> {
         }
         let now = self.core.now_ms;
         let wheel = self.wheel.next_timeout(now);
-        let deadlines = [self.drain_deadline, self.accept_retry_at];
+        let log_due = self.core.log.as_ref().and_then(LogSink::due_ms);
+        let deadlines = [self.drain_deadline, self.accept_retry_at, log_due];
         let ms = deadlines
             .into_iter()
             .flatten()
