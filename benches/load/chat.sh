@@ -65,10 +65,13 @@
 #                             [--relay-delay-ms D] [--relay-rounds N] [--upstream-rounds N]
 #                             [--tool-concurrency N] [--tool-calls N] [--tool-delay-ms D]
 #                             [--only "turns ttft streams concurrency relay upstream tools"]
-#                             [--no-build] [--profile]
+#                             [--no-build] [--profile] [--unpinned]
 #   --quick      shorter runs: 3 s windows, 8 s hold, 1,000 streams/turns, relay 1 round
 #   --profile    `perf record -g` on Halyard during one turns run and one concurrency run
 #                of each provider; top functions (self)
+#   --unpinned   no core affinity, and Halyard with `--threads 2` (one loop per core): what
+#                the machine gives when the server may use both cores (meant for
+#                "concurrency"; the relay's comparison with one nginx worker needs pinning)
 # Environment: HALYARD_BIN (skip building Halyard), FAKE_UPSTREAM_BIN (skip building the
 # fake upstream), CARGO_TARGET_DIR (Halyard's).
 
@@ -103,6 +106,8 @@ BUILD=1
 PROFILE=0
 SERVER_CORE=0
 CLIENT_CORE=1
+UNPINNED=0
+THREADS=1
 STORAGE_REFERENCE=18714 # acked appends/s at 64 appenders, "## Storage" in benches/RESULTS.md
 
 usage() {
@@ -131,6 +136,7 @@ while (($#)); do
         --only) ONLY=$2; shift ;;
         --no-build) BUILD=0 ;;
         --profile) PROFILE=1 ;;
+        --unpinned) UNPINNED=1; THREADS=2 ;;
         -h | --help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
@@ -151,6 +157,17 @@ CLK_TCK=$(getconf CLK_TCK)
 (($(nproc) >= 2)) || die "needs 2 cores (server on core $SERVER_CORE, clients on core $CLIENT_CORE)"
 PIN_SERVER=(taskset -c "$SERVER_CORE")
 PIN_CLIENT=(taskset -c "$CLIENT_CORE")
+PLACE_SERVER="on core $SERVER_CORE"
+PLACE_CLIENT="on core $CLIENT_CORE"
+if ((UNPINNED)); then
+    for mode in relay upstream tools; do
+        ! has "$mode" || die "--unpinned compares nothing in \"$mode\" (it needs pinning): leave it out of --only"
+    done
+    PIN_SERVER=()
+    PIN_CLIENT=()
+    PLACE_SERVER="unpinned"
+    PLACE_CLIENT="unpinned"
+fi
 
 # Every stream is a descriptor in the client and in the server (two in the server when it
 # relays an upstream). The hard limit can only be raised with CAP_SYS_RESOURCE.
@@ -198,7 +215,7 @@ start_halyard() {
     PORT=$(free_port)
     dir=$(mktemp -d "$WORK/halyard.XXXX")
     DATA=$dir/data
-    "${PIN_SERVER[@]}" "$HALYARD_BIN" serve --listen "127.0.0.1:$PORT" --threads 1 \
+    "${PIN_SERVER[@]}" "$HALYARD_BIN" serve --listen "127.0.0.1:$PORT" --threads "$THREADS" \
         --data-dir "$DATA" --dev --no-rate-limits "$@" >"$dir/log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
@@ -344,7 +361,7 @@ EOF
     {
         echo "### (a) Sync turns: \`POST /api/v1/chat/agent\`, echo provider, no delay, \`--fsync always\`, \`--no-rate-limits\`"
         echo
-        echo "Medians of $REPEATS x ${DURATION}s, wrk -t1 -c$CONNECTIONS (chat.lua) on core $CLIENT_CORE, Halyard --threads 1 on core $SERVER_CORE; alternating with \`GET /health/live\` on the same server."
+        echo "Medians of $REPEATS x ${DURATION}s, wrk -t1 -c$CONNECTIONS (chat.lua) $PLACE_CLIENT, Halyard --threads $THREADS $PLACE_SERVER; alternating with \`GET /health/live\` on the same server."
         echo
         echo "| request | req/s | p50 µs | p99 µs | server CPU s | req per CPU-s | non-2xx | machine busy CPU s |"
         echo "|---|--:|--:|--:|--:|--:|--:|--:|"
@@ -421,7 +438,7 @@ if has ttft; then
     {
         echo "### (c) Time to first token: \`POST /api/v1/chat/agent/stream\` echo turns, \`--no-rate-limits\`"
         echo
-        echo "streams.py ttft on core $CLIENT_CORE: each client loops streamed turns on a keep-alive connection for ${DURATION}s; TTFT = request written → first \`event: token\` line read. Medians of $REPEATS runs at $TTFT_CONCURRENCY; 1 run at 1."
+        echo "streams.py ttft $PLACE_CLIENT: each client loops streamed turns on a keep-alive connection for ${DURATION}s; TTFT = request written → first \`event: token\` line read. Medians of $REPEATS runs at $TTFT_CONCURRENCY; 1 run at 1."
         echo
         echo "| concurrent streams | turns/s | TTFT p50 ms | TTFT p99 ms | whole turn p50 ms | whole turn p99 ms | errors | server CPU s |"
         echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -504,7 +521,7 @@ if has streams; then
     {
         echo "### (b) Open SSE streams, \`--sse-heartbeat-ms 1000 --echo-token-delay-ms 60000 --no-rate-limits\`"
         echo
-        echo "streams.py hold on core $CLIENT_CORE, Halyard --threads 1 on core $SERVER_CORE; streams held ${HOLD}s; RSS idle = after start, before the streams (VmRSS); per stream = (loaded - idle) / opened; CPU = server CPU over 10 s with every stream open; lateness = gap between consecutive heartbeats on a stream - 1000 ms, over the gaps that ended after all streams were open."
+        echo "streams.py hold $PLACE_CLIENT, Halyard --threads $THREADS $PLACE_SERVER; streams held ${HOLD}s; RSS idle = after start, before the streams (VmRSS); per stream = (loaded - idle) / opened; CPU = server CPU over 10 s with every stream open; lateness = gap between consecutive heartbeats on a stream - 1000 ms, over the gaps that ended after all streams were open."
         echo
         echo "| streams | opened | failed | RSS idle KiB | RSS loaded KiB | KiB per stream | server threads | server CPU % | still beating | lateness p50 ms | lateness p99 ms | lateness max ms |"
         echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -617,7 +634,7 @@ if has concurrency; then
     {
         echo "### (d) $CONCURRENCY concurrent streamed turns, $CONC_TOKENS tokens at $CONC_DELAY_MS ms (1 s alone), all requested at once"
         echo
-        echo "chatload (Rust, one thread) on core $CLIENT_CORE with the fake upstream; Halyard --threads 1 on core $SERVER_CORE, \`--max-running-turns $((CONCURRENCY > 10000 ? CONCURRENCY : 10000))\`. Every connection is opened first, then one \`POST /api/v1/chat/agent/stream\` is written on each in a loop. Per repeat a fresh server: one turn alone, then the N. Wall = first request written → last \`done\`; added TTFT = request written → first \`event: token\`, minus the provider's own $CONC_DELAY_MS ms; RSS before = VmRSS of the idle server (no connection), peak = the largest VmRSS sampled every 10 ms during the run; per turn = (peak − before)/N. Medians of $REPEATS."
+        echo "chatload (Rust, one thread) $PLACE_CLIENT with the fake upstream; Halyard --threads $THREADS $PLACE_SERVER, \`--max-running-turns $((CONCURRENCY > 10000 ? CONCURRENCY : 10000))\`. Every connection is opened first, then one \`POST /api/v1/chat/agent/stream\` is written on each in a loop. Per repeat a fresh server: one turn alone, then the N. Wall = first request written → last \`done\`; added TTFT = request written → first \`event: token\`, minus the provider's own $CONC_DELAY_MS ms; RSS before = VmRSS of the idle server (no connection), peak = the largest VmRSS sampled every 10 ms during the run; per turn = (peak − before)/N. Medians of $REPEATS."
         echo
         echo "| provider | N | done / N | one turn alone ms | wall ms | requests written over ms | wall − alone ms | added TTFT p50 ms | added TTFT p99 ms | threads before → peak | RSS before KiB | RSS peak KiB | KiB per running turn | Halyard CPU s | upstream CPU s | client CPU s | machine busy CPU s (2 cores) |"
         echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -713,7 +730,7 @@ if has relay; then
     {
         echo "### (e) Relay cost: Halyard vs nginx relaying the fake upstream, $RELAY_STREAMS streams x $RELAY_ROUNDS turns x $RELAY_TOKENS tokens at $RELAY_DELAY_MS ms"
         echo
-        echo "Same run, alternating, both on core $SERVER_CORE alone (Halyard --threads 1; nginx $($NGINX -v 2>&1 | sed 's/.*nginx\///') \`worker_processes 1\`, \`proxy_pass\` with \`proxy_buffering off\`, HTTP/1.1 upstream keepalive 64); the fake upstream and chatload on core $CLIENT_CORE. Halyard: \`POST /api/v1/chat/agent/stream\` of an \`openai\` agent (each turn: a session, the user message, the stream's events and the answer stored, \`--fsync always\`); nginx: \`POST /v1/chat/completions\` passed through. Server CPU = utime+stime (nginx: master + worker) from the first request to the last stream's end; per token = CPU / tokens the client counted. Medians of $REPEATS."
+        echo "Same run, alternating, both on core $SERVER_CORE alone (Halyard --threads 1; nginx $($NGINX -v 2>&1 | sed 's/.*nginx\///') \`worker_processes 1\`, \`proxy_pass\` with \`proxy_buffering off\`, HTTP/1.1 upstream keepalive 64); the fake upstream and chatload $PLACE_CLIENT. Halyard: \`POST /api/v1/chat/agent/stream\` of an \`openai\` agent (each turn: a session, the user message, the stream's events and the answer stored, \`--fsync always\`); nginx: \`POST /v1/chat/completions\` passed through. Server CPU = utime+stime (nginx: master + worker) from the first request to the last stream's end; per token = CPU / tokens the client counted. Medians of $REPEATS."
         echo
         echo "| server | streams done | tokens relayed | run ms | server CPU s (user / sys) | **µs CPU per token** | upstream CPU s | client CPU s | TTFT p50 / p99 ms | peak RSS KiB | machine busy CPU s |"
         echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -761,7 +778,7 @@ if has upstream; then
     {
         echo "### (f) The fake upstream alone: $CONCURRENCY streams x $UPSTREAM_ROUNDS of $CONC_TOKENS tokens at $CONC_DELAY_MS ms"
         echo
-        echo "\`fake-upstream\` (one mio loop thread) on core $SERVER_CORE, chatload on core $CLIENT_CORE; every connection opened, then every request written at once. Medians of $REPEATS."
+        echo "\`fake-upstream\` (one mio loop thread) on core $SERVER_CORE, chatload $PLACE_CLIENT; every connection opened, then every request written at once. Medians of $REPEATS."
         echo
         echo "| streams done | connects ms | requests written over ms | run ms | per stream min / p50 / p99 / max ms (ideal 1000) | upstream CPU s (user / sys) | % of one core | sys µs per token | peak RSS KiB | tokens a stream |"
         echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -934,7 +951,7 @@ if has tools; then
     {
         echo "### (g) Tool calls: added latency per call, and $TOOL_CONCURRENCY concurrent turns x $TOOL_CALLS calls"
         echo
-        echo "Halyard --threads 1 \`--tool-allow-cidr 127.0.0.0/8\` on core $SERVER_CORE; chatload (\`--proto json\`) and the tool servers on core $CLIENT_CORE. Echo provider in its tool mode. Latency: one sequential keep-alive client, ${DURATION}s per window, the five alternating, $REPEATS times; (1) \`POST /api/v1/chat/agent\` \`call ping {}\` on an agent whose tool \`ping\` GETs nginx (\`return 200 '{\"ok\":true}'\`; every answer checked to be \`Echo: {\"ok\":true}\`), (2) \`hello\` on the tool-less entry agent, (3) \`GET /tool\` on nginx alone; (1n) and (2n) the same on a second server with \`--fsync never\`. Added per call = (1) − (2) − (3), per repeat, then the median. Halyard CPU per turn = its utime+stime (all its threads, the log writer's too) over the window / turns."
+        echo "Halyard --threads 1 \`--tool-allow-cidr 127.0.0.0/8\` on core $SERVER_CORE; chatload (\`--proto json\`) and the tool servers $PLACE_CLIENT. Echo provider in its tool mode. Latency: one sequential keep-alive client, ${DURATION}s per window, the five alternating, $REPEATS times; (1) \`POST /api/v1/chat/agent\` \`call ping {}\` on an agent whose tool \`ping\` GETs nginx (\`return 200 '{\"ok\":true}'\`; every answer checked to be \`Echo: {\"ok\":true}\`), (2) \`hello\` on the tool-less entry agent, (3) \`GET /tool\` on nginx alone; (1n) and (2n) the same on a second server with \`--fsync never\`. Added per call = (1) − (2) − (3), per repeat, then the median. Halyard CPU per turn = its utime+stime (all its threads, the log writer's too) over the window / turns."
         echo
         echo "| request | requests per window | req/s | p50 ms | p99 ms | Halyard CPU µs a turn |"
         echo "|---|--:|--:|--:|--:|--:|"
