@@ -119,15 +119,19 @@ impl Hub {
         let frame = sse::frame(event.id, &event.event, &event.data);
         let id = event.id;
         live.unstored.push(event);
-        let mut kept = Vec::with_capacity(live.listeners.len());
-        for l in live.listeners.drain(..) {
+        // In place: this runs once per token, and most events lose no listener.
+        let mut i = 0;
+        while let Some(l) = live.listeners.get(i) {
             match l.send(&frame) {
-                Ok(()) => kept.push(l),
-                Err(StreamError::Full) => l.close_with(&slow_consumer_frame(id)),
-                Err(StreamError::Gone) => {}
+                Ok(()) => i += 1,
+                Err(e) => {
+                    let l = live.listeners.swap_remove(i);
+                    if e == StreamError::Full {
+                        l.close_with(&slow_consumer_frame(id));
+                    }
+                }
             }
         }
-        live.listeners = kept;
         let n = live.listeners.len();
         match (n, live.orphaned_since) {
             (0, None) => live.orphaned_since = Some(Instant::now()),
