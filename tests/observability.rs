@@ -234,18 +234,27 @@ fn metrics_and_access_log_after_traffic() {
     assert!(value(&after, "halyard_storage_log_bytes", &[]) > 0.0);
     assert_eq!(value(&after, "halyard_access_log_dropped_total", &[]), 0.0);
 
-    // The access log: one JSON line per request, within a moment (a writer thread).
+    // The access log: one JSON line per request, within a moment (each loop hands its
+    // lines over within 50 ms, so lines of different loops are not in time order: wait for
+    // every one looked at below).
     let deadline = Instant::now() + Duration::from_secs(5);
+    let logged = |lines: &[Json]| {
+        let has = |route: &str, method: &str, status: u16| {
+            lines
+                .iter()
+                .any(|l| l["route"] == route && l["method"] == method && l["status"] == status)
+        };
+        has("/api/v1/chat/agent", "POST", 200)
+            && has("/api/projects/:projectId", "GET", 200)
+            && lines.iter().any(|l| l["status"] == 404)
+    };
     let lines = loop {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let lines: Vec<Json> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
             .collect();
-        let has_chat = lines
-            .iter()
-            .any(|l| l["route"] == "/api/v1/chat/agent" && l["status"] == 200);
-        if has_chat || Instant::now() > deadline {
+        if logged(&lines) || Instant::now() > deadline {
             assert!(!text.contains("sk-query-secret") && !text.contains(&t.key));
             assert!(!text.contains("/no/such"), "a raw path in the access log");
             break lines;
