@@ -75,7 +75,11 @@ fn tools_are_created_listed_read_replaced_and_deleted() {
         .iter()
         .map(|x| x["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["search", "get_weather"], "newest first");
+    // Newest first; two made within the same millisecond are ordered by id (descending).
+    let mut made = [&tool, &search];
+    made.sort_by_key(|x| std::cmp::Reverse((x["createdAt"].to_string(), x["id"].to_string())));
+    let newest_first: Vec<&str> = made.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, newest_first, "newest first, ties by id");
 
     let got = ok(&t.get(&format!("/api/projects/{pid}/tools/{id}")), 200);
     assert_eq!(got["tool"], tool);
