@@ -104,7 +104,8 @@ type Filled = (usize, Vec<u8>);
 pub struct LogSink {
     index: usize,
     format: LineFormat,
-    /// The buffer being filled; no capacity while the loop has none (all with the writer).
+    /// The buffer being filled; no capacity until a line needs one (after a hand-over, or
+    /// while every buffer of the loop is with the writer).
     buf: Vec<u8>,
     /// When the oldest line in `buf` was written (loop milliseconds).
     oldest_ms: Option<u64>,
@@ -145,8 +146,7 @@ impl LogSink {
         }
     }
 
-    /// Sends the current buffer's lines to the writer and takes an empty buffer, if any is
-    /// free (the next line takes one otherwise).
+    /// Sends the current buffer's lines to the writer; the next line takes a buffer.
     fn hand_over(&mut self) {
         self.oldest_ms = None;
         if self.buf.is_empty() {
@@ -155,7 +155,6 @@ impl LogSink {
         let filled = std::mem::take(&mut self.buf);
         // A writer gone (only at exit) takes no more lines: they are dropped with it.
         let _ = self.to_writer.send((self.index, filled));
-        self.buf = self.take_buffer().unwrap_or_default();
     }
 
     /// A buffer the writer gave back, or a new one while this loop owns fewer than
