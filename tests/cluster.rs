@@ -368,6 +368,16 @@ impl Relay {
     }
 }
 
+/// A fresh database `name`: its URL, a relay in front of it (that a test can cut), and the
+/// URL that goes through the relay.
+fn relayed_database(name: &str) -> (String, Relay, String) {
+    let url = database(name);
+    let (_, pg) = through(&url, 0);
+    let relay = Relay::start(pg);
+    let (relayed, _) = through(&url, relay.port);
+    (url, relay, relayed)
+}
+
 /// `url` with its host and port replaced by `127.0.0.1:port`, and the address it named.
 fn through(url: &str, port: u16) -> (String, std::net::SocketAddr) {
     let (scheme, rest) = url.split_once("://").expect("a URL");
@@ -398,10 +408,7 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn readiness_follows_the_database_going_away_and_coming_back() {
-    let url = database("ready");
-    let (_, pg) = through(&url, 0);
-    let relay = Relay::start(pg);
-    let (relayed, _) = through(&url, relay.port);
+    let (_, relay, relayed) = relayed_database("ready");
     let n = node(&relayed);
     let t = tenant_on(n.addr, false);
     assert_eq!(ready(&n), 200);
@@ -420,10 +427,7 @@ fn readiness_follows_the_database_going_away_and_coming_back() {
 
 #[test]
 fn a_stalled_database_stalls_no_event_loop() {
-    let url = database("stall");
-    let (_, pg) = through(&url, 0);
-    let relay = Relay::start(pg);
-    let (relayed, _) = through(&url, relay.port);
+    let (_, relay, relayed) = relayed_database("stall");
     let mut args = SERVE_ARGS.to_vec();
     args.extend(["--threads", "1", "--echo-token-delay-ms", "40"]);
     args.extend(["--storage", &relayed]);
@@ -848,10 +852,7 @@ fn a_node_reaches_the_database_over_tls_and_verifies_its_certificate() {
 
 #[test]
 fn reads_answered_from_memory_never_miss_an_acknowledged_write() {
-    let url = database("leases");
-    let (_, pg) = through(&url, 0);
-    let relay = Relay::start(pg);
-    let (relayed, _) = through(&url, relay.port);
+    let (url, relay, relayed) = relayed_database("leases");
     let (a, b) = (node(&url), node(&relayed));
     let t = tenant_on(a.addr, false);
     await_key(&t, std::slice::from_ref(&b));
