@@ -181,6 +181,7 @@ impl Relay {
                 continue;
             }
             self.on_data(event.data.trim(), on_delta)?;
+            self.sse.recycle(event);
         }
         Ok(())
     }
@@ -209,7 +210,7 @@ impl Relay {
                 latency_ms: 0,
             });
         }
-        let Some(choice) = chunk.choices.into_iter().flatten().next() else {
+        let Some(choice) = chunk.choices.0 else {
             return Ok(());
         };
         if let Some(r) = choice.finish_reason {
@@ -302,11 +303,55 @@ impl Relay {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
+    choices: First<Choice<'a>>,
     #[serde(default)]
     usage: Option<UsageIn>,
     #[serde(borrow, default)]
     error: Option<ErrorIn<'a>>,
+}
+
+/// The first element of a JSON array (none for `[]` or `null`), the others read past: a
+/// chunk has one choice, and a `Vec` for it was an allocation per relayed token.
+struct First<T>(Option<T>);
+
+impl<T> Default for First<T> {
+    fn default() -> Self {
+        First(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_option(FirstVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FirstVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for FirstVisitor<T> {
+    type Value = First<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(First(None))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(First(None))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let first = seq.next_element()?;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(First(first))
+    }
 }
 
 #[derive(Deserialize)]
@@ -462,6 +507,23 @@ mod tests {
         assert_eq!(body["messages"][1]["tool_calls"][0]["id"], "call_1");
         assert_eq!(body["messages"][2]["role"], "tool");
         assert_eq!(body["messages"][2]["tool_call_id"], "call_1");
+    }
+
+    #[test]
+    fn only_the_first_choice_is_read_and_choices_may_be_null_or_empty() {
+        let (c, seen) = relay(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}},{\"delta\":{\"content\":\"b\"}},7]}\n\n\
+             data: {\"choices\":null}\n\n\
+             data: {\"choices\":[]}\n\n\
+             data: {\"choices\":[{\"delta\":{\"content\":\"c\"}}]}\n\n",
+        );
+        assert_eq!(c.unwrap().text, "ac");
+        assert_eq!(seen, ["a", "c"]);
+        let (c, _) = relay("data: {\"choices\":{\"delta\":{}}}\n\n");
+        assert_eq!(
+            c.unwrap_err(),
+            ProviderError::Upstream("upstream sent invalid JSON".into())
+        );
     }
 
     #[test]

@@ -168,7 +168,14 @@ pub fn error_data(code: &str, message: &str) -> String {
 /// One event: `id: N\nevent: NAME\ndata: DATA\n\n`. `data` must be one line (JSON text
 /// from serde_json is).
 pub fn frame(id: u64, event: &str, data: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + event.len() + data.len());
+    let mut out = Vec::new();
+    frame_into(&mut out, id, event, data);
+    out
+}
+
+/// Appends the frame of [`frame`] to `out`.
+pub fn frame_into(out: &mut Vec<u8>, id: u64, event: &str, data: &str) {
+    out.reserve(32 + event.len() + data.len());
     out.extend_from_slice(b"id: ");
     out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
     out.extend_from_slice(b"\nevent: ");
@@ -178,7 +185,6 @@ pub fn frame(id: u64, event: &str, data: &str) -> Vec<u8> {
         out.extend_from_slice(line.as_bytes());
     }
     out.extend_from_slice(b"\n\n");
-    out
 }
 
 /// The head of an event stream, carrying its resumable id.

@@ -27,6 +27,7 @@ use halyard_storage::{
 use serde_json::{json, Value};
 
 use super::call_events::CallEvents;
+use super::hub::OpenStream;
 use super::openai::{self, Relay};
 use super::openai_compat::{self as compat, CompletionId};
 use super::provider::{Completion, Echo, Line, Prompt, ProviderError, Speaker};
@@ -78,7 +79,7 @@ enum Out {
 
 /// The events of one stream, numbered from 1.
 struct Emitter {
-    stream_id: String,
+    stream: OpenStream,
     next_id: u64,
     /// A flush timer is set.
     flush_due: bool,
@@ -859,7 +860,7 @@ impl TurnTask {
     fn on_gone(&mut self, cx: &mut Cx<'_>) -> Status {
         if let Out::Stream(em) = &self.out {
             // Starts the orphan clock now (nobody may publish to this stream for a while).
-            self.shared.hub.orphaned_for(&em.stream_id);
+            self.shared.hub.orphaned_for(&em.stream);
         }
         // A little past the grace: the check must find it over.
         cx.set_timer(ORPHAN_GRACE + Duration::from_millis(20), TAG_GRACE);
@@ -873,7 +874,7 @@ impl TurnTask {
             Out::Stream(em) => self
                 .shared
                 .hub
-                .orphaned_for(&em.stream_id)
+                .orphaned_for(&em.stream)
                 .is_some_and(|d| d >= ORPHAN_GRACE),
             Out::Sent => false,
         };
@@ -1062,11 +1063,12 @@ impl TurnTask {
             .shared
             .store
             .commit_queued(&self.tenant, vec![start], None);
-        self.shared
+        let stream = self
+            .shared
             .hub
             .open(&stream_id, &self.owner, sender, (cx.handle(), TAG_GONE));
         self.out = Out::Stream(Emitter {
-            stream_id,
+            stream,
             next_id: 1,
             flush_due: false,
         });
@@ -1120,7 +1122,7 @@ impl TurnTask {
             || self
                 .shared
                 .hub
-                .orphaned_for(&em.stream_id)
+                .orphaned_for(&em.stream)
                 .is_none_or(|d| d < ORPHAN_GRACE)
     }
 
@@ -1140,7 +1142,7 @@ impl TurnTask {
             data,
         };
         em.next_id += 1;
-        self.shared.hub.publish(&em.stream_id, e)
+        self.shared.hub.publish(&em.stream, e)
     }
 
     /// Writes the stream's buffered events to the log.
@@ -1148,7 +1150,7 @@ impl TurnTask {
         if let Out::Stream(em) = &mut self.out {
             em.flush_due = false;
             let store = &*self.shared.store;
-            self.shared.hub.flush(store, &self.tenant, &em.stream_id);
+            self.shared.hub.flush(store, &self.tenant, &em.stream);
         }
         Status::Pending
     }
@@ -1156,7 +1158,7 @@ impl TurnTask {
     fn end_stream(&mut self) {
         if let Out::Stream(em) = std::mem::replace(&mut self.out, Out::Sent) {
             let store = &*self.shared.store;
-            self.shared.hub.finish(store, &self.tenant, &em.stream_id);
+            self.shared.hub.finish(store, &self.tenant, em.stream);
         }
     }
 }

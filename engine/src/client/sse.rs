@@ -14,14 +14,16 @@
 //! upstream sending broken text is broken, and a silently altered token is worse than an
 //! error.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `event` field; `"message"` when not given.
-    pub event: String,
+    /// The `event` field; `"message"` when not given (borrowed then: no allocation for
+    /// the usual event).
+    pub event: Cow<'static, str>,
     /// The `data` lines of the event, joined with `\n`.
     pub data: String,
     /// The last event ID: the value of the latest `id` field of the stream so far (it
@@ -74,6 +76,8 @@ pub struct SseReader {
     /// The last event ID buffer.
     last_id: String,
     events: VecDeque<SseEvent>,
+    /// A data buffer given back by [`SseReader::recycle`], for the next event's data.
+    spare: String,
     failed: Option<SseError>,
 }
 
@@ -91,6 +95,7 @@ impl SseReader {
             event: String::new(),
             last_id: String::new(),
             events: VecDeque::new(),
+            spare: String::new(),
             failed: None,
         }
     }
@@ -117,6 +122,16 @@ impl SseReader {
     /// The next complete event (dispatched by a blank line), in order.
     pub fn next_event(&mut self) -> Option<SseEvent> {
         self.events.pop_front()
+    }
+
+    /// Gives an event's data back once read, to hold a later event's data: a reader fed
+    /// and drained in turn then allocates nothing per event (a relayed token is one).
+    pub fn recycle(&mut self, event: SseEvent) {
+        let mut data = event.data;
+        if data.capacity() <= self.max_event {
+            data.clear();
+            self.spare = data;
+        }
     }
 
     fn feed_lines(&mut self, bytes: &[u8]) -> Result<(), SseError> {
@@ -229,13 +244,13 @@ impl SseReader {
         if self.data.is_empty() {
             return;
         }
-        let mut data = std::mem::take(&mut self.data);
+        let mut data = std::mem::replace(&mut self.data, std::mem::take(&mut self.spare));
         data.pop();
         self.events.push_back(SseEvent {
             event: if event.is_empty() {
-                "message".to_string()
+                Cow::Borrowed("message")
             } else {
-                event
+                Cow::Owned(event)
             },
             data,
             id: (!self.last_id.is_empty()).then(|| self.last_id.clone()),
@@ -249,7 +264,7 @@ mod tests {
 
     fn ev(event: &str, data: &str, id: Option<&str>) -> SseEvent {
         SseEvent {
-            event: event.into(),
+            event: Cow::Owned(event.into()),
             data: data.into(),
             id: id.map(str::to_string),
         }
@@ -290,6 +305,24 @@ mod tests {
         let (events, error) = run(input.as_bytes(), &[], 1024, 4096);
         assert_eq!(error, None);
         events
+    }
+
+    #[test]
+    fn a_recycled_buffer_holds_the_next_events_data() {
+        let mut r = SseReader::new(64, 64);
+        // Two buffers take turns: one being filled while the other is read.
+        r.feed(b"data: first\n\n").unwrap();
+        let first = r.next_event().unwrap();
+        let buffer = first.data.as_ptr();
+        r.recycle(first);
+        r.feed(b"data: second\n\n").unwrap();
+        let second = r.next_event().unwrap();
+        assert_ne!(second.data.as_ptr(), buffer);
+        r.recycle(second);
+        r.feed(b"data: thi\ndata: rd\n\n").unwrap();
+        let e = r.next_event().unwrap();
+        assert_eq!(e, ev("message", "thi\nrd", None));
+        assert_eq!(e.data.as_ptr(), buffer, "the same allocation");
     }
 
     #[test]
@@ -488,7 +521,8 @@ mod tests {
                     event: event
                         .clone()
                         .filter(|e| !e.is_empty())
-                        .unwrap_or_else(|| "message".into()),
+                        .unwrap_or_else(|| "message".into())
+                        .into(),
                     data: data.join("\n"),
                     id: last_id.clone(),
                 });
