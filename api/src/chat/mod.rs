@@ -2,7 +2,8 @@
 //! resumable streams.
 //!
 //! Responsible for: the runtime that starts turns as tasks on the event loops ([`runtime`]),
-//! the turn itself ([`turn`]), the providers ([`provider`], [`openai`]), SSE framing
+//! the turn itself ([`turn`]), the providers ([`provider`], [`openai`]; the echo's
+//! token clock [`pace`]), SSE framing
 //! ([`sse`]), the registry of live streams ([`hub`]) and turn metrics ([`metrics`]). The HTTP glue of the chat routes
 //! lives with the other handlers.
 
@@ -15,6 +16,7 @@ pub mod mcp_import;
 pub mod metrics;
 pub mod openai;
 pub mod openai_compat;
+pub mod pace;
 pub mod provider;
 pub mod runtime;
 pub mod sse;
