@@ -1,9 +1,9 @@
 //! Live streams: who is listening to each open stream, and replay for resumes.
 //!
-//! Responsible for: publishing an event of a stream (sent to every listener: the client
-//! that started it and any that resumed it; kept in memory until the producer flushes the
-//! stream's events to the log as one batch), dropping
-//! listeners that went away, ending a listener that reads too slowly with an
+//! Responsible for: publishing an event of a stream through the [`OpenStream`] its producer
+//! holds (sent to every listener: the client that started it and any that resumed it; kept
+//! in memory until the producer flushes the stream's events to the log as one batch),
+//! dropping listeners that went away, ending a listener that reads too slowly with an
 //! `event: error` `SLOW_CONSUMER` instead of buffering without bound, and attaching a
 //! resuming client atomically: it gets the stored events after its `Last-Event-ID`, then
 //! the ones not yet flushed, then the live ones, with none lost or doubled in between (on
@@ -58,13 +58,6 @@ fn lock(live: &Mutex<Live>) -> MutexGuard<'_, Live> {
 pub struct OpenStream {
     id: String,
     live: Shared,
-}
-
-impl OpenStream {
-    /// The stream's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
 }
 
 /// The registry of open streams.
