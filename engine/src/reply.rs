@@ -91,12 +91,23 @@ impl Mailbox {
         }
     }
 
-    /// Posts `post` and wakes the loop, unless it is posted from the loop's own thread (a
-    /// task or handler there): the loop reads its mailbox again before it sleeps, and the
-    /// wake would be an `eventfd` write per stream event (measured: 0.9 µs a relayed token).
+    /// Posts `post` and wakes the loop. A post from the loop's own thread (a task or handler
+    /// there) goes to a queue of that thread instead, with no wake: the loop reads it before it
+    /// sleeps, and the channel and the wake were an atomic exchange, a block allocation and an
+    /// `eventfd` write per stream event (the wake alone measured 0.9 µs a relayed token).
+    ///
+    /// Order: posts from one thread are read in the order they were made. Posts from the
+    /// loop's thread and from others are concurrent, and the loop reads them as they come;
+    /// nothing a connection or task is told depends on an order between two threads (a stream
+    /// notice reads the stream's state, a response belongs to one request).
     pub(crate) fn post(&self, post: Post) {
+        if self.is_current() {
+            // Fails only while the thread ends, its loop with it: nobody needs the news then.
+            let _ = LOCAL.try_with(|q| q.borrow_mut().push_back(post));
+            return;
+        }
         // The receiver lives as long as the loop; after it is gone nobody needs the news.
-        if self.tx.send(post).is_ok() && !self.is_current() {
+        if self.tx.send(post).is_ok() {
             if let Some(w) = &self.waker {
                 // A failed wake means the loop is gone too.
                 let _ = w.wake();
@@ -104,24 +115,46 @@ impl Mailbox {
         }
     }
 
-    /// Marks the calling thread as the one whose loop reads this mailbox.
-    pub(crate) fn enter(&self) {
+    /// Marks the calling thread as the one whose loop reads this mailbox, until the guard
+    /// is dropped (posts left in the thread's queue are dropped with it).
+    pub(crate) fn enter(&self) -> Entered {
         CURRENT.with(|c| c.set(self as *const Mailbox as usize));
+        Entered(())
     }
 
     fn is_current(&self) -> bool {
         CURRENT.with(|c| c.get() == self as *const Mailbox as usize)
     }
 
-    /// Whether posts wait to be read.
+    /// The next post made on the loop's own thread; called on that thread.
+    pub(crate) fn take_local(&self) -> Option<Post> {
+        LOCAL.with(|q| q.borrow_mut().pop_front())
+    }
+
+    /// Whether posts wait to be read (on the loop's thread: its own posts too).
     pub(crate) fn has_mail(&self) -> bool {
-        !self.tx.is_empty()
+        !self.tx.is_empty() || (self.is_current() && LOCAL.with(|q| !q.borrow().is_empty()))
+    }
+}
+
+/// The calling thread's loop reads a mailbox; dropped when the loop ends.
+pub(crate) struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(0));
+        // Taken out first: dropping a post (a task) may post again.
+        let left = LOCAL.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        drop(left);
     }
 }
 
 thread_local! {
     /// The mailbox (its address) of the loop running on this thread; 0 elsewhere.
     static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Posts made on a loop's thread to its own mailbox, not yet read.
+    static LOCAL: std::cell::RefCell<std::collections::VecDeque<Post>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
 }
 
 /// Where a reply for one request goes.
@@ -454,5 +487,55 @@ mod tests {
         let mut got = Vec::new();
         assert!(shared.drain(|b| got.extend_from_slice(b)));
         assert_eq!(got, b"1234error frame");
+    }
+
+    fn letter(seq: u64) -> Post {
+        Post::Conn(Letter {
+            token: 7,
+            seq,
+            wake: Wake::Stream,
+        })
+    }
+
+    fn seq_of(post: Option<Post>) -> Option<u64> {
+        match post {
+            Some(Post::Conn(l)) => Some(l.seq),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn posts_on_the_loops_own_thread_stay_on_it_in_order_until_it_leaves() {
+        let (l, rx) = link();
+        let mailbox = l.mailbox;
+        // Another thread's post goes through the channel, as before `enter`.
+        mailbox.post(letter(1));
+        assert_eq!(seq_of(rx.try_recv().ok()), Some(1));
+        let entered = mailbox.enter();
+        assert!(!mailbox.has_mail());
+        mailbox.post(letter(2));
+        mailbox.post(letter(3));
+        assert!(
+            rx.is_empty(),
+            "a post from the loop's thread skips the channel"
+        );
+        assert!(mailbox.has_mail());
+        assert_eq!(seq_of(mailbox.take_local()), Some(2));
+        assert_eq!(seq_of(mailbox.take_local()), Some(3));
+        assert!(!mailbox.has_mail());
+        // Posts not read when the loop leaves are dropped with it; later ones use the channel.
+        mailbox.post(letter(4));
+        drop(entered);
+        assert!(mailbox.take_local().is_none());
+        mailbox.post(letter(5));
+        assert_eq!(seq_of(rx.try_recv().ok()), Some(5));
+        // Another thread still posts through the channel while a loop runs here.
+        let _entered = mailbox.enter();
+        let other = mailbox.clone();
+        std::thread::spawn(move || other.post(letter(6)))
+            .join()
+            .unwrap();
+        assert_eq!(seq_of(rx.try_recv().ok()), Some(6));
+        assert!(mailbox.take_local().is_none());
     }
 }

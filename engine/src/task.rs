@@ -174,4 +174,11 @@ impl Cx<'_> {
     pub fn cancel(&mut self, id: ExchangeId) {
         self.driver.cancel(id, self.wheel, self.registry);
     }
+
+    /// Gives the buffer of an [`HttpEvent::Body`](crate::client::HttpEvent::Body) back once
+    /// read, for the loop to fill with a later body (optional: a buffer not given back is
+    /// simply freed).
+    pub fn give_back(&mut self, body: Vec<u8>) {
+        self.driver.give_back(body);
+    }
 }

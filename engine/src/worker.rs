@@ -250,7 +250,7 @@ impl<A: App> Worker<A> {
     /// Runs the loop until shutdown completes.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        self.core.mailbox.enter();
+        let _entered = self.core.mailbox.enter();
         loop {
             // Proof of life for a watchdog: this turn's work is done and the loop is back.
             self.shared
@@ -283,6 +283,9 @@ impl<A: App> Worker<A> {
             let mut io = driver_io!(self);
             self.driver.again(&mut io);
             self.hand_http_events();
+            // What the tasks just posted (their stream frames) goes out now, not after
+            // another `epoll_wait`.
+            self.deliver_letters();
             if self
                 .accept_retry_at
                 .is_some_and(|at| self.core.now_ms >= at)
@@ -681,7 +684,7 @@ impl<A: App> Worker<A> {
     }
 
     fn deliver_letters(&mut self) {
-        while let Ok(post) = self.letters.try_recv() {
+        while let Some(post) = self.next_post() {
             let letter = match post {
                 Post::Conn(letter) => letter,
                 Post::Spawn(task) => {
@@ -715,6 +718,14 @@ impl<A: App> Worker<A> {
                 .on_letter(letter, &mut self.core.env(token));
             self.drive(key);
         }
+    }
+
+    /// The next post from another thread, else the next from this one.
+    fn next_post(&self) -> Option<Post> {
+        self.letters
+            .try_recv()
+            .ok()
+            .or_else(|| self.core.mailbox.take_local())
     }
 
     fn fire_timers(&mut self) {
@@ -890,10 +901,13 @@ impl<A: App> Worker<A> {
             if self.http_events.is_empty() {
                 return;
             }
-            let events = std::mem::take(&mut self.http_events);
-            for ((key, gen), id, event) in events {
+            // Taken, drained and put back: the vector keeps its capacity (a new one each
+            // round was an allocation per relayed token).
+            let mut events = std::mem::take(&mut self.http_events);
+            for ((key, gen), id, event) in events.drain(..) {
                 self.dispatch(key, gen, Event::Http(id, event));
             }
+            self.http_events = events;
         }
     }
 }

@@ -267,6 +267,24 @@ impl Mutation {
         }
     }
 
+    /// About how many bytes the encoding takes (a first capacity for the record's buffer):
+    /// a stream's batch of events by their text, any other mutation a small record.
+    pub fn size_hint(&self) -> usize {
+        const SMALL: usize = 256;
+        match self {
+            Mutation::AppendStreamEvents { stream_id, events } => {
+                // Per event: its id and two length prefixes, at most 10 bytes each; the tag,
+                // the id's prefix and the count at most 21 in all.
+                let text: usize = events
+                    .iter()
+                    .map(|e| e.event.len() + e.data.len() + 30)
+                    .sum();
+                stream_id.len() + text + 32
+            }
+            _ => SMALL,
+        }
+    }
+
     /// The tag this mutation is written with (a `StartStream` gets 22, or 33 with a node).
     pub fn tag(&self) -> MutationTag {
         match self {

@@ -225,6 +225,16 @@ proptest! {
         prop_assert_eq!(Txn::decode(&bytes).unwrap(), txn);
     }
 
+    /// The store sizes a record's buffer by the hint: a stream's batch must fit it, so the
+    /// buffer is never grown (other mutations may grow it; they are small).
+    #[test]
+    fn a_stream_batch_fits_its_size_hint(stream_id in s(), events in proptest::collection::vec(stream_event(), 0..64)) {
+        let m = Mutation::AppendStreamEvents { stream_id, events };
+        let mut e = Encoder::default();
+        m.encode(&mut e);
+        prop_assert!(e.len() <= m.size_hint(), "{} > {}", e.len(), m.size_hint());
+    }
+
     #[test]
     fn varints_round_trip(v in any::<u64>()) {
         let mut e = Encoder::default();

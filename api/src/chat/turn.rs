@@ -161,7 +161,34 @@ pub(crate) struct TurnTask {
     handle: Option<TaskHandle>,
     /// The error to answer once the failure's trace is stored (a shared store).
     failing: Option<ApiError>,
+    /// The deltas of the upstream bytes being read, kept between reads (no allocation a
+    /// relayed token).
+    deltas: Deltas,
     _running: Running,
+}
+
+/// Text deltas read from one piece of a provider's body, in order.
+#[derive(Default)]
+struct Deltas {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Deltas {
+    fn push(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.ends.push(self.text.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
 }
 
 /// The failure's trace is stored (or could not be): the error may be answered.
@@ -230,6 +257,7 @@ impl TurnTask {
             counted: false,
             handle: None,
             failing: None,
+            deltas: Deltas::default(),
             _running: running,
         }
     }
@@ -504,7 +532,11 @@ impl TurnTask {
                     .extend_from_slice(&bytes[..bytes.len().min(room)]);
                 Status::Pending
             }
-            HttpEvent::Body(bytes) => self.on_body(&bytes, cx),
+            HttpEvent::Body(bytes) => {
+                let status = self.on_body(&bytes, cx);
+                cx.give_back(bytes);
+                status
+            }
             HttpEvent::End => {
                 up.exchange = None;
                 match up.refused.take() {
@@ -537,8 +569,8 @@ impl TurnTask {
         let Some(Model::OpenAi(up)) = &mut self.model else {
             return Status::Pending;
         };
-        let mut deltas = Vec::new();
-        let fed = up.relay.feed(bytes, &mut |d| deltas.push(d.to_string()));
+        let mut deltas = std::mem::take(&mut self.deltas);
+        let fed = up.relay.feed(bytes, &mut |d| deltas.push(d));
         if fed.is_err() {
             if let Some(id) = up.exchange.take() {
                 cx.cancel(id);
@@ -546,10 +578,11 @@ impl TurnTask {
         }
         let calls = (direct && !up.relay.calls().is_empty()).then(|| up.relay.calls().to_vec());
         // The deltas read before a malformed line were said: they are relayed first.
-        for d in deltas {
-            if !self.relay_delta(&d, cx) {
-                return self.cancel(cx);
-            }
+        let said = deltas.iter().all(|d| self.relay_delta(d, cx));
+        deltas.clear();
+        self.deltas = deltas;
+        if !said {
+            return self.cancel(cx);
         }
         for (name, data) in calls.map_or_else(Vec::new, |c| self.call_events.progress(&c)) {
             self.emit(name, &data);
@@ -1164,4 +1197,22 @@ impl TurnTask {
 
 fn json_response(body: &Value) -> Response {
     Response::json(200, serde_json::to_vec(body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deltas;
+
+    #[test]
+    fn deltas_come_back_in_order_and_are_kept_for_the_next_read() {
+        let mut d = Deltas::default();
+        for s in ["Hel", "", "lo ", "wörld"] {
+            d.push(s);
+        }
+        assert_eq!(d.iter().collect::<Vec<_>>(), ["Hel", "", "lo ", "wörld"]);
+        d.clear();
+        assert_eq!(d.iter().count(), 0);
+        d.push("again");
+        assert_eq!(d.iter().collect::<Vec<_>>(), ["again"]);
+    }
 }

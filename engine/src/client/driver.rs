@@ -140,6 +140,20 @@ pub(crate) struct Driver {
     /// Connections with more to read than one turn allowed.
     again: Vec<(usize, u32)>,
     buf: Box<[u8]>,
+    /// Body buffers given back by tasks ([`crate::task::Cx::give_back`]), reused for the
+    /// next [`HttpEvent::Body`]: a relay would otherwise allocate one a token.
+    spare: Vec<Vec<u8>>,
+}
+
+/// At most this many body buffers are kept, each of at most [`SPARE_CAPACITY`] bytes.
+const SPARE_BUFFERS: usize = 16;
+const SPARE_CAPACITY: usize = 16 * 1024;
+
+fn keep_spare(spare: &mut Vec<Vec<u8>>, mut body: Vec<u8>) {
+    if spare.len() < SPARE_BUFFERS && body.capacity() <= SPARE_CAPACITY {
+        body.clear();
+        spare.push(body);
+    }
 }
 
 fn token(key: usize, gen: u32) -> Token {
@@ -160,7 +174,13 @@ impl Driver {
             events: Vec::new(),
             again: Vec::new(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Keeps `body` (an event's buffer a task is done with) for a later event.
+    pub(crate) fn give_back(&mut self, body: Vec<u8>) {
+        keep_spare(&mut self.spare, body);
     }
 
     /// Takes the news for tasks.
@@ -511,7 +531,7 @@ impl Driver {
         // what of it is unsent stays unsent.
         ex.request = Vec::new();
         ex.sent = 0;
-        let mut body = Vec::new();
+        let mut body = self.spare.pop().unwrap_or_default();
         let head = ex
             .reader
             .receive(&self.buf[..n], &mut body)
@@ -521,7 +541,9 @@ impl Driver {
             ex.head_sent = true;
             self.events.push((owner, id, HttpEvent::Head(head)));
         }
-        if !body.is_empty() {
+        if body.is_empty() {
+            keep_spare(&mut self.spare, body);
+        } else {
             self.events.push((owner, id, HttpEvent::Body(body)));
         }
         if ex.reader.is_complete() {
@@ -657,5 +679,25 @@ impl Driver {
                 self.drive(key, io);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_body_buffers_are_kept_cleared_and_bounded() {
+        let mut spare = Vec::new();
+        keep_spare(&mut spare, b"data: one".to_vec());
+        assert_eq!(spare.len(), 1);
+        assert!(spare[0].is_empty() && spare[0].capacity() >= 9);
+        // A large buffer is freed, not kept: the spares stay small.
+        keep_spare(&mut spare, Vec::with_capacity(SPARE_CAPACITY + 1));
+        assert_eq!(spare.len(), 1);
+        for _ in 0..2 * SPARE_BUFFERS {
+            keep_spare(&mut spare, vec![1; 8]);
+        }
+        assert_eq!(spare.len(), SPARE_BUFFERS);
     }
 }

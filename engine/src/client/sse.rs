@@ -143,8 +143,13 @@ impl SseReader {
             }
         }
         while let Some(i) = memchr::memchr2(b'\r', b'\n', rest) {
-            self.append(&rest[..i])?;
-            self.end_line()?;
+            if self.line.is_empty() {
+                // The whole line is in this feed: read in place, not copied first.
+                self.whole_line(&rest[..i])?;
+            } else {
+                self.append(&rest[..i])?;
+                self.end_line()?;
+            }
             let cr = rest[i] == b'\r';
             rest = &rest[i + 1..];
             if cr {
@@ -191,6 +196,14 @@ impl SseReader {
         Ok(())
     }
 
+    fn whole_line(&mut self, line: &[u8]) -> Result<(), SseError> {
+        if line.len() > self.max_line {
+            return Err(SseError::LineTooLong);
+        }
+        let text = std::str::from_utf8(line).map_err(|_| SseError::InvalidUtf8)?;
+        self.process(text)
+    }
+
     fn end_line(&mut self) -> Result<(), SseError> {
         let line = std::mem::take(&mut self.line);
         let text = std::str::from_utf8(&line).map_err(|_| SseError::InvalidUtf8)?;
@@ -209,8 +222,12 @@ impl SseReader {
         if line.starts_with(':') {
             return Ok(());
         }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+        // `memchr`, not `split_once(':')`: the generic char search was 3% of a relayed token.
+        let (field, value) = match memchr::memchr(b':', line.as_bytes()) {
+            Some(i) => {
+                let value = &line[i + 1..];
+                (&line[..i], value.strip_prefix(' ').unwrap_or(value))
+            }
             None => (line, ""),
         };
         match field {
