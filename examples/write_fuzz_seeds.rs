@@ -397,4 +397,46 @@ fn write_seeds() {
     for (name, bytes) in schemas {
         write("tool_schema", name, bytes);
     }
+
+    // openai_chunk: chunks as upstreams stream them, and shapes the one-pass reader leaves
+    // to serde.
+    let chunks: &[(&str, &str)] = &[
+        (
+            "usual",
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_4","usage":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hello","refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+        ),
+        (
+            "fake-upstream",
+            r#"{"id":"chatcmpl-fake","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" w1"},"finish_reason":null}]}"#,
+        ),
+        (
+            "escapes",
+            r#"{"choices":[{"delta":{"content":"a\n\"b\" \u00e9\ud83d\ude00"},"finish_reason":"st\u006fp"}]}"#,
+        ),
+        (
+            "stop",
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ),
+        (
+            "usage",
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}"#,
+        ),
+        (
+            "tool-call",
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#,
+        ),
+        ("error", r#"{"error":{"message":"overloaded"}}"#),
+        (
+            "two-choices",
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+        ),
+        ("duplicate", r#"{"choices":[],"choices":null}"#),
+        (
+            "numbers",
+            r#"{"n":-0.5e+10,"m":0,"bad":01,"choices":[{"index":12,"delta":{"content":null}}]}"#,
+        ),
+    ];
+    for (name, text) in chunks {
+        write("openai_chunk", name, text.as_bytes());
+    }
 }

@@ -36,6 +36,12 @@
 #     REPEATS times each: RELAY_STREAMS concurrent streams x RELAY_ROUNDS turns of
 #     RELAY_TOKENS tokens at RELAY_DELAY_MS; server CPU (utime+stime, nginx with its worker)
 #     from the first request to the end / tokens the client received; ratio Halyard/nginx.
+# (e') Instructions (opt-in, `--only instructions`; needs valgrind): the relay of (e) at
+#     RELAY_IR_STREAMS streams x 2 turns, Halyard and then nginx (`master_process off`) each
+#     run under callgrind with instrumentation on only during the measured run: user-space
+#     instructions per relayed token. Deterministic (repeats agree within 0.1%) where CPU
+#     time on this shared machine is not; it counts work, not cycles (no cache misses, no
+#     kernel), so it ranks changes to Halyard's relay path, not the CPU ratio of (e).
 # (f) Upstream: the fake upstream alone (the former ignored test `ten_thousand_streams` of
 #     testkit/tests/upstream.rs): CONCURRENCY streams x UPSTREAM_ROUNDS of 20 tokens at 50 ms
 #     from its one loop thread; its CPU (user/system), peak RSS, per-stream times.
@@ -65,6 +71,7 @@
 #                             [--relay-delay-ms D] [--relay-rounds N] [--upstream-rounds N]
 #                             [--tool-concurrency N] [--tool-calls N] [--tool-delay-ms D]
 #                             [--only "turns ttft streams concurrency relay upstream tools"]
+#                             (and the opt-in mode "instructions")
 #                             [--no-build] [--profile] [--unpinned]
 #   --quick      shorter runs: 3 s windows, 8 s hold, 1,000 streams/turns, relay 1 round
 #   --profile    `perf record -g` on Halyard during one turns run and one concurrency run
@@ -97,6 +104,7 @@ RELAY_STREAMS=200
 RELAY_TOKENS=200
 RELAY_DELAY_MS=10
 RELAY_ROUNDS=3
+RELAY_IR_STREAMS=50
 UPSTREAM_ROUNDS=1
 TOOL_CONCURRENCY=1000
 TOOL_CALLS=3
@@ -195,13 +203,13 @@ if has tools && ((TOOL_CONCURRENCY * (1 + TOOL_CALLS) + 128 > FD_LIMIT)); then
 fi
 
 resolve_halyard_bin
-if has concurrency || has relay || has upstream || has ttft; then
+if has concurrency || has relay || has instructions || has upstream || has ttft; then
     resolve_fake_upstream_bin
 fi
-if has concurrency || has relay || has upstream || has ttft || has tools; then
+if has concurrency || has relay || has instructions || has upstream || has ttft || has tools; then
     build_chatload
 fi
-if (has relay || has tools) && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+if (has relay || has instructions || has tools) && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     apt_install nginx-light || apt_install nginx || die "nginx unavailable"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -749,6 +757,67 @@ if has relay; then
             echo
             perf_summary "$WORK/perf.relay.data"
         fi
+        echo
+    } >>"$OUT"
+fi
+
+# ---------------------------------------------------------------- (e') relay instructions
+
+# callgrind_total FILE: the instructions callgrind counted in FILE (written when the process exited).
+callgrind_total() {
+    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
+}
+
+if has instructions; then
+    need valgrind valgrind
+    log "(e') relay instructions: $RELAY_IR_STREAMS streams x 2 x $RELAY_TOKENS tokens under callgrind"
+    model="fake:tokens=$RELAY_TOKENS;delay_ms=$RELAY_DELAY_MS"
+    start_fake_upstream "${PIN_CLIENT[@]}"
+    saved_pin=("${PIN_SERVER[@]+"${PIN_SERVER[@]}"}")
+    PIN_SERVER=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.halyard")
+    start_halyard
+    PIN_SERVER=("${saved_pin[@]+"${saved_pin[@]}"}")
+    openai_project "$model"
+    body="{\"projectId\":\"$OPROJ\",\"message\":\"hello there\"}"
+    chatload_run "$WORK/ir.warm.json" --port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream \
+        --body "$body" --streams 10 --timeout 300
+    callgrind_control -i on "$PID" >/dev/null 2>&1
+    chatload_run "$WORK/ir.halyard.json" --port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream \
+        --body "$body" --streams "$RELAY_IR_STREAMS" --rounds 2 --timeout 300
+    callgrind_control -i off "$PID" >/dev/null 2>&1
+    stop_halyard
+    dir=$(mktemp -d "$WORK/nginx-ir.XXXX")
+    NGX_PORT=$(free_port)
+    nginx_conf "$dir" "$NGX_PORT" 1 4096 "" \
+        "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
+        'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }' \
+        "master_process off;"
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.nginx" \
+        "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" >&2; die "nginx did not start"; }
+    nbody="{\"model\":\"$model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"
+    chatload_run "$WORK/ir.warm.json" --port "$NGX_PORT" --proto openai --path /v1/chat/completions \
+        --body "$nbody" --streams 10 --timeout 300
+    callgrind_control -i on "$NGX_PID" >/dev/null 2>&1
+    chatload_run "$WORK/ir.nginx.json" --port "$NGX_PORT" --proto openai --path /v1/chat/completions \
+        --body "$nbody" --streams "$RELAY_IR_STREAMS" --rounds 2 --timeout 300
+    callgrind_control -i off "$NGX_PID" >/dev/null 2>&1
+    stop_pid "$NGX_PID"
+    stop_fake_upstream
+    {
+        echo "### (e') Relay instructions: $RELAY_IR_STREAMS streams x 2 turns x $RELAY_TOKENS tokens under callgrind"
+        echo
+        echo "User-space instructions (callgrind \`Ir\`, the whole process) from the first request of the measured run to its end, / tokens the client counted."
+        echo
+        echo "| server | tokens | instructions | **per token** |"
+        echo "|---|--:|--:|--:|"
+        for who in halyard nginx; do
+            tokens=$(jfields "$WORK/ir.$who.json" tokens_total)
+            ir=$(callgrind_total "$WORK/cg.$who")
+            printf '| %s | %s | %s | **%s** |\n' "$who" "$tokens" "$ir" "$((ir / tokens))"
+        done
         echo
     } >>"$OUT"
 fi

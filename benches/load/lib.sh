@@ -243,12 +243,13 @@ stop_fake_upstream() {
     exec {UP_STDIN}>&-
 }
 
-# nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR] [HTTP_SNIPPET] [SERVER_SNIPPET]:
+# nginx_conf DIR PORT WORKERS CONNECTIONS [CERTDIR] [HTTP_SNIPPET] [SERVER_SNIPPET] [MAIN_SNIPPET]:
 # DIR/nginx.conf for the peer nginx, answering GET /health/live with Halyard's body; over
 # TLS (1.2 and 1.3) with CERTDIR's cert.pem and key.pem when given (empty: plain). The
-# snippets are added to the http and server blocks (e.g. an upstream and a proxy location).
+# snippets are added to the http and server blocks (e.g. an upstream and a proxy location)
+# and to the main context (e.g. `master_process off;`).
 nginx_conf() {
-    local dir=$1 port=$2 workers=$3 conns=$4 certs=${5:-} http_extra=${6:-} server_extra=${7:-}
+    local dir=$1 port=$2 workers=$3 conns=$4 certs=${5:-} http_extra=${6:-} server_extra=${7:-} main_extra=${8:-}
     local listen ssl=""
     mkdir -p "$dir/tmp"
     listen="listen 127.0.0.1:$port;"
@@ -259,6 +260,7 @@ nginx_conf() {
     fi
     cat >"$dir/nginx.conf" <<EOF
 worker_processes $workers;
+$main_extra
 worker_rlimit_nofile $((conns + 64));
 daemon off;
 pid $dir/nginx.pid;

@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("http_response", http_response),
     ("tool_schema", tool_schema),
     ("route_path", route_path),
+    ("openai_chunk", openai_chunk),
 ];
 
 /// The harness function of target `name`.
@@ -1345,4 +1346,20 @@ pub fn route_path(data: &[u8]) {
         Matched::WrongMethod(allow) => assert!(!allow.is_empty(), "{path:?}"),
         Matched::NotFound => {}
     }
+}
+
+/// The input is the JSON of one streamed chunk (an SSE `data:` line). The one-pass reader
+/// either declines it or reads exactly what serde reads, with the same result; serde never
+/// refuses what it accepts.
+pub fn openai_chunk(data: &[u8]) {
+    use halyard_api::chat::openai_chunk::{parse, parse_with_serde, scan};
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let serde = parse_with_serde(text).map_err(|e| e.to_string());
+    if let Some(chunk) = scan(text) {
+        assert_eq!(Ok(&chunk), serde.as_ref(), "{text:?}");
+    }
+    assert_eq!(parse(text).map_err(|e| e.to_string()), serde, "{text:?}");
 }

@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod mcp_import;
 pub mod metrics;
 pub mod openai;
+pub mod openai_chunk;
 pub mod openai_compat;
 pub mod pace;
 pub mod provider;

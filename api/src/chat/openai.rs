@@ -4,7 +4,7 @@
 //! Responsible for: the request ([`request`]), the meaning of the response head (a non-2xx
 //! status becomes a [`ProviderError`] that keeps the upstream's message and, on a `429`, its
 //! `Retry-After`), and reading the streamed body ([`Relay`]): SSE `data:` lines until
-//! `[DONE]`, deltas, tool calls (assembled from their streamed fragments), the finish
+//! `[DONE]` (each chunk's JSON read by [`super::openai_chunk`]), deltas, tool calls (assembled from their streamed fragments), the finish
 //! reason and usage when the upstream reports it. Not
 //! responsible for: sockets, timeouts or retries (the turn drives the engine's client), or
 //! the API key (the runtime opens the project secret).
@@ -12,11 +12,10 @@
 use halyard_engine::client::sse::SseReader;
 use halyard_engine::client::{Fetch, FetchTimeouts, ResponseHead, Url};
 use halyard_storage::Usage;
-use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::openai_chunk::{self, CallPart};
 use super::provider::{words, Completion, Line, Prompt, ProviderError, Speaker, ToolCall};
 
 /// Base URL used when an `openai` agent names none.
@@ -191,8 +190,9 @@ impl Relay {
             self.done = true;
             return Ok(());
         }
-        // A typed, borrowing parse: a `Value` tree per chunk was 7% of a relayed token's CPU.
-        let chunk: Chunk<'_> = serde_json::from_str(data)
+        // A typed, borrowing parse (a `Value` tree per chunk was 7% of a relayed token's
+        // CPU), of the usual shape without serde (see `openai_chunk`).
+        let chunk = openai_chunk::parse(data)
             .map_err(|_| ProviderError::Upstream("upstream sent invalid JSON".into()))?;
         if let Some(err) = chunk.error {
             let msg = err.message.as_deref().unwrap_or("error");
@@ -297,109 +297,6 @@ impl Relay {
             tool_calls,
         }
     }
-}
-
-/// One streamed chunk, as far as it is read.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    choices: First<Choice<'a>>,
-    #[serde(default)]
-    usage: Option<UsageIn>,
-    #[serde(borrow, default)]
-    error: Option<ErrorIn<'a>>,
-}
-
-/// The first element of a JSON array (none for `[]` or `null`), the others read past: a
-/// chunk has one choice, and a `Vec` for it was an allocation per relayed token.
-struct First<T>(Option<T>);
-
-impl<T> Default for First<T> {
-    fn default() -> Self {
-        First(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_option(FirstVisitor(std::marker::PhantomData))
-    }
-}
-
-struct FirstVisitor<T>(std::marker::PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for FirstVisitor<T> {
-    type Value = First<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array or null")
-    }
-
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(First(None))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(First(None))
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let first = seq.next_element()?;
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(First(first))
-    }
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<CallPart<'a>>>,
-}
-
-/// A streamed fragment of a tool call.
-#[derive(Deserialize)]
-struct CallPart<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionPart<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionPart<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct UsageIn {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ErrorIn<'a> {
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]
