@@ -785,7 +785,9 @@ if has instructions; then
     chatload_run "$WORK/ir.halyard.json" --port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream \
         --body "$body" --streams "$RELAY_IR_STREAMS" --rounds 2 --timeout 300
     callgrind_control -i off "$PID" >/dev/null 2>&1
-    stop_halyard
+    # Time to end and write the counts: a server under callgrind is ~50 times slower.
+    kill -TERM "$PID"
+    stop_pid "$PID" 60
     dir=$(mktemp -d "$WORK/nginx-ir.XXXX")
     NGX_PORT=$(free_port)
     nginx_conf "$dir" "$NGX_PORT" 1 4096 "" \
@@ -804,7 +806,8 @@ if has instructions; then
     chatload_run "$WORK/ir.nginx.json" --port "$NGX_PORT" --proto openai --path /v1/chat/completions \
         --body "$nbody" --streams "$RELAY_IR_STREAMS" --rounds 2 --timeout 300
     callgrind_control -i off "$NGX_PID" >/dev/null 2>&1
-    stop_pid "$NGX_PID"
+    kill -QUIT "$NGX_PID"
+    stop_pid "$NGX_PID" 60
     stop_fake_upstream
     {
         echo "### (e') Relay instructions: $RELAY_IR_STREAMS streams x 2 turns x $RELAY_TOKENS tokens under callgrind"
@@ -816,6 +819,7 @@ if has instructions; then
         for who in halyard nginx; do
             tokens=$(jfields "$WORK/ir.$who.json" tokens_total)
             ir=$(callgrind_total "$WORK/cg.$who")
+            [[ -n $ir ]] || die "no callgrind counts from $who"
             printf '| %s | %s | %s | **%s** |\n' "$who" "$tokens" "$ir" "$((ir / tokens))"
         done
         echo
