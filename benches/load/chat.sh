@@ -30,7 +30,8 @@
 #     turn alone, Halyard's added TTFT (TTFT - 50 ms) p50/p99, Halyard's threads and RSS before
 #     (idle, no connection) and at peak (sampled every 10 ms), (peak - before)/N. The
 #     upstream variant needs two descriptors per turn in Halyard: N is capped to fit the
-#     hard open-file limit.
+#     hard open-file limit. The peer, placed as Halyard: nginx relaying the same fake upstream
+#     (`proxy_buffering off`), the same N at once: what moving the bytes alone costs here.
 # (e) Relay: the fake upstream behind Halyard (an `openai` agent: parse, re-frame, store) and
 #     behind nginx (`proxy_pass`, `proxy_buffering off`, upstream keepalive 64), alternating,
 #     REPEATS times each: RELAY_STREAMS concurrent streams x RELAY_ROUNDS turns of
@@ -44,7 +45,7 @@
 #     kernel), so it ranks changes to Halyard's relay path, not the CPU ratio of (e).
 # (f) Upstream: the fake upstream alone (the former ignored test `ten_thousand_streams` of
 #     testkit/tests/upstream.rs): CONCURRENCY streams x UPSTREAM_ROUNDS of 20 tokens at 50 ms
-#     from its one loop thread; its CPU (user/system), peak RSS, per-stream times.
+#     from its one loop thread; its CPU (user/system), peak RSS, per-stream times, added TTFT (TTFT - 50 ms).
 # (g) Tools (issue 15): Halyard `--tool-allow-cidr 127.0.0.0/8`, echo provider in its tool
 #     mode (a message line `call NAME {json}` asks for that call; after the result it answers
 #     `Echo: <result>`). Latency: one chatload client, sequential keep-alive requests for
@@ -80,7 +81,8 @@
 #                the machine gives when the server may use both cores (meant for
 #                "concurrency"; the relay's comparison with one nginx worker needs pinning)
 # Environment: HALYARD_BIN (skip building Halyard), FAKE_UPSTREAM_BIN (skip building the
-# fake upstream), CARGO_TARGET_DIR (Halyard's).
+# fake upstream), CARGO_TARGET_DIR (Halyard's), CALLGRIND_KEEP (a directory: "instructions"
+# copies its callgrind outputs there, for `callgrind_annotate`).
 
 set -euo pipefail
 
@@ -197,6 +199,10 @@ done
 # Halyard, plus its own few dozen descriptors.
 CONC_UP=$CONCURRENCY
 if ((2 * CONC_UP + 128 > FD_LIMIT)); then CONC_UP=$(((FD_LIMIT - 128) / 2 / 100 * 100)); fi
+# The peer of (d): nginx needs the same two, and closes idle client connections (those whose
+# request it has not read yet) once fewer than 1/16 of its connections are free.
+CONC_NGX=$CONC_UP
+if ((2 * CONC_NGX * 16 / 15 + 128 > FD_LIMIT)); then CONC_NGX=$(((FD_LIMIT - 128) * 15 / 16 / 2 / 100 * 100)); fi
 # (g): a client connection and TOOL_CALLS tool connections per turn in Halyard.
 if has tools && ((TOOL_CONCURRENCY * (1 + TOOL_CALLS) + 128 > FD_LIMIT)); then
     die "open-file limit $FD_LIMIT too low for $TOOL_CONCURRENCY turns x $TOOL_CALLS tool calls"
@@ -572,28 +578,58 @@ ECHO_MSG=$(python3 -c 'print(" ".join("w%d" % i for i in range(1, 20)))') # 19 w
 
 # conc_variant KIND N: REPEATS x (fresh server, one turn alone, N turns at once); records
 # RESULT[conc_KIND,*]. KIND is echo or upstream (the fake upstream must be running).
+NGX_PID="" NGX_PORT="" NGX_DIR=""
+start_nginx_relay() { # start_nginx_relay [CONNECTIONS [WORKERS]]: nginx proxying /v1/ to the fake upstream
+    local dir conns=${1:-4096} workers=${2:-1}
+    dir=$(mktemp -d "$WORK/nginx.XXXX")
+    NGX_DIR=$dir
+    NGX_PORT=$(free_port)
+    nginx_conf "$dir" "$NGX_PORT" "$workers" "$conns" "" \
+        "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
+        'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }'
+    "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+    log "nginx pid $NGX_PID port $NGX_PORT -> upstream $UP_PORT"
+}
+
+# conc_variant echo|upstream|nginx N: (d) for Halyard's echo provider, Halyard relaying the fake
+# upstream, or the peer: nginx relaying the same upstream (what a server that only moves the
+# bytes gets from the same cores).
 conc_variant() {
-    local kind=$1 n=$2 rep proj out alone cap watch=()
+    local kind=$1 n=$2 rep out alone cap spid watch=() common=()
     cap=$((n > 10000 ? n : 10000))
     for ((rep = 1; rep <= REPEATS; rep++)); do
-        if [[ $kind == echo ]]; then
+        case $kind in
+        echo)
             start_halyard --echo-token-delay-ms "$CONC_DELAY_MS" --max-running-turns "$cap"
-            proj=$PROJ
-            BODY="{\"projectId\":\"$proj\",\"message\":\"$ECHO_MSG\"}"
-        else
+            common=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream
+                --body "{\"projectId\":\"$PROJ\",\"message\":\"$ECHO_MSG\"}")
+            spid=$PID
+            ;;
+        upstream)
             start_halyard --max-running-turns "$cap"
             openai_project "fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS"
-            proj=$OPROJ
-            BODY="{\"projectId\":\"$proj\",\"message\":\"hello there\"}"
+            common=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream
+                --body "{\"projectId\":\"$OPROJ\",\"message\":\"hello there\"}")
+            spid=$PID
             watch=(--watch "upstream=$UP_PID")
-        fi
-        local common=(--port "$PORT" --key "$KEY" --path /api/v1/chat/agent/stream --body "$BODY")
+            ;;
+        nginx)
+            start_nginx_relay $((FD_LIMIT - 64)) "$THREADS" # every descriptor the limit allows
+            common=(--port "$NGX_PORT" --proto openai --path /v1/chat/completions
+                --body "{\"model\":\"fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}")
+            spid=$NGX_PID
+            watch=(--watch "upstream=$UP_PID")
+            ;;
+        esac
         alone=$WORK/conc.$kind.alone.json
         wait_quiet 90
         chatload_run "$alone" "${common[@]}" --streams 1 --timeout 30
         out=$WORK/conc.$kind.$rep.json
         wait_quiet 90
-        chatload_run "$out" "${common[@]}" --streams "$n" --timeout 300 --watch "halyard=$PID" \
+        chatload_run "$out" "${common[@]}" --streams "$n" --timeout 300 --watch "server=$spid" \
             "${watch[@]+"${watch[@]}"}"
         read -r "RUN[alone_wall]" "RUN[alone_ttft]" "RUN[alone_tokens]" <<<"$(jfields "$alone" wall_ms ttft_ms_p50 tokens_max)"
         read -r "RUN[done]" "RUN[expected]" "RUN[errors]" "RUN[wall]" "RUN[ttft50]" "RUN[ttft99]" "RUN[ttftmax]" \
@@ -601,35 +637,40 @@ conc_variant() {
             "RUN[thr0]" "RUN[thr1]" "RUN[thrp]" "RUN[rss0]" "RUN[rss1]" "RUN[rssp]" "RUN[hcpu]" "RUN[hsys]" \
             "RUN[ucpu]" <<<"$(jfields "$out" "done" expected errors wall_ms ttft_ms_p50 ttft_ms_p99 \
             ttft_ms_max turn_ms_p50 turn_ms_p99 tokens_min tokens_max write_spread_ms connect_ms \
-            client_cpu_s watch.halyard.threads_start watch.halyard.threads_connected \
-            watch.halyard.threads_peak watch.halyard.rss_start_kib watch.halyard.rss_connected_kib \
-            watch.halyard.rss_peak_kib watch.halyard.cpu_s watch.halyard.cpu_sys_s watch.upstream.cpu_s)"
+            client_cpu_s watch.server.threads_start watch.server.threads_connected \
+            watch.server.threads_peak watch.server.rss_start_kib watch.server.rss_connected_kib \
+            watch.server.rss_peak_kib watch.server.cpu_s watch.server.cpu_sys_s watch.upstream.cpu_s)"
         RUN[over]=$(awk -v a="${RUN[wall]}" -v b="${RUN[alone_wall]}" 'BEGIN { printf "%.0f", a - b }')
         RUN[add50]=$(awk -v a="${RUN[ttft50]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
         RUN[add99]=$(awk -v a="${RUN[ttft99]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
         RUN[alone_add]=$(awk -v a="${RUN[alone_ttft]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
         RUN[per]=$(awk -v a="${RUN[rss0]}" -v b="${RUN[rssp]}" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
         RUN[per_conn]=$(awk -v a="${RUN[rss1]}" -v b="${RUN[rssp]}" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
-        log "  $kind x$n rep $rep: done ${RUN[done]}/${RUN[expected]} errors ${RUN[errors]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; wall ${RUN[wall]} ms (alone ${RUN[alone_wall]}: +${RUN[over]}); added TTFT p50 ${RUN[add50]} p99 ${RUN[add99]} ms (alone ${RUN[alone_add]}); threads ${RUN[thr0]} -> ${RUN[thrp]}; RSS ${RUN[rss0]} -> ${RUN[rss1]} (connected) -> ${RUN[rssp]} KiB (${RUN[per]} KiB/turn); halyard cpu ${RUN[hcpu]} s (sys ${RUN[hsys]}), upstream ${RUN[ucpu]} s, client ${RUN[ccpu]} s, machine busy ${RUN[busy]} s; requests written over ${RUN[spread]} ms"
+        log "  $kind x$n rep $rep: done ${RUN[done]}/${RUN[expected]} errors ${RUN[errors]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; wall ${RUN[wall]} ms (alone ${RUN[alone_wall]}: +${RUN[over]}); added TTFT p50 ${RUN[add50]} p99 ${RUN[add99]} ms (alone ${RUN[alone_add]}); threads ${RUN[thr0]} -> ${RUN[thrp]}; RSS ${RUN[rss0]} -> ${RUN[rss1]} (connected) -> ${RUN[rssp]} KiB (${RUN[per]} KiB/turn); server cpu ${RUN[hcpu]} s (sys ${RUN[hsys]}), upstream ${RUN[ucpu]} s, client ${RUN[ccpu]} s, machine busy ${RUN[busy]} s; requests written over ${RUN[spread]} ms"
+        if [[ $kind == nginx ]] && ((RUN[errors] > 0)); then
+            log "  nginx's error log, by message: $(sed -E 's/^[0-9/: ]+\[[a-z]+\] [0-9#]+: \*[0-9]+ //; s/, client:.*//' "$NGX_DIR/error.log" | sort | uniq -c | sort -rn | head -3 | tr '\n' ';')"
+        fi
         record "conc_$kind" alone_wall alone_add "done" expected errors wall over add50 add99 turn50 turn99 \
             tokmin tokmax spread connect ccpu thr0 thrp rss0 rss1 rssp per per_conn hcpu hsys ucpu busy
-        if ((PROFILE && rep == REPEATS)); then
+        if ((PROFILE && rep == REPEATS)) && [[ $kind != nginx ]]; then
             perf_start "$PID" "$WORK/perf.conc.$kind.data" 8
             chatload_run "$WORK/conc.$kind.perf.json" "${common[@]}" --streams "$n" --timeout 300
             stop_pid "$PERF_REC" 15
             log "  (profiled run: $(jfields "$WORK/conc.$kind.perf.json" "done" wall_ms))"
         fi
-        stop_halyard
+        stop_pid "$spid"
     done
 }
 
 conc_row() { # conc_row KIND N LABEL
-    local k=conc_$1
+    local k=conc_$1 thr0 thrp rss0 rssp per
+    read -r thr0 thrp rss0 rssp per <<<"$(med "$k,thr0") $(med "$k,thrp") $(med "$k,rss0") $(med "$k,rssp") $(med "$k,per")"
+    # nginx's worker is a child of the process watched: its threads and memory are not in these.
+    [[ $1 == nginx ]] && read -r thr0 thrp rss0 rssp per <<<"- - - - -"
     printf '| %s | %s | %s / %s | %s | %s | %s | **%s** | %s | **%s** | %s → **%s** | %s | %s | **%s** | %s | %s | %s | %s |\n' \
         "$3" "$2" "$(med "$k,done")" "$(med "$k,expected")" "$(med "$k,alone_wall")" \
         "$(med "$k,wall")" "$(med "$k,spread")" "$(med "$k,over")" "$(med "$k,add50")" \
-        "$(med "$k,add99")" "$(med "$k,thr0")" "$(med "$k,thrp")" "$(med "$k,rss0")" \
-        "$(med "$k,rssp")" "$(med "$k,per")" "$(med "$k,hcpu") (sys $(med "$k,hsys"))" \
+        "$(med "$k,add99")" "$thr0" "$thrp" "$rss0" "$rssp" "$per" "$(med "$k,hcpu") (sys $(med "$k,hsys"))" \
         "$(med "$k,ucpu")" "$(med "$k,ccpu")" "$(med "$k,busy")"
 }
 
@@ -638,16 +679,20 @@ if has concurrency; then
     conc_variant echo "$CONCURRENCY"
     start_fake_upstream "${PIN_CLIENT[@]}"
     conc_variant upstream "$CONC_UP"
+    conc_variant nginx "$CONC_NGX"
     stop_fake_upstream
     {
         echo "### (d) $CONCURRENCY concurrent streamed turns, $CONC_TOKENS tokens at $CONC_DELAY_MS ms (1 s alone), all requested at once"
         echo
         echo "chatload (Rust, one thread) $PLACE_CLIENT with the fake upstream; Halyard --threads $THREADS $PLACE_SERVER, \`--max-running-turns $((CONCURRENCY > 10000 ? CONCURRENCY : 10000))\`. Every connection is opened first, then one \`POST /api/v1/chat/agent/stream\` is written on each in a loop. Per repeat a fresh server: one turn alone, then the N. Wall = first request written → last \`done\`; added TTFT = request written → first \`event: token\`, minus the provider's own $CONC_DELAY_MS ms; RSS before = VmRSS of the idle server (no connection), peak = the largest VmRSS sampled every 10 ms during the run; per turn = (peak − before)/N. Medians of $REPEATS."
         echo
-        echo "| provider | N | done / N | one turn alone ms | wall ms | requests written over ms | wall − alone ms | added TTFT p50 ms | added TTFT p99 ms | threads before → peak | RSS before KiB | RSS peak KiB | KiB per running turn | Halyard CPU s | upstream CPU s | client CPU s | machine busy CPU s (2 cores) |"
+        echo "The peer: nginx (\`worker_processes $THREADS\`, \`proxy_buffering off\`, placed as Halyard) relaying the same fake upstream, \`POST /v1/chat/completions\` on each connection: what a server that only moves the bytes gets from the same cores."
+        echo
+        echo "| provider | N | done / N | one turn alone ms | wall ms | requests written over ms | wall − alone ms | added TTFT p50 ms | added TTFT p99 ms | threads before → peak | RSS before KiB | RSS peak KiB | KiB per running turn | server CPU s | upstream CPU s | client CPU s | machine busy CPU s (2 cores) |"
         echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
         conc_row echo "$CONCURRENCY" "echo (\`--echo-token-delay-ms $CONC_DELAY_MS\`)"
         conc_row upstream "$CONC_UP" "fake upstream (\`fake:tokens=$CONC_TOKENS;delay_ms=$CONC_DELAY_MS\`)"
+        conc_row nginx "$CONC_NGX" "peer: nginx relaying the fake upstream"
         echo
         for k in echo upstream; do
             check "$k: wall − alone (ms)" "$(med "conc_$k,over")" "<=" 1500
@@ -656,9 +701,12 @@ if has concurrency; then
             check "$k: KiB per running turn" "$(med "conc_$k,per")" "<=" 16
             check "$k: done events missing" "$(awk -v a="$(med "conc_$k,expected")" -v b="$(med "conc_$k,done")" 'BEGIN { print a - b }')" "<=" 0
         done
-        echo "- per repeat, wall − alone: echo ${RESULT[conc_echo,over]% } ms; upstream ${RESULT[conc_upstream,over]% } ms; KiB per turn counting from the connected (idle) state instead: echo $(med conc_echo,per_conn), upstream $(med conc_upstream,per_conn)"
+        echo "- per repeat, wall − alone: echo ${RESULT[conc_echo,over]% } ms; upstream ${RESULT[conc_upstream,over]% } ms; nginx ${RESULT[conc_nginx,over]% } ms; nginx's added TTFT p99 ${RESULT[conc_nginx,add99]% } ms; KiB per turn counting from the connected (idle) state instead: echo $(med conc_echo,per_conn), upstream $(med conc_upstream,per_conn)"
         if ((CONC_UP < CONCURRENCY)); then
             echo "- the upstream variant ran $CONC_UP turns, not $CONCURRENCY: Halyard needs two descriptors per relayed turn and the hard open-file limit here is $FD_LIMIT (raising it needs CAP_SYS_RESOURCE)."
+        fi
+        if ((CONC_NGX < CONC_UP)); then
+            echo "- the peer ran $CONC_NGX streams: nginx needs two descriptors per stream too, and once fewer than 1/16 of its \`worker_connections\` are free it closes client connections whose request it has not read yet."
         fi
         if ((PROFILE)); then
             for k in echo upstream; do
@@ -673,21 +721,6 @@ if has concurrency; then
 fi
 
 # ---------------------------------------------------------------- (e) relay vs nginx
-
-NGX_PID="" NGX_PORT=""
-start_nginx_relay() { # nginx, one worker, proxying /v1/ to the fake upstream
-    local dir
-    dir=$(mktemp -d "$WORK/nginx.XXXX")
-    NGX_PORT=$(free_port)
-    nginx_conf "$dir" "$NGX_PORT" 1 4096 "" \
-        "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
-        'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }'
-    "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
-    NGX_PID=$!
-    PIDS+=("$NGX_PID")
-    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
-    log "nginx pid $NGX_PID port $NGX_PORT -> upstream $UP_PORT"
-}
 
 # relay_run halyard|nginx STREAMS ROUNDS OUT: sets RUN[tokens cpu per ...].
 relay_run() {
@@ -824,6 +857,9 @@ if has instructions; then
         done
         echo
     } >>"$OUT"
+    if [[ -n ${CALLGRIND_KEEP:-} ]]; then
+        mkdir -p "$CALLGRIND_KEEP" && cp "$WORK/cg.halyard" "$WORK/cg.nginx" "$CALLGRIND_KEEP/"
+    fi
 fi
 
 # ---------------------------------------------------------------- (f) the fake upstream alone
@@ -839,13 +875,16 @@ if has upstream; then
             --streams "$CONCURRENCY" --rounds "$UPSTREAM_ROUNDS" --timeout 300 --watch "upstream=$UP_PID"
         read -r "RUN[done]" "RUN[expected]" "RUN[connect]" "RUN[spread]" "RUN[run]" "RUN[tokmin]" "RUN[tokmax]" \
             "RUN[min]" "RUN[p50]" "RUN[p99]" "RUN[max]" "RUN[cpu]" "RUN[usr]" "RUN[sys]" "RUN[hwm]" "RUN[ccpu]" \
-            <<<"$(jfields "$out" "done" expected connect_ms write_spread_ms run_ms tokens_min tokens_max \
-            turn_ms_min turn_ms_p50 turn_ms_p99 turn_ms_max watch.upstream.cpu_s \
-            watch.upstream.cpu_user_s watch.upstream.cpu_sys_s watch.upstream.hwm_kib client_cpu_s)"
+            "RUN[ttft50]" "RUN[ttft99]" <<<"$(jfields "$out" "done" expected connect_ms write_spread_ms run_ms \
+            tokens_min tokens_max turn_ms_min turn_ms_p50 turn_ms_p99 turn_ms_max watch.upstream.cpu_s \
+            watch.upstream.cpu_user_s watch.upstream.cpu_sys_s watch.upstream.hwm_kib client_cpu_s \
+            ttft_ms_p50 ttft_ms_p99)"
+        RUN[add50]=$(awk -v a="${RUN[ttft50]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
+        RUN[add99]=$(awk -v a="${RUN[ttft99]}" -v d="$CONC_DELAY_MS" 'BEGIN { printf "%.1f", a - d }')
         RUN[pct]=$(awk -v c="${RUN[cpu]}" -v w="${RUN[run]}" 'BEGIN { printf "%.0f", 100 * c * 1000 / w }')
         RUN[systok]=$(awk -v s="${RUN[sys]}" -v n="${RUN[expected]}" -v t="$CONC_TOKENS" 'BEGIN { printf "%.1f", s * 1e6 / (n * t) }')
-        log "  upstream alone: done ${RUN[done]}/${RUN[expected]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; connects ${RUN[connect]} ms, requests over ${RUN[spread]} ms, run ${RUN[run]} ms; cpu ${RUN[cpu]} s (user ${RUN[usr]} sys ${RUN[sys]}; ${RUN[pct]}% of a core), peak RSS ${RUN[hwm]} KiB; per stream min ${RUN[min]} p50 ${RUN[p50]} p99 ${RUN[p99]} max ${RUN[max]} ms"
-        record up "done" expected connect spread run tokmin tokmax min p50 p99 max cpu usr sys pct systok hwm ccpu
+        log "  upstream alone: done ${RUN[done]}/${RUN[expected]} tokens ${RUN[tokmin]}-${RUN[tokmax]}; connects ${RUN[connect]} ms, requests over ${RUN[spread]} ms, run ${RUN[run]} ms; cpu ${RUN[cpu]} s (user ${RUN[usr]} sys ${RUN[sys]}; ${RUN[pct]}% of a core), peak RSS ${RUN[hwm]} KiB; per stream min ${RUN[min]} p50 ${RUN[p50]} p99 ${RUN[p99]} max ${RUN[max]} ms; added TTFT p50 ${RUN[add50]} p99 ${RUN[add99]} ms"
+        record up "done" expected connect spread run tokmin tokmax min p50 p99 max cpu usr sys pct systok hwm ccpu add50 add99
     done
     stop_fake_upstream
     {
@@ -853,11 +892,11 @@ if has upstream; then
         echo
         echo "\`fake-upstream\` (one mio loop thread) on core $SERVER_CORE, chatload $PLACE_CLIENT; every connection opened, then every request written at once. Medians of $REPEATS."
         echo
-        echo "| streams done | connects ms | requests written over ms | run ms | per stream min / p50 / p99 / max ms (ideal 1000) | upstream CPU s (user / sys) | % of one core | sys µs per token | peak RSS KiB | tokens a stream |"
-        echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
-        printf '| %s / %s | %s | %s | %s | %s / %s / %s / %s | %s (%s / %s) | %s | %s | %s | %s–%s |\n' \
+        echo "| streams done | connects ms | requests written over ms | run ms | per stream min / p50 / p99 / max ms (ideal 1000) | added TTFT p50 / p99 ms | upstream CPU s (user / sys) | % of one core | sys µs per token | peak RSS KiB | tokens a stream |"
+        echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        printf '| %s / %s | %s | %s | %s | %s / %s / %s / %s | %s / %s | %s (%s / %s) | %s | %s | %s | %s–%s |\n' \
             "$(med up,done)" "$(med up,expected)" "$(med up,connect)" "$(med up,spread)" "$(med up,run)" \
-            "$(med up,min)" "$(med up,p50)" "$(med up,p99)" "$(med up,max)" "$(med up,cpu)" \
+            "$(med up,min)" "$(med up,p50)" "$(med up,p99)" "$(med up,max)" "$(med up,add50)" "$(med up,add99)" "$(med up,cpu)" \
             "$(med up,usr)" "$(med up,sys)" "$(med up,pct)" "$(med up,systok)" "$(med up,hwm)" \
             "$(med up,tokmin)" "$(med up,tokmax)"
         echo
