@@ -10,8 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use halyard_storage::{
-    ids, Agent, ApiKey, Backend, KeyKind, Limits, ModelConfig, Mutation, Project, PublicKey, Role,
-    StoreError, Tenant, User,
+    ids, Agent, ApiKey, Backend, KeyKind, Limits, Mutation, Project, PublicKey, Role, StoreError,
+    Tenant, User,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -234,15 +234,7 @@ pub fn dev(store: &dyn Backend, data_dir: &Path) -> Result<DevSeed, SeedError> {
         name: "assistant".into(),
         description: Some("Echoes what you say".into()),
         instructions: Some("You are a helpful assistant.".into()),
-        model: ModelConfig {
-            provider: "echo".into(),
-            model: "echo".into(),
-            base_url: None,
-            api_key_secret: None,
-            temperature: None,
-            max_tokens: None,
-            pricing: None,
-        },
+        model: crate::chat::provider::echo_model(),
         dsl_content: None,
         created_at: now,
         updated_at: now,

@@ -81,8 +81,8 @@
 #                the machine gives when the server may use both cores (meant for
 #                "concurrency"; the relay's comparison with one nginx worker needs pinning)
 # Environment: HALYARD_BIN (skip building Halyard), FAKE_UPSTREAM_BIN (skip building the
-# fake upstream), CARGO_TARGET_DIR (Halyard's), CALLGRIND_KEEP (a directory: "instructions"
-# copies its callgrind outputs there, for `callgrind_annotate`).
+# fake upstream), CARGO_TARGET_DIR (Halyard's), KEEP_WORK=1 (keep the work directory: the
+# profiles `perf.*.data` and `cg.*` for `perf report` and `callgrind_annotate`).
 
 set -euo pipefail
 
@@ -857,9 +857,6 @@ if has instructions; then
         done
         echo
     } >>"$OUT"
-    if [[ -n ${CALLGRIND_KEEP:-} ]]; then
-        mkdir -p "$CALLGRIND_KEEP" && cp "$WORK/cg.halyard" "$WORK/cg.nginx" "$CALLGRIND_KEEP/"
-    fi
 fi
 
 # ---------------------------------------------------------------- (f) the fake upstream alone

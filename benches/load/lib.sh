@@ -5,7 +5,7 @@
 #
 # The sourcing script defines WORK (its scratch directory) and PIDS (an array of the PIDs of
 # every long-running process it starts), sets LOG_TAG (the log prefix), and installs
-# `trap cleanup EXIT`. cpu_ticks/status_kib/server_pids read /proc only.
+# `trap cleanup EXIT` (which removes WORK unless KEEP_WORK is set). cpu_ticks/status_kib/server_pids read /proc only.
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-load}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -34,7 +34,11 @@ stop_pid() {
 cleanup() {
     local pid
     for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    rm -rf "$WORK"
+    if [[ -n ${KEEP_WORK:-} ]]; then
+        log "work files kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
 }
 
 apt_install() {

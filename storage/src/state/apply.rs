@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::index::{GlobalIndex, KeyLocation, PublicKeyLocation, SessionLocation};
+use super::named::{Named, NamedItem};
 use super::rollup;
 use super::tenant::{ProjectData, SessionData, StreamData, TenantState};
 use crate::error::StoreError;
@@ -254,37 +255,11 @@ fn apply_one(
             undo.push(move |ctx| restore_project(ctx, &tenant_id, data));
         }
         Mutation::PutAgent(agent) => {
-            let project = project_mut(ctx.tenants, tenant, &agent.project_id)?;
-            if project
-                .agent_names
-                .get(&agent.name)
-                .is_some_and(|holder| *holder != agent.id)
-            {
-                return Err(conflict("agent name", &agent.name));
-            }
-            let (project_id, id) = (agent.project_id.clone(), agent.id.clone());
-            let prev = put_agent(project, agent);
-            undo.push(move |ctx| {
-                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
-                    match prev {
-                        Some(prev) => {
-                            put_agent(project, prev);
-                        }
-                        None => {
-                            del_agent(project, &id);
-                        }
-                    }
-                }
-            });
+            let project_id = agent.project_id.clone();
+            put_named(ctx, tenant, &project_id, agent, "agent name", agents, undo)?;
         }
         Mutation::DeleteAgent { project_id, id } => {
-            let project = project_mut(ctx.tenants, tenant, &project_id)?;
-            let prev = del_agent(project, &id).ok_or_else(|| not_found("agent", &id))?;
-            undo.push(move |ctx| {
-                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
-                    put_agent(project, prev);
-                }
-            });
+            del_named(ctx, tenant, &project_id, &id, "agent", agents, undo)?;
         }
         Mutation::PutSession(session) => {
             project_mut(ctx.tenants, tenant, &session.project_id)?;
@@ -421,37 +396,11 @@ fn apply_one(
             });
         }
         Mutation::PutTool(tool) => {
-            let project = project_mut(ctx.tenants, tenant, &tool.project_id)?;
-            if project
-                .tool_names
-                .get(&tool.name)
-                .is_some_and(|holder| *holder != tool.id)
-            {
-                return Err(conflict("tool name", &tool.name));
-            }
-            let (project_id, id) = (tool.project_id.clone(), tool.id.clone());
-            let prev = put_tool(project, tool);
-            undo.push(move |ctx| {
-                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
-                    match prev {
-                        Some(prev) => {
-                            put_tool(project, prev);
-                        }
-                        None => {
-                            del_tool(project, &id);
-                        }
-                    }
-                }
-            });
+            let project_id = tool.project_id.clone();
+            put_named(ctx, tenant, &project_id, tool, "tool name", tools, undo)?;
         }
         Mutation::DeleteTool { project_id, id } => {
-            let project = project_mut(ctx.tenants, tenant, &project_id)?;
-            let prev = del_tool(project, &id).ok_or_else(|| not_found("tool", &id))?;
-            undo.push(move |ctx| {
-                if let Ok(project) = project_mut(ctx.tenants, &tenant_id, &project_id) {
-                    put_tool(project, prev);
-                }
-            });
+            del_named(ctx, tenant, &project_id, &id, "tool", tools, undo)?;
         }
         Mutation::PutAgentVersion(v) => {
             let project = project_mut(ctx.tenants, tenant, &v.project_id)?;
@@ -920,36 +869,67 @@ fn restore_project(ctx: &mut Ctx<'_>, tenant: &str, data: ProjectData) {
     state.projects.insert(data.project.id.clone(), data);
 }
 
-fn put_agent(project: &mut ProjectData, agent: Agent) -> Option<Agent> {
-    let (id, name) = (agent.id.clone(), agent.name.clone());
-    let prev = project.agents.insert(id.clone(), agent);
-    if let Some(prev) = &prev {
-        project.agent_names.remove(&prev.name);
+fn agents(project: &mut ProjectData) -> &mut Named<Agent> {
+    &mut project.agents
+}
+
+fn tools(project: &mut ProjectData) -> &mut Named<Tool> {
+    &mut project.tools
+}
+
+/// Puts a named item of a project (an agent, a tool), refusing a name another item holds.
+fn put_named<T: NamedItem + 'static>(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    project_id: &str,
+    item: T,
+    what: &'static str,
+    items: fn(&mut ProjectData) -> &mut Named<T>,
+    mut undo: UndoLog<'_>,
+) -> Result<(), StoreError> {
+    let named = items(project_mut(ctx.tenants, tenant, project_id)?);
+    if named.is_taken(item.name(), item.id()) {
+        return Err(conflict(what, item.name()));
     }
-    project.agent_names.insert(name, id);
-    prev
+    let id = item.id().to_owned();
+    let prev = named.put(item);
+    let (tenant, project_id) = (tenant.to_owned(), project_id.to_owned());
+    undo.push(move |ctx| {
+        if let Ok(project) = project_mut(ctx.tenants, &tenant, &project_id) {
+            match prev {
+                Some(prev) => {
+                    items(project).put(prev);
+                }
+                None => {
+                    items(project).remove(&id);
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
-fn del_agent(project: &mut ProjectData, id: &str) -> Option<Agent> {
-    let prev = project.agents.remove(id)?;
-    project.agent_names.remove(&prev.name);
-    Some(prev)
-}
-
-fn put_tool(project: &mut ProjectData, tool: Tool) -> Option<Tool> {
-    let (id, name) = (tool.id.clone(), tool.name.clone());
-    let prev = project.tools.insert(id.clone(), tool);
-    if let Some(prev) = &prev {
-        project.tool_names.remove(&prev.name);
-    }
-    project.tool_names.insert(name, id);
-    prev
-}
-
-fn del_tool(project: &mut ProjectData, id: &str) -> Option<Tool> {
-    let prev = project.tools.remove(id)?;
-    project.tool_names.remove(&prev.name);
-    Some(prev)
+/// Deletes a named item of a project (an agent, a tool).
+fn del_named<T: NamedItem + 'static>(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    project_id: &str,
+    id: &str,
+    what: &'static str,
+    items: fn(&mut ProjectData) -> &mut Named<T>,
+    mut undo: UndoLog<'_>,
+) -> Result<(), StoreError> {
+    let project = project_mut(ctx.tenants, tenant, project_id)?;
+    let prev = items(project)
+        .remove(id)
+        .ok_or_else(|| not_found(what, id))?;
+    let (tenant, project_id) = (tenant.to_owned(), project_id.to_owned());
+    undo.push(move |ctx| {
+        if let Ok(project) = project_mut(ctx.tenants, &tenant, &project_id) {
+            items(project).put(prev);
+        }
+    });
+    Ok(())
 }
 
 fn is_active(session: &Session) -> u64 {

@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod expiry;
 pub mod index;
+pub mod named;
 pub mod query;
 #[macro_use]
 pub mod reads;

@@ -127,13 +127,8 @@ impl State {
 
     /// A tool by name.
     pub fn tool_by_name(&self, tenant: &str, pid: &str, name: &str) -> Option<Tool> {
-        self.with_project(tenant, pid, |p| {
-            p.tool_names
-                .get(name)
-                .and_then(|id| p.tools.get(id))
-                .cloned()
-        })
-        .flatten()
+        self.with_project(tenant, pid, |p| p.tools.by_name(name).cloned())
+            .flatten()
     }
 
     /// Tools of a project, newest first.
@@ -241,13 +236,8 @@ impl State {
 
     /// An agent by name.
     pub fn agent_by_name(&self, tenant: &str, pid: &str, name: &str) -> Option<Agent> {
-        self.with_project(tenant, pid, |p| {
-            p.agent_names
-                .get(name)
-                .and_then(|id| p.agents.get(id))
-                .cloned()
-        })
-        .flatten()
+        self.with_project(tenant, pid, |p| p.agents.by_name(name).cloned())
+            .flatten()
     }
 
     /// Agents of a project or of the whole tenant.
@@ -276,7 +266,7 @@ impl State {
             let mut v: Vec<Agent> = t
                 .projects
                 .values()
-                .filter_map(|p| p.agent_names.get(name).and_then(|id| p.agents.get(id)))
+                .filter_map(|p| p.agents.by_name(name))
                 .cloned()
                 .collect();
             v.sort_by(|a, b| a.project_id.cmp(&b.project_id));

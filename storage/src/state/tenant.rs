@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use super::named::Named;
 use crate::model::{
     Agent, AgentVersion, ApiKey, Deployment, Feedback, Project, PublicKey, Secret, Session,
     SessionStatus, StoredMessage, StreamEvent, Tenant, Tool, TraceEvent, User,
@@ -31,10 +32,8 @@ pub struct SessionData {
 pub struct ProjectData {
     /// The project.
     pub project: Project,
-    /// Agents by id.
-    pub agents: HashMap<String, Agent>,
-    /// Agent name to id.
-    pub agent_names: HashMap<String, String>,
+    /// Agents, by id and by name.
+    pub agents: Named<Agent>,
     /// Sessions by id.
     pub sessions: HashMap<String, SessionData>,
     /// Session ids in creation order (oldest first): lists read it backwards.
@@ -43,10 +42,8 @@ pub struct ProjectData {
     pub secrets: HashMap<String, Secret>,
     /// Public keys by id.
     pub public_keys: HashMap<String, PublicKey>,
-    /// Tools by id.
-    pub tools: HashMap<String, Tool>,
-    /// Tool name to id.
-    pub tool_names: HashMap<String, String>,
+    /// Tools, by id and by name.
+    pub tools: Named<Tool>,
     /// Agent versions by agent name, version 1 first.
     pub versions: HashMap<String, Vec<AgentVersion>>,
     /// Deployments by id.
@@ -64,14 +61,12 @@ impl ProjectData {
     pub fn new(project: Project) -> Self {
         ProjectData {
             project,
-            agents: HashMap::new(),
-            agent_names: HashMap::new(),
+            agents: Named::default(),
             sessions: HashMap::new(),
             session_order: Vec::new(),
             secrets: HashMap::new(),
             public_keys: HashMap::new(),
-            tools: HashMap::new(),
-            tool_names: HashMap::new(),
+            tools: Named::default(),
             versions: HashMap::new(),
             deployments: HashMap::new(),
             deployment_order: Vec::new(),
