@@ -801,11 +801,18 @@ fn smallest(schema: &serde_json::Value) -> serde_json::Value {
             Some("^[a-z0-9-]{1,64}$") => json!("schema-agent"),
             Some("^[a-z0-9_-]{1,64}$") => json!(unique("schema_tool")),
             Some("^[A-Z0-9_]{1,128}$") => json!("SCHEMA_SECRET"),
-            Some("^https?://[^/?# ]{1,253}$") => json!("https://schema.example"),
-            Some("^https?://") => json!("https://schema.example/api"),
+            Some(p) if p.starts_with("^https?://(") && p.ends_with("{1,5})?$") => {
+                json!("https://schema.example")
+            }
+            Some(p) if p.starts_with("^https?://(") => {
+                json!("https://schema.example/api")
+            }
+            Some("^(19[7-9][0-9]|[2-9][0-9]{3})-") if schema["format"] == "date" => {
+                json!("2999-01-01")
+            }
+            Some("^(19[7-9][0-9]|[2-9][0-9]{3})-") => json!("2999-01-01T00:00:00Z"),
             Some("@") => json!(format!("{}@example.test", unique("schema"))),
             Some(p) => panic!("no sample for the pattern {p}"),
-            None if schema["format"] == "date-time" => json!("2999-01-01T00:00:00Z"),
             None => json!("x".repeat(schema["minLength"].as_u64().unwrap_or(0) as usize)),
         },
         "integer" | "number" => schema["minimum"].clone(),

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::sse::{open_stream, read_events};
-use common::{err, loopback_tools_server, ok, tenant_on, unique, Tenant};
+use common::{addr, err, loopback_tools_server, ok, tenant_on, unique, Tenant};
 use serde_json::{json, Value};
 
 /// The MCP server, killed (by its PID) when the test process is done with it.
@@ -215,4 +215,18 @@ fn an_unreachable_mcp_server_is_503_and_a_bad_url_400() {
         400,
         "VALIDATION_ERROR",
     );
+    // On a server whose tools may not reach loopback, the address is refused before any
+    // connection: the request's fault (400), not an unavailable server (503).
+    let strict = tenant_on(addr(), false);
+    let pid = strict.project(&unique("mcp"));
+    let v = err(
+        &strict.post(
+            &format!("/api/projects/{pid}/tools/import-mcp"),
+            &json!({"serverUrl": format!("http://{free}/mcp")}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not a public address"), "{v}");
 }

@@ -374,7 +374,10 @@ fn rule_text(rule: &Rule) -> (String, Vec<String>) {
         Rule::Bool => ("boolean".into(), Vec::new()),
         Rule::Whole { min, max } => ("integer".into(), vec![format!("{min} to {max}")]),
         Rule::Number { min, max } => ("number".into(), vec![format!("{min} to {max}")]),
-        Rule::Time => ("string".into(), vec!["RFC 3339 date-time".into()]),
+        Rule::Time => (
+            "string".into(),
+            vec!["RFC 3339 date-time, from 1970".into()],
+        ),
         Rule::Json { max_bytes } => (
             "object".into(),
             vec![format!("any object, at most {max_bytes} bytes as JSON")],
@@ -514,7 +517,7 @@ fn answer(id: RouteId) -> &'static str {
         ToolPut => "`{success, tool}`: the whole tool replaced; a new name is carried into the agents that use it, in the same commit.",
         ToolDelete => "`{success}`; `409` naming the agents that use it, unless `?force=true`, which takes it out of their `tools`.",
         ToolImportMcp => {
-            "`201 {success, tools, skipped: [{name, reason}]}` once stored: each tool of the server's `tools/list` becomes an `mcp` tool of the project, named from its server name (`[a-z0-9_-]{1,64}`), its `inputSchema` as `parameters` (a schema the check refuses is skipped with the reason); a project tool of the same name is replaced only when it is the same server's same tool, else skipped. `503 SERVICE_UNAVAILABLE` when the server cannot be reached or refuses (as for a model provider); `400` when `auth.secret` names no secret."
+            "`201 {success, tools, skipped: [{name, reason}]}` once stored: each tool of the server's `tools/list` becomes an `mcp` tool of the project, named from its server name (`[a-z0-9_-]{1,64}`), its `inputSchema` as `parameters` (a schema the check refuses is skipped with the reason); a project tool of the same name is replaced only when it is the same server's same tool, else skipped. `503 SERVICE_UNAVAILABLE` when the server cannot be reached or refuses (as for a model provider); `400` when `auth.secret` names no secret, or when the server's address is one tools may not reach (not public, and not in `--tool-allow-cidr`)."
         }
         ToolTest => {
             "`{success, data: {output, durationMs, error?}}` once the call ends: the tool called once with `input` (checked against its `parameters`), as a turn would call it (the same reach, secret and limits; `timeoutMs` 1,000–300,000 replaces the tool's for this call). `output` is `null` when `error` is set."

@@ -44,20 +44,27 @@ fn decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The largest number a query parameter such as `limit` or `offset` may hold (18 digits).
+pub const MAX_NUMBER: u64 = 999_999_999_999_999_999;
+
 fn number(query: Option<&str>, name: &str, default: usize) -> ApiResult<usize> {
-    match param(query, name) {
-        None => Ok(default),
-        Some(v) => {
-            let ok = !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit());
-            if !ok {
-                return Err(ApiError::BadRequest(format!(
-                    "Query parameter '{name}' must be a non-negative integer"
-                )));
-            }
-            v.parse()
-                .map_err(|_| ApiError::BadRequest(format!("Query parameter '{name}' is too large")))
-        }
+    let Some(v) = param(query, name) else {
+        return Ok(default);
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "Query parameter '{name}' must be a non-negative integer"
+        )));
     }
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| *n <= MAX_NUMBER)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Query parameter '{name}' must be at most {MAX_NUMBER}"
+            ))
+        })
 }
 
 /// The page asked for by `limit` and `offset`.
@@ -102,6 +109,15 @@ mod tests {
             }
         );
         assert_eq!(page(Some("limit=0")).unwrap().limit, 0);
+        // The OpenAPI document's `maximum`: 18 digits are taken, a 19th is too many.
+        assert_eq!(
+            page(Some("offset=999999999999999999")).unwrap().offset,
+            MAX_NUMBER as usize
+        );
+        match page(Some("offset=1000000000000000000")) {
+            Err(ApiError::BadRequest(m)) => assert!(m.contains("at most"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "limit=-1",
             "limit=1.5",

@@ -125,16 +125,19 @@ pub fn parse(s: &str) -> Option<u64> {
         millis = ms_digits.parse::<u64>().ok()? * 10u64.pow(3 - ms_digits.len() as u32);
         rest = &frac[n..];
     }
-    let offset_ms: i64 = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && &rest[3..4] == ":" => {
-            let sign = match &rest[..1] {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
+    let offset_ms: i64 = match rest.as_bytes() {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let (oh, om) = (digits(rest, 1, 2)?, digits(rest, 4, 2)?);
-            sign * ((oh * 60 + om) * 60_000) as i64
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let ms = ((oh * 60 + om) * 60_000) as i64;
+            if *sign == b'-' {
+                -ms
+            } else {
+                ms
+            }
         }
         _ => return None,
     };
@@ -177,8 +180,29 @@ mod tests {
             "1960-01-01",
             "2026-01-01T00:00:00",
             "x026-01-01",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00+01:60",
+            // Not ASCII where the offset's sign or colon would be (these once panicked).
+            "2024-01-01T00:00:00\u{e9}X:00",
+            "2024-01-01T00:00:00+0\u{e9}00",
+            "2024-01-01T00:00:00.5\u{e9}X:00",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert_eq!(parse("2026-01-01T00:00:00-23:59"), Some(1_767_311_940_000));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_after_the_start_of_a_time_is_parsed_or_refused_without_a_panic(
+            ms in 0u64..253_402_300_800_000,
+            cut in 10usize..24,
+            tail in "\\PC{0,8}",
+        ) {
+            let text = iso(ms);
+            let mut s = text[..cut.min(text.len())].to_string();
+            s.push_str(&tail);
+            let _ = parse(&s);
         }
     }
 }

@@ -26,6 +26,18 @@ pub struct Fields<'a> {
     errors: Vec<FieldError>,
 }
 
+/// A whole number, written `3` or `3.0`: JSON Schema's `integer` is any number without a
+/// fraction, and a client may well send `3.0` for it (serde keeps that one as a float).
+fn whole_number(v: &Value) -> Option<u64> {
+    // Above 2^53 a float no longer holds every whole number: no field goes that high.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
 impl<'a> Fields<'a> {
     /// The fields of `v`, which must be an object, declared by `spec`.
     pub fn of(v: &'a Value, spec: &'static [Field]) -> ApiResult<Fields<'a>> {
@@ -96,7 +108,7 @@ impl<'a> Fields<'a> {
         let Rule::Whole { min, max } = field.rule else {
             wrong_kind(field)
         };
-        let n = v.as_u64().filter(|n| (min..=max).contains(n));
+        let n = whole_number(v).filter(|n| (min..=max).contains(n));
         if n.is_none() {
             self.fail(name, format!("must be a whole number from {min} to {max}"));
         }
@@ -124,7 +136,7 @@ impl<'a> Fields<'a> {
         };
         let parsed = crate::time::parse(self.text(name, &TIME_TEXT, v)?);
         if parsed.is_none() {
-            self.fail(name, "must be an RFC 3339 date-time");
+            self.fail(name, "must be an RFC 3339 date-time, from 1970 on");
         }
         parsed
     }
@@ -149,8 +161,7 @@ impl<'a> Fields<'a> {
         for (agent, pin) in map {
             let version = match pin {
                 Value::String(s) if s == "auto" => Some(None),
-                Value::Number(n) => n
-                    .as_u64()
+                Value::Number(_) => whole_number(pin)
                     .and_then(|n| u32::try_from(n).ok())
                     .filter(|n| *n >= 1)
                     .map(Some),
@@ -519,6 +530,29 @@ mod tests {
         ];
         for (v, field, message) in cases {
             assert_eq!(details(v, read), [(field.to_string(), message.to_string())]);
+        }
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_with_a_zero_fraction() {
+        const WHOLE: &[Field] = &[Field::whole("n", 1, 64)];
+        let read = |v: serde_json::Value| {
+            let mut f = Fields::of(&v, WHOLE).unwrap();
+            let n = f.whole("n");
+            (n, f.finish().is_ok())
+        };
+        assert_eq!(read(json!({"n": 3})), (Some(3), true));
+        assert_eq!(read(json!({"n": 3.0})), (Some(3), true));
+        assert_eq!(read(json!({"n": 64.0})), (Some(64), true));
+        for bad in [
+            json!(3.5),
+            json!(0.0),
+            json!(65.0),
+            json!(-1.0),
+            json!(1e300),
+            json!("3"),
+        ] {
+            assert_eq!(read(json!({ "n": bad })), (None, false), "{bad}");
         }
     }
 

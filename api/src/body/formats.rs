@@ -43,16 +43,18 @@ pub const EMAIL: Format = Format {
     message: "must be an email address",
 };
 
-/// An `http://` or `https://` URL (a model provider's base URL).
+/// An `http://` or `https://` URL with a host (a model provider's base URL, a tool's URL
+/// template) as the outbound client takes it: a name or a bracketed IPv6 address, an
+/// optional port, no `user@` part, visible ASCII throughout.
 pub const HTTP_URL: Format = Format {
-    pattern: "^https?://",
+    pattern: r#"^https?://(\[[0-9A-Fa-f:.]+\]|[!-"$-.0-9;->A-Z\\^-~]+)(:[0-9]{1,5})?([/?#][!-~]*)?$"#,
     check: is_http_url,
-    message: "must be an http:// or https:// URL",
+    message: "must be an http:// or https:// URL with a host, in visible ASCII",
 };
 
 /// A web origin: `scheme://host[:port]` with no path.
 pub const ORIGIN: Format = Format {
-    pattern: "^https?://[^/?# ]{1,253}$",
+    pattern: r#"^https?://(\[[0-9A-Fa-f:.]+\]|[!-"$-.0-9;->A-Z\\^-~]+)(:[0-9]{1,5})?$"#,
     check: is_origin,
     message: "must be an origin (scheme://host[:port])",
 };
@@ -99,10 +101,7 @@ pub fn is_origin(s: &str) -> bool {
     let Some((scheme, rest)) = s.split_once("://") else {
         return false;
     };
-    matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && !rest.contains(['/', '?', '#', ' '])
-        && rest.len() <= 253
+    matches!(scheme, "http" | "https") && rest.len() <= 253 && is_authority(rest)
 }
 
 fn is_email(s: &str) -> bool {
@@ -110,7 +109,42 @@ fn is_email(s: &str) -> bool {
 }
 
 fn is_http_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
+    let Some(rest) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    is_authority(authority) && tail.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `host[:port]` as the outbound client takes it: a name in visible ASCII (no `[]@/?#:`) or
+/// a bracketed IPv6 address, and a port of 1 to 5 digits.
+fn is_authority(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((inner, port)) => (is_ipv6_text(inner), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            let name = |b: u8| b.is_ascii_graphic() && !b"[]@/?#".contains(&b);
+            (!host.is_empty() && host.bytes().all(name), port)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+fn is_ipv6_text(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
 }
 
 #[cfg(test)]
@@ -130,6 +164,27 @@ mod tests {
         assert!(!is_origin("ftp://a"));
         assert!((HTTP_URL.check)("https://api.example/v1"));
         assert!(!(HTTP_URL.check)("ftp://api.example"));
+        assert!((HTTP_URL.check)("http://127.0.0.1:8080?q=1"));
+        assert!((HTTP_URL.check)("https://{region}.api.example/v1/{city}"));
+        assert!((HTTP_URL.check)("http://[::1]:11434/v1"));
+        assert!((HTTP_URL.check)("https://api.example:443"));
+        for bad in [
+            "http://",
+            "https:///v1",
+            "http://user@host",
+            "http://a b/",
+            "http://?x",
+            "https://\u{c9}t\u{e9}.example",
+            "https://a.example/\u{85}",
+            "https://[",
+            "https://[::1",
+            "https://[zz]/",
+            "http://a:",
+            "http://a:123456",
+            "http://a:b",
+        ] {
+            assert!(!(HTTP_URL.check)(bad), "{bad}");
+        }
         assert!((EMAIL.check)("a@b"));
     }
 

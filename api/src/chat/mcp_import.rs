@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use halyard_engine::client::{ExchangeId, HttpEvent};
+use halyard_engine::client::{ExchangeId, FetchError, HttpEvent};
 use halyard_engine::{Cx, Event, Responder, Response, Status, Task};
 use halyard_storage::{ids, Mutation, StoreError, Tool, ToolType};
 use serde_json::{json, Map, Value};
@@ -123,6 +123,11 @@ impl McpImportTask {
                 Err(e) => Err(e),
             },
             HttpEvent::End => session.on_end(),
+            // An address tools may not reach is the request's fault, not the server's.
+            HttpEvent::Failed(e @ FetchError::Forbidden(_)) => {
+                self.exchange = None;
+                return self.fail(ApiError::BadRequest(format!("serverUrl: {e}")));
+            }
             HttpEvent::Failed(e) => Err(format!("the MCP server could not be reached: {e}")),
         };
         // The step is over: the exchange's later events (its end, after an answer that came

@@ -33,7 +33,7 @@ fn window(c: &Call<'_>) -> ApiResult<(u64, u64)> {
             None => Ok(None),
             Some(v) => time::parse(&v).map(Some).ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "Query parameter '{name}' must be an RFC 3339 date-time"
+                    "Query parameter '{name}' must be an RFC 3339 date-time, from 1970 on"
                 ))
             }),
         }

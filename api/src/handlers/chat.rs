@@ -539,7 +539,9 @@ pub fn usage(c: &Call<'_>) -> ApiResult<Response> {
         match c.query(name) {
             None => Ok(None),
             Some(v) => time::parse(&v).map(Some).ok_or_else(|| {
-                ApiError::BadRequest(format!("Query parameter '{name}' must be an ISO date"))
+                ApiError::BadRequest(format!(
+                    "Query parameter '{name}' must be an ISO date (YYYY-MM-DD), from 1970 on"
+                ))
             }),
         }
     };

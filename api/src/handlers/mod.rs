@@ -25,7 +25,9 @@ mod tenant_export;
 mod tools;
 mod traces;
 
-pub(crate) use analytics::{GROUPS as ANALYTICS_GROUPS, MAX_EVENTS as ANALYTICS_MAX_EVENTS};
+pub(crate) use analytics::{
+    GROUPS as ANALYTICS_GROUPS, MAX_EVENTS as ANALYTICS_MAX_EVENTS, METRICS as ANALYTICS_METRICS,
+};
 pub(crate) use deployments::{
     ENVIRONMENTS as DEPLOYMENT_ENVIRONMENTS, STATUSES as DEPLOYMENT_STATUSES,
 };

@@ -23,6 +23,20 @@ pub(super) fn request(id: RouteId) -> Value {
     }
 }
 
+/// Whether a request of `id` must have a body: its fields include one it cannot do without.
+pub(super) fn is_required(id: RouteId) -> bool {
+    let needs = |fields: &[Field]| {
+        fields
+            .iter()
+            .any(|f| matches!(f.presence, Presence::Required))
+    };
+    match request_body(id) {
+        RequestBody::Any => false,
+        RequestBody::Object(fields) => needs(fields),
+        RequestBody::Either(a, b) => needs(a) && needs(b),
+    }
+}
+
 /// An object of `fields`, with its conditional requirements.
 fn object(fields: &[Field]) -> Value {
     let required: Vec<&str> = fields
@@ -91,7 +105,7 @@ fn rule(r: &Rule) -> Value {
         Rule::Bool => json!({"type": "boolean"}),
         Rule::Whole { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Rule::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
-        Rule::Time => json!({"type": "string", "format": "date-time"}),
+        Rule::Time => time("date-time"),
         Rule::Json { .. } => json!({"type": "object"}),
         Rule::Manifest { max_entries } => json!({
             "type": "object",
@@ -140,19 +154,19 @@ fn text(t: &Text) -> Value {
     schema
 }
 
+/// A date (`format` `date`) or date-time (`date-time`): times are kept as milliseconds
+/// since 1970, so earlier years are refused, and the pattern says so.
+fn time(format: &str) -> Value {
+    json!({"type": "string", "format": format, "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-"})
+}
+
 /// Query parameters beyond pagination, for the routes that read them.
 pub(crate) fn query(id: RouteId) -> Vec<Value> {
     let param = |name: &str, required: bool, schema: Value| json!({"name": name, "in": "query", "required": required, "schema": schema});
     // `from` and `to` of an analytics query.
     let window = || {
         ["from", "to"]
-            .map(|name| {
-                param(
-                    name,
-                    false,
-                    json!({"type": "string", "format": "date-time"}),
-                )
-            })
+            .map(|name| param(name, false, time("date-time")))
             .to_vec()
     };
     match id {
@@ -162,16 +176,8 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
         ],
         RouteId::ChatUsage => vec![
             param("projectId", true, text(&Text::new(1, 64))),
-            param(
-                "startDate",
-                false,
-                json!({"type": "string", "format": "date"}),
-            ),
-            param(
-                "endDate",
-                false,
-                json!({"type": "string", "format": "date"}),
-            ),
+            param("startDate", false, time("date")),
+            param("endDate", false, time("date")),
             param("groupBy", false, json!({"enum": ["model"]})),
         ],
         RouteId::SessionTraces => vec![
@@ -189,7 +195,10 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
         RouteId::AnalyticsMetrics => {
             let mut params = window();
             params.push(param("groupBy", false, json!({"enum": crate::handlers::ANALYTICS_GROUPS})));
-            params.push(param("metrics", false, json!({"type": "string", "maxLength": 200})));
+            // A comma-separated list of metric names.
+            let one = format!(" *({}) *", crate::handlers::ANALYTICS_METRICS.join("|"));
+            let list = format!("^{one}(,{one})*$");
+            params.push(param("metrics", false, json!({"type": "string", "maxLength": 200, "pattern": list})));
             params
         }
         RouteId::AnalyticsEvents => [
@@ -212,7 +221,11 @@ pub(crate) fn query(id: RouteId) -> Vec<Value> {
                 false,
                 json!({"type": "integer", "minimum": 1, "maximum": crate::handlers::ANALYTICS_MAX_EVENTS}),
             ),
-            param("offset", false, json!({"type": "integer", "minimum": 0})),
+            param(
+                "offset",
+                false,
+                json!({"type": "integer", "minimum": 0, "maximum": crate::query::MAX_NUMBER}),
+            ),
             ],
         ]
         .concat(),
@@ -247,6 +260,18 @@ mod tests {
         let model = &request(RouteId::AgentCreate)["properties"]["model"];
         assert_eq!(model["if"]["properties"]["provider"]["const"], "openai");
         assert_eq!(model["then"]["required"], json!(["model"]));
+    }
+
+    #[test]
+    fn a_body_is_required_where_a_field_is() {
+        // Without `required: true` a schema-driven client sends no body at all, and meets
+        // the handler's "is required" instead of its logic.
+        assert!(is_required(RouteId::AgentCreate));
+        assert!(!is_required(RouteId::SessionCreate));
+        let dates = query(RouteId::ChatUsage);
+        assert!(dates
+            .iter()
+            .any(|p| p["schema"]["pattern"] == "^(19[7-9][0-9]|[2-9][0-9]{3})-"));
     }
 
     #[test]

@@ -130,8 +130,10 @@ fn operation(def: &RouteDef) -> Value {
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}))
         .collect();
     if is_list(def.id) {
-        params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
-        params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}));
+        // Up to 18 digits (`query::page`); a larger limit is the route's largest page.
+        let count = json!({"type": "integer", "minimum": 0, "maximum": crate::query::MAX_NUMBER});
+        params.push(json!({"name": "limit", "in": "query", "required": false, "schema": count}));
+        params.push(json!({"name": "offset", "in": "query", "required": false, "schema": count}));
     }
     params.extend(bodies::query(def.id));
     if def.id == RouteId::Widget {
@@ -182,7 +184,7 @@ fn operation(def: &RouteDef) -> Value {
     });
     if has_body(def) {
         op["requestBody"] = json!({
-            "required": false,
+            "required": bodies::is_required(def.id),
             "content": {"application/json": {"schema": bodies::request(def.id)}},
         });
     }
