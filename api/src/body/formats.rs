@@ -141,10 +141,9 @@ fn is_authority(authority: &str) -> bool {
     host_ok && port_ok
 }
 
+/// As the outbound client reads a bracketed host (`std`'s parser, no zone id).
 fn is_ipv6_text(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    s.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 #[cfg(test)]
@@ -179,6 +178,7 @@ mod tests {
             "https://[",
             "https://[::1",
             "https://[zz]/",
+            "http://[0]",
             "http://a:",
             "http://a:123456",
             "http://a:b",
