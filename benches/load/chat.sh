@@ -578,6 +578,17 @@ ECHO_MSG=$(python3 -c 'print(" ".join("w%d" % i for i in range(1, 20)))') # 19 w
 
 # conc_variant KIND N: REPEATS x (fresh server, one turn alone, N turns at once); records
 # RESULT[conc_KIND,*]. KIND is echo or upstream (the fake upstream must be running).
+# launch_nginx DIR PORT [LAUNCHER...]: nginx on DIR's config, started through LAUNCHER
+# (taskset, valgrind, or nothing), stopped on exit; waits for PORT; sets LAUNCHED (its PID).
+launch_nginx() {
+    local dir=$1 port=$2
+    shift 2
+    "$@" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
+    LAUNCHED=$!
+    PIDS+=("$LAUNCHED")
+    wait_ready "$port" "$LAUNCHED" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+}
+
 NGX_PID="" NGX_PORT="" NGX_DIR=""
 start_nginx_relay() { # start_nginx_relay [CONNECTIONS [WORKERS]]: nginx proxying /v1/ to the fake upstream
     local dir conns=${1:-4096} workers=${2:-1}
@@ -587,10 +598,8 @@ start_nginx_relay() { # start_nginx_relay [CONNECTIONS [WORKERS]]: nginx proxyin
     nginx_conf "$dir" "$NGX_PORT" "$workers" "$conns" "" \
         "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
         'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }'
-    "${PIN_SERVER[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
-    NGX_PID=$!
-    PIDS+=("$NGX_PID")
-    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+    launch_nginx "$dir" "$NGX_PORT" "${PIN_SERVER[@]}"
+    NGX_PID=$LAUNCHED
     log "nginx pid $NGX_PID port $NGX_PORT -> upstream $UP_PORT"
 }
 
@@ -827,11 +836,9 @@ if has instructions; then
         "upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }" \
         'location /v1/ { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 60s; }' \
         "master_process off;"
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.nginx" \
-        "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
-    NGX_PID=$!
-    PIDS+=("$NGX_PID")
-    wait_ready "$NGX_PORT" "$NGX_PID" || { cat "$dir/log" >&2; die "nginx did not start"; }
+    launch_nginx "$dir" "$NGX_PORT" \
+        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.nginx"
+    NGX_PID=$LAUNCHED
     nbody="{\"model\":\"$model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"
     chatload_run "$WORK/ir.warm.json" --port "$NGX_PORT" --proto openai --path /v1/chat/completions \
         --body "$nbody" --streams 10 --timeout 300
@@ -925,10 +932,8 @@ start_nginx_tool() { # nginx, one worker, on the client core: GET /tool answers 
     NGX_TOOL_PORT=$(free_port)
     nginx_conf "$dir" "$NGX_TOOL_PORT" 1 1024 "" "" \
         "location = /tool { default_type application/json; return 200 '{\"ok\":true}'; }"
-    "${PIN_CLIENT[@]}" "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/log" 2>&1 &
-    NGX_TOOL_PID=$!
-    PIDS+=("$NGX_TOOL_PID")
-    wait_ready "$NGX_TOOL_PORT" "$NGX_TOOL_PID" || { cat "$dir/log" "$dir/error.log" >&2; die "nginx did not start"; }
+    launch_nginx "$dir" "$NGX_TOOL_PORT" "${PIN_CLIENT[@]}"
+    NGX_TOOL_PID=$LAUNCHED
     log "nginx (tool) pid $NGX_TOOL_PID port $NGX_TOOL_PORT"
 }
 

@@ -66,16 +66,6 @@ impl<T: NamedItem> Named<T> {
         self.by_id.values()
     }
 
-    /// How many items there are.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Whether `name` is held by an item other than `id`.
     pub fn is_taken(&self, name: &str, id: &str) -> bool {
         self.ids.get(name).is_some_and(|holder| holder != id)
@@ -131,11 +121,11 @@ mod tests {
         assert_eq!(prev.name, "search");
         assert!(tools.by_name("search").is_none());
         assert_eq!(tools.by_name("lookup").map(|t| t.id.as_str()), Some("t1"));
-        assert_eq!(tools.len(), 1);
+        assert_eq!(tools.values().count(), 1);
 
         assert_eq!(tools.remove("t1").map(|t| t.name), Some("lookup".into()));
         assert!(tools.by_name("lookup").is_none());
-        assert!(tools.is_empty());
+        assert_eq!(tools.values().count(), 0);
         assert!(tools.remove("t1").is_none());
     }
 }
